@@ -1,0 +1,57 @@
+# nighttune — the README's commands. Everything runs from a local .venv that the
+# targets create and keep in step with pyproject.toml; nothing is installed by hand.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+ARGS   ?=
+PYTEST_ARGS ?=
+
+export TF_CPP_MIN_LOG_LEVEL ?= 3
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export DO_NOT_TRACK ?= 1
+
+.PHONY: help setup run test test-fast lint bench clean
+
+help:
+	@echo "make run    set up .venv and run 'nighttune tune' on the offline default (digits)"
+	@echo "make test   set up .venv with the dev extra and run the whole test suite"
+	@echo "make test-fast   the suite without tests marked slow"
+	@echo "make lint   ruff and mypy"
+	@echo "make bench  run the benchmarks in bench/ and print their ratios"
+	@echo "make clean  remove .venv and build leftovers (not the dataset cache)"
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "nighttune needs Python 3.11; set PYTHON=/path/to/python3.11")'
+	$(PYTHON) -m venv $(VENV)
+
+# Stamps: reinstall when pyproject.toml changes.
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --disable-pip-version-check -e '.[cpu]'
+	@touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --disable-pip-version-check -e '.[cpu,dev]'
+	@touch $@ $(VENV)/.installed-run
+
+setup: $(VENV)/.installed-dev
+
+run: $(VENV)/.installed-run
+	$(BIN)/nighttune tune $(ARGS)
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -m 'not slow' $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check flows tasks tests bench
+	$(BIN)/ruff format --check flows tasks tests bench
+	$(BIN)/mypy flows tasks
+
+bench: $(VENV)/.installed-dev
+	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

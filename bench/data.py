@@ -1,0 +1,67 @@
+"""Dataset step: a cache hit's time divided by the first (building) run's, side by side.
+
+Sources: the bundled digits (TFDS build + preprocess + save) and a generated folder of
+PNGs. Each pair is timed in this one process, in a fresh cache folder; the figure
+that matters is the ratio (goal <= 0.05), not the seconds, on a shared noisy machine.
+
+    .venv/bin/python bench/data.py [--images 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from tasks.config import DatasetSpec  # noqa: E402
+from tasks.data import load_dataset  # noqa: E402
+
+
+def make_folder(root: Path, n: int) -> Path:
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        label = i % 4
+        image = rng.integers(0, 60, (28, 28), dtype=np.uint8)
+        image[label * 7 : label * 7 + 7] = 230
+        path = root / f"class{label}" / f"{i:05d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(path)
+    return root
+
+
+def timed(spec: DatasetSpec, cache: Path) -> tuple[float, bool]:
+    start = time.perf_counter()
+    hit = load_dataset(spec, cache).cache_hit
+    return time.perf_counter() - start, hit
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=3000, help="PNG files in the folder case")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        folder = make_folder(tmp_path / "images", args.images)
+        cases = {
+            "digits (1,797 8x8)": DatasetSpec(),
+            f"image folder ({args.images:,} PNG 28x28)": DatasetSpec(name=str(folder)),
+        }
+        print(f"{'dataset step':<34} {'first s':>8} {'second s':>9} {'second/first':>13}")
+        for name, spec in cases.items():
+            first, hit1 = timed(spec, tmp_path / "cache")
+            second, hit2 = timed(spec, tmp_path / "cache")
+            assert not hit1 and hit2, "expected a build, then a cache hit"
+            print(f"{name:<34} {first:>8.2f} {second:>9.3f} {second / first:>13.3f}")
+
+
+if __name__ == "__main__":
+    main()

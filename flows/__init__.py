@@ -1,0 +1,1 @@
+"""nighttune's Prefect flows and the `nighttune` command line."""

@@ -1,0 +1,169 @@
+"""The `nighttune` command line.
+
+Exit status: 0 done; 2 the user's input is wrong (one line on stderr says what and
+how to fix it, never a traceback); 1 anything else. Heavy imports (TensorFlow,
+Prefect) happen inside commands so that ``--help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+# typer >= 0.29 vendors click; its exceptions live here, not in the `click` package.
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
+
+# TensorFlow's import-time chatter is not for our users; set before it loads.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from tasks.errors import UserError  # noqa: E402  (after the environment is set)
+
+app = typer.Typer(
+    name="nighttune",
+    help="Tune Keras training every night: LR range tests, batch size x patience grids, "
+    "exports and reports, orchestrated by Prefect.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+DatasetOpt = Annotated[
+    str,
+    typer.Option(
+        "--dataset",
+        help="TFDS catalog name (mnist, fashion_mnist, cifar10), 'digits' (bundled, offline), "
+        "or a folder with one subfolder of images per class.",
+    ),
+]
+DataDirOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data-dir",
+        help="Where TFDS finds (or downloads) catalog datasets. Default: $TFDS_DATA_DIR "
+        "or ~/tensorflow_datasets.",
+    ),
+]
+CacheDirOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cache-dir",
+        help="Preprocessed-dataset cache. Default: $NIGHTTUNE_CACHE_DIR or ~/.cache/nighttune.",
+    ),
+]
+ImageSizeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--image-size",
+        metavar="H,W",
+        help="Resize every image to HEIGHT,WIDTH. Default: the dataset's own size.",
+    ),
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for splits (and, later, training).")]
+
+
+def _dataset_spec(dataset: str, data_dir: str | None, image_size: str | None, seed: int):
+    from tasks.config import DatasetSpec, parse
+    from tasks.errors import ConfigError
+
+    size = None
+    if image_size is not None:
+        try:
+            height, width = (int(part) for part in image_size.split(","))
+        except ValueError:
+            raise ConfigError(
+                f"--image-size wants HEIGHT,WIDTH such as 28,28 (got {image_size!r})"
+            ) from None
+        size = (height, width)
+    return parse(
+        DatasetSpec,
+        {"name": dataset, "data_dir": data_dir, "image_size": size, "seed": seed},
+        where="dataset.",
+    )
+
+
+def _cache_and_describe(spec, cache_dir: str | None) -> None:
+    from tasks.data import load_dataset
+
+    cached = load_dataset(spec, cache_dir)
+    height, width, channels = cached.input_shape
+    state = "cache hit" if cached.cache_hit else "built"
+    print(f"dataset     {spec.name}  ({state}: {cached.path})")
+    print(f"classes     {len(cached.class_names)}: {' '.join(cached.class_names)}")
+    print(f"input       {height}x{width}x{channels} float32 in [0, 1]")
+    for split, count in cached.num_examples.items():
+        print(f"{split:<11} {count:>7} examples")
+
+
+@app.command()
+def tune(
+    dataset: DatasetOpt = "digits",
+    data_dir: DataDirOpt = None,
+    cache_dir: CacheDirOpt = None,
+    image_size: ImageSizeOpt = None,
+    seed: SeedOpt = 0,
+) -> None:
+    """Tune training on a dataset. For now: cache the dataset and print its splits."""
+    _cache_and_describe(_dataset_spec(dataset, data_dir, image_size, seed), cache_dir)
+
+
+@app.command()
+def cache(
+    dataset: DatasetOpt = "digits",
+    data_dir: DataDirOpt = None,
+    cache_dir: CacheDirOpt = None,
+    image_size: ImageSizeOpt = None,
+    seed: SeedOpt = 0,
+) -> None:
+    """Prepare and cache a dataset, then print its splits.
+
+    Run it where there is internet to download a TFDS catalog dataset into
+    --data-dir; copy that folder to offline machines.
+    """
+    _cache_and_describe(_dataset_spec(dataset, data_dir, image_size, seed), cache_dir)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"nighttune: error: {message}", file=sys.stderr)
+    return code
+
+
+def _console_logging() -> None:
+    """Our progress lines on stderr with a timestamp; other libraries' INFO stays quiet."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    ours = logging.getLogger("nighttune")
+    ours.handlers[:] = [handler]
+    ours.setLevel(logging.INFO)
+    ours.propagate = False
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``nighttune`` console script; returns the exit status."""
+    _console_logging()
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(
+            args=sys.argv[1:] if argv is None else argv,
+            prog_name="nighttune",
+            standalone_mode=False,
+        )
+    except NoArgsIsHelpError as exc:
+        print(exc.ctx.get_help() if exc.ctx else "nighttune --help")
+        return 0
+    except UsageError as exc:
+        where = f"nighttune {exc.ctx.info_name} --help" if exc.ctx else "nighttune --help"
+        where = where.replace("nighttune nighttune", "nighttune")
+        return _fail(f"{exc.format_message()} (see `{where}`)", 2)
+    except typer.Abort:
+        return _fail("interrupted", 130)
+    except UserError as exc:
+        return _fail(str(exc), 2)
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Datasets in, cached preprocessed train / validation / test splits out.
+
+A `DatasetSpec` names a TFDS catalog dataset, the bundled offline ``digits``, or
+a folder of images with one subfolder per class. `load_dataset` preprocesses it
+once (float32 in [0, 1], fixed shape, seeded validation/test carved from train
+where the source has none), saves every split with `tf.data.Dataset.save` under
+``<cache>/datasets/<name>-<fingerprint>/`` and returns a `CachedDataset`: plain
+paths and metadata that Prefect can hash and pass between machines.
+
+The fingerprint covers (source, version, splits, preprocessing), so changing any
+of them builds a new entry. Entries are staged and renamed (see `tasks.files`);
+``meta.json`` records every file's sha256, and an entry that no longer matches
+it is rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel
+
+from tasks.config import DatasetSpec
+from tasks.errors import DatasetUnavailable
+from tasks.files import discard_dir, file_digests, staged_dir, verify_digests
+from tasks.logs import get_logger
+from tasks.sources import ImageFolder, open_source
+
+# Bump when the cached layout or the preprocessing code changes meaning.
+CACHE_FORMAT = 1
+SPLITS = ("train", "validation", "test")
+
+
+class CachedDataset(BaseModel):
+    """A dataset's cached splits on disk, and what a model needs to know about them."""
+
+    path: str
+    fingerprint: str
+    source: str
+    class_names: list[str]
+    input_shape: tuple[int, int, int]
+    num_examples: dict[str, int]
+    cache_hit: bool = False
+
+    def split(self, name: str) -> Any:
+        """The split as a `tf.data.Dataset` of ``(float32 image, int64 label)``."""
+        import tensorflow as tf
+
+        if name not in self.num_examples:
+            raise KeyError(f"no split {name!r}; have {', '.join(self.num_examples)}")
+        return tf.data.Dataset.load(str(Path(self.path) / name))
+
+
+def resolve_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The flag if given, else ``$NIGHTTUNE_CACHE_DIR``, else ``~/.cache/nighttune``."""
+    if cache_dir:
+        return Path(cache_dir).expanduser().resolve()
+    if env := os.environ.get("NIGHTTUNE_CACHE_DIR"):
+        return Path(env).expanduser().resolve()
+    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(xdg).expanduser().resolve() / "nighttune"
+
+
+def load_dataset(spec: DatasetSpec, cache_dir: str | os.PathLike | None = None) -> CachedDataset:
+    """Return ``spec``'s cached splits, building (or rebuilding a damaged) entry if needed.
+
+    Raises:
+        DatasetUnavailable: unknown name, missing or unusable folder, or a catalog
+            dataset that is not prepared and cannot be downloaded from here.
+        ConfigError: a dataset that cannot be used as given (e.g. varying image
+            sizes without ``image_size``).
+    """
+    log = get_logger()
+    root = resolve_cache_dir(cache_dir)
+    source = open_source(spec, root)
+    key = {
+        "format": CACHE_FORMAT,
+        "source": source.identity,
+        "version": source.version,
+        "splits": source.split_plan,
+        "preprocessing": {
+            "dtype": "float32",
+            "range": [0.0, 1.0],
+            "input_shape": list(source.input_shape),
+            "seed": spec.seed,
+        },
+    }
+    fingerprint = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+    entry = root / "datasets" / f"{_slug(source.identity)}-{fingerprint[:16]}"
+
+    cached = _read_entry(entry, fingerprint)
+    if cached is not None:
+        log.info("dataset %s: cache hit (%s)", spec.name, entry)
+        return cached.model_copy(update={"cache_hit": True})
+    if entry.exists():
+        log.warning("dataset %s: cache entry %s is damaged; rebuilding it", spec.name, entry)
+        discard_dir(entry)
+
+    log.info("dataset %s: preprocessing and caching into %s", spec.name, entry)
+    with staged_dir(entry) as staging:
+        counts = {}
+        for split, ds in source.splits().items():
+            counts[split] = _save_split(ds, staging / split)
+            if counts[split] == 0:
+                raise DatasetUnavailable(
+                    f"dataset {spec.name}: the {split} split came out empty; "
+                    "add examples or lower val_fraction / test_fraction"
+                )
+        meta = {
+            "fingerprint": fingerprint,
+            "key": key,
+            "class_names": source.class_names,
+            "input_shape": list(source.input_shape),
+            "num_examples": counts,
+            "files": file_digests(staging),
+        }
+        (staging / "meta.json").write_text(json.dumps(meta, indent=2))
+    if isinstance(source, ImageFolder) and (lost := len(source.files) - sum(counts.values())):
+        log.warning("dataset %s: skipped %d unreadable image file(s)", spec.name, lost)
+    cached = _read_entry(entry, fingerprint)
+    if cached is None:  # pragma: no cover - we just wrote it
+        raise RuntimeError(f"cache entry {entry} failed verification right after writing")
+    return cached
+
+
+@task(name="cache_dataset", tags=["cpu"], cache_policy=NO_CACHE)
+def cache_dataset(spec: DatasetSpec, cache_dir: str | None = None) -> CachedDataset:
+    """Prefect task: `load_dataset`. The on-disk cache is the cache, so Prefect's is off."""
+    return load_dataset(spec, cache_dir)
+
+
+# --------------------------------------------------------------------------- entries
+
+
+def _read_entry(entry: Path, fingerprint: str) -> CachedDataset | None:
+    """The entry if it is complete and every file matches meta.json, else None."""
+    try:
+        meta = json.loads((entry / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if meta.get("fingerprint") != fingerprint or verify_digests(entry, meta["files"]):
+        return None
+    return CachedDataset(
+        path=str(entry),
+        fingerprint=fingerprint,
+        source=meta["key"]["source"],
+        class_names=meta["class_names"],
+        input_shape=tuple(meta["input_shape"]),
+        num_examples=meta["num_examples"],
+    )
+
+
+def _save_split(ds: Any, path: Path) -> int:
+    """Save ``ds`` as one shard (stable order on load) and return its element count."""
+    import tensorflow as tf
+
+    ds.save(str(path), shard_func=lambda *_: tf.constant(0, tf.int64))
+    return int(tf.data.Dataset.load(str(path)).reduce(0, lambda n, _: n + 1))
+
+
+def _slug(identity: str) -> str:
+    # Folders are absolute paths: their last part; TFDS names look like mnist/3.0.1.
+    tail = Path(identity).name if os.path.isabs(identity) else identity.replace("/", "-")
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in tail)[:40] or "dataset"

@@ -1,0 +1,96 @@
+"""Files that are either whole or absent: checksums and atomically published folders.
+
+Used by the dataset cache (and by exports): a folder is built under a temporary
+name next to its final place, its files' sizes and sha256 recorded, and only then
+renamed into place. A crash leaves a ``*.tmp-*`` folder that no reader looks at;
+a folder damaged later is caught by `verify_digests`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_digests(root: Path, exclude: tuple[str, ...] = ()) -> dict[str, dict[str, int | str]]:
+    """``{relative/posix/path: {"size": bytes, "sha256": hex}}`` for every file under root."""
+    digests: dict[str, dict[str, int | str]] = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        if rel in exclude:
+            continue
+        digests[rel] = {"size": path.stat().st_size, "sha256": sha256_file(path)}
+    return digests
+
+
+def verify_digests(root: Path, expected: dict[str, dict[str, int | str]]) -> str | None:
+    """None when every listed file is present with its size and sha256, else the first problem."""
+    for rel, want in expected.items():
+        path = root / rel
+        if not path.is_file():
+            return f"{rel} is missing"
+        if path.stat().st_size != want["size"]:
+            return f"{rel} has {path.stat().st_size} bytes, expected {want['size']}"
+        if sha256_file(path) != want["sha256"]:
+            return f"{rel} does not match its sha256"
+    return None
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a small text file so that readers see the old or the new content, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def staged_dir(final: Path) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``final``; on success rename it to ``final``.
+
+    If ``final`` appeared meanwhile (another process won the race), the staged copy
+    is discarded and the existing one kept. On an exception the staged folder is
+    removed and nothing is published.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    try:
+        yield tmp
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not final.exists():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def discard_dir(path: Path) -> None:
+    """Remove a folder without ever leaving a half-deleted one under its name."""
+    if not path.exists():
+        return
+    trash = path.with_name(f"{path.name}.trash-{uuid.uuid4().hex[:8]}")
+    os.rename(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)

@@ -1,0 +1,20 @@
+"""One logger for plain functions: Prefect's run logger inside a run, else ``nighttune``."""
+
+from __future__ import annotations
+
+import logging
+
+
+def get_logger() -> logging.Logger | logging.LoggerAdapter:
+    """The current Prefect run's logger when there is one, else the ``nighttune`` logger."""
+    try:
+        from prefect.exceptions import MissingContextError
+        from prefect.logging import get_run_logger
+
+        try:
+            return get_run_logger()
+        except MissingContextError:
+            pass
+    except ImportError:  # pragma: no cover - prefect is a hard dependency
+        pass
+    return logging.getLogger("nighttune")

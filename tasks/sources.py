@@ -1,0 +1,269 @@
+"""Where datasets come from: TFDS builders (catalog or bundled ``digits``) and image folders.
+
+Each source knows its identity and version (for the cache fingerprint), its class
+names and model input shape, and yields preprocessed ``(image, label)`` tf.data
+splits for train / validation / test, carving the missing ones from train.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from tasks.config import DatasetSpec
+from tasks.errors import ConfigError, DatasetUnavailable
+from tasks.images import IMAGE_EXTENSIONS, decode_image_file, list_images, preprocess_image
+from tasks.logs import get_logger
+
+NETWORK_PROBE = os.environ.get("NIGHTTUNE_NETWORK_PROBE", "storage.googleapis.com:443")
+
+
+def open_source(spec: DatasetSpec, cache_root: Path) -> CatalogSource | ImageFolder:
+    """The source a spec names; the bundled digits are prepared under ``cache_root/tfds``."""
+    if spec.kind == "folder":
+        return ImageFolder(spec)
+    return CatalogSource(spec, cache_root)
+
+
+def carve_codes(n: int, val_fraction: float, test_fraction: float, seed: int) -> Any:
+    """Seeded assignment of ``n`` examples: 0 train, 1 validation, 2 test.
+
+    A fraction of 0 carves nothing for that split.
+    """
+    import numpy as np
+
+    codes = np.zeros(n, dtype=np.int32)
+    order = np.random.default_rng(seed).permutation(n)
+    n_val, n_test = round(n * val_fraction), round(n * test_fraction)
+    codes[order[:n_val]] = 1
+    codes[order[n_val : n_val + n_test]] = 2
+    return codes
+
+
+class CatalogSource:
+    """A TFDS builder (catalog name or the bundled ``digits``).
+
+    Everything the cache key needs comes from the builder's static info, so a
+    cache hit never touches the TFDS data; `splits` prepares (downloads) it.
+    """
+
+    def __init__(self, spec: DatasetSpec, cache_root: Path) -> None:
+        import tensorflow_datasets as tfds
+
+        self.spec = spec
+        if spec.kind == "digits":
+            from tasks.digits import Digits
+
+            data_dir = spec.data_dir or str(cache_root / "tfds")
+            self.builder = Digits(data_dir=data_dir)
+        else:
+            _check_catalog_name(spec.name)
+            self.builder = tfds.builder(spec.name, data_dir=spec.data_dir)
+        info = self.builder.info
+        if not info.supervised_keys:
+            raise ConfigError(
+                f"dataset {spec.name} has no (image, label) supervised keys; "
+                "nighttune trains image classifiers, e.g. mnist, fashion_mnist, cifar10"
+            )
+        image_key, label_key = info.supervised_keys[:2]
+        image_feature, label_feature = info.features[image_key], info.features[label_key]
+        if not isinstance(image_feature, tfds.features.Image) or not hasattr(
+            label_feature, "names"
+        ):
+            raise ConfigError(
+                f"dataset {spec.name} is not an image classification dataset "
+                f"({image_key}: {type(image_feature).__name__}, "
+                f"{label_key}: {type(label_feature).__name__})"
+            )
+        native = tuple(image_feature.shape)
+        if spec.image_size is None and None in native[:2]:
+            raise ConfigError(
+                f"dataset {spec.name} has images of varying size {native}; "
+                "pass --image-size HEIGHT,WIDTH"
+            )
+        height, width = spec.image_size or native[:2]
+        channels = spec.channels or (1 if native[2] in (1, 2) else 3)
+        self.input_shape = (int(height), int(width), int(channels))
+        self.class_names = list(label_feature.names)
+        self.identity = "digits" if spec.kind == "digits" else info.full_name
+        self.version = str(info.version)
+        # Used only for the splits the source lacks (known once it is prepared).
+        self.split_plan = {"validation": spec.val_fraction, "test": spec.test_fraction}
+
+    def splits(self) -> dict[str, Any]:
+        import tensorflow as tf
+
+        if self.spec.kind == "digits":
+            import tensorflow_datasets as tfds
+
+            tfds.disable_progress_bar()  # under a second of work: no bars
+            self.builder.download_and_prepare()
+            tfds.enable_progress_bar()
+        else:
+            _prepare_catalog(self.builder, self.spec)
+        have = set(self.builder.info.splits.keys())
+        if "train" not in have:
+            raise ConfigError(
+                f"dataset {self.spec.name} has no train split (it has: {sorted(have)})"
+            )
+        n_train = self.builder.info.splits["train"].num_examples
+        # A split the source lacks is carved from train; a fraction of 0 carves nothing.
+        carve_val = 0.0 if "validation" in have else self.spec.val_fraction
+        carve_test = 0.0 if "test" in have else self.spec.test_fraction
+        codes = tf.constant(carve_codes(n_train, carve_val, carve_test, self.spec.seed))
+
+        def read(split: str) -> Any:
+            ds = self.builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+            return ds.map(
+                lambda image, label: (preprocess_image(image, self.input_shape), label),
+                num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True,
+            )
+
+        def carved(code: int) -> Any:
+            return (
+                read("train")
+                .enumerate()
+                .filter(lambda i, ex: tf.gather(codes, i) == code)
+                .map(lambda i, ex: ex)
+            )
+
+        return {
+            "train": carved(0),
+            "validation": read("validation") if not carve_val else carved(1),
+            "test": read("test") if not carve_test else carved(2),
+        }
+
+
+def _check_catalog_name(name: str) -> None:
+    import tensorflow_datasets as tfds
+
+    known = tfds.list_builders(with_community_datasets=False)
+    base = name.split(":")[0].split("/")[0]
+    if base in known:
+        return
+    close = difflib.get_close_matches(base, [*known, "digits"], n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    raise DatasetUnavailable(
+        f"unknown dataset {name!r}; {hint}"
+        "use a TFDS catalog name (mnist, fashion_mnist, cifar10), 'digits', "
+        "or a folder path such as ./images"
+    )
+
+
+def _prepare_catalog(builder: Any, spec: DatasetSpec) -> None:
+    """Download and prepare a catalog dataset, or fail at once when offline."""
+    if builder.is_prepared():
+        return
+    where = spec.data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
+    hint = (
+        f"prepare it where there is internet (nighttune cache --dataset {spec.name} "
+        f"--data-dir DIR, or `tfds build {spec.name} --data_dir DIR`), copy DIR here "
+        "and pass --data-dir DIR or set TFDS_DATA_DIR"
+    )
+    problem = network_problem()
+    if problem:
+        raise DatasetUnavailable(
+            f"dataset {spec.name} is not prepared in {where} and cannot be downloaded "
+            f"({problem}); {hint}"
+        )
+    get_logger().info("dataset %s: downloading and preparing into %s", spec.name, where)
+    try:
+        builder.download_and_prepare()
+    except Exception as exc:  # TFDS raises many kinds; the user needs the same advice
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatasetUnavailable(
+            f"dataset {spec.name} could not be prepared ({first}); {hint}"
+        ) from None
+
+
+def network_problem(timeout: float = 3.0) -> str | None:
+    """None if the download host (or the HTTPS proxy) accepts a connection, else why not.
+
+    TFDS retries an unreachable host for minutes; one short connect tells us first.
+    """
+    target = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy") or NETWORK_PROBE
+    hostport = target.split("://")[-1].split("/")[0].split("@")[-1]
+    host, _, port_text = hostport.rpartition(":")
+    host, port = (host, int(port_text)) if host and port_text.isdigit() else (hostport, 443)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as exc:
+        return f"no connection to {host}:{port}: {exc.strerror or exc}"
+
+
+class ImageFolder:
+    """A folder with one subfolder of images per class (at least two classes)."""
+
+    def __init__(self, spec: DatasetSpec) -> None:
+        root = Path(spec.name).expanduser()
+        if not root.is_dir():
+            raise DatasetUnavailable(
+                f"image folder {spec.name} does not exist; give a folder with one "
+                "subfolder of images per class"
+            )
+        self.spec = spec
+        self.identity = str(root.resolve())
+        files: list[tuple[str, int]] = []
+        self.class_names: list[str] = []
+        for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            images = list_images(sub)
+            if images:
+                files += [(path, len(self.class_names)) for path in images]
+                self.class_names.append(sub.name)
+        if len(self.class_names) < 2:
+            raise DatasetUnavailable(
+                f"image folder {spec.name} has {len(self.class_names)} class subfolder(s) "
+                f"with images ({', '.join(self.class_names) or 'none'}); need at least 2, "
+                f"one subfolder per class holding {'/'.join(sorted(IMAGE_EXTENSIONS))} files"
+            )
+        self.files = files
+        # The folder's "version": any file added, removed or rewritten makes a new entry.
+        digest = hashlib.sha256()
+        skip = len(str(root)) + 1
+        for path, label in files:
+            stat = os.stat(path)
+            digest.update(f"{path[skip:]}|{label}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+        self.version = digest.hexdigest()
+        self.input_shape = self._input_shape(files[0][0])
+        self.split_plan = {"validation": spec.val_fraction, "test": spec.test_fraction}
+
+    def _input_shape(self, first: str) -> tuple[int, int, int]:
+        if self.spec.image_size and self.spec.channels:
+            return (*self.spec.image_size, self.spec.channels)
+        try:
+            shape = decode_image_file(first).shape
+        except Exception as exc:
+            raise DatasetUnavailable(
+                f"cannot decode {first} to learn the image size ({type(exc).__name__}); "
+                "pass --image-size HEIGHT,WIDTH or remove the file"
+            ) from None
+        height, width = self.spec.image_size or (int(shape[0]), int(shape[1]))
+        channels = self.spec.channels or (1 if shape[2] in (1, 2) else 3)
+        return (height, width, channels)
+
+    def splits(self) -> dict[str, Any]:
+        import tensorflow as tf
+
+        spec = self.spec
+        codes = carve_codes(len(self.files), spec.val_fraction, spec.test_fraction, spec.seed)
+        out = {}
+        for code, split in enumerate(("train", "validation", "test")):
+            chosen = [
+                (p, label) for (p, label), c in zip(self.files, codes, strict=True) if c == code
+            ]
+            paths = tf.constant([p for p, _ in chosen], tf.string)
+            labels = tf.constant([label for _, label in chosen], tf.int64)
+            ds = tf.data.Dataset.from_tensor_slices((paths, labels)).map(
+                lambda p, y: (preprocess_image(decode_image_file(p), self.input_shape), y),
+                num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True,
+            )
+            # A file that will not decode is dropped (and counted) instead of failing the run.
+            out[split] = ds.ignore_errors(log_warning=True)
+        return out

@@ -1,0 +1,73 @@
+"""`nighttune` as a user runs it: a subprocess, its output and exit status."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from tests.conftest import nighttune_cmd
+from tests.images import class_folder
+
+
+def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        nighttune_cmd(*args), env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def assert_user_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("nighttune: error:")]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_help_lists_commands_and_flags(cli_env) -> None:
+    top = run(cli_env, "--help")
+    assert top.returncode == 0 and "tune" in top.stdout and "cache" in top.stdout
+    tune = run(cli_env, "tune", "--help")
+    for flag in ("--dataset", "--data-dir", "--cache-dir", "--image-size", "--seed"):
+        assert flag in tune.stdout
+
+
+def test_tune_on_the_offline_default_prints_splits(cli_env) -> None:
+    first = run(cli_env, "tune")
+    assert first.returncode == 0, first.stderr
+    assert "train          1257 examples" in first.stdout
+    assert "validation      270 examples" in first.stdout
+    assert "(built:" in first.stdout
+    second = run(cli_env, "tune")
+    assert "(cache hit:" in second.stdout
+
+
+def test_cache_command_on_an_image_folder(cli_env, tmp_path) -> None:
+    root = class_folder(tmp_path / "pets", per_class=5)
+    result = run(cli_env, "cache", "--dataset", str(root), "--image-size", "10,12")
+    assert result.returncode == 0, result.stderr
+    assert "classes     3: cat dog fox" in result.stdout
+    assert "input       10x12x1" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (("tune", "--dataset", "mnsit"), ("unknown dataset 'mnsit'", "did you mean mnist")),
+        (("tune", "--dataset", "./no/such/folder"), ("does not exist",)),
+        (("tune", "--bogus"), ("No such option: --bogus", "nighttune tune --help")),
+        (("tune", "--seed", "x"), ("--seed",)),
+        (("tune", "--image-size", "28"), ("--image-size wants HEIGHT,WIDTH", "'28'")),
+        (("tune", "--image-size", "0,28"), ("dataset.image_size",)),
+        (("frobnicate",), ("No such command 'frobnicate'",)),
+    ],
+)
+def test_user_mistakes_exit_2_with_one_line(cli_env, args, needles) -> None:
+    assert_user_error(run(cli_env, *args), *needles)
+
+
+def test_offline_catalog_dataset_exits_2_with_data_dir_hint(cli_env, tmp_path) -> None:
+    cli_env.update(HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9")
+    result = run(cli_env, "tune", "--dataset", "mnist", "--data-dir", str(tmp_path / "tfds"))
+    assert_user_error(result, "mnist is not prepared", "--data-dir DIR", "TFDS_DATA_DIR")

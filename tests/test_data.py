@@ -1,0 +1,260 @@
+"""The data path on real files: digits through TFDS, image folders, the on-disk cache."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tasks.config import DatasetSpec
+from tasks.data import CachedDataset, load_dataset, resolve_cache_dir
+from tasks.digits import Digits
+from tasks.errors import ConfigError, DatasetUnavailable
+from tasks.sources import carve_codes
+from tests.images import class_folder, pattern, write_image
+
+
+def as_arrays(cached: CachedDataset, split: str) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = zip(*cached.split(split).as_numpy_iterator(), strict=True)
+    return np.stack(images), np.array(labels)
+
+
+@pytest.fixture
+def generate_calls(monkeypatch) -> list[int]:
+    """Counts how many splits the digits builder generates (i.e. how often it runs)."""
+    calls: list[int] = []
+    original = Digits._generate_examples
+
+    def counting(self, indices):
+        calls.append(len(indices))
+        return original(self, indices)
+
+    monkeypatch.setattr(Digits, "_generate_examples", counting)
+    return calls
+
+
+def test_digits_splits_are_preprocessed_and_disjoint(digits: CachedDataset) -> None:
+    assert digits.class_names == [str(d) for d in range(10)]
+    assert digits.input_shape == (8, 8, 1)
+    assert digits.num_examples == {"train": 1257, "validation": 270, "test": 270}
+    seen = []
+    for split, count in digits.num_examples.items():
+        images, labels = as_arrays(digits, split)
+        assert images.shape == (count, 8, 8, 1) and images.dtype == np.float32
+        assert images.min() >= 0.0 and images.max() == pytest.approx(1.0)
+        assert set(labels) == set(range(10))
+        seen.append({img.tobytes() for img in images})
+    # digits has a few exact duplicate images, so allow a handful of overlaps only
+    assert len(seen[0] & seen[2]) < 5 and len(seen[1] & seen[2]) < 5
+
+
+def test_digits_pixels_match_scikit_learn(digits: CachedDataset) -> None:
+    from sklearn.datasets import load_digits
+
+    images, _ = as_arrays(digits, "test")
+    reference = load_digits().images / 16.0
+    # every cached test image is one of scikit-learn's, to uint8 rounding
+    distances = np.abs(images[:20, :, :, 0][:, None] - reference[None]).max(axis=(2, 3))
+    assert (distances.min(axis=1) < 1 / 255 + 1e-6).all()
+
+
+def test_second_load_is_a_cache_hit_without_running_the_builder(tmp_path, generate_calls) -> None:
+    first = load_dataset(DatasetSpec(), tmp_path)
+    assert not first.cache_hit
+    assert sorted(generate_calls) == [270, 270, 1257]
+
+    second = load_dataset(DatasetSpec(), tmp_path)
+    assert second.cache_hit
+    assert len(generate_calls) == 3  # the builder did not run again
+    assert second.path == first.path
+    np.testing.assert_array_equal(as_arrays(first, "train")[0], as_arrays(second, "train")[0])
+
+
+def test_other_preprocessing_gets_its_own_entry(tmp_path) -> None:
+    small = load_dataset(DatasetSpec(), tmp_path)
+    big = load_dataset(DatasetSpec(image_size=(12, 12), channels=3), tmp_path)
+    assert big.path != small.path and not big.cache_hit
+    assert big.input_shape == (12, 12, 3)
+    images, _ = as_arrays(big, "validation")
+    assert images.shape[1:] == (12, 12, 3)
+    np.testing.assert_allclose(images[..., 0], images[..., 2])
+
+
+def test_truncated_entry_is_rebuilt(tmp_path, generate_calls) -> None:
+    first = load_dataset(DatasetSpec(), tmp_path)
+    shard = max(Path(first.path, "train").rglob("*.snapshot"), key=lambda p: p.stat().st_size)
+    with open(shard, "r+b") as fh:
+        fh.truncate(shard.stat().st_size // 2)
+
+    rebuilt = load_dataset(DatasetSpec(), tmp_path)
+    assert not rebuilt.cache_hit
+    assert rebuilt.num_examples == first.num_examples
+    assert as_arrays(rebuilt, "train")[0].shape[0] == 1257
+    assert load_dataset(DatasetSpec(), tmp_path).cache_hit
+
+
+def test_entry_without_meta_is_not_trusted(tmp_path) -> None:
+    first = load_dataset(DatasetSpec(), tmp_path)
+    (Path(first.path) / "meta.json").unlink()  # as if a copy stopped half-way
+    again = load_dataset(DatasetSpec(), tmp_path)
+    assert not again.cache_hit and (Path(again.path) / "meta.json").is_file()
+
+
+def test_leftover_staging_folder_is_ignored(tmp_path) -> None:
+    first = load_dataset(DatasetSpec(), tmp_path)
+    leftover = Path(first.path + ".tmp-999-deadbeef")
+    shutil.copytree(first.path, leftover)  # what a killed writer would leave
+    (Path(first.path) / "meta.json").unlink()
+    second = load_dataset(DatasetSpec(), tmp_path)
+    assert not second.cache_hit and Path(second.path).name == Path(first.path).name
+
+
+def test_meta_records_fingerprint_inputs(digits: CachedDataset) -> None:
+    meta = json.loads((Path(digits.path) / "meta.json").read_text())
+    assert meta["key"]["source"] == "digits"
+    assert meta["key"]["version"] == "1.0.0"
+    assert meta["key"]["preprocessing"]["input_shape"] == [8, 8, 1]
+    assert all(len(d["sha256"]) == 64 for d in meta["files"].values())
+
+
+def test_cache_dir_resolution(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("NIGHTTUNE_CACHE_DIR", str(tmp_path / "env"))
+    assert resolve_cache_dir(None) == tmp_path / "env"
+    assert resolve_cache_dir(tmp_path / "flag") == tmp_path / "flag"
+    monkeypatch.delenv("NIGHTTUNE_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert resolve_cache_dir(None) == tmp_path / "xdg" / "nighttune"
+
+
+def test_carve_codes_are_seeded_and_sized() -> None:
+    a = carve_codes(1000, 0.1, 0.2, seed=3)
+    assert (a == carve_codes(1000, 0.1, 0.2, seed=3)).all()
+    assert not (a == carve_codes(1000, 0.1, 0.2, seed=4)).all()
+    assert np.bincount(a).tolist() == [700, 100, 200]
+    assert np.bincount(carve_codes(10, 0.0, 0.0, seed=0)).tolist() == [10]
+
+
+def test_image_folder_loads_with_class_names(tmp_path) -> None:
+    root = class_folder(tmp_path / "pets")
+    (tmp_path / "pets" / "notes").mkdir()  # a subfolder without images is not a class
+    (tmp_path / "pets" / "notes" / "readme.txt").write_text("not an image")
+    cached = load_dataset(DatasetSpec(name=str(root)), tmp_path / "cache")
+    assert cached.class_names == ["cat", "dog", "fox"]
+    assert cached.input_shape == (16, 16, 1)
+    assert sum(cached.num_examples.values()) == 36
+    images, labels = as_arrays(cached, "train")
+    for image, label in zip(images, labels, strict=True):
+        # the class's bright band survives preprocessing: the label is recoverable
+        band = image[..., 0].mean(axis=1).reshape(4, 4).mean(axis=1)
+        assert band.argmax() == label
+    assert load_dataset(DatasetSpec(name=str(root)), tmp_path / "cache").cache_hit
+
+
+def test_image_folder_mixed_formats_and_a_broken_file(tmp_path) -> None:
+    root = tmp_path / "mixed"
+    kinds = [
+        ("a.png", "L"),
+        ("b.png", "RGBA"),
+        ("c.jpg", "RGB"),
+        ("d.BMP", "RGB"),
+        ("e.gif", "L"),
+        ("f.png", "I;16"),
+        ("g.png", "LA"),
+    ]
+    for label, cls in enumerate(("x", "y")):
+        for i, (name, mode) in enumerate(kinds):
+            write_image(root / cls / f"{i}{name}", pattern(label * 2, seed=i), mode)
+    (root / "x" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    cached = load_dataset(
+        DatasetSpec(
+            name=str(root), image_size=(8, 8), channels=3, val_fraction=0.2, test_fraction=0.2
+        ),
+        tmp_path / "cache",
+    )
+    assert cached.input_shape == (8, 8, 3)
+    assert sum(cached.num_examples.values()) == 14  # the broken file is skipped
+    for split in cached.num_examples:
+        images, _ = as_arrays(cached, split)
+        assert images.shape[1:] == (8, 8, 3) and 0.0 <= images.min() and images.max() <= 1.0
+
+
+def test_image_folder_version_changes_with_files(tmp_path) -> None:
+    root = class_folder(tmp_path / "pets", per_class=6)
+    first = load_dataset(DatasetSpec(name=str(root)), tmp_path / "cache")
+    write_image(root / "cat" / "new.png", pattern(0, seed=99))
+    second = load_dataset(DatasetSpec(name=str(root)), tmp_path / "cache")
+    assert second.fingerprint != first.fingerprint
+    assert sum(second.num_examples.values()) == sum(first.num_examples.values()) + 1
+
+
+@pytest.mark.parametrize(
+    ("layout", "message"),
+    [
+        ({}, r"has 0 class subfolder\(s\)"),
+        ({"only": 3}, r"has 1 class subfolder\(s\) with images \(only\)"),
+    ],
+)
+def test_image_folder_needs_two_classes(tmp_path, layout, message) -> None:
+    root = tmp_path / "imgs"
+    root.mkdir()
+    for cls, n in layout.items():
+        for i in range(n):
+            write_image(root / cls / f"{i}.png", pattern(0, seed=i))
+    with pytest.raises(DatasetUnavailable, match=message):
+        load_dataset(DatasetSpec(name=str(root)), tmp_path / "cache")
+
+
+def test_missing_folder(tmp_path) -> None:
+    with pytest.raises(DatasetUnavailable, match="does not exist"):
+        load_dataset(DatasetSpec(name=str(tmp_path / "nope")), tmp_path / "cache")
+
+
+def test_unknown_catalog_name_suggests_close_matches(tmp_path) -> None:
+    with pytest.raises(
+        DatasetUnavailable, match=r"unknown dataset 'fashion_mnsit'; did you mean fashion_mnist"
+    ):
+        load_dataset(DatasetSpec(name="fashion_mnsit"), tmp_path)
+
+
+def test_non_image_catalog_dataset_is_refused(tmp_path) -> None:
+    with pytest.raises(
+        ConfigError, match="not an image classification dataset|no \\(image, label\\)"
+    ):
+        load_dataset(DatasetSpec(name="imdb_reviews"), tmp_path)
+
+
+def test_unprepared_catalog_dataset_offline_fails_at_once(tmp_path, monkeypatch) -> None:
+    # All traffic forced through a proxy that refuses connections: the network is blocked.
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    downloads: list[str] = []
+    monkeypatch.setattr(
+        "tensorflow_datasets.core.dataset_builder.DatasetBuilder.download_and_prepare",
+        lambda self, *a, **k: downloads.append(self.name),
+    )
+    with pytest.raises(DatasetUnavailable) as err:
+        load_dataset(DatasetSpec(name="mnist", data_dir=str(tmp_path / "tfds")), tmp_path)
+    message = str(err.value)
+    assert "mnist is not prepared in" in message and "--data-dir" in message
+    assert "TFDS_DATA_DIR" in message and "127.0.0.1:9" in message
+    assert downloads == []  # it never started TFDS's minutes-long retrying download
+
+
+def test_cache_dataset_task_in_a_flow(prefect_harness, tmp_path) -> None:
+    from prefect import flow
+
+    from tasks.data import cache_dataset
+
+    @flow
+    def only_data(cache_dir: str) -> CachedDataset:
+        return cache_dataset(DatasetSpec(), cache_dir)
+
+    result = only_data(str(tmp_path))
+    assert isinstance(result, CachedDataset) and result.num_examples["train"] == 1257
+    assert cache_dataset.tags == {"cpu"}
+    batch = next(iter(result.split("train").batch(32)))
+    assert batch[0].shape == (32, 8, 8, 1) and batch[0].dtype == tf.float32

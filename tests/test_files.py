@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tasks.files import file_digests, staged_dir, verify_digests, write_text_atomic
+
+
+def test_staged_dir_publishes_only_on_success(tmp_path) -> None:
+    final = tmp_path / "entry"
+    with staged_dir(final) as staging:
+        (staging / "a.txt").write_text("hello")
+        assert not final.exists()
+    assert (final / "a.txt").read_text() == "hello"
+    assert [p.name for p in tmp_path.iterdir()] == ["entry"]
+
+
+def test_staged_dir_leaves_nothing_on_error(tmp_path) -> None:
+    final = tmp_path / "entry"
+    with pytest.raises(RuntimeError), staged_dir(final) as staging:
+        (staging / "half.txt").write_text("half")
+        raise RuntimeError("crash while writing")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_staged_dir_keeps_the_winner_of_a_race(tmp_path) -> None:
+    final = tmp_path / "entry"
+    with staged_dir(final) as staging:
+        (staging / "mine.txt").write_text("mine")
+        final.mkdir()
+        (final / "theirs.txt").write_text("theirs")
+    assert sorted(p.name for p in final.iterdir()) == ["theirs.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["entry"]
+
+
+def test_verify_digests_catches_truncation_and_loss(tmp_path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "data.bin").write_bytes(b"x" * 1000)
+    (tmp_path / "b.txt").write_text("same size")
+    digests = file_digests(tmp_path)
+    assert verify_digests(tmp_path, digests) is None
+
+    (tmp_path / "b.txt").write_text("SAME SIZE")  # same length, other bytes
+    assert "sha256" in verify_digests(tmp_path, digests)
+    (tmp_path / "b.txt").write_text("same size")
+    with open(tmp_path / "sub" / "data.bin", "r+b") as fh:
+        fh.truncate(10)
+    assert "10 bytes, expected 1000" in verify_digests(tmp_path, digests)
+    (tmp_path / "sub" / "data.bin").unlink()
+    assert "missing" in verify_digests(tmp_path, digests)
+
+
+def test_write_text_atomic_replaces_whole(tmp_path) -> None:
+    target = tmp_path / "latest.json"
+    write_text_atomic(target, json.dumps({"run_id": "a"}))
+    write_text_atomic(target, json.dumps({"run_id": "b"}))
+    assert json.loads(target.read_text()) == {"run_id": "b"}
+    assert [p.name for p in tmp_path.iterdir()] == ["latest.json"]
