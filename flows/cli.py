@@ -126,6 +126,57 @@ def cache(
     _cache_and_describe(_dataset_spec(dataset, data_dir, image_size, seed), cache_dir)
 
 
+@app.command("lr-find")
+def lr_find(
+    out: Annotated[str, typer.Option("--out", help="Folder for lr_sweep_b<batch>.json and .png.")],
+    dataset: DatasetOpt = "digits",
+    data_dir: DataDirOpt = None,
+    cache_dir: CacheDirOpt = None,
+    image_size: ImageSizeOpt = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Batch size of the sweep.")] = 64,
+    start_lr: Annotated[float, typer.Option("--start-lr", help="First LR of the ramp.")] = 1e-6,
+    end_lr: Annotated[float, typer.Option("--end-lr", help="Last LR of the ramp.")] = 1.0,
+    steps: Annotated[
+        int | None,
+        typer.Option("--steps", help="Batches in the ramp. Default: one epoch, within 50..200."),
+    ] = None,
+    method: Annotated[
+        str, typer.Option("--method", help="Suggestion to choose: minimum, steepest or valley.")
+    ] = "minimum",
+    model: Annotated[str, typer.Option("--model", help="Model to sweep: mlp or cnn.")] = "mlp",
+    seed: SeedOpt = 0,
+) -> None:
+    """Run one learning-rate range test and print every method's suggestion."""
+    from tasks.config import LRRangeSpec, ModelSpec, parse
+    from tasks.errors import ConfigError
+
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be a positive integer (got {batch_size})")
+    spec = parse(
+        LRRangeSpec,
+        {"start_lr": start_lr, "end_lr": end_lr, "steps": steps, "method": method},
+        where="lr_range.",
+    )
+    model_spec = parse(ModelSpec, {"kind": model}, where="model.")
+    data_spec = _dataset_spec(dataset, data_dir, image_size, seed)
+
+    from tasks.data import load_dataset
+    from tasks.lr_range import lr_range_test
+
+    sweep = lr_range_test(load_dataset(data_spec, cache_dir), model_spec, batch_size, spec, seed)
+    json_path, png_path = sweep.save(out)
+    print(f"lr range test, batch size {batch_size}: {sweep.steps} steps, {sweep.stop_reason}")
+    for name, lr in sweep.suggestions.items():
+        shown = f"{lr:.3e}" if lr is not None else "none"
+        mark = "  <- chosen" if name == sweep.method else ""
+        print(f"  {name:<9} {shown:>10}  {sweep.notes[name]}{mark}")
+    if sweep.method == "fallback":
+        print(f"  no method found a descent; chosen fallback {sweep.chosen_lr:.3e}")
+    print(f"chosen lr   {sweep.chosen_lr:.3e}")
+    print(f"wrote       {json_path}")
+    print(f"            {png_path}")
+
+
 def _fail(message: str, code: int) -> int:
     print(f"nighttune: error: {message}", file=sys.stderr)
     return code

@@ -11,7 +11,14 @@ import os
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from tasks.errors import ConfigError
 
@@ -73,6 +80,62 @@ class DatasetSpec(BaseModel):
         return "catalog"
 
 
+class ModelSpec(BaseModel):
+    """The Keras model to tune.
+
+    Attributes:
+        kind: ``mlp`` (flatten, dense layers) or ``cnn`` (3x3 conv blocks, then dense).
+        hidden_units: width of each hidden dense layer.
+        filters: channels of each conv block (``cnn`` only).
+        dropout: dropout rate after each hidden layer (0 turns it off).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["mlp", "cnn"] = "mlp"
+    hidden_units: tuple[int, ...] = (128,)
+    filters: tuple[int, ...] = (16, 32)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+    @field_validator("hidden_units", "filters")
+    @classmethod
+    def _positive_layers(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(v < 1 for v in value):
+            raise ValueError("every layer needs at least 1 unit")
+        return value
+
+
+SuggestionMethod = Literal["steepest", "valley", "minimum"]
+
+
+class LRRangeSpec(BaseModel):
+    """The learning-rate range test run once per batch size.
+
+    Attributes:
+        start_lr: first learning rate of the exponential ramp.
+        end_lr: last learning rate of the ramp.
+        steps: batches in the ramp; None picks one epoch, clamped to [50, 200].
+        beta: smoothing factor of the loss's moving average.
+        diverge_factor: stop once the smoothed loss exceeds this multiple of its minimum.
+        method: which suggestion becomes the trials' learning rate.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start_lr: float = Field(1e-6, gt=0)
+    end_lr: float = Field(1.0, gt=0)
+    steps: int | None = Field(None, ge=10, le=100_000)
+    beta: float = Field(0.98, ge=0.0, lt=1.0)
+    diverge_factor: float = Field(4.0, gt=1.0)
+    method: SuggestionMethod = "minimum"  # best in bench/lr_range.py; see README
+
+    @model_validator(mode="after")
+    def _increasing(self) -> LRRangeSpec:
+        if self.start_lr >= self.end_lr:
+            raise ValueError(f"start_lr ({self.start_lr:g}) must be below end_lr ({self.end_lr:g})")
+        return self
+
+
 def looks_like_path(name: str) -> bool:
     """True for names a user means as a folder (``./x``, ``~/x``, ``a/b``) or that exist."""
     return (
@@ -100,8 +163,11 @@ def parse(model: type[M], data: dict[str, Any], where: str = "") -> M:
 def describe_validation_error(exc: ValidationError, where: str = "") -> str:
     """The first problem of a pydantic error, as ``key: problem (got value)``."""
     first = exc.errors()[0]
-    key = where + ".".join(str(p) for p in first["loc"]) or "config"
+    loc = ".".join(str(p) for p in first["loc"])
+    key = (where + loc) if loc else (where.rstrip(".") or "config")
     if first["type"] == "extra_forbidden":
         return f"unknown key '{key}'; remove it or check its spelling"
     message = first["msg"].removeprefix("Value error, ")
+    if not loc:  # a rule across fields: its message names the values
+        return f"{key}: {message}"
     return f"{key}: {message} (got {first.get('input')!r})"

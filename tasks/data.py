@@ -55,6 +55,15 @@ class CachedDataset(BaseModel):
             raise KeyError(f"no split {name!r}; have {', '.join(self.num_examples)}")
         return tf.data.Dataset.load(str(Path(self.path) / name))
 
+    def batches(self, name: str, batch_size: int, shuffle: bool = False, seed: int = 0) -> Any:
+        """The split held in memory, optionally reshuffled each pass (seeded), batched."""
+        import tensorflow as tf
+
+        ds = self.split(name).cache()
+        if shuffle:
+            ds = ds.shuffle(self.num_examples[name], seed=seed, reshuffle_each_iteration=True)
+        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
 
 def resolve_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     """The flag if given, else ``$NIGHTTUNE_CACHE_DIR``, else ``~/.cache/nighttune``."""

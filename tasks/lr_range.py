@@ -1,0 +1,207 @@
+"""The learning-rate range test: ramp the LR exponentially, record each batch's loss.
+
+`run_range_test` trains a compiled model for ``num_steps`` batches while the LR grows
+from ``start_lr`` to ``end_lr``, recording every batch's own loss (computed in our
+train step, not read from Keras's epoch-running mean in ``logs``). It stops early
+when the smoothed loss passes ``diverge_factor`` times its minimum or turns NaN/inf,
+and always puts the model's variables and the optimizer's (moments, iteration count,
+LR) back exactly as they were. `lr_range_test` wraps it for a cached dataset and a
+batch size, and returns an `LRSweep` saved as JSON and PNG.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from pydantic import BaseModel
+
+from tasks.config import LRRangeSpec, ModelSpec
+from tasks.data import CachedDataset
+from tasks.files import write_text_atomic
+from tasks.logs import get_logger
+from tasks.lr_suggest import choose, smooth, suggest_all
+
+FALLBACK_LR = 1e-3  # Adam's default, used only when no method finds a descent
+MIN_STEPS, MAX_STEPS = 50, 200
+
+
+def default_steps(num_examples: int, batch_size: int) -> int:
+    """One epoch of batches, but at least 50 (a readable curve) and at most 200."""
+    return min(max(math.ceil(num_examples / batch_size), MIN_STEPS), MAX_STEPS)
+
+
+def run_range_test(
+    model: Any,
+    batches: Any,
+    start_lr: float,
+    end_lr: float,
+    num_steps: int,
+    beta: float = 0.98,
+    diverge_factor: float = 4.0,
+) -> tuple[list[float], list[float], str]:
+    """Run the ramp on ``batches`` (repeated if shorter); return (lrs, losses, stop_reason)."""
+    import tensorflow as tf
+
+    optimizer = model.optimizer
+    if not optimizer.built:
+        optimizer.build(model.trainable_variables)
+    saved_model = [v.numpy() for v in model.variables]
+    saved_optimizer = [v.numpy() for v in optimizer.variables]
+
+    @tf.function(reduce_retracing=True)
+    def train_step(x: Any, y: Any) -> Any:
+        with tf.GradientTape() as tape:
+            y_pred = model(x, training=True)
+            loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        return loss
+
+    log = get_logger()
+    growth = (end_lr / start_lr) ** (1.0 / max(num_steps - 1, 1))
+    lrs: list[float] = []
+    losses: list[float] = []
+    stop_reason = "completed"
+    average, best = 0.0, math.inf
+    report_every = max(num_steps // 4, 1)
+    try:
+        for step, (x, y) in enumerate(batches.repeat().take(num_steps)):
+            lr = start_lr * growth**step
+            optimizer.learning_rate = lr
+            loss = float(train_step(x, y))
+            lrs.append(lr)
+            losses.append(loss)
+            if not math.isfinite(loss):
+                stop_reason = f"loss became {loss} at lr {lr:.3g}"
+                break
+            average = beta * average + (1.0 - beta) * loss
+            smoothed = average / (1.0 - beta ** (step + 1))
+            best = min(best, smoothed)
+            if smoothed > diverge_factor * best:
+                stop_reason = f"diverged at lr {lr:.3g} (smoothed loss > {diverge_factor:g}x min)"
+                break
+            if (step + 1) % report_every == 0:
+                log.info("lr sweep: step %d/%d, lr %.2e, loss %.4f", step + 1, num_steps, lr, loss)
+    finally:
+        for variable, value in zip(model.variables, saved_model, strict=True):
+            variable.assign(value)
+        for variable, value in zip(optimizer.variables, saved_optimizer, strict=True):
+            variable.assign(value)
+    return lrs, losses, stop_reason
+
+
+class LRSweep(BaseModel):
+    """One range test's curve, every method's suggestion, and the LR chosen for trials."""
+
+    batch_size: int
+    lrs: list[float]
+    losses: list[float | None]
+    smoothed: list[float | None]
+    suggestions: dict[str, float | None]
+    notes: dict[str, str]
+    chosen_lr: float
+    method: str
+    steps: int
+    stop_reason: str
+    seconds: float
+
+    @classmethod
+    def from_curve(
+        cls,
+        batch_size: int,
+        lrs: list[float],
+        losses: list[float],
+        stop_reason: str,
+        spec: LRRangeSpec,
+        seconds: float,
+    ) -> LRSweep:
+        found = suggest_all(lrs, losses, spec.beta)
+        picked = choose(found, spec.method)
+        chosen_lr, method = picked if picked else (FALLBACK_LR, "fallback")
+        return cls(
+            batch_size=batch_size,
+            lrs=lrs,
+            losses=[_finite(v) for v in losses],
+            smoothed=[_finite(v) for v in smooth(losses, spec.beta)],
+            suggestions={name: s.lr for name, s in found.items()},
+            notes={name: s.note for name, s in found.items()},
+            chosen_lr=chosen_lr,
+            method=method,
+            steps=len(lrs),
+            stop_reason=stop_reason,
+            seconds=round(seconds, 3),
+        )
+
+    def save(self, out_dir: str | Path) -> tuple[Path, Path]:
+        """Write ``lr_sweep_b<batch>.json`` and ``.png`` into out_dir; return both paths."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        stem = out / f"lr_sweep_b{self.batch_size}"
+        json_path, png_path = stem.with_suffix(".json"), stem.with_suffix(".png")
+        write_text_atomic(json_path, json.dumps(self.model_dump(), indent=2))
+        from tasks.plots import plot_lr_sweep
+
+        plot_lr_sweep(self, png_path)
+        return json_path, png_path
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no NaN: a non-finite loss is stored as null."""
+    return float(value) if math.isfinite(value) else None
+
+
+def lr_range_test(
+    cached: CachedDataset,
+    model_spec: ModelSpec,
+    batch_size: int,
+    spec: LRRangeSpec,
+    seed: int = 0,
+) -> LRSweep:
+    """Build a fresh model and sweep it on the cached train split at ``batch_size``."""
+    from tasks.models import build_model
+
+    model = build_model(model_spec, cached.input_shape, len(cached.class_names), seed=seed)
+    batches = cached.batches("train", batch_size, shuffle=True, seed=seed)
+    steps = spec.steps or default_steps(cached.num_examples["train"], batch_size)
+    get_logger().info(
+        "lr sweep, batch size %d: %d steps from %.0e to %.0e",
+        batch_size,
+        steps,
+        spec.start_lr,
+        spec.end_lr,
+    )
+    start = time.perf_counter()
+    lrs, losses, stop_reason = run_range_test(
+        model, batches, spec.start_lr, spec.end_lr, steps, spec.beta, spec.diverge_factor
+    )
+    sweep = LRSweep.from_curve(
+        batch_size, lrs, losses, stop_reason, spec, time.perf_counter() - start
+    )
+    if sweep.method == "fallback":
+        get_logger().warning(
+            "lr sweep, batch size %d: no method found a descent (%s); using lr %.0e",
+            batch_size,
+            "; ".join(sweep.notes.values()),
+            FALLBACK_LR,
+        )
+    return sweep
+
+
+@task(name="lr_sweep", tags=["gpu"])
+def lr_sweep(
+    cached: CachedDataset,
+    model_spec: ModelSpec,
+    batch_size: int,
+    spec: LRRangeSpec,
+    out_dir: str,
+    seed: int = 0,
+) -> LRSweep:
+    """Prefect task: one range test for one batch size; JSON and PNG land in out_dir."""
+    sweep = lr_range_test(cached, model_spec, batch_size, spec, seed)
+    sweep.save(out_dir)
+    return sweep

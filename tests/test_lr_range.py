@@ -1,0 +1,115 @@
+"""The range test on real training: steps, stops, exact restore, files written."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tasks.config import LRRangeSpec, ModelSpec
+from tasks.data import CachedDataset
+from tasks.lr_range import LRSweep, default_steps, lr_range_test, run_range_test
+from tasks.models import build_model
+
+
+def model_for(digits: CachedDataset, **spec):
+    return build_model(ModelSpec(**spec), digits.input_shape, len(digits.class_names), seed=1)
+
+
+def test_default_steps_is_an_epoch_clamped() -> None:
+    assert default_steps(60_000, 128) == 200
+    assert default_steps(10_000, 100) == 100
+    assert default_steps(1257, 128) == 50
+
+
+def test_ramp_runs_the_asked_steps_repeating_short_data(digits: CachedDataset) -> None:
+    model = model_for(digits)
+    three_batches = digits.batches("train", 32).take(3)
+    lrs, losses, stop = run_range_test(model, three_batches, 1e-5, 1e-3, num_steps=30)
+    assert stop == "completed"
+    assert len(lrs) == len(losses) == 30
+    assert lrs[0] == pytest.approx(1e-5) and lrs[-1] == pytest.approx(1e-3)
+    ratios = np.diff(np.log(lrs))
+    assert np.allclose(ratios, ratios[0])  # exponential ramp
+    assert all(math.isfinite(v) for v in losses)
+
+
+def test_losses_are_per_batch_not_a_running_mean(digits: CachedDataset) -> None:
+    model = model_for(digits)
+    batches = digits.batches("train", 64).take(4)
+    _, losses, _ = run_range_test(model, batches, 1e-6, 2e-6, num_steps=8)
+    # At a tiny LR the weights barely move, so a batch's loss repeats one epoch later
+    # (same batches, same order): a running mean would not.
+    assert losses[4:] == pytest.approx(losses[:4], rel=1e-3)
+    assert np.std(losses[:4]) > 1e-3
+
+
+def test_sweep_restores_weights_and_optimizer_bit_for_bit(digits: CachedDataset) -> None:
+    model = model_for(digits, dropout=0.3)
+    model.fit(digits.batches("train", 64).take(5), epochs=1, verbose=0)  # non-trivial state
+    before_model = [v.numpy().copy() for v in model.variables]
+    before_opt = [v.numpy().copy() for v in model.optimizer.variables]
+    assert int(model.optimizer.iterations.numpy()) == 5
+    run_range_test(model, digits.batches("train", 64), 1e-4, 10.0, num_steps=40)
+    for before, var in zip(before_model, model.variables, strict=True):
+        assert np.array_equal(before, var.numpy()), var.path
+    for before, var in zip(before_opt, model.optimizer.variables, strict=True):
+        assert np.array_equal(before, var.numpy()), var.path
+
+
+def test_divergence_stops_the_sweep(digits: CachedDataset) -> None:
+    model = model_for(digits)
+    lrs, losses, stop = run_range_test(
+        model, digits.batches("train", 32), 1e-3, 1e4, num_steps=100, diverge_factor=1.5
+    )
+    assert stop.startswith("diverged at lr") or stop.startswith("loss became")
+    assert len(lrs) < 100
+
+
+def test_sweep_on_digits_suggests_a_finite_lr_in_range(digits: CachedDataset, tmp_path) -> None:
+    spec = LRRangeSpec(start_lr=1e-6, end_lr=1.0)
+    sweep = lr_range_test(digits, ModelSpec(), 64, spec, seed=0)
+    assert sweep.method in ("valley", "steepest", "minimum")
+    assert math.isfinite(sweep.chosen_lr) and spec.start_lr <= sweep.chosen_lr <= spec.end_lr
+    assert sweep.steps == default_steps(digits.num_examples["train"], 64) == len(sweep.lrs)
+
+    json_path, png_path = sweep.save(tmp_path)
+    saved = json.loads(json_path.read_text())
+    for key in (
+        "lrs",
+        "losses",
+        "smoothed",
+        "suggestions",
+        "chosen_lr",
+        "method",
+        "steps",
+        "stop_reason",
+    ):
+        assert key in saved
+    assert LRSweep.model_validate(saved) == sweep
+    with Image.open(png_path) as image:
+        image.verify()
+        assert image.format == "PNG" and image.size[0] > 400
+
+
+def test_lr_sweep_task_writes_its_files(prefect_harness, digits: CachedDataset, tmp_path) -> None:
+    from prefect import flow
+
+    from tasks.lr_range import lr_sweep
+
+    @flow
+    def sweeps(out: str) -> list[LRSweep]:
+        return [lr_sweep(digits, ModelSpec(), b, LRRangeSpec(steps=30), out) for b in (32, 128)]
+
+    results = sweeps(str(tmp_path))
+    assert [s.batch_size for s in results] == [32, 128]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "lr_sweep_b128.json",
+        "lr_sweep_b128.png",
+        "lr_sweep_b32.json",
+        "lr_sweep_b32.png",
+    ]
+    assert lr_sweep.tags == {"gpu"}
