@@ -34,6 +34,10 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --disable-pip-version-check -e '.[cpu,dev]'
 	@touch $@ $(VENV)/.installed-run
 
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --disable-pip-version-check -e '.[cpu,dev,bench]'
+	@touch $@ $(VENV)/.installed-dev $(VENV)/.installed-run
+
 setup: $(VENV)/.installed-dev
 
 run: $(VENV)/.installed-run
@@ -50,7 +54,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check flows tasks tests bench
 	$(BIN)/mypy flows tasks
 
-bench: $(VENV)/.installed-dev
+bench: $(VENV)/.installed-bench
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -20,7 +21,7 @@ from typer._click.exceptions import NoArgsIsHelpError, UsageError
 # TensorFlow's import-time chatter is not for our users; set before it loads.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from tasks.errors import UserError  # noqa: E402  (after the environment is set)
+from tasks.errors import TrialFailed, UserError  # noqa: E402  (after the environment is set)
 
 app = typer.Typer(
     name="nighttune",
@@ -31,14 +32,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-DatasetOpt = Annotated[
-    str,
-    typer.Option(
-        "--dataset",
-        help="TFDS catalog name (mnist, fashion_mnist, cifar10), 'digits' (bundled, offline), "
-        "or a folder with one subfolder of images per class.",
-    ),
-]
+DATASET_HELP = (
+    "TFDS catalog name (mnist, fashion_mnist, cifar10), 'digits' (bundled, offline; the "
+    "default), or a folder with one subfolder of images per class."
+)
+DatasetOpt = Annotated[str, typer.Option("--dataset", help=DATASET_HELP)]
 DataDirOpt = Annotated[
     str | None,
     typer.Option(
@@ -67,20 +65,15 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for splits (and, late
 
 def _dataset_spec(dataset: str, data_dir: str | None, image_size: str | None, seed: int):
     from tasks.config import DatasetSpec, parse
-    from tasks.errors import ConfigError
 
-    size = None
-    if image_size is not None:
-        try:
-            height, width = (int(part) for part in image_size.split(","))
-        except ValueError:
-            raise ConfigError(
-                f"--image-size wants HEIGHT,WIDTH such as 28,28 (got {image_size!r})"
-            ) from None
-        size = (height, width)
     return parse(
         DatasetSpec,
-        {"name": dataset, "data_dir": data_dir, "image_size": size, "seed": seed},
+        {
+            "name": dataset,
+            "data_dir": data_dir,
+            "image_size": _image_size(image_size),
+            "seed": seed,
+        },
         where="dataset.",
     )
 
@@ -98,16 +91,134 @@ def _cache_and_describe(spec, cache_dir: str | None) -> None:
         print(f"{split:<11} {count:>7} examples")
 
 
+def _int_list(flag: str, text: str | None) -> list[int] | None:
+    from tasks.errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(
+            f"{flag} wants comma-separated integers such as 32,64,128 (got {text!r})"
+        ) from None
+
+
+def _image_size(text: str | None) -> list[int] | None:
+    from tasks.errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        height, width = (int(part) for part in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--image-size wants HEIGHT,WIDTH such as 28,28 (got {text!r})") from None
+    return [height, width]
+
+
 @app.command()
 def tune(
-    dataset: DatasetOpt = "digits",
+    config: Annotated[
+        str | None,
+        typer.Option("--config", help="YAML file of TuneConfig keys; flags override it."),
+    ] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help=DATASET_HELP)] = None,
     data_dir: DataDirOpt = None,
     cache_dir: CacheDirOpt = None,
     image_size: ImageSizeOpt = None,
-    seed: SeedOpt = 0,
+    model: Annotated[str | None, typer.Option("--model", help="mlp (default) or cnn.")] = None,
+    batch_sizes: Annotated[
+        str | None, typer.Option("--batch-sizes", metavar="B,B,...", help="Default: 32,64,128.")
+    ] = None,
+    patiences: Annotated[
+        str | None, typer.Option("--patiences", metavar="P,P,...", help="Default: 3,6,10.")
+    ] = None,
+    max_epochs: Annotated[
+        int | None, typer.Option("--max-epochs", help="Most epochs per fit. Default: 30.")
+    ] = None,
+    monitor: Annotated[
+        str | None,
+        typer.Option(
+            "--monitor", help="Metric for early stopping and selection. Default: val_accuracy."
+        ),
+    ] = None,
+    min_delta: Annotated[
+        float | None, typer.Option("--min-delta", help="Smallest improvement. Default: 0.")
+    ] = None,
+    lr_method: Annotated[
+        str | None,
+        typer.Option("--lr-method", help="minimum (default), steepest or valley."),
+    ] = None,
+    start_lr: Annotated[float | None, typer.Option("--start-lr", help="Default: 1e-6.")] = None,
+    end_lr: Annotated[float | None, typer.Option("--end-lr", help="Default: 1.")] = None,
+    lr_steps: Annotated[
+        int | None, typer.Option("--lr-steps", help="Sweep length. Default: an epoch, 50..200.")
+    ] = None,
+    export_to: Annotated[
+        str | None, typer.Option("--export-to", help="Export folder. Default: ./exports.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Default: 0.")] = None,
 ) -> None:
-    """Tune training on a dataset. For now: cache the dataset and print its splits."""
-    _cache_and_describe(_dataset_spec(dataset, data_dir, image_size, seed), cache_dir)
+    """Find the LR per batch size, train the batch size x patience grid, export the best."""
+    from tasks.config import load_tune_config
+
+    overrides = {
+        "dataset.name": dataset,
+        "dataset.data_dir": data_dir,
+        "dataset.image_size": _image_size(image_size),
+        "dataset.seed": seed,
+        "cache_dir": cache_dir,
+        "model.kind": model,
+        "batch_sizes": _int_list("--batch-sizes", batch_sizes),
+        "patiences": _int_list("--patiences", patiences),
+        "max_epochs": max_epochs,
+        "monitor": monitor,
+        "min_delta": min_delta,
+        "lr_range.method": lr_method,
+        "lr_range.start_lr": start_lr,
+        "lr_range.end_lr": end_lr,
+        "lr_range.steps": lr_steps,
+        "export_to": export_to,
+        "seed": seed,
+    }
+    cfg = load_tune_config(config, overrides)
+
+    from tasks.data import check_dataset
+    from tasks.export import local_target
+    from tasks.training import check_monitor
+
+    local_target(cfg.export_to)
+    check_dataset(cfg.dataset, cfg.cache_dir)
+    check_monitor(cfg)
+
+    from flows.tune import tune as tune_flow
+    from tasks.reports import trials_frame
+
+    result = tune_flow(cfg)
+    frame = trials_frame(result.rows, result.winner)
+    shown = [
+        "batch_size",
+        "patience",
+        "lr",
+        "epochs_run",
+        "best_epoch",
+        "val_accuracy",
+        "test_accuracy",
+        "train_seconds",
+        "status",
+        "winner",
+    ]
+    print()
+    print(frame[shown].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    w = result.winner
+    print()
+    print(
+        f"winner      batch size {w.batch_size}, patience {w.patience}, lr {w.lr:.3g} "
+        f"({w.lr_method}): val accuracy {w.val_accuracy:.4f}, test accuracy "
+        f"{w.test_accuracy:.4f}"
+    )
+    print(f"exported    {result.export.path}")
+    print(f"latest      {Path(result.export.path).parent / 'latest.json'}")
 
 
 @app.command()
@@ -213,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail("interrupted", 130)
     except UserError as exc:
         return _fail(str(exc), 2)
+    except TrialFailed as exc:
+        return _fail(str(exc), 1)
     return result if isinstance(result, int) else 0
 
 

@@ -136,6 +136,97 @@ class LRRangeSpec(BaseModel):
         return self
 
 
+class TuneConfig(BaseModel):
+    """Everything one tuning run needs; the `tune` flow's single parameter.
+
+    Attributes:
+        dataset: what to train on.
+        model: what to train.
+        batch_sizes: the grid's batch sizes; one LR sweep and one fit each.
+        patiences: the grid's early-stopping patiences, all read off each fit.
+        max_epochs: upper bound on epochs per fit.
+        monitor: the metric early stopping and selection watch (a name ``fit`` logs).
+        min_delta: smallest change of ``monitor`` that counts as an improvement.
+        lr_range: the learning-rate range test.
+        seed: seeds splits, initial weights, shuffling and dropout.
+        export_to: folder that receives ``<run-id>/`` and ``latest.json``.
+        cache_dir: dataset, sweep and trial store (default: ``$NIGHTTUNE_CACHE_DIR``).
+        dispatch: ``local`` runs every step in this process.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: DatasetSpec = DatasetSpec()
+    model: ModelSpec = ModelSpec()
+    batch_sizes: tuple[int, ...] = (32, 64, 128)
+    patiences: tuple[int, ...] = (3, 6, 10)
+    max_epochs: int = Field(30, ge=1, le=10_000)
+    monitor: str = "val_accuracy"
+    min_delta: float = Field(0.0, ge=0.0)
+    lr_range: LRRangeSpec = LRRangeSpec()
+    seed: int = 0
+    export_to: str = "./exports"
+    cache_dir: str | None = None
+    dispatch: Literal["local"] = "local"
+
+    @field_validator("batch_sizes", "patiences")
+    @classmethod
+    def _grid_axis(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value:
+            raise ValueError("needs at least one value")
+        if any(v < 1 for v in value):
+            raise ValueError("every value must be a positive integer")
+        if len(set(value)) != len(value):
+            dupes = sorted({v for v in value if value.count(v) > 1})
+            raise ValueError(f"has duplicates: {', '.join(map(str, dupes))}")
+        return value
+
+    @property
+    def monitor_mode(self) -> Literal["max", "min"]:
+        """Whether ``monitor`` improves upward (accuracy, auc) or downward (loss)."""
+        return "max" if ("acc" in self.monitor or "auc" in self.monitor) else "min"
+
+
+def load_tune_config(path: str | None, overrides: dict[str, Any]) -> TuneConfig:
+    """A YAML file (if any) with flag ``overrides`` on top; dotted keys reach nested specs.
+
+    Raises:
+        ConfigError: unreadable file, YAML that is not a mapping, an unknown key, or
+            a value the models refuse.
+    """
+    import yaml
+
+    data: dict[str, Any] = {}
+    if path:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                loaded = yaml.safe_load(fh)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"config {path} is not valid YAML{where}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(
+                f"config {path} must be a mapping of keys (dataset:, batch_sizes:, ...), "
+                f"not a {type(loaded).__name__}"
+            )
+        data = loaded or {}
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        node = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"config key '{part}' must be a mapping (got {child!r})")
+            node = child
+        node[leaf] = value
+    return parse(TuneConfig, data)
+
+
 def looks_like_path(name: str) -> bool:
     """True for names a user means as a folder (``./x``, ``~/x``, ``a/b``) or that exist."""
     return (

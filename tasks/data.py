@@ -8,15 +8,12 @@ where the source has none), saves every split with `tf.data.Dataset.save` under
 paths and metadata that Prefect can hash and pass between machines.
 
 The fingerprint covers (source, version, splits, preprocessing), so changing any
-of them builds a new entry. Entries are staged and renamed (see `tasks.files`);
-``meta.json`` records every file's sha256, and an entry that no longer matches
-it is rebuilt.
+of them builds a new entry. Entries are kept by `tasks.store`: staged and renamed,
+``meta.json`` recording every file's sha256, rebuilt when they no longer match.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -27,12 +24,12 @@ from pydantic import BaseModel
 
 from tasks.config import DatasetSpec
 from tasks.errors import DatasetUnavailable
-from tasks.files import discard_dir, file_digests, staged_dir, verify_digests
 from tasks.logs import get_logger
 from tasks.sources import ImageFolder, open_source
+from tasks.store import get_or_build
 
 # Bump when the cached layout or the preprocessing code changes meaning.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 SPLITS = ("train", "validation", "test")
 
 
@@ -99,20 +96,10 @@ def load_dataset(spec: DatasetSpec, cache_dir: str | os.PathLike | None = None) 
             "seed": spec.seed,
         },
     }
-    fingerprint = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
-    entry = root / "datasets" / f"{_slug(source.identity)}-{fingerprint[:16]}"
+    counts: dict[str, int] = {}
 
-    cached = _read_entry(entry, fingerprint)
-    if cached is not None:
-        log.info("dataset %s: cache hit (%s)", spec.name, entry)
-        return cached.model_copy(update={"cache_hit": True})
-    if entry.exists():
-        log.warning("dataset %s: cache entry %s is damaged; rebuilding it", spec.name, entry)
-        discard_dir(entry)
-
-    log.info("dataset %s: preprocessing and caching into %s", spec.name, entry)
-    with staged_dir(entry) as staging:
-        counts = {}
+    def build(staging: Path) -> dict[str, Any]:
+        log.info("dataset %s: preprocessing and caching", spec.name)
         for split, ds in source.splits().items():
             counts[split] = _save_split(ds, staging / split)
             if counts[split] == 0:
@@ -120,21 +107,31 @@ def load_dataset(spec: DatasetSpec, cache_dir: str | os.PathLike | None = None) 
                     f"dataset {spec.name}: the {split} split came out empty; "
                     "add examples or lower val_fraction / test_fraction"
                 )
-        meta = {
-            "fingerprint": fingerprint,
-            "key": key,
+        return {
             "class_names": source.class_names,
             "input_shape": list(source.input_shape),
             "num_examples": counts,
-            "files": file_digests(staging),
         }
-        (staging / "meta.json").write_text(json.dumps(meta, indent=2))
+
+    entry, meta, hit = get_or_build(root, "datasets", _slug(source.identity), key, build)
+    log.info("dataset %s: %s %s", spec.name, "cache hit" if hit else "cached in", entry)
     if isinstance(source, ImageFolder) and (lost := len(source.files) - sum(counts.values())):
         log.warning("dataset %s: skipped %d unreadable image file(s)", spec.name, lost)
-    cached = _read_entry(entry, fingerprint)
-    if cached is None:  # pragma: no cover - we just wrote it
-        raise RuntimeError(f"cache entry {entry} failed verification right after writing")
-    return cached
+    data = meta["data"]
+    return CachedDataset(
+        path=str(entry),
+        fingerprint=meta["fingerprint"],
+        source=source.identity,
+        class_names=data["class_names"],
+        input_shape=tuple(data["input_shape"]),
+        num_examples=data["num_examples"],
+        cache_hit=hit,
+    )
+
+
+def check_dataset(spec: DatasetSpec, cache_dir: str | os.PathLike | None = None) -> None:
+    """Raise the `UserError` that `load_dataset` would, without loading (seconds at most)."""
+    open_source(spec, resolve_cache_dir(cache_dir)).check()
 
 
 @task(name="cache_dataset", tags=["cpu"], cache_policy=NO_CACHE)
@@ -144,24 +141,6 @@ def cache_dataset(spec: DatasetSpec, cache_dir: str | None = None) -> CachedData
 
 
 # --------------------------------------------------------------------------- entries
-
-
-def _read_entry(entry: Path, fingerprint: str) -> CachedDataset | None:
-    """The entry if it is complete and every file matches meta.json, else None."""
-    try:
-        meta = json.loads((entry / "meta.json").read_text())
-    except (OSError, ValueError):
-        return None
-    if meta.get("fingerprint") != fingerprint or verify_digests(entry, meta["files"]):
-        return None
-    return CachedDataset(
-        path=str(entry),
-        fingerprint=fingerprint,
-        source=meta["key"]["source"],
-        class_names=meta["class_names"],
-        input_shape=tuple(meta["input_shape"]),
-        num_examples=meta["num_examples"],
-    )
 
 
 def _save_split(ds: Any, path: Path) -> int:
@@ -175,4 +154,4 @@ def _save_split(ds: Any, path: Path) -> int:
 def _slug(identity: str) -> str:
     # Folders are absolute paths: their last part; TFDS names look like mnist/3.0.1.
     tail = Path(identity).name if os.path.isabs(identity) else identity.replace("/", "-")
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in tail)[:40] or "dataset"
+    return tail

@@ -6,7 +6,8 @@ train step, not read from Keras's epoch-running mean in ``logs``). It stops earl
 when the smoothed loss passes ``diverge_factor`` times its minimum or turns NaN/inf,
 and always puts the model's variables and the optimizer's (moments, iteration count,
 LR) back exactly as they were. `lr_range_test` wraps it for a cached dataset and a
-batch size, and returns an `LRSweep` saved as JSON and PNG.
+batch size, and returns an `LRSweep` saved as JSON and PNG; `lr_sweep`, the Prefect
+task, keeps it in the store so a rerun reuses it.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from tasks.config import LRRangeSpec, ModelSpec
-from tasks.data import CachedDataset
+from tasks.data import CachedDataset, resolve_cache_dir
 from tasks.files import write_text_atomic
 from tasks.logs import get_logger
 from tasks.lr_suggest import choose, smooth, suggest_all
+from tasks.store import get_or_build
 
 FALLBACK_LR = 1e-3  # Adam's default, used only when no method finds a descent
 MIN_STEPS, MAX_STEPS = 50, 200
@@ -109,6 +112,7 @@ class LRSweep(BaseModel):
     steps: int
     stop_reason: str
     seconds: float
+    path: str | None = None  # folder holding the saved JSON and PNG, once stored
 
     @classmethod
     def from_curve(
@@ -192,16 +196,48 @@ def lr_range_test(
     return sweep
 
 
-@task(name="lr_sweep", tags=["gpu"])
+# Bump when what a sweep computes changes, so stored sweeps are not reused.
+SWEEP_VERSION = 1
+
+
+def stored_lr_range_test(
+    cached: CachedDataset,
+    model_spec: ModelSpec,
+    batch_size: int,
+    spec: LRRangeSpec,
+    seed: int = 0,
+    cache_dir: str | None = None,
+) -> LRSweep:
+    """`lr_range_test`, kept in the store with its JSON and PNG; a rerun reuses it."""
+    key = {
+        "version": SWEEP_VERSION,
+        "dataset": cached.fingerprint,
+        "model": model_spec.model_dump(),
+        "batch_size": batch_size,
+        "lr_range": spec.model_dump(),
+        "seed": seed,
+    }
+
+    def build(staging: Path) -> dict[str, Any]:
+        sweep = lr_range_test(cached, model_spec, batch_size, spec, seed)
+        sweep.save(staging)
+        return sweep.model_dump()
+
+    root = resolve_cache_dir(cache_dir)
+    entry, meta, hit = get_or_build(root, "sweeps", f"b{batch_size}", key, build)
+    if hit:
+        get_logger().info("lr sweep, batch size %d: finished before, reusing %s", batch_size, entry)
+    return LRSweep.model_validate(meta["data"]).model_copy(update={"path": str(entry)})
+
+
+@task(name="lr_sweep", tags=["gpu"], cache_policy=NO_CACHE)
 def lr_sweep(
     cached: CachedDataset,
     model_spec: ModelSpec,
     batch_size: int,
     spec: LRRangeSpec,
-    out_dir: str,
     seed: int = 0,
+    cache_dir: str | None = None,
 ) -> LRSweep:
-    """Prefect task: one range test for one batch size; JSON and PNG land in out_dir."""
-    sweep = lr_range_test(cached, model_spec, batch_size, spec, seed)
-    sweep.save(out_dir)
-    return sweep
+    """Prefect task: one stored range test for one batch size (see `stored_lr_range_test`)."""
+    return stored_lr_range_test(cached, model_spec, batch_size, spec, seed, cache_dir)

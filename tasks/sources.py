@@ -94,6 +94,11 @@ class CatalogSource:
         # Used only for the splits the source lacks (known once it is prepared).
         self.split_plan = {"validation": spec.val_fraction, "test": spec.test_fraction}
 
+    def check(self) -> None:
+        """Raise now if `splits` could not get the data (not prepared and offline)."""
+        if self.spec.kind != "digits":
+            _check_downloadable(self.builder, self.spec)
+
     def splits(self) -> dict[str, Any]:
         import tensorflow as tf
 
@@ -155,29 +160,39 @@ def _check_catalog_name(name: str) -> None:
     )
 
 
-def _prepare_catalog(builder: Any, spec: DatasetSpec) -> None:
-    """Download and prepare a catalog dataset, or fail at once when offline."""
-    if builder.is_prepared():
-        return
-    where = spec.data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
-    hint = (
+def _download_hint(spec: DatasetSpec) -> str:
+    return (
         f"prepare it where there is internet (nighttune cache --dataset {spec.name} "
         f"--data-dir DIR, or `tfds build {spec.name} --data_dir DIR`), copy DIR here "
         "and pass --data-dir DIR or set TFDS_DATA_DIR"
     )
+
+
+def _check_downloadable(builder: Any, spec: DatasetSpec) -> None:
+    """Fail at once if the dataset is neither prepared nor downloadable from here."""
+    if builder.is_prepared():
+        return
     problem = network_problem()
     if problem:
+        where = spec.data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
         raise DatasetUnavailable(
             f"dataset {spec.name} is not prepared in {where} and cannot be downloaded "
-            f"({problem}); {hint}"
+            f"({problem}); {_download_hint(spec)}"
         )
-    get_logger().info("dataset %s: downloading and preparing into %s", spec.name, where)
+
+
+def _prepare_catalog(builder: Any, spec: DatasetSpec) -> None:
+    """Download and prepare a catalog dataset, or fail at once when offline."""
+    _check_downloadable(builder, spec)
+    if builder.is_prepared():
+        return
+    get_logger().info("dataset %s: downloading and preparing", spec.name)
     try:
         builder.download_and_prepare()
     except Exception as exc:  # TFDS raises many kinds; the user needs the same advice
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DatasetUnavailable(
-            f"dataset {spec.name} could not be prepared ({first}); {hint}"
+            f"dataset {spec.name} could not be prepared ({first}); {_download_hint(spec)}"
         ) from None
 
 
@@ -232,6 +247,9 @@ class ImageFolder:
         self.version = digest.hexdigest()
         self.input_shape = self._input_shape(files[0][0])
         self.split_plan = {"validation": spec.val_fraction, "test": spec.test_fraction}
+
+    def check(self) -> None:
+        """Opening the folder already checked it: it exists and has 2+ classes of images."""
 
     def _input_shape(self, first: str) -> tuple[int, int, int]:
         if self.spec.image_size and self.spec.channels:

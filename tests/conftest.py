@@ -55,9 +55,10 @@ def prefect_harness():
 
 @pytest.fixture
 def cli_env(tmp_path: Path) -> dict[str, str]:
-    """Environment for `nighttune` subprocesses: a fresh cache under tmp_path."""
+    """Environment for `nighttune` subprocesses: a fresh cache and HOME under tmp_path."""
     env = dict(os.environ)
     env["NIGHTTUNE_CACHE_DIR"] = str(tmp_path / "cache")
+    env["HOME"] = str(tmp_path)
     env["PYTHONPATH"] = str(ROOT)
     return env
 

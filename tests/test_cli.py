@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -33,13 +34,13 @@ def test_help_lists_commands_and_flags(cli_env) -> None:
         assert flag in tune.stdout
 
 
-def test_tune_on_the_offline_default_prints_splits(cli_env) -> None:
-    first = run(cli_env, "tune")
+def test_cache_on_the_offline_default_prints_splits(cli_env) -> None:
+    first = run(cli_env, "cache")
     assert first.returncode == 0, first.stderr
     assert "train          1257 examples" in first.stdout
     assert "validation      270 examples" in first.stdout
     assert "(built:" in first.stdout
-    second = run(cli_env, "tune")
+    second = run(cli_env, "cache")
     assert "(cache hit:" in second.stdout
 
 
@@ -71,3 +72,78 @@ def test_offline_catalog_dataset_exits_2_with_data_dir_hint(cli_env, tmp_path) -
     cli_env.update(HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9")
     result = run(cli_env, "tune", "--dataset", "mnist", "--data-dir", str(tmp_path / "tfds"))
     assert_user_error(result, "mnist is not prepared", "--data-dir DIR", "TFDS_DATA_DIR")
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (("tune", "--batch-sizes", "32,32"), ("batch_sizes: has duplicates: 32",)),
+        (("tune", "--batch-sizes", "32,x"), ("--batch-sizes wants comma-separated integers",)),
+        (("tune", "--patiences", "0,3"), ("patiences: every value must be a positive integer",)),
+        (("tune", "--start-lr", "1", "--end-lr", "0.1"), ("start_lr (1) must be below end_lr",)),
+        (("tune", "--max-epochs", "0"), ("max_epochs",)),
+        (
+            ("tune", "--monitor", "sparse_categorical_accuracy"),
+            ("not a metric the model logs", "val_accuracy"),
+        ),
+        (("tune", "--lr-method", "best"), ("lr_range.method",)),
+        (("tune", "--export-to", "s3://bucket/prefix"), ("only local folders",)),
+        (("tune", "--config", "/no/such/tune.yaml"), ("cannot read config",)),
+    ],
+)
+def test_tune_config_mistakes_exit_2_before_training(cli_env, tmp_path, args, needles) -> None:
+    result = (
+        run(cli_env, *args, "--export-to", str(tmp_path / "exports"))
+        if "--export-to" not in args
+        else run(cli_env, *args)
+    )
+    assert_user_error(result, *needles)
+    assert not (tmp_path / "exports").exists()
+
+
+def test_tune_yaml_with_unknown_key_exits_2(cli_env, tmp_path) -> None:
+    config = tmp_path / "tune.yaml"
+    config.write_text("batch_sizes: [32]\npatience: [3]\n")
+    assert_user_error(run(cli_env, "tune", "--config", str(config)), "unknown key 'patience'")
+
+
+@pytest.mark.slow
+def test_tune_end_to_end_prints_the_winner_and_exports(cli_env, tmp_path) -> None:
+    exports = tmp_path / "exports"
+    result = run(
+        cli_env,
+        "tune",
+        "--batch-sizes",
+        "32,64",
+        "--patiences",
+        "2,4",
+        "--max-epochs",
+        "6",
+        "--lr-steps",
+        "20",
+        "--export-to",
+        str(exports),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "winner      batch size" in result.stdout
+    latest = json.loads((exports / "latest.json").read_text())
+    assert f"exported    {exports / latest['run_id']}" in result.stdout
+    assert (exports / latest["run_id"] / "model.keras").is_file()
+    table = [line for line in result.stdout.splitlines() if line.strip().startswith(("32", "64"))]
+    assert len(table) == 4  # one line per (batch size, patience)
+
+
+def test_seed_mnist_example_offline_exits_2_at_once(cli_env, tmp_path) -> None:
+    from tests.conftest import ROOT
+
+    cli_env.update(HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9")
+    result = run(
+        cli_env,
+        "tune",
+        "--config",
+        str(ROOT / "examples" / "seed_mnist.yaml"),
+        "--data-dir",
+        str(tmp_path / "tfds"),
+    )
+    assert_user_error(result, "mnist is not prepared", "--data-dir DIR")
+    assert not (tmp_path / "exports").exists()

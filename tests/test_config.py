@@ -43,3 +43,88 @@ def test_parse_errors_are_one_line(data: dict, expected: str) -> None:
         parse(DatasetSpec, data, where="dataset.")
     assert expected in str(err.value)
     assert "\n" not in str(err.value)
+
+
+# --------------------------------------------------------------------------- TuneConfig
+
+from tasks.config import TuneConfig, load_tune_config  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"batch_sizes": []}, "batch_sizes: needs at least one value"),
+        ({"batch_sizes": [32, 32, 64]}, "batch_sizes: has duplicates: 32"),
+        ({"batch_sizes": [0, 64]}, "batch_sizes: every value must be a positive integer"),
+        ({"patiences": [-1]}, "patiences: every value must be a positive integer"),
+        ({"patiences": [3, 3]}, "patiences: has duplicates: 3"),
+        ({"lr_range.start_lr": 1.0, "lr_range.end_lr": 0.1}, "start_lr (1) must be below end_lr"),
+        ({"max_epochs": 0}, "max_epochs: Input should be greater than or equal to 1"),
+        ({"model.kind": "transformer"}, "model.kind: Input should be 'mlp' or 'cnn'"),
+        ({"lr_range.method": "best"}, "lr_range.method"),
+        ({"dispatch": "cluster"}, "dispatch"),
+    ],
+)
+def test_tune_config_refuses_with_one_line(overrides: dict, expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_tune_config(None, overrides)
+    assert expected in str(err.value) and "\n" not in str(err.value)
+
+
+def test_yaml_then_flags(tmp_path) -> None:
+    path = tmp_path / "tune.yaml"
+    path.write_text(
+        "dataset:\n  name: digits\nbatch_sizes: [16, 32]\npatiences: [2]\n"
+        "lr_range:\n  method: steepest\nmax_epochs: 7\n"
+    )
+    config = load_tune_config(str(path), {"max_epochs": 9, "seed": None, "lr_range.end_lr": 0.5})
+    assert config.batch_sizes == (16, 32) and config.patiences == (2,)
+    assert config.max_epochs == 9  # the flag wins
+    assert config.seed == 0  # an unset flag changes nothing
+    assert config.lr_range.method == "steepest" and config.lr_range.end_lr == 0.5
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("batch_size: [32]\n", "unknown key 'batch_size'"),
+        ("model:\n  units: 3\n", "unknown key 'model.units'"),
+        ("- 1\n- 2\n", "must be a mapping"),
+        ("batch_sizes: [32\n", "is not valid YAML at line"),
+    ],
+)
+def test_bad_yaml_files(tmp_path, text: str, expected: str) -> None:
+    path = tmp_path / "tune.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=expected.replace("[", r"\[")):
+        load_tune_config(str(path), {})
+
+
+def test_missing_config_file(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config .*No such file"):
+        load_tune_config(str(tmp_path / "nope.yaml"), {})
+
+
+def test_monitor_mode() -> None:
+    assert TuneConfig().monitor_mode == "max"
+    assert TuneConfig(monitor="val_loss").monitor_mode == "min"
+
+
+def test_unknown_monitor_names_what_the_model_logs() -> None:
+    from tasks.training import check_monitor
+
+    check_monitor(TuneConfig(monitor="val_loss"))
+    with pytest.raises(ConfigError) as err:
+        check_monitor(TuneConfig(monitor="sparse_categorical_accuracy"))
+    message = str(err.value)
+    assert "'sparse_categorical_accuracy' is not a metric the model logs" in message
+    for name in ("accuracy", "loss", "val_accuracy", "val_loss"):
+        assert name in message
+
+
+@pytest.mark.parametrize("name", ["seed_mnist.yaml", "digits_cnn.yaml", "image_folder.yaml"])
+def test_example_configs_are_valid(name: str) -> None:
+    from tests.conftest import ROOT
+
+    config = load_tune_config(str(ROOT / "examples" / name), {})
+    assert config.export_to.startswith("./exports/")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,21 +96,31 @@ def test_sweep_on_digits_suggests_a_finite_lr_in_range(digits: CachedDataset, tm
         assert image.format == "PNG" and image.size[0] > 400
 
 
-def test_lr_sweep_task_writes_its_files(prefect_harness, digits: CachedDataset, tmp_path) -> None:
+def test_lr_sweep_task_is_stored_and_reused(
+    prefect_harness, digits: CachedDataset, tmp_path, monkeypatch
+) -> None:
     from prefect import flow
 
     from tasks.lr_range import lr_sweep
 
     @flow
-    def sweeps(out: str) -> list[LRSweep]:
-        return [lr_sweep(digits, ModelSpec(), b, LRRangeSpec(steps=30), out) for b in (32, 128)]
+    def sweeps(cache: str) -> list[LRSweep]:
+        return [
+            lr_sweep(digits, ModelSpec(), b, LRRangeSpec(steps=30), 0, cache) for b in (32, 128)
+        ]
 
-    results = sweeps(str(tmp_path))
-    assert [s.batch_size for s in results] == [32, 128]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "lr_sweep_b128.json",
-        "lr_sweep_b128.png",
-        "lr_sweep_b32.json",
-        "lr_sweep_b32.png",
-    ]
+    first = sweeps(str(tmp_path))
+    assert [s.batch_size for s in first] == [32, 128]
+    for sweep in first:
+        stem = f"lr_sweep_b{sweep.batch_size}"
+        assert sorted(p.name for p in Path(sweep.path).iterdir()) == [
+            f"{stem}.json",
+            f"{stem}.png",
+            "meta.json",
+        ]
     assert lr_sweep.tags == {"gpu"}
+
+    runs: list[int] = []
+    monkeypatch.setattr("tasks.lr_range.run_range_test", lambda *a, **k: runs.append(1))
+    again = sweeps(str(tmp_path))  # stored: not run again
+    assert runs == [] and again == first

@@ -1,0 +1,148 @@
+"""The 3x3 grid (batch size x patience), three ways, timed side by side in one run.
+
+(a) nighttune: one fit per batch size, every patience read off it (`train_trial`);
+(b) naive: one fit per cell with Keras `EarlyStopping(restore_best_weights=True)`;
+(c) KerasTuner `GridSearch` over the same two hyperparameters.
+Same data (digits), model (MLP 128), compile settings, fixed LR, seed and max epochs,
+so the ratios measure the grid mechanics. Prints (a)/(c), (a)/(b) and each one's best
+validation accuracy. KerasTuner is needed only here: `pip install keras-tuner`.
+
+    .venv/bin/python bench/grid.py [--max-epochs 30] [--lr 0.01]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import keras  # noqa: E402
+
+from tasks.config import DatasetSpec, TuneConfig  # noqa: E402
+from tasks.data import CachedDataset, load_dataset  # noqa: E402
+from tasks.models import build_model  # noqa: E402
+from tasks.training import EVAL_BATCH, JIT_COMPILE, STEPS_PER_EXECUTION, train_trial  # noqa: E402
+
+BATCHES, PATIENCES = (32, 64, 128), (3, 6, 10)
+
+
+def model_for(cached: CachedDataset, lr: float, seed: int) -> keras.Model:
+    return build_model(
+        TuneConfig().model,
+        cached.input_shape,
+        len(cached.class_names),
+        lr,
+        seed,
+        steps_per_execution=STEPS_PER_EXECUTION,
+        jit_compile=JIT_COMPILE,
+    )
+
+
+def ours(cached: CachedDataset, lr: float, epochs: int, seed: int, cache: str) -> float:
+    config = TuneConfig(patiences=PATIENCES, max_epochs=epochs, seed=seed, cache_dir=cache)
+    rows = [r for b in BATCHES for r in train_trial(cached, config, b, lr, "fixed")]
+    return max(r.val_accuracy for r in rows if r.status == "ok")
+
+
+def naive(cached: CachedDataset, lr: float, epochs: int, seed: int) -> float:
+    best = 0.0
+    for batch_size in BATCHES:
+        for patience in PATIENCES:
+            model = model_for(cached, lr, seed)
+            stopper = keras.callbacks.EarlyStopping(
+                "val_accuracy", patience=patience, mode="max", restore_best_weights=True
+            )
+            model.fit(
+                cached.batches("train", batch_size, shuffle=True, seed=seed),
+                validation_data=cached.batches("validation", EVAL_BATCH),
+                epochs=epochs,
+                callbacks=[stopper],
+                verbose=0,
+                shuffle=False,
+            )
+            scores = model.evaluate(
+                cached.batches("validation", EVAL_BATCH), verbose=0, return_dict=True
+            )
+            best = max(best, scores["accuracy"])
+    return best
+
+
+def kerastuner(cached: CachedDataset, lr: float, epochs: int, seed: int, folder: str) -> float:
+    import keras_tuner as kt
+
+    class GridModel(kt.HyperModel):
+        def build(self, hp):
+            hp.Choice("batch_size", list(BATCHES))
+            hp.Choice("patience", list(PATIENCES))
+            return model_for(cached, lr, seed)
+
+        def fit(self, hp, model, *args, **kwargs):
+            stopper = keras.callbacks.EarlyStopping(
+                "val_accuracy", patience=hp["patience"], mode="max", restore_best_weights=True
+            )
+            kwargs["callbacks"] = [*kwargs.get("callbacks", []), stopper]
+            return model.fit(
+                cached.batches("train", hp["batch_size"], shuffle=True, seed=seed),
+                validation_data=cached.batches("validation", EVAL_BATCH),
+                epochs=epochs,
+                verbose=0,
+                shuffle=False,
+                **{k: v for k, v in kwargs.items() if k != "verbose"},
+            )
+
+    tuner = kt.GridSearch(
+        GridModel(),
+        objective="val_accuracy",
+        directory=folder,
+        project_name="grid",
+        overwrite=True,
+        seed=seed,
+    )
+    tuner.search(verbose=0)
+    best = tuner.oracle.get_best_trials(1)[0]
+    return float(best.score)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-epochs", type=int, default=30)
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    cached = load_dataset(DatasetSpec())
+    with tempfile.TemporaryDirectory() as tmp:
+        model_for(cached, args.lr, args.seed)  # import and trace costs paid before timing
+        runs = {}
+        for name, fn in (
+            (
+                "(a) nighttune shared fit",
+                lambda: ours(cached, args.lr, args.max_epochs, args.seed, f"{tmp}/store"),
+            ),
+            ("(b) naive fit per cell", lambda: naive(cached, args.lr, args.max_epochs, args.seed)),
+            (
+                "(c) KerasTuner GridSearch",
+                lambda: kerastuner(cached, args.lr, args.max_epochs, args.seed, f"{tmp}/kt"),
+            ),
+        ):
+            start = time.perf_counter()
+            accuracy = fn()
+            runs[name] = (time.perf_counter() - start, accuracy)
+    print(
+        f"digits, MLP 128, lr {args.lr:g}, 3x3 grid {BATCHES} x {PATIENCES}, "
+        f"max {args.max_epochs} epochs"
+    )
+    print(f"{'approach':<28} {'seconds':>8} {'best val acc':>12}")
+    for name, (seconds, accuracy) in runs.items():
+        print(f"{name:<28} {seconds:>8.1f} {accuracy:>12.4f}")
+    (a, _), (b, _), (c, _) = runs.values()
+    print(f"(a)/(c) = {a / c:.2f}   (a)/(b) = {a / b:.2f}")
+
+
+if __name__ == "__main__":
+    main()

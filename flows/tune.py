@@ -1,0 +1,80 @@
+"""The `tune` flow: dataset -> LR sweep per batch size -> trials -> select -> export.
+
+Every step is a Prefect task that keeps its finished work in the store
+(`tasks.store`), keyed by its inputs, so rerunning the same config after a crash
+reuses the dataset, the sweeps and the trials that were done, and only redoes the
+rest. Tasks are tagged ``cpu`` or ``gpu`` for work pools and concurrency limits.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prefect import flow
+from pydantic import BaseModel
+
+from tasks.config import TuneConfig
+from tasks.data import cache_dataset
+from tasks.export import ExportResult, export_run_task, new_run_id
+from tasks.logs import get_logger
+from tasks.lr_range import lr_sweep
+from tasks.selection import select_best
+from tasks.training import TrialResult, train_trial_task
+
+
+class TuneResult(BaseModel):
+    """What a tune run produced: the rows, the winner, where the export went, timings."""
+
+    run_id: str
+    export: ExportResult
+    winner: TrialResult
+    rows: list[TrialResult]
+    seconds: dict[str, float]
+
+
+def selection_metric(monitor: str) -> str:
+    """The row column selection ranks on: the validation form of the monitored metric."""
+    return "val_" + monitor.removeprefix("val_")
+
+
+@flow(name="tune", log_prints=False)
+def tune(config: TuneConfig | None = None) -> TuneResult:
+    """Tune batch size x patience for ``config`` and export the best model."""
+    config = config or TuneConfig()
+    log = get_logger()
+    run_id = new_run_id()
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[name] = round(now - clock, 3)
+        clock = now
+
+    cached = cache_dataset(config.dataset, config.cache_dir)
+    lap("data")
+    sweeps = [
+        lr_sweep(cached, config.model, b, config.lr_range, config.seed, config.cache_dir)
+        for b in config.batch_sizes
+    ]
+    for sweep in sweeps:
+        log.info("batch size %d: lr %.3g (%s)", sweep.batch_size, sweep.chosen_lr, sweep.method)
+    lap("sweeps")
+    rows = [
+        row
+        for sweep in sweeps
+        for row in train_trial_task(cached, config, sweep.batch_size, sweep.chosen_lr, sweep.method)
+    ]
+    lap("trials")
+    winner = select_best(rows, selection_metric(config.monitor), config.monitor_mode)
+    log.info(
+        "winner: batch size %d, patience %d, %s %.4f",
+        winner.batch_size,
+        winner.patience,
+        selection_metric(config.monitor),
+        getattr(winner, selection_metric(config.monitor)),
+    )
+    export = export_run_task(config, cached, sweeps, rows, winner, run_id)
+    lap("export")
+    return TuneResult(run_id=run_id, export=export, winner=winner, rows=rows, seconds=seconds)

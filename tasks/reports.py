@@ -1,0 +1,70 @@
+"""Run reports from trial rows: a pandas table as CSV and Markdown."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from tasks.files import write_text_atomic
+from tasks.training import TrialResult
+
+COLUMNS = [
+    "batch_size",
+    "patience",
+    "lr",
+    "lr_method",
+    "status",
+    "epochs_run",
+    "best_epoch",
+    "stopped_early",
+    "val_loss",
+    "val_accuracy",
+    "test_loss",
+    "test_accuracy",
+    "train_seconds",
+    "examples_per_s",
+    "error",
+]
+
+
+def trials_frame(rows: Sequence[TrialResult], winner: TrialResult | None = None) -> pd.DataFrame:
+    """One row per (batch size, patience), sorted, with a ``winner`` flag column."""
+    frame = pd.DataFrame([r.model_dump() for r in rows], columns=[*COLUMNS, "model_path"])
+    frame["winner"] = [
+        winner is not None and (r.batch_size, r.patience) == (winner.batch_size, winner.patience)
+        for r in rows
+    ]
+    return (
+        frame.drop(columns="model_path")
+        .sort_values(["batch_size", "patience"])
+        .reset_index(drop=True)
+    )
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table (no `tabulate` needed)."""
+
+    def cell(value: object) -> str:
+        if value is None or (isinstance(value, float) and pd.isna(value)):
+            return ""
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        return str(value).replace("|", "\\|")
+
+    header = "| " + " | ".join(frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *body])
+
+
+def write_reports(
+    rows: Sequence[TrialResult], winner: TrialResult, out_dir: Path, title: str, summary: str
+) -> tuple[Path, Path]:
+    """Write ``report.csv`` and ``report.md`` into out_dir; return their paths."""
+    frame = trials_frame(rows, winner)
+    csv_path, md_path = out_dir / "report.csv", out_dir / "report.md"
+    write_text_atomic(csv_path, frame.to_csv(index=False))
+    write_text_atomic(md_path, f"# {title}\n\n{summary}\n\n## Trials\n\n{markdown_table(frame)}\n")
+    return csv_path, md_path

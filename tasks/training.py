@@ -1,0 +1,288 @@
+"""Trials: one fit per batch size, every patience of the grid read off it.
+
+`train_trial` fits once with early stopping at the largest patience. A callback
+feeds a `PatienceLedger` each epoch and keeps, for every patience, the weights of
+its best epoch at the moment it would have stopped (Keras's restore-best-weights
+semantics). Each patience's weights are then evaluated on validation and test and
+saved as ``model_e<best>.keras``; one `TrialResult` row per (batch size, patience).
+
+Finished trials are kept by `tasks.store`, keyed by everything they depend on, so a
+rerun skips them. A trial that raises becomes failed rows (not stored, so a rerun
+tries again); a loss that turns NaN fails the patiences still running at that epoch
+while those that had stopped before keep their results.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import keras
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel
+
+from tasks.config import ModelSpec, TuneConfig
+from tasks.data import CachedDataset, resolve_cache_dir
+from tasks.errors import ConfigError, TrialFailed
+from tasks.logs import get_logger
+from tasks.patience import PatienceLedger, Stop
+from tasks.store import get_or_build
+
+# Bump when what a trial computes changes, so stored trials are not reused.
+TRIAL_VERSION = 1
+# Measured in bench/epoch.py: 0.49x the seed's plain fit epoch time on this CPU.
+STEPS_PER_EXECUTION = 16
+JIT_COMPILE = True
+EVAL_BATCH = 1024
+
+
+class TrialResult(BaseModel):
+    """One (batch size, patience) cell of the grid. Epochs are counted from 1."""
+
+    batch_size: int
+    patience: int
+    lr: float
+    lr_method: str
+    status: Literal["ok", "failed"] = "ok"
+    epochs_run: int | None = None
+    best_epoch: int | None = None
+    stopped_early: bool | None = None
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+    test_loss: float | None = None
+    test_accuracy: float | None = None
+    train_seconds: float | None = None
+    examples_per_s: float | None = None
+    model_path: str | None = None
+    error: str | None = None
+
+
+def logged_metrics(model_spec: ModelSpec) -> list[str]:
+    """The names `fit` logs for models built from ``model_spec`` (asked of a real model)."""
+    import numpy as np
+
+    from tasks.models import build_model
+
+    model = build_model(model_spec, (8, 8, 1), 2)
+    names = list(model.evaluate(np.zeros((1, 8, 8, 1)), np.zeros(1), verbose=0, return_dict=True))
+    return names + [f"val_{n}" for n in names]
+
+
+def check_monitor(config: TuneConfig) -> None:
+    """Refuse a monitor the model will not log, before any training (Keras only warns)."""
+    names = logged_metrics(config.model)
+    if config.monitor not in names:
+        raise ConfigError(
+            f"monitor '{config.monitor}' is not a metric the model logs; "
+            f"use one of: {', '.join(names)}"
+        )
+
+
+class SharedEarlyStopping(keras.callbacks.Callback):
+    """Feeds a `PatienceLedger` each epoch; keeps each patience's best weights at its stop."""
+
+    def __init__(self, monitor: str, ledger: PatienceLedger, label: str) -> None:
+        super().__init__()
+        self.monitor, self.ledger, self.label = monitor, ledger, label
+        self.best_weights: list[Any] | None = None
+        self.kept: dict[int, list[Any]] = {}  # best epoch (0-based) -> weights
+        self.epoch_seconds: list[float] = []
+        self.history: list[dict[str, float]] = []
+        self.nan_epoch: int | None = None
+        self._started = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        self.epoch_seconds.append(time.perf_counter() - self._started)
+        self.history.append({k: float(v) for k, v in logs.items()})
+        if not math.isfinite(float(logs.get("loss", math.nan))):
+            self.nan_epoch = epoch
+            self.model.stop_training = True
+            return
+        keep, stopping = self.ledger.update(epoch, float(logs[self.monitor]))
+        if keep:
+            self.best_weights = self.model.get_weights()
+        if stopping and self.best_weights is not None and self.ledger.best_epoch is not None:
+            self.kept[self.ledger.best_epoch] = self.best_weights
+        get_logger().info(
+            "%s: epoch %d, loss %.4f, %s %.4f%s",
+            self.label,
+            epoch + 1,
+            logs["loss"],
+            self.monitor,
+            logs[self.monitor],
+            f" (patience {', '.join(map(str, stopping))} stops here)" if stopping else "",
+        )
+        if self.ledger.done:
+            self.model.stop_training = True
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.nan_epoch is None and self.best_weights is not None:
+            self.ledger.finish()
+            if self.ledger.best_epoch is not None:
+                self.kept[self.ledger.best_epoch] = self.best_weights
+
+
+def _trial_key(cached: CachedDataset, config: TuneConfig, batch_size: int, lr: float) -> dict:
+    return {
+        "version": TRIAL_VERSION,
+        "dataset": cached.fingerprint,
+        "model": config.model.model_dump(),
+        "batch_size": batch_size,
+        "lr": lr,
+        "patiences": sorted(config.patiences),
+        "max_epochs": config.max_epochs,
+        "monitor": config.monitor,
+        "min_delta": config.min_delta,
+        "seed": config.seed,
+        "steps_per_execution": STEPS_PER_EXECUTION,
+        "jit_compile": JIT_COMPILE,
+    }
+
+
+def _fit_and_evaluate(
+    cached: CachedDataset, config: TuneConfig, batch_size: int, lr: float, out: Path
+) -> dict[str, Any]:
+    """The one fit, then every kept best epoch evaluated and saved; JSON-able result."""
+    from tasks.models import build_model
+
+    label = f"trial b{batch_size}"
+    model = build_model(
+        config.model,
+        cached.input_shape,
+        len(cached.class_names),
+        lr,
+        config.seed,
+        steps_per_execution=STEPS_PER_EXECUTION,
+        jit_compile=JIT_COMPILE,
+    )
+    ledger = PatienceLedger(config.patiences, config.monitor_mode, config.min_delta)
+    callback = SharedEarlyStopping(config.monitor, ledger, label)
+    get_logger().info("%s: lr %.3g, up to %d epochs", label, lr, config.max_epochs)
+    fit_trial(
+        model,
+        cached.batches("train", batch_size, shuffle=True, seed=config.seed),
+        epochs=config.max_epochs,
+        validation_data=cached.batches("validation", EVAL_BATCH),
+        callbacks=[keras.callbacks.TerminateOnNaN(), callback],
+        verbose=0,
+        shuffle=False,
+    )
+    evaluated: dict[int, dict[str, float]] = {}
+    for best_epoch, weights in sorted(callback.kept.items()):
+        model.set_weights(weights)
+        scores: dict[str, float] = {}
+        for split in ("validation", "test"):
+            result = model.evaluate(cached.batches(split, EVAL_BATCH), verbose=0, return_dict=True)
+            prefix = "val" if split == "validation" else "test"
+            scores |= {f"{prefix}_loss": result["loss"], f"{prefix}_accuracy": result["accuracy"]}
+        model.save(out / f"model_e{best_epoch + 1}.keras")
+        evaluated[best_epoch] = scores
+    return {
+        "stops": {str(p): vars(s) for p, s in ledger.stops.items()},
+        "scores": {str(k): v for k, v in evaluated.items()},
+        "epoch_seconds": callback.epoch_seconds,
+        "history": callback.history,
+        "nan_epoch": callback.nan_epoch,
+    }
+
+
+def fit_trial(model: Any, *args: Any, **kwargs: Any) -> Any:
+    """`model.fit`; a named seam so tests can count fits."""
+    return model.fit(*args, **kwargs)
+
+
+def _rows(
+    data: dict[str, Any],
+    entry: Path,
+    batch_size: int,
+    lr: float,
+    lr_method: str,
+    config: TuneConfig,
+    n_train: int,
+) -> list[TrialResult]:
+    seconds = data["epoch_seconds"]
+    rows = []
+    for patience in sorted(config.patiences):
+        base = TrialResult(batch_size=batch_size, patience=patience, lr=lr, lr_method=lr_method)
+        raw = data["stops"].get(str(patience))
+        if raw is None:
+            nan_epoch = data["nan_epoch"]
+            epoch = str(nan_epoch + 1) if nan_epoch is not None else "?"
+            rows.append(
+                base.model_copy(
+                    update={
+                        "status": "failed",
+                        "error": f"loss became NaN in epoch {epoch}",
+                    }
+                )
+            )
+            continue
+        stop = Stop(**raw)
+        epochs = (stop.stop_epoch + 1) if stop.stop_epoch is not None else len(seconds)
+        train_seconds = sum(seconds[:epochs])
+        rows.append(
+            base.model_copy(
+                update={
+                    "epochs_run": epochs,
+                    "best_epoch": stop.best_epoch + 1,
+                    "stopped_early": stop.stop_epoch is not None,
+                    **data["scores"][str(stop.best_epoch)],
+                    "train_seconds": round(train_seconds, 3),
+                    "examples_per_s": round(n_train * epochs / train_seconds, 1)
+                    if train_seconds
+                    else None,
+                    "model_path": str(entry / f"model_e{stop.best_epoch + 1}.keras"),
+                }
+            )
+        )
+    return rows
+
+
+def train_trial(
+    cached: CachedDataset, config: TuneConfig, batch_size: int, lr: float, lr_method: str
+) -> list[TrialResult]:
+    """Rows for every patience at ``batch_size`` and ``lr``; reused if already stored."""
+    root = resolve_cache_dir(config.cache_dir)
+    key = _trial_key(cached, config, batch_size, lr)
+    try:
+        entry, meta, hit = get_or_build(
+            root,
+            "trials",
+            f"b{batch_size}",
+            key,
+            lambda out: _fit_and_evaluate(cached, config, batch_size, lr, out),
+        )
+    except Exception as exc:  # the grid goes on; not stored, so a rerun tries again
+        failure = TrialFailed(f"trial b{batch_size} failed: {type(exc).__name__}: {exc}")
+        get_logger().error("%s", failure)
+        return [
+            TrialResult(
+                batch_size=batch_size,
+                patience=p,
+                lr=lr,
+                lr_method=lr_method,
+                status="failed",
+                error=str(failure)[:500],
+            )
+            for p in sorted(config.patiences)
+        ]
+    if hit:
+        get_logger().info("trial b%d: finished before, reusing %s", batch_size, entry)
+    return _rows(
+        meta["data"], entry, batch_size, lr, lr_method, config, cached.num_examples["train"]
+    )
+
+
+@task(name="train_trial", tags=["gpu"], cache_policy=NO_CACHE)
+def train_trial_task(
+    cached: CachedDataset, config: TuneConfig, batch_size: int, lr: float, lr_method: str
+) -> list[TrialResult]:
+    """Prefect task: `train_trial`. Finished trials are kept in the store, not in Prefect."""
+    return train_trial(cached, config, batch_size, lr, lr_method)

@@ -1,0 +1,70 @@
+"""Run as ``python -m tests.separate_fits CACHE``: the shared fit vs one fit per patience.
+
+Prints one JSON line: each patience's epochs, best epoch and metrics, from our shared
+fit and from separate Keras `EarlyStopping(restore_best_weights=True)` fits, with op
+determinism on. A process of its own, because determinism cannot be switched off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from tasks.config import DatasetSpec, TuneConfig  # noqa: E402
+from tasks.data import load_dataset  # noqa: E402
+from tasks.models import build_model  # noqa: E402
+from tasks.training import EVAL_BATCH, JIT_COMPILE, STEPS_PER_EXECUTION, train_trial  # noqa: E402
+
+BATCH, LR = 64, 3e-3
+KEYS = ("epochs_run", "best_epoch", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
+
+
+def separate(cached, config: TuneConfig, patience: int) -> dict:
+    model = build_model(
+        config.model,
+        cached.input_shape,
+        len(cached.class_names),
+        LR,
+        config.seed,
+        steps_per_execution=STEPS_PER_EXECUTION,
+        jit_compile=JIT_COMPILE,
+    )
+    stopper = keras.callbacks.EarlyStopping(
+        config.monitor, patience=patience, mode="max", restore_best_weights=True
+    )
+    history = model.fit(
+        cached.batches("train", BATCH, shuffle=True, seed=config.seed),
+        validation_data=cached.batches("validation", EVAL_BATCH),
+        epochs=config.max_epochs,
+        callbacks=[stopper],
+        verbose=0,
+        shuffle=False,
+    )
+    out = {"epochs_run": len(history.history["loss"]), "best_epoch": stopper.best_epoch + 1}
+    for prefix, split in (("val", "validation"), ("test", "test")):
+        scores = model.evaluate(cached.batches(split, EVAL_BATCH), verbose=0, return_dict=True)
+        out |= {f"{prefix}_loss": scores["loss"], f"{prefix}_accuracy": scores["accuracy"]}
+    return out
+
+
+def main() -> None:
+    tf.config.experimental.enable_op_determinism()
+    cache = sys.argv[1]
+    config = TuneConfig(patiences=(2, 4), max_epochs=25, cache_dir=cache)
+    cached = load_dataset(DatasetSpec(), cache)
+    shared = {
+        str(r.patience): {k: getattr(r, k) for k in KEYS}
+        for r in train_trial(cached, config, BATCH, LR, "minimum")
+    }
+    apart = {str(p): separate(cached, config, p) for p in config.patiences}
+    print(json.dumps({"shared": shared, "separate": apart}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Trials on real digits: the shared fit is exact, rows are complete, failures are rows."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tasks.config import TuneConfig
+from tasks.data import CachedDataset
+from tasks.training import _rows, train_trial
+from tests.conftest import ROOT
+
+
+@pytest.mark.slow
+def test_shared_fit_equals_separate_fits(digits: CachedDataset, tmp_path) -> None:
+    # Op determinism is process-wide (and turns XLA off): run it in a process of its own.
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.separate_fits", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    shared, separate = result["shared"], result["separate"]
+    assert shared["2"]["epochs_run"] < shared["4"]["epochs_run"]  # the patiences do differ
+    for patience in ("2", "4"):
+        assert shared[patience] == separate[patience]
+
+
+def test_rows_are_complete_and_models_saved(digits: CachedDataset, tmp_path) -> None:
+    config = TuneConfig(patiences=(1, 3, 50), max_epochs=6, cache_dir=str(tmp_path))
+    rows = train_trial(digits, config, 128, 1e-2, "steepest")
+    assert [r.patience for r in rows] == [1, 3, 50]
+    for r in rows:
+        assert r.status == "ok" and r.error is None and r.lr_method == "steepest"
+        assert 1 <= r.best_epoch <= r.epochs_run <= 6
+        assert 0.0 <= r.val_accuracy <= 1.0 and 0.0 <= r.test_accuracy <= 1.0
+        assert r.train_seconds > 0 and r.examples_per_s > 0
+        model = keras.models.load_model(r.model_path, safe_mode=True)
+        x, y = next(iter(digits.batches("test", 270)))
+        accuracy = np.mean(np.argmax(model.predict(x, verbose=0), axis=1) == y.numpy())
+        assert accuracy == pytest.approx(r.test_accuracy, abs=1e-6)
+    assert rows[2].stopped_early is False and rows[2].epochs_run == 6
+
+
+def test_a_trial_that_raises_becomes_failed_rows(
+    digits: CachedDataset, tmp_path, monkeypatch
+) -> None:
+    def out_of_memory(*args, **kwargs):
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+
+    monkeypatch.setattr("tasks.training.fit_trial", out_of_memory)
+    config = TuneConfig(patiences=(2, 3), max_epochs=3, cache_dir=str(tmp_path))
+    rows = train_trial(digits, config, 32, 1e-3, "minimum")
+    assert [r.status for r in rows] == ["failed", "failed"]
+    assert all("ResourceExhaustedError" in r.error and "OOM" in r.error for r in rows)
+    assert [
+        p.name for p in (tmp_path / "trials").iterdir()
+    ] == []  # nothing stored: a rerun retries
+
+
+def test_nan_fails_only_the_patiences_still_running() -> None:
+    data = {
+        "stops": {"2": {"patience": 2, "stop_epoch": 4, "best_epoch": 2}},
+        "scores": {
+            "2": {"val_loss": 0.3, "val_accuracy": 0.9, "test_loss": 0.35, "test_accuracy": 0.88}
+        },
+        "epoch_seconds": [1.0] * 7,
+        "nan_epoch": 6,
+    }
+    config = TuneConfig(patiences=(2, 5))
+    ok, failed = _rows(data, Path("/store/e"), 64, 0.1, "minimum", config, 1000)
+    assert ok.status == "ok" and ok.epochs_run == 5 and ok.best_epoch == 3
+    assert ok.model_path == "/store/e/model_e3.keras" and ok.train_seconds == 5.0
+    assert failed.status == "failed" and failed.error == "loss became NaN in epoch 7"
+
+
+def test_cnn_trains_on_digits(digits: CachedDataset, tmp_path) -> None:
+    config = TuneConfig(
+        model={"kind": "cnn", "filters": [8, 16], "hidden_units": [32], "dropout": 0.1},
+        patiences=(2,),
+        max_epochs=3,
+        cache_dir=str(tmp_path),
+    )
+    (row,) = train_trial(digits, config, 64, 3e-3, "minimum")
+    assert row.status == "ok" and row.val_accuracy > 0.3
+    model = keras.models.load_model(row.model_path, safe_mode=True)
+    assert [layer.name for layer in model.layers][:3] == ["image", "conv0", "pool0"]

@@ -1,0 +1,121 @@
+"""The tune flow end to end on digits: export, reuse on rerun, failures as rows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tasks.config import TuneConfig, load_tune_config
+from tasks.data import load_dataset
+from tasks.files import sha256_file
+
+pytestmark = pytest.mark.slow
+
+
+def small_config(tmp_path: Path, **extra) -> TuneConfig:
+    return load_tune_config(
+        None,
+        {
+            "batch_sizes": [32, 64],
+            "patiences": [2, 3],
+            "max_epochs": 5,
+            "lr_range.steps": 20,
+            "export_to": str(tmp_path / "exports"),
+            "cache_dir": str(tmp_path / "cache"),
+            **extra,
+        },
+    )
+
+
+@pytest.fixture
+def fits(monkeypatch) -> list[int]:
+    """Counts real fits (the trial's one `model.fit` call)."""
+    import tasks.training
+
+    calls: list[int] = []
+    original = tasks.training.fit_trial
+
+    def counting(model, *args, **kwargs):
+        calls.append(1)
+        return original(model, *args, **kwargs)
+
+    monkeypatch.setattr(tasks.training, "fit_trial", counting)
+    return calls
+
+
+def test_tune_exports_a_verified_run_and_reuses_trials(prefect_harness, tmp_path, fits) -> None:
+    from flows.tune import tune
+
+    config = small_config(tmp_path)
+    first = tune(config)
+    assert len(fits) == 2  # one fit per batch size, not per cell
+    assert len(first.rows) == 4 and all(r.status == "ok" for r in first.rows)
+    assert set(first.seconds) == {"data", "sweeps", "trials", "export"}
+
+    run = Path(first.export.path)
+    latest = json.loads((run.parent / "latest.json").read_text())
+    assert latest == {"run_id": first.run_id, "uri": run.as_uri()}
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["class_names"] == [str(d) for d in range(10)]
+    assert manifest["input_shape"] == [8, 8, 1]
+    assert manifest["winner"]["batch_size"] == first.winner.batch_size
+    assert len(manifest["trials"]) == 4 and "tensorflow-cpu" in manifest["versions"]
+    for rel, digest in manifest["files"].items():
+        assert sha256_file(run / rel) == digest, rel
+    assert {
+        "model.keras",
+        "report.csv",
+        "report.md",
+        "lr_sweeps/lr_sweep_b32.png",
+        "saved_model/saved_model.pb",
+    } <= set(manifest["files"])
+
+    # The exported model, in both formats, computes what the winning trial's model does.
+    cached = load_dataset(config.dataset, config.cache_dir)
+    x, _ = next(iter(cached.batches("test", 64)))
+    trained = keras.models.load_model(first.winner.model_path)
+    exported = keras.models.load_model(run / "model.keras", safe_mode=True)
+    serving = tf.saved_model.load(str(run / "saved_model"))
+    expected = trained.predict(x, verbose=0)
+    np.testing.assert_allclose(exported.predict(x, verbose=0), expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(serving.serve(x).numpy(), expected, rtol=1e-5, atol=1e-5)
+
+    report = (run / "report.csv").read_text().splitlines()
+    assert report[0].startswith("batch_size,patience,lr,") and len(report) == 5
+
+    second = tune(config)
+    assert len(fits) == 2  # nothing trained again: sweeps and trials came from the store
+    assert second.run_id != first.run_id
+    assert [r.model_dump() for r in second.rows] == [r.model_dump() for r in first.rows]
+    latest = json.loads((run.parent / "latest.json").read_text())
+    assert latest["run_id"] == second.run_id
+    assert sorted(p.name for p in run.parent.iterdir()) == sorted(
+        [first.run_id, second.run_id, "latest.json"]
+    )
+
+
+def test_a_failing_trial_is_recorded_while_the_others_finish(
+    prefect_harness, tmp_path, monkeypatch
+) -> None:
+    import tasks.training
+    from flows.tune import tune
+
+    original = tasks.training.fit_trial
+
+    def fail_at_64(model, dataset, **kwargs):
+        if next(iter(dataset))[0].shape[0] == 64:  # the first batch tells the batch size
+            raise tf.errors.ResourceExhaustedError(None, None, "OOM at batch 64")
+        return original(model, dataset, **kwargs)
+
+    monkeypatch.setattr(tasks.training, "fit_trial", fail_at_64)
+    result = tune(small_config(tmp_path))
+    by_batch = {r.batch_size: r for r in result.rows}
+    assert by_batch[64].status == "failed" and "OOM at batch 64" in by_batch[64].error
+    assert by_batch[32].status == "ok" and result.winner.batch_size == 32
+    csv = (Path(result.export.path) / "report.csv").read_text()
+    assert "OOM at batch 64" in csv
