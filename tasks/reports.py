@@ -17,6 +17,7 @@ COLUMNS = [
     "lr_method",
     "status",
     "epochs_run",
+    "stop_epoch",
     "best_epoch",
     "stopped_early",
     "val_loss",

@@ -48,6 +48,7 @@ class TrialResult(BaseModel):
     lr_method: str
     status: Literal["ok", "failed"] = "ok"
     epochs_run: int | None = None
+    stop_epoch: int | None = None  # None: ran to max_epochs without stopping
     best_epoch: int | None = None
     stopped_early: bool | None = None
     val_loss: float | None = None
@@ -225,14 +226,16 @@ def _rows(
             )
             continue
         stop = Stop(**raw)
-        epochs = (stop.stop_epoch + 1) if stop.stop_epoch is not None else len(seconds)
+        stopped_at = stop.stop_epoch + 1 if stop.stop_epoch is not None else None
+        epochs = stopped_at or len(seconds)
         train_seconds = sum(seconds[:epochs])
         rows.append(
             base.model_copy(
                 update={
                     "epochs_run": epochs,
+                    "stop_epoch": stopped_at,
                     "best_epoch": stop.best_epoch + 1,
-                    "stopped_early": stop.stop_epoch is not None,
+                    "stopped_early": stopped_at is not None,
                     **data["scores"][str(stop.best_epoch)],
                     "train_seconds": round(train_seconds, 3),
                     "examples_per_s": round(n_train * epochs / train_seconds, 1)

@@ -50,6 +50,7 @@ def test_rows_are_complete_and_models_saved(digits: CachedDataset, tmp_path) -> 
         accuracy = np.mean(np.argmax(model.predict(x, verbose=0), axis=1) == y.numpy())
         assert accuracy == pytest.approx(r.test_accuracy, abs=1e-6)
     assert rows[2].stopped_early is False and rows[2].epochs_run == 6
+    assert rows[2].stop_epoch is None
 
 
 def test_a_trial_that_raises_becomes_failed_rows(
@@ -79,7 +80,7 @@ def test_nan_fails_only_the_patiences_still_running() -> None:
     }
     config = TuneConfig(patiences=(2, 5))
     ok, failed = _rows(data, Path("/store/e"), 64, 0.1, "minimum", config, 1000)
-    assert ok.status == "ok" and ok.epochs_run == 5 and ok.best_epoch == 3
+    assert ok.status == "ok" and ok.epochs_run == ok.stop_epoch == 5 and ok.best_epoch == 3
     assert ok.model_path == "/store/e/model_e3.keras" and ok.train_seconds == 5.0
     assert failed.status == "failed" and failed.error == "loss became NaN in epoch 7"
 
