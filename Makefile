@@ -11,7 +11,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 
-.PHONY: help setup run test test-fast lint bench clean
+.PHONY: help setup run test test-fast lint bench pools deploy worker-cpu worker-gpu clean
 
 help:
 	@echo "make run    set up .venv and run 'nighttune tune' on the offline default (digits)"
@@ -19,6 +19,9 @@ help:
 	@echo "make test-fast   the suite without tests marked slow"
 	@echo "make lint   ruff and mypy"
 	@echo "make bench  run the benchmarks in bench/ and print their ratios"
+	@echo "make pools  create the cpu/gpu work pools and the gpu concurrency limit (PREFECT_API_URL)"
+	@echo "make deploy deploy tune/nightly, tune/manual and train-trial/gpu (PREFECT_API_URL)"
+	@echo "make worker-cpu / worker-gpu   start a worker for that pool"
 	@echo "make clean  remove .venv and build leftovers (not the dataset cache)"
 
 $(BIN)/python:
@@ -56,6 +59,24 @@ lint: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-bench
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+# Deployment settings, read by deployments/prefect.yaml when deploying.
+export NIGHTTUNE_CODE_DIR ?= $(CURDIR)
+export NIGHTTUNE_EXPORT_TO ?= $(CURDIR)/exports
+export NIGHTTUNE_TIMEZONE ?= UTC
+GPU_SLOTS ?= 1
+
+pools: $(VENV)/.installed-run
+	$(BIN)/python deployments/pools.py --gpu-slots $(GPU_SLOTS)
+
+deploy: $(VENV)/.installed-run
+	$(BIN)/prefect --no-prompt deploy --prefect-file deployments/prefect.yaml --all
+
+worker-cpu: $(VENV)/.installed-run
+	$(BIN)/prefect worker start --pool cpu
+
+worker-gpu: $(VENV)/.installed-run
+	$(BIN)/prefect worker start --pool gpu
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -157,6 +157,14 @@ def tune(
     export_to: Annotated[
         str | None, typer.Option("--export-to", help="Export folder. Default: ./exports.")
     ] = None,
+    dispatch: Annotated[
+        str | None,
+        typer.Option(
+            "--dispatch",
+            help="local (default): train here; deployments: one "
+            "train-trial run per batch size on the gpu pool's workers.",
+        ),
+    ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Default: 0.")] = None,
 ) -> None:
     """Find the LR per batch size, train the batch size x patience grid, export the best."""
@@ -179,6 +187,7 @@ def tune(
         "lr_range.end_lr": end_lr,
         "lr_range.steps": lr_steps,
         "export_to": export_to,
+        "dispatch": dispatch,
         "seed": seed,
     }
     cfg = load_tune_config(config, overrides)
@@ -190,6 +199,10 @@ def tune(
     local_target(cfg.export_to)
     check_dataset(cfg.dataset, cfg.cache_dir)
     check_monitor(cfg)
+    if cfg.dispatch == "deployments":
+        from tasks.dispatch import check_deployment
+
+        check_deployment(cfg.trial_deployment)
 
     from flows.tune import tune as tune_flow
     from tasks.reports import trials_frame

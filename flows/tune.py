@@ -11,10 +11,12 @@ from __future__ import annotations
 import time
 
 from prefect import flow
+from prefect.runtime import flow_run
 from pydantic import BaseModel
 
 from tasks.config import TuneConfig
 from tasks.data import cache_dataset
+from tasks.dispatch import check_deployment, run_trials_on_deployments
 from tasks.export import ExportResult, export_run_task, new_run_id
 from tasks.logs import get_logger
 from tasks.lr_range import lr_sweep
@@ -42,6 +44,8 @@ def tune(config: TuneConfig | None = None) -> TuneResult:
     """Tune batch size x patience for ``config`` and export the best model."""
     config = config or TuneConfig()
     log = get_logger()
+    if config.dispatch == "deployments":
+        check_deployment(config.trial_deployment)
     run_id = new_run_id()
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
@@ -54,18 +58,26 @@ def tune(config: TuneConfig | None = None) -> TuneResult:
 
     cached = cache_dataset(config.dataset, config.cache_dir)
     lap("data")
-    sweeps = [
-        lr_sweep(cached, config.model, b, config.lr_range, config.seed, config.cache_dir)
-        for b in config.batch_sizes
-    ]
+    if config.dispatch == "deployments":
+        # One child run per batch size on the trial deployment's pool; each does its
+        # sweep and its trial, so both are timed together as "trials".
+        sweeps, rows = run_trials_on_deployments(config, str(flow_run.id))
+        seconds["sweeps"] = 0.0
+    else:
+        sweeps = [
+            lr_sweep(cached, config.model, b, config.lr_range, config.seed, config.cache_dir)
+            for b in config.batch_sizes
+        ]
+        lap("sweeps")
+        rows = [
+            row
+            for sweep in sweeps
+            for row in train_trial_task(
+                cached, config, sweep.batch_size, sweep.chosen_lr, sweep.method
+            )
+        ]
     for sweep in sweeps:
         log.info("batch size %d: lr %.3g (%s)", sweep.batch_size, sweep.chosen_lr, sweep.method)
-    lap("sweeps")
-    rows = [
-        row
-        for sweep in sweeps
-        for row in train_trial_task(cached, config, sweep.batch_size, sweep.chosen_lr, sweep.method)
-    ]
     lap("trials")
     winner = select_best(rows, selection_metric(config.monitor), config.monitor_mode)
     log.info(

@@ -151,7 +151,10 @@ class TuneConfig(BaseModel):
         seed: seeds splits, initial weights, shuffling and dropout.
         export_to: folder that receives ``<run-id>/`` and ``latest.json``.
         cache_dir: dataset, sweep and trial store (default: ``$NIGHTTUNE_CACHE_DIR``).
-        dispatch: ``local`` runs every step in this process.
+        dispatch: ``local`` runs every step in this process; ``deployments`` runs one
+            ``trial_deployment`` flow run per batch size on the workers of its pool.
+        trial_deployment: the deployment that trains one batch size.
+        trial_timeout_s: how long the parent waits for its children.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -167,7 +170,9 @@ class TuneConfig(BaseModel):
     seed: int = 0
     export_to: str = "./exports"
     cache_dir: str | None = None
-    dispatch: Literal["local"] = "local"
+    dispatch: Literal["local", "deployments"] = "local"
+    trial_deployment: str = "train-trial/gpu"
+    trial_timeout_s: int = Field(7200, ge=10)
 
     @field_validator("batch_sizes", "patiences")
     @classmethod

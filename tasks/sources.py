@@ -7,6 +7,7 @@ splits for train / validation / test, carving the missing ones from train.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import os
@@ -16,6 +17,7 @@ from typing import Any
 
 from tasks.config import DatasetSpec
 from tasks.errors import ConfigError, DatasetUnavailable
+from tasks.files import file_lock
 from tasks.images import IMAGE_EXTENSIONS, decode_image_file, list_images, preprocess_image
 from tasks.logs import get_logger
 
@@ -55,14 +57,12 @@ class CatalogSource:
         import tensorflow_datasets as tfds
 
         self.spec = spec
-        if spec.kind == "digits":
-            from tasks.digits import Digits
-
-            data_dir = spec.data_dir or str(cache_root / "tfds")
-            self.builder = Digits(data_dir=data_dir)
-        else:
+        if spec.kind != "digits":
             _check_catalog_name(spec.name)
-            self.builder = tfds.builder(spec.name, data_dir=spec.data_dir)
+        self.data_dir = spec.data_dir or (
+            str(cache_root / "tfds") if spec.kind == "digits" else None
+        )
+        self.builder = self._new_builder()
         info = self.builder.info
         if not info.supervised_keys:
             raise ConfigError(
@@ -94,6 +94,15 @@ class CatalogSource:
         # Used only for the splits the source lacks (known once it is prepared).
         self.split_plan = {"validation": spec.val_fraction, "test": spec.test_fraction}
 
+    def _new_builder(self) -> Any:
+        import tensorflow_datasets as tfds
+
+        if self.spec.kind == "digits":
+            from tasks.digits import Digits
+
+            return Digits(data_dir=self.data_dir)
+        return tfds.builder(self.spec.name, data_dir=self.data_dir)
+
     def check(self) -> None:
         """Raise now if `splits` could not get the data (not prepared and offline)."""
         if self.spec.kind != "digits":
@@ -102,14 +111,22 @@ class CatalogSource:
     def splits(self) -> dict[str, Any]:
         import tensorflow as tf
 
-        if self.spec.kind == "digits":
-            import tensorflow_datasets as tfds
+        # Two runs on one machine may prepare the same TFDS data at once (two trials
+        # on one worker); TFDS renames its staging folder and the loser would fail.
+        # (A prepared data_dir may be a read-only copy: only lock when there is work.)
+        prepared = self.builder.is_prepared()
+        lock = Path(self.builder.data_dir).parent / ".nighttune-prepare.lock"
+        with contextlib.nullcontext() if prepared else file_lock(lock):
+            if self.spec.kind == "digits":
+                import tensorflow_datasets as tfds
 
-            tfds.disable_progress_bar()  # under a second of work: no bars
-            self.builder.download_and_prepare()
-            tfds.enable_progress_bar()
-        else:
-            _prepare_catalog(self.builder, self.spec)
+                tfds.disable_progress_bar()  # under a second of work: no bars
+                self.builder.download_and_prepare()
+                tfds.enable_progress_bar()
+            else:
+                _prepare_catalog(self.builder, self.spec)
+        if not prepared:  # another process may have prepared it meanwhile: read it afresh
+            self.builder = self._new_builder()
         have = set(self.builder.info.splits.keys())
         if "train" not in have:
             raise ConfigError(

@@ -44,8 +44,8 @@ class TrialResult(BaseModel):
 
     batch_size: int
     patience: int
-    lr: float
-    lr_method: str
+    lr: float | None  # None when the trial failed before its LR was known
+    lr_method: str | None
     status: Literal["ok", "failed"] = "ok"
     epochs_run: int | None = None
     stop_epoch: int | None = None  # None: ran to max_epochs without stopping

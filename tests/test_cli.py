@@ -89,6 +89,8 @@ def test_offline_catalog_dataset_exits_2_with_data_dir_hint(cli_env, tmp_path) -
         (("tune", "--lr-method", "best"), ("lr_range.method",)),
         (("tune", "--export-to", "s3://bucket/prefix"), ("only local folders",)),
         (("tune", "--config", "/no/such/tune.yaml"), ("cannot read config",)),
+        (("tune", "--dispatch", "deployments"), ("needs a Prefect server", "PREFECT_API_URL")),
+        (("tune", "--dispatch", "cluster"), ("dispatch",)),
     ],
 )
 def test_tune_config_mistakes_exit_2_before_training(cli_env, tmp_path, args, needles) -> None:

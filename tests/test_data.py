@@ -258,3 +258,30 @@ def test_cache_dataset_task_in_a_flow(prefect_harness, tmp_path) -> None:
     assert cache_dataset.tags == {"cpu"}
     batch = next(iter(result.split("train").batch(32)))
     assert batch[0].shape == (32, 8, 8, 1) and batch[0].dtype == tf.float32
+
+
+def test_two_processes_preparing_digits_at_once_both_succeed(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    script = (
+        "import sys; from tasks.config import DatasetSpec; from tasks.data import load_dataset; "
+        "print(load_dataset(DatasetSpec(), sys.argv[1]).num_examples['train'])"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(tmp_path)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err[-2000:]
+        assert out.strip().splitlines()[-1] == "1257"
+    assert len(list((tmp_path / "datasets").iterdir())) == 1

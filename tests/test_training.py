@@ -96,3 +96,15 @@ def test_cnn_trains_on_digits(digits: CachedDataset, tmp_path) -> None:
     assert row.status == "ok" and row.val_accuracy > 0.3
     model = keras.models.load_model(row.model_path, safe_mode=True)
     assert [layer.name for layer in model.layers][:3] == ["image", "conv0", "pool0"]
+
+
+def test_trial_flow_device_check_warns_or_refuses_without_gpu(caplog) -> None:
+    from flows.trial import check_devices
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("this machine has a GPU: the no-GPU branch cannot be observed here")
+    with caplog.at_level("WARNING", logger="nighttune"):
+        assert check_devices(require_gpu=False) == []
+    assert "no GPU visible to TensorFlow: training on the CPU" in caplog.text
+    with pytest.raises(RuntimeError, match="no GPU visible"):
+        check_devices(require_gpu=True)

@@ -1,0 +1,51 @@
+"""The `train-trial` flow: one batch size's LR sweep and trial, on a (GPU) worker.
+
+Deployed as ``train-trial/gpu`` on the ``gpu`` work pool. It loads the dataset into
+the worker's own cache, runs the sweep and the shared-patience trial, and publishes
+the result under the export target for the parent `tune` run to read
+(`tasks.dispatch`). It logs the devices TensorFlow sees; with no GPU visible it
+warns and trains on the CPU, or fails when ``require_gpu`` is set (or
+``NIGHTTUNE_REQUIRE_GPU=1`` on the worker).
+"""
+
+from __future__ import annotations
+
+import os
+
+from prefect import flow
+
+from tasks.config import TuneConfig
+from tasks.data import cache_dataset
+from tasks.dispatch import publish_trial
+from tasks.logs import get_logger
+from tasks.lr_range import lr_sweep
+from tasks.training import train_trial_task
+
+
+def check_devices(require_gpu: bool) -> list[str]:
+    """Names of the GPUs TensorFlow sees; warn (or raise) when there are none."""
+    import tensorflow as tf
+
+    log = get_logger()
+    gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+    cpus = [d.name for d in tf.config.list_physical_devices("CPU")]
+    log.info("devices: %s", ", ".join(gpus + cpus))
+    if not gpus:
+        if require_gpu:
+            raise RuntimeError("no GPU visible to TensorFlow and require_gpu is set")
+        log.warning("no GPU visible to TensorFlow: training on the CPU")
+    return gpus
+
+
+@flow(name="train-trial", log_prints=False)
+def train_trial_flow(config: TuneConfig, batch_size: int, require_gpu: bool = False) -> str:
+    """Sweep and train one batch size of ``config``'s grid; return the published folder."""
+    check_devices(require_gpu or os.environ.get("NIGHTTUNE_REQUIRE_GPU") == "1")
+    cached = cache_dataset(config.dataset, config.cache_dir)
+    sweep = lr_sweep(
+        cached, config.model, batch_size, config.lr_range, config.seed, config.cache_dir
+    )
+    rows = train_trial_task(cached, config, batch_size, sweep.chosen_lr, sweep.method)
+    entry = publish_trial(config, batch_size, sweep, rows)
+    get_logger().info("batch size %d: published %s", batch_size, entry)
+    return str(entry)

@@ -1,0 +1,273 @@
+"""End to end, as in production: a Prefect server, pools, `prefect deploy`, one cpu
+and two gpu workers in separate processes (each with its own working directory and
+home, sharing only the server and the export target), `prefect deployment run`.
+
+Every process is started in its own session and stopped by its PID (its whole
+process group) at teardown, on failure too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tasks.config import TuneConfig, load_tune_config
+from tasks.errors import ConfigError
+from tasks.files import sha256_file
+from tests.conftest import ROOT
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+BIN = Path(sys.executable).parent
+GRID = {"batch_sizes": [32, 64], "patiences": [2, 3], "max_epochs": 4, "lr_range": {"steps": 20}}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Processes:
+    """Background processes, each in its own session, all stopped by PID at the end."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[subprocess.Popen, Path]] = []
+
+    def start(self, args: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen:
+        out = open(log, "wb")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(
+            args, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.started.append((proc, log))
+        return proc
+
+    def stop_all(self) -> None:
+        for proc, _ in self.started:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for proc, _ in self.started:
+            try:
+                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {log}\n{log.read_text(errors='replace')[-3000:]}"
+            for _, log in self.started
+            if log.exists()
+        )
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> Iterator[dict]:
+    root = tmp_path_factory.mktemp("e2e")
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = dict(os.environ)
+    env.update(
+        PREFECT_HOME=str(root / "server-home"),
+        PREFECT_API_URL=api,
+        PREFECT_WORKER_QUERY_SECONDS="1",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        DO_NOT_TRACK="1",
+        NIGHTTUNE_CODE_DIR=str(ROOT),
+        NIGHTTUNE_EXPORT_TO=str(root / "exports"),
+        NIGHTTUNE_TIMEZONE="Europe/Berlin",
+        PYTHONPATH=str(ROOT),
+    )
+    env.pop("PREFECT_RESULTS_LOCAL_STORAGE_PATH", None)
+    procs = Processes()
+    try:
+        procs.start(
+            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env,
+            root,
+            root / "server.log",
+        )
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{api}/health", timeout=2) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "server did not come up\n" + procs.logs()
+            time.sleep(0.5)
+        for args in (
+            [str(BIN / "python"), "deployments/pools.py", "--gpu-slots", "2"],
+            [
+                str(BIN / "prefect"),
+                "--no-prompt",
+                "deploy",
+                "--prefect-file",
+                "deployments/prefect.yaml",
+                "--all",
+            ],
+        ):
+            done = subprocess.run(
+                args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=180
+            )
+            assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        for name, pool in (("cpu-1", "cpu"), ("gpu-1", "gpu"), ("gpu-2", "gpu")):
+            home = root / name
+            home.mkdir()
+            worker_env = dict(env, HOME=str(home), PREFECT_HOME=str(home / ".prefect"))
+            worker_env.pop("NIGHTTUNE_CACHE_DIR", None)  # each "machine" caches at home
+            procs.start(
+                [str(BIN / "prefect"), "worker", "start", "--pool", pool, "--name", name],
+                worker_env,
+                home,
+                root / f"{name}.log",
+            )
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with temporary_settings(updates={PREFECT_API_URL: api}):  # this process's client
+            yield {"root": root, "env": env, "api": api, "procs": procs}
+    finally:
+        procs.stop_all()
+
+
+def wait_final(flow_run_id, timeout: float, procs: Processes):
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            run = client.read_flow_run(flow_run_id)
+            if run.state is not None and run.state.is_final():
+                return run
+            assert time.monotonic() < deadline, f"run not final: {run.state}\n{procs.logs()}"
+            time.sleep(1)
+
+
+def trial_runs() -> list:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["gpu"]))
+        )
+
+
+def test_deployments_pools_and_schedule(cluster) -> None:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        nightly = client.read_deployment_by_name("tune/nightly")
+        assert nightly.work_pool_name == "cpu" and set(nightly.tags) == {"nightly", "cpu"}
+        (schedule,) = nightly.schedules
+        assert schedule.schedule.cron == "0 2 * * *"
+        assert schedule.schedule.timezone == "Europe/Berlin"
+        assert nightly.parameters["config"]["dispatch"] == "deployments"
+        TuneConfig.model_validate(nightly.parameters["config"])  # a real, valid default
+        assert client.read_deployment_by_name("tune/manual").work_pool_name == "cpu"
+        assert client.read_deployment_by_name("train-trial/gpu").work_pool_name == "gpu"
+        assert client.read_concurrency_limit_by_tag("gpu").concurrency_limit == 2
+
+
+def test_manual_run_fans_trials_out_to_gpu_workers(cluster) -> None:
+    exports = cluster["root"] / "exports"
+    config = dict(GRID, export_to=str(exports), dispatch="deployments")
+    done = subprocess.run(
+        [
+            str(BIN / "prefect"),
+            "deployment",
+            "run",
+            "tune/manual",
+            "-p",
+            f"config={json.dumps(config)}",
+        ],
+        env=cluster["env"],
+        cwd=cluster["root"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    run_id = next(
+        line.split("UUID:")[1].strip() for line in done.stdout.splitlines() if "UUID:" in line
+    )
+    parent = wait_final(run_id, 420, cluster["procs"])
+    assert parent.state.is_completed(), f"{parent.state}\n{cluster['procs'].logs()}"
+    assert parent.work_pool_name == "cpu"
+
+    children = trial_runs()
+    assert len(children) == 2
+    assert all(c.state.is_completed() and c.work_pool_name == "gpu" for c in children), [
+        (c.name, c.state, c.work_pool_name) for c in children
+    ]
+    assert sorted(c.parameters["batch_size"] for c in children) == [32, 64]
+    assert all(c.id != parent.id for c in children)
+
+    latest = json.loads((exports / "latest.json").read_text())
+    run_dir = exports / latest["run_id"]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert len(manifest["trials"]) == 4
+    assert all(t["status"] == "ok" for t in manifest["trials"])
+    for rel, digest in manifest["files"].items():
+        assert sha256_file(run_dir / rel) == digest, rel
+    assert (run_dir / "lr_sweeps" / "lr_sweep_b64.png").is_file()
+
+
+def test_a_rerun_reuses_published_children(cluster) -> None:
+    from tasks.dispatch import run_trials_on_deployments
+
+    config = load_tune_config(
+        None, dict(GRID, export_to=str(cluster["root"] / "exports"), dispatch="deployments")
+    )
+    before = len(trial_runs())
+    sweeps, rows = run_trials_on_deployments(config, parent_id="rerun-parent")
+    assert len(trial_runs()) == before  # nothing started: both batch sizes were published
+    assert len(rows) == 4 and all(r.status == "ok" for r in rows) and len(sweeps) == 2
+
+
+def test_a_failed_child_becomes_failed_rows_and_is_retried(cluster, tmp_path) -> None:
+    from tasks.dispatch import run_trials_on_deployments
+
+    # The children cannot load this dataset: they fail, the parent does not raise.
+    config = load_tune_config(
+        None,
+        dict(
+            GRID,
+            batch_sizes=[16],
+            export_to=str(tmp_path),
+            dispatch="deployments",
+            trial_timeout_s=300,
+            dataset={"name": str(tmp_path / "no-images")},
+        ),
+    )
+    before = len(trial_runs())
+    sweeps, rows = run_trials_on_deployments(config, parent_id="failing-parent")
+    assert sweeps == [] and [r.status for r in rows] == ["failed", "failed"]
+    assert "ended FAILED" in rows[0].error
+    assert len(trial_runs()) == before + 1
+    # The same parent again (a retry): the failed child is not reused but run anew.
+    _, rows = run_trials_on_deployments(config, parent_id="failing-parent")
+    assert [r.status for r in rows] == ["failed", "failed"]
+    assert len(trial_runs()) == before + 2
+
+
+def test_missing_deployment_is_a_clear_error(cluster) -> None:
+    from tasks.dispatch import check_deployment
+
+    check_deployment("train-trial/gpu")
+    with pytest.raises(
+        ConfigError, match="deployment 'train-trial/cpu' not found on .*make deploy"
+    ):
+        check_deployment("train-trial/cpu")
