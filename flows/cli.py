@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -157,6 +156,13 @@ def tune(
     export_to: Annotated[
         str | None, typer.Option("--export-to", help="Export folder. Default: ./exports.")
     ] = None,
+    s3_endpoint_url: Annotated[
+        str | None,
+        typer.Option(
+            "--s3-endpoint-url",
+            help="S3-compatible endpoint (MinIO). Default: $AWS_ENDPOINT_URL or AWS.",
+        ),
+    ] = None,
     dispatch: Annotated[
         str | None,
         typer.Option(
@@ -188,15 +194,16 @@ def tune(
         "lr_range.steps": lr_steps,
         "export_to": export_to,
         "dispatch": dispatch,
+        "s3_endpoint_url": s3_endpoint_url,
         "seed": seed,
     }
     cfg = load_tune_config(config, overrides)
 
     from tasks.data import check_dataset
-    from tasks.export import local_target
+    from tasks.export import check_target
     from tasks.training import check_monitor
 
-    local_target(cfg.export_to)
+    check_target(cfg)
     check_dataset(cfg.dataset, cfg.cache_dir)
     check_monitor(cfg)
     if cfg.dispatch == "deployments":
@@ -230,8 +237,9 @@ def tune(
         f"({w.lr_method}): val accuracy {w.val_accuracy:.4f}, test accuracy "
         f"{w.test_accuracy:.4f}"
     )
-    print(f"exported    {result.export.path}")
-    print(f"latest      {Path(result.export.path).parent / 'latest.json'}")
+    exported = result.export
+    print(f"exported    {exported.path if exported.uri.startswith('file:') else exported.uri}")
+    print(f"latest      {exported.latest}")
 
 
 @app.command()

@@ -149,7 +149,10 @@ class TuneConfig(BaseModel):
         min_delta: smallest change of ``monitor`` that counts as an improvement.
         lr_range: the learning-rate range test.
         seed: seeds splits, initial weights, shuffling and dropout.
-        export_to: folder that receives ``<run-id>/`` and ``latest.json``.
+        export_to: folder or ``s3://bucket/prefix`` that receives ``<run-id>/`` and
+            ``latest.json``.
+        s3_endpoint_url: S3-compatible endpoint (MinIO); default ``$AWS_ENDPOINT_URL``
+            or AWS itself.
         cache_dir: dataset, sweep and trial store (default: ``$NIGHTTUNE_CACHE_DIR``).
         dispatch: ``local`` runs every step in this process; ``deployments`` runs one
             ``trial_deployment`` flow run per batch size on the workers of its pool.
@@ -169,6 +172,7 @@ class TuneConfig(BaseModel):
     lr_range: LRRangeSpec = LRRangeSpec()
     seed: int = 0
     export_to: str = "./exports"
+    s3_endpoint_url: str | None = None
     cache_dir: str | None = None
     dispatch: Literal["local", "deployments"] = "local"
     trial_deployment: str = "train-trial/gpu"

@@ -41,7 +41,14 @@ def handoff_key(config: TuneConfig, batch_size: int) -> dict[str, Any]:
     """Everything a child's published result depends on (not where it is exported)."""
     relevant = config.model_dump(
         mode="json",
-        exclude={"export_to", "cache_dir", "dispatch", "trial_deployment", "trial_timeout_s"},
+        exclude={
+            "export_to",
+            "cache_dir",
+            "dispatch",
+            "s3_endpoint_url",
+            "trial_deployment",
+            "trial_timeout_s",
+        },
     )
     return {
         "config": relevant,

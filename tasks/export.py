@@ -10,11 +10,15 @@ Layout under the target folder::
     <target>/latest.json                 {"run_id", "uri"} of the newest complete run
 
 The run folder is staged under a temporary name and renamed when complete; only then
-is ``latest.json`` replaced (atomically), so a reader never sees half an export.
+is ``latest.json`` replaced (atomically), so a reader never sees half an export. For
+an ``s3://bucket/prefix`` target the folder is built locally (in the cache, where a
+later download of the run would go), every file is uploaded and verified (size and
+SHA256), the manifest last, and ``<prefix>/latest.json`` is put only after that.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import secrets
@@ -28,8 +32,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
+from tasks import s3
 from tasks.config import TuneConfig
-from tasks.data import CachedDataset
+from tasks.data import CachedDataset, resolve_cache_dir
 from tasks.errors import ConfigError
 from tasks.files import file_digests, staged_dir, write_text_atomic
 from tasks.logs import get_logger
@@ -45,8 +50,9 @@ class ExportResult(BaseModel):
     """Where a run went."""
 
     run_id: str
-    uri: str
-    path: str
+    uri: str  # where the run is: file:// or s3://
+    path: str  # the local folder (for S3: the cached copy that was uploaded)
+    latest: str  # the latest.json that now names it
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -55,14 +61,20 @@ def new_run_id(now: datetime | None = None) -> str:
     return f"{stamp}-{secrets.token_hex(3)}"
 
 
-def local_target(target: str) -> Path:
-    """The export folder for a local target; S3 targets are refused for now."""
-    if "://" in target:
+def check_target(config: TuneConfig) -> None:
+    """Fail before training when the export target cannot work (bad URI, no bucket, keys)."""
+    if s3.is_s3(config.export_to):
+        if config.dispatch == "deployments":
+            raise ConfigError(
+                "dispatch 'deployments' hands trials over through a shared export folder; "
+                "S3 targets work with dispatch 'local' only, so far"
+            )
+        s3.check_bucket(s3.S3Uri.parse(config.export_to), config.s3_endpoint_url)
+    elif "://" in config.export_to:
         raise ConfigError(
-            f"export target {target!r}: only local folders are supported so far; "
-            "give a path such as ./exports"
+            f"export target {config.export_to!r}: give a local folder (./exports) "
+            "or s3://bucket/prefix"
         )
-    return Path(target).expanduser().resolve()
 
 
 def library_versions() -> dict[str, str]:
@@ -92,65 +104,117 @@ def export_run(
     winner: TrialResult,
     run_id: str,
 ) -> ExportResult:
-    """Write the run folder, then point ``latest.json`` at it."""
-    import keras
-
-    target = local_target(config.export_to)
-    final = target / run_id
+    """Write the run folder, publish it to the target, and only then move ``latest.json``."""
     log = get_logger()
-    log.info("export: writing %s", final)
     if winner.model_path is None:
         raise ValueError(f"winner b{winner.batch_size} p{winner.patience} has no saved model")
+    if s3.is_s3(config.export_to):
+        uri = s3.S3Uri.parse(config.export_to)
+        # Staged where a later download of this run would land: predict reuses it.
+        final = run_cache_dir(uri, run_id, config.cache_dir)
+    else:
+        final = Path(config.export_to).expanduser().resolve() / run_id
+    log.info("export: writing %s", final)
     with staged_dir(final) as staging:
-        shutil.copyfile(winner.model_path, staging / "model.keras")
-        model = keras.models.load_model(staging / "model.keras", safe_mode=True)
-        model.export(str(staging / "saved_model"), format="tf_saved_model", verbose=False)
-        (staging / "lr_sweeps").mkdir()
-        for sweep in sweeps:
-            for suffix in (".json", ".png"):
-                name = f"lr_sweep_b{sweep.batch_size}{suffix}"
-                if sweep.path:
-                    shutil.copyfile(Path(sweep.path) / name, staging / "lr_sweeps" / name)
-        summary = (
-            f"Winner: batch size {winner.batch_size}, patience {winner.patience}, "
-            f"lr {winner.lr:.3g} ({winner.lr_method}); "
-            f"val accuracy {winner.val_accuracy:.4f}, test accuracy {winner.test_accuracy:.4f}."
-        )
-        write_reports(rows, winner, staging, f"nighttune run {run_id}", summary)
-        manifest = {
-            "run_id": run_id,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "config": config.model_dump(mode="json"),
-            "dataset": {
-                "source": cached.source,
-                "fingerprint": cached.fingerprint,
-                "num_examples": cached.num_examples,
-            },
-            "class_names": cached.class_names,
-            "input_shape": list(cached.input_shape),
-            "preprocessing": {
-                "dtype": "float32",
-                "range": [0.0, 1.0],
-                "resize": "bilinear, antialiased",
-            },
-            "winner": _portable(winner),
-            "trials": [_portable(r) for r in rows],
-            "lr_sweeps": {
-                str(s.batch_size): {
-                    "chosen_lr": s.chosen_lr,
-                    "method": s.method,
-                    "suggestions": s.suggestions,
-                }
-                for s in sweeps
-            },
-            "versions": library_versions(),
-            "files": {rel: d["sha256"] for rel, d in file_digests(staging).items()},
-        }
-        write_text_atomic(staging / MANIFEST, json.dumps(manifest, indent=2))
-    uri = final.as_uri()
-    write_text_atomic(target / LATEST, json.dumps({"run_id": run_id, "uri": uri}, indent=2))
+        _write_run(staging, config, cached, sweeps, rows, winner, run_id)
+    if s3.is_s3(config.export_to):
+        return _publish_s3(final, uri, run_id, config.s3_endpoint_url)
+    target = final.parent
+    write_text_atomic(
+        target / LATEST, json.dumps({"run_id": run_id, "uri": final.as_uri()}, indent=2)
+    )
     log.info("export: %s complete; %s now names it", final, target / LATEST)
-    return ExportResult(run_id=run_id, uri=uri, path=str(final))
+    return ExportResult(
+        run_id=run_id, uri=final.as_uri(), path=str(final), latest=str(target / LATEST)
+    )
+
+
+def run_cache_dir(uri: s3.S3Uri, run_id: str, cache_dir: str | None = None) -> Path:
+    """Local home of an S3 run: ``<cache>/runs/<bucket>/<prefix hash>/<run-id>``."""
+    prefix = hashlib.sha256(uri.prefix.encode()).hexdigest()[:12]
+    return resolve_cache_dir(cache_dir) / "runs" / uri.bucket / prefix / run_id
+
+
+def _publish_s3(local: Path, uri: s3.S3Uri, run_id: str, endpoint_url: str | None) -> ExportResult:
+    """Upload every file, verify each, and put ``latest.json`` last."""
+    log = get_logger()
+    client = s3.client(endpoint_url)
+    files = sorted(p for p in local.rglob("*") if p.is_file())
+    # The manifest goes up last of the run's files: its presence means the rest is there.
+    files.sort(key=lambda p: p.name == MANIFEST)
+    for i, path in enumerate(files, 1):
+        key = uri.key(run_id, path.relative_to(local).as_posix())
+        s3.upload_verified(client, path, uri.bucket, key)
+        log.info("export: %d/%d verified s3://%s/%s", i, len(files), uri.bucket, key)
+    run_uri = uri.child(run_id)
+    s3.put_json(
+        client,
+        uri.bucket,
+        uri.key(LATEST),
+        json.dumps({"run_id": run_id, "uri": run_uri}, indent=2),
+    )
+    log.info("export: %s complete; %s now names it", run_uri, uri.child(LATEST))
+    return ExportResult(run_id=run_id, uri=run_uri, path=str(local), latest=uri.child(LATEST))
+
+
+def _write_run(
+    staging: Path,
+    config: TuneConfig,
+    cached: CachedDataset,
+    sweeps: list[LRSweep],
+    rows: list[TrialResult],
+    winner: TrialResult,
+    run_id: str,
+) -> None:
+    import keras
+
+    assert winner.model_path is not None
+    shutil.copyfile(winner.model_path, staging / "model.keras")
+    model = keras.models.load_model(staging / "model.keras", safe_mode=True)
+    model.export(str(staging / "saved_model"), format="tf_saved_model", verbose=False)
+    (staging / "lr_sweeps").mkdir()
+    for sweep in sweeps:
+        for suffix in (".json", ".png"):
+            name = f"lr_sweep_b{sweep.batch_size}{suffix}"
+            if sweep.path:
+                shutil.copyfile(Path(sweep.path) / name, staging / "lr_sweeps" / name)
+    summary = (
+        f"Winner: batch size {winner.batch_size}, patience {winner.patience}, "
+        f"lr {winner.lr:.3g} ({winner.lr_method}); "
+        f"val accuracy {winner.val_accuracy:.4f}, test accuracy {winner.test_accuracy:.4f}."
+    )
+    write_reports(rows, winner, staging, f"nighttune run {run_id}", summary)
+    manifest = {
+        "run_id": run_id,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "config": config.model_dump(mode="json", exclude={"s3_endpoint_url"})
+        | {"s3_endpoint_url": s3.redact(config.s3_endpoint_url)},
+        "dataset": {
+            "source": cached.source,
+            "fingerprint": cached.fingerprint,
+            "num_examples": cached.num_examples,
+        },
+        "class_names": cached.class_names,
+        "input_shape": list(cached.input_shape),
+        "preprocessing": {
+            "dtype": "float32",
+            "range": [0.0, 1.0],
+            "resize": "bilinear, antialiased",
+        },
+        "winner": _portable(winner),
+        "trials": [_portable(r) for r in rows],
+        "lr_sweeps": {
+            str(s.batch_size): {
+                "chosen_lr": s.chosen_lr,
+                "method": s.method,
+                "suggestions": s.suggestions,
+            }
+            for s in sweeps
+        },
+        "versions": library_versions(),
+        "files": {rel: d["sha256"] for rel, d in file_digests(staging).items()},
+    }
+    write_text_atomic(staging / MANIFEST, json.dumps(manifest, indent=2))
 
 
 def _portable(row: TrialResult) -> dict[str, Any]:

@@ -87,7 +87,11 @@ def test_offline_catalog_dataset_exits_2_with_data_dir_hint(cli_env, tmp_path) -
             ("not a metric the model logs", "val_accuracy"),
         ),
         (("tune", "--lr-method", "best"), ("lr_range.method",)),
-        (("tune", "--export-to", "s3://bucket/prefix"), ("only local folders",)),
+        (
+            ("tune", "--export-to", "s3://bucket/prefix"),
+            ("s3://bucket: cannot connect to http://127.0.0.1:9", "AWS_ENDPOINT_URL"),
+        ),
+        (("tune", "--export-to", "ftp://host/x"), ("give a local folder",)),
         (("tune", "--config", "/no/such/tune.yaml"), ("cannot read config",)),
         (("tune", "--dispatch", "deployments"), ("needs a Prefect server", "PREFECT_API_URL")),
         (("tune", "--dispatch", "cluster"), ("dispatch",)),

@@ -1,0 +1,231 @@
+"""Exports to and runs from S3, against a real S3 API server (moto_server on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import uuid
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from tasks import s3
+from tasks.config import TuneConfig
+from tasks.data import load_dataset
+from tasks.export import export_run, new_run_id
+from tasks.lr_range import stored_lr_range_test
+from tasks.runs import RunUnavailable, resolve_run
+from tasks.selection import select_best
+from tasks.training import train_trial
+from tests.conftest import MotoServer, nighttune_cmd
+
+PREFIX = "nightly runs/été"  # a space and unicode in the prefix
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small real grid's results, ready to export (no flow needed)."""
+    cache = str(tmp_path_factory.mktemp("s3-cache"))
+    config = TuneConfig(batch_sizes=(64,), patiences=(2,), max_epochs=3, cache_dir=cache)
+    cached = load_dataset(config.dataset, cache)
+    sweep = stored_lr_range_test(
+        cached, config.model, 64, config.lr_range.model_copy(update={"steps": 20}), 0, cache
+    )
+    rows = train_trial(cached, config, 64, sweep.chosen_lr, sweep.method)
+    return config, cached, [sweep], rows, select_best(rows, "val_accuracy", "max")
+
+
+@pytest.fixture
+def bucket(s3_server) -> str:
+    name = f"models-{uuid.uuid4().hex[:8]}"
+    s3_server.client().create_bucket(Bucket=name)
+    return name
+
+
+def export_to(trained, target: str, endpoint: str, cache: Path):
+    config, cached, sweeps, rows, winner = trained
+    config = config.model_copy(
+        update={"export_to": target, "s3_endpoint_url": endpoint, "cache_dir": str(cache)}
+    )
+    return export_run(config, cached, sweeps, rows, winner, new_run_id())
+
+
+def latest(client, bucket: str) -> dict:
+    key = f"{PREFIX}/latest.json"
+    return json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def test_export_round_trip_with_checksums(trained, s3_server, bucket, tmp_path) -> None:
+    result = export_to(trained, f"s3://{bucket}/{PREFIX}", s3_server.url, tmp_path)
+    client = s3_server.client()
+    assert latest(client, bucket) == {
+        "run_id": result.run_id,
+        "uri": f"s3://{bucket}/{PREFIX}/{result.run_id}",
+    }
+    manifest = json.loads(
+        client.get_object(Bucket=bucket, Key=f"{PREFIX}/{result.run_id}/manifest.json")[
+            "Body"
+        ].read()
+    )
+    listed = {o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]}
+    for rel, digest in manifest["files"].items():
+        key = f"{PREFIX}/{result.run_id}/{rel}"
+        assert key in listed
+        head = client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        local = Path(result.path) / rel
+        assert head["ContentLength"] == local.stat().st_size
+        assert head["ChecksumSHA256"].split("-")[0] in s3.sha256_b64(local)
+        assert s3.hashlib.sha256(local.read_bytes()).hexdigest() == digest
+
+
+def test_two_runs_move_latest(trained, s3_server, bucket, tmp_path) -> None:
+    first = export_to(trained, f"s3://{bucket}/{PREFIX}", s3_server.url, tmp_path)
+    second = export_to(trained, f"s3://{bucket}/{PREFIX}", s3_server.url, tmp_path)
+    assert second.run_id != first.run_id
+    assert latest(s3_server.client(), bucket)["run_id"] == second.run_id
+
+
+def test_runs_load_from_s3_latest_and_are_cached(
+    trained, s3_server, bucket, tmp_path, monkeypatch
+) -> None:
+    result = export_to(trained, f"s3://{bucket}/{PREFIX}", s3_server.url, tmp_path / "exporter")
+    downloads: list[str] = []
+    real_download = s3.download
+
+    def counting(client, bucket_name, key, local):
+        downloads.append(key)
+        return real_download(client, bucket_name, key, local)
+
+    monkeypatch.setattr(s3, "download", counting)
+    cache = str(tmp_path / "reader")  # another machine: nothing local yet
+    run = resolve_run(f"s3://{bucket}/{PREFIX}/latest", cache, s3_server.url)
+    assert run.name == result.run_id and len(downloads) > 3
+    model = keras.models.load_model(run / "model.keras", safe_mode=True)
+    winner = keras.models.load_model(trained[4].model_path)
+    x = np.random.default_rng(0).random((16, 8, 8, 1), dtype=np.float32)
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), winner.predict(x, verbose=0), rtol=1e-6, atol=1e-6
+    )
+    count = len(downloads)
+    assert resolve_run(f"s3://{bucket}/{PREFIX}/{result.run_id}", cache, s3_server.url) == run
+    assert len(downloads) == count  # the same run id came from the local cache
+
+    (run / "report.csv").write_text("tampered")  # a damaged local copy is fetched again
+    resolve_run(f"s3://{bucket}/{PREFIX}/latest", cache, s3_server.url)
+    assert len(downloads) > count
+
+
+def test_server_stopped_mid_export_keeps_latest_on_the_complete_run(
+    trained, s3_server, bucket, tmp_path, monkeypatch
+) -> None:
+    good = export_to(trained, f"s3://{bucket}/{PREFIX}", s3_server.url, tmp_path)
+    monkeypatch.setenv("NIGHTTUNE_S3_TIMEOUT", "1")
+    monkeypatch.setenv("NIGHTTUNE_S3_ATTEMPTS", "2")
+    uploads: list[str] = []
+    real_upload = s3.upload_verified
+
+    def stop_after_two(client, local, bucket_name, key):
+        if len(uploads) == 2:
+            os.kill(s3_server.proc.pid, signal.SIGSTOP)  # the server hangs mid-export
+        uploads.append(key)
+        return real_upload(client, local, bucket_name, key)
+
+    monkeypatch.setattr(s3, "upload_verified", stop_after_two)
+    try:
+        with pytest.raises(Exception, match="timeout|timed out|Read"):
+            export_to(trained, f"s3://{bucket}/{PREFIX}", s3_server.url, tmp_path)
+    finally:
+        os.kill(s3_server.proc.pid, signal.SIGCONT)
+    assert latest(s3_server.client(), bucket)["run_id"] == good.run_id
+    monkeypatch.setattr(s3, "upload_verified", real_upload)
+    again = export_to(trained, f"s3://{bucket}/{PREFIX}", s3_server.url, tmp_path)
+    assert latest(s3_server.client(), bucket)["run_id"] == again.run_id
+
+
+def test_missing_bucket_and_bad_uri_are_user_errors(s3_server) -> None:
+    with pytest.raises(s3.S3Error, match=r"s3://no-such-bucket: cannot reach the bucket \(404\)"):
+        s3.check_bucket(s3.S3Uri.parse("s3://no-such-bucket/x"), s3_server.url)
+    with pytest.raises(s3.S3Error, match="has no bucket"):
+        s3.S3Uri.parse("s3:///prefix")
+    with pytest.raises(RunUnavailable, match="does not exist: nothing exported there"):
+        s3_server.client().create_bucket(Bucket="empty-bucket")
+        resolve_run("s3://empty-bucket/p/latest", None, s3_server.url)
+
+
+def test_bad_credentials_exit_2(tmp_path, cli_env) -> None:
+    strict = MotoServer(tmp_path / "moto-auth.log", INITIAL_NO_AUTH_ACTION_COUNT="0")
+    try:
+        done = subprocess.run(
+            nighttune_cmd(
+                "tune", "--export-to", "s3://models/nightly", "--s3-endpoint-url", strict.url
+            ),
+            env=cli_env,
+            cwd=cli_env["HOME"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        strict.stop()
+    assert done.returncode == 2, done.stderr
+    (line,) = [ln for ln in done.stderr.splitlines() if ln.startswith("nighttune: error:")]
+    assert "s3://models: cannot reach the bucket (403)" in line and "AWS_ACCESS_KEY_ID" in line
+    assert "Traceback" not in done.stderr
+
+
+def test_missing_bucket_exits_2_before_training(s3_server, cli_env) -> None:
+    done = subprocess.run(
+        nighttune_cmd(
+            "tune", "--export-to", "s3://no-such-bucket/p", "--s3-endpoint-url", s3_server.url
+        ),
+        env=cli_env,
+        cwd=cli_env["HOME"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "no-such-bucket: cannot reach the bucket (404): the bucket does not exist" in done.stderr
+    assert not (Path(cli_env["NIGHTTUNE_CACHE_DIR"]) / "trials").exists()
+
+
+@pytest.mark.slow
+def test_cli_tune_to_s3_never_shows_the_secret(s3_server, bucket, cli_env, tmp_path) -> None:
+    secret = "s3cr3t-" + uuid.uuid4().hex
+    cli_env["AWS_SECRET_ACCESS_KEY"] = secret
+    done = subprocess.run(
+        nighttune_cmd(
+            "tune",
+            "--batch-sizes",
+            "32",
+            "--patiences",
+            "2",
+            "--max-epochs",
+            "2",
+            "--lr-steps",
+            "20",
+            "--export-to",
+            f"s3://{bucket}/{PREFIX}",
+            "--s3-endpoint-url",
+            s3_server.url,
+        ),
+        env=cli_env,
+        cwd=cli_env["HOME"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"s3://{bucket}/{PREFIX}" in done.stdout
+    assert secret not in done.stdout and secret not in done.stderr
+    client = s3_server.client()
+    for obj in client.list_objects_v2(Bucket=bucket)["Contents"]:
+        body = client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+        assert secret.encode() not in body, obj["Key"]
+    for path in Path(cli_env["HOME"]).rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
