@@ -309,6 +309,56 @@ def lr_find(
     print(f"            {png_path}")
 
 
+@app.command()
+def predict(
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            help="A run: ./exports/latest, ./exports/<run-id>, "
+            "s3://bucket/prefix/latest or s3://bucket/prefix/<run-id>.",
+        ),
+    ],
+    images: Annotated[
+        list[str],
+        typer.Option(
+            "--images", help="Folder of images (searched recursively); repeat for more folders."
+        ),
+    ],
+    out: Annotated[str, typer.Option("--out", help="CSV to write.")] = "predictions.csv",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per batch.")] = 256,
+    top_k: Annotated[
+        int, typer.Option("--top-k", help="Also write the next k-1 labels and confidences.")
+    ] = 1,
+    cache_dir: CacheDirOpt = None,
+    s3_endpoint_url: Annotated[
+        str | None, typer.Option("--s3-endpoint-url", help="S3-compatible endpoint (MinIO).")
+    ] = None,
+) -> None:
+    """Predict every image under the folders with an exported run; one CSV row per file."""
+    from tasks.predict import predict_to_csv
+
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit="img", file=sys.stderr, disable=None)
+        bar.update(done - bar.n)
+
+    summary = predict_to_csv(
+        model, images, out, batch_size, top_k, cache_dir, s3_endpoint_url, progress
+    )
+    if bar is not None:
+        bar.close()
+    print(f"files       {summary.files}")
+    print(f"predicted   {summary.predicted}")
+    print(f"errors      {summary.errors}")
+    print(f"wrote       {summary.out}  ({summary.images_per_s:.0f} images/s)")
+
+
 def _fail(message: str, code: int) -> int:
     print(f"nighttune: error: {message}", file=sys.stderr)
     return code

@@ -29,7 +29,7 @@ from tasks.sources import ImageFolder, open_source
 from tasks.store import get_or_build
 
 # Bump when the cached layout or the preprocessing code changes meaning.
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 SPLITS = ("train", "validation", "test")
 
 

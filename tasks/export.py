@@ -196,6 +196,7 @@ def _write_run(
         },
         "class_names": cached.class_names,
         "input_shape": list(cached.input_shape),
+        "outputs": "logits",
         "preprocessing": {
             "dtype": "float32",
             "range": [0.0, 1.0],

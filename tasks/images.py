@@ -39,50 +39,77 @@ def list_images(root: str | os.PathLike) -> list[str]:
             target = os.path.realpath(entry.path) if linked else os.path.join(real, entry.name)
             if entry.is_dir():
                 stack.append((entry.path, target))
-            elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS and entry.is_file():
+            elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS and (
+                entry.is_file() or linked  # a dangling link is listed: its reader reports it
+            ):
                 found.setdefault(target, entry.path)
     return sorted(found.values())
 
 
+# ITU-R BT.601 luma weights; they sum to 1, so gray -> RGB -> gray gives gray back.
+LUMA = (0.299, 0.587, 0.114)
+
+
 def decode_image_file(path: Any) -> Any:
-    """Read and decode one image file in a tf.data map (native dtype and channels)."""
+    """Read and decode one image file (native dtype and channels): for diagnostics and shapes."""
     import tensorflow as tf
 
     return tf.io.decode_image(tf.io.read_file(path), expand_animations=False)
 
 
-def preprocess_image(image: Any, input_shape: tuple[int, int, int]) -> Any:
-    """Any decoded image (uint8/uint16/float, 1-4 channels) -> float32 in [0, 1] of input_shape.
+def decode_resized(path: Any, size: tuple[int, int]) -> Any:
+    """One file -> float32 RGB in 0..255 at ``size``: the per-file part of preprocessing.
 
-    Grayscale+alpha and RGBA lose alpha; RGB becomes grayscale by luminance, and
-    grayscale becomes RGB by repetition, to match the wanted channel count. Used
-    for training data and, later, for prediction, so both see the same pixels.
+    Decoding straight to 3 channels lets the codecs convert gray, gray+alpha, RGBA and
+    16-bit files; only images of another size pay for a resize.
     """
     import tensorflow as tf
 
-    height, width, channels = input_shape
-    image = tf.image.convert_image_dtype(image, tf.float32)
-    known = image.shape[-1]
-    if known is not None:  # decided while tracing
-        image = _match_channels(image, known < 3, channels)
-    else:  # decode_image of an unknown file: decided per image
-        image = tf.cond(
-            tf.shape(image)[-1] < 3,
-            lambda: _match_channels(image, True, channels),
-            lambda: _match_channels(image, False, channels),
-        )
-    if tuple(image.shape[:2]) != (height, width):
-        image = tf.image.resize(image, (height, width), antialias=True)
-    image = tf.clip_by_value(image, 0.0, 1.0)
-    return tf.ensure_shape(image, (height, width, channels))
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    return _fit(image, size)
 
 
-def _match_channels(image: Any, is_gray: bool, channels: int) -> Any:
-    """Drop alpha, then convert gray <-> RGB to ``channels``."""
+def finish(images: Any, channels: int) -> Any:
+    """float32 RGB 0..255 (one image or a batch) -> float32 in [0, 1] with ``channels``."""
     import tensorflow as tf
 
-    if is_gray:
-        gray = image[..., :1]
-        return gray if channels == 1 else tf.tile(gray, [1, 1, 3])
-    rgb = image[..., :3]
-    return tf.image.rgb_to_grayscale(rgb) if channels == 1 else rgb
+    x = tf.clip_by_value(images / 255.0, 0.0, 1.0)
+    if channels == 1:
+        x = tf.reduce_sum(x * tf.constant(LUMA, tf.float32), axis=-1, keepdims=True)
+    return x
+
+
+def load_image(path: Any, input_shape: tuple[int, int, int]) -> Any:
+    """A file as the model sees it: float32 in [0, 1] of ``input_shape``."""
+    import tensorflow as tf
+
+    height, width, channels = input_shape
+    image = finish(decode_resized(path, (height, width)), channels)
+    return tf.ensure_shape(image, input_shape)
+
+
+def preprocess_image(image: Any, input_shape: tuple[int, int, int]) -> Any:
+    """A decoded image tensor with known channels (TFDS) -> what `load_image` gives for a file."""
+    import tensorflow as tf
+
+    height, width, channels = input_shape
+    if image.dtype != tf.uint8:
+        image = tf.image.convert_image_dtype(image, tf.uint8, saturate=True)
+    have = image.shape[-1]
+    rgb = tf.tile(image[..., :1], [1, 1, 3]) if have in (1, 2) else image[..., :3]
+    return tf.ensure_shape(finish(_fit(rgb, (height, width)), channels), input_shape)
+
+
+def _fit(image: Any, size: tuple[int, int]) -> Any:
+    """uint8 RGB -> float32 0..255 at ``size`` (antialiased bilinear when it must resize)."""
+    import tensorflow as tf
+
+    if tuple(image.shape[:2]) == tuple(size):
+        return tf.cast(image, tf.float32)
+    # Known only per image: resizing to the same size would cost 3x the decode.
+    same = tf.reduce_all(tf.shape(image)[:2] == list(size))
+    return tf.cond(
+        same,
+        lambda: tf.cast(image, tf.float32),
+        lambda: tf.image.resize(image, size, antialias=True),
+    )

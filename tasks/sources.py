@@ -18,7 +18,13 @@ from typing import Any
 from tasks.config import DatasetSpec
 from tasks.errors import ConfigError, DatasetUnavailable
 from tasks.files import file_lock
-from tasks.images import IMAGE_EXTENSIONS, decode_image_file, list_images, preprocess_image
+from tasks.images import (
+    IMAGE_EXTENSIONS,
+    decode_image_file,
+    list_images,
+    load_image,
+    preprocess_image,
+)
 from tasks.logs import get_logger
 
 NETWORK_PROBE = os.environ.get("NIGHTTUNE_NETWORK_PROBE", "storage.googleapis.com:443")
@@ -295,7 +301,7 @@ class ImageFolder:
             paths = tf.constant([p for p, _ in chosen], tf.string)
             labels = tf.constant([label for _, label in chosen], tf.int64)
             ds = tf.data.Dataset.from_tensor_slices((paths, labels)).map(
-                lambda p, y: (preprocess_image(decode_image_file(p), self.input_shape), y),
+                lambda p, y: (load_image(p, self.input_shape), y),
                 num_parallel_calls=tf.data.AUTOTUNE,
                 deterministic=True,
             )

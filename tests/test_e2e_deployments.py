@@ -178,6 +178,7 @@ def test_deployments_pools_and_schedule(cluster) -> None:
         TuneConfig.model_validate(nightly.parameters["config"])  # a real, valid default
         assert client.read_deployment_by_name("tune/manual").work_pool_name == "cpu"
         assert client.read_deployment_by_name("train-trial/gpu").work_pool_name == "gpu"
+        assert client.read_deployment_by_name("predict/batch").work_pool_name == "gpu"
         assert client.read_concurrency_limit_by_tag("gpu").concurrency_limit == 2
 
 

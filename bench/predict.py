@@ -1,0 +1,162 @@
+"""Batch prediction speed and memory, side by side in one run.
+
+On N generated 28x28 PNGs (default 5,000) with an MLP run exported for 28x28x1:
+- ours: `predict_to_csv` (tf.data read -> decode -> preprocess -> batch -> predict);
+- the seed's `predict(image)`: `load_img` + `img_to_array` + `model.predict` per file
+  (timed on the first --seed-files files; it is slow);
+- decode only: `tf.io.read_file` + `tf.io.decode_png` over the same files, batched.
+Prints images/s and the ratios (goals: >= 50x the seed, >= 0.7x decode-only), then RSS
+growth while predicting --rss-files files (default 50,000; goal < 150 MB).
+
+    .venv/bin/python bench/predict.py [--files 5000] [--rss-files 50000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import psutil  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from tasks.config import ModelSpec  # noqa: E402
+from tasks.files import sha256_file  # noqa: E402
+from tasks.models import build_model  # noqa: E402
+from tasks.predict import predict_to_csv  # noqa: E402
+
+
+def make_images(root: Path, n: int) -> list[str]:
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(n):
+        path = root / f"d{i // 1000:03d}" / f"{i:06d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (28, 28), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def make_run(root: Path) -> Path:
+    run = root / "run"
+    run.mkdir()
+    model = build_model(ModelSpec(), (28, 28, 1), 10)
+    model.save(run / "model.keras")
+    manifest = {
+        "class_names": [str(d) for d in range(10)],
+        "input_shape": [28, 28, 1],
+        "outputs": "logits",
+        "files": {"model.keras": sha256_file(run / "model.keras")},
+    }
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    return run
+
+
+def seed_style(run: Path, paths: list[str]) -> float:
+    """The tutorial's predict(image), file after file; returns images/s."""
+    model = keras.models.load_model(run / "model.keras")
+
+    def predict(image: str) -> int:
+        img = keras.utils.load_img(image, target_size=(28, 28), color_mode="grayscale")
+        img = keras.utils.img_to_array(img)
+        img = tf.expand_dims(img, 0)
+        pred = model.predict(img, verbose=0)
+        return int(np.argmax(tf.nn.softmax(pred[0])))
+
+    predict(paths[0])  # warm up
+    start = time.perf_counter()
+    for path in paths:
+        predict(path)
+    return len(paths) / (time.perf_counter() - start)
+
+
+def decode_only(paths: list[str]) -> float:
+    ds = (
+        tf.data.Dataset.from_tensor_slices(paths)
+        .map(lambda p: tf.io.decode_png(tf.io.read_file(p)), num_parallel_calls=tf.data.AUTOTUNE)
+        .batch(256)
+        .prefetch(2)
+    )
+    start = time.perf_counter()
+    for _ in ds:
+        pass
+    return len(paths) / (time.perf_counter() - start)
+
+
+def ours(run: Path, folder: Path, out: Path) -> float:
+    summary = predict_to_csv(str(run), [str(folder)], str(out), batch_size=256)
+    assert summary.errors == 0
+    return summary.images_per_s
+
+
+def rss_growth(run: Path, folder: Path, out: Path) -> tuple[float, float]:
+    """(MB of RSS growth at peak while predicting the folder, seconds)."""
+    process = psutil.Process()
+    peak = [process.memory_info().rss]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], process.memory_info().rss)
+            time.sleep(0.05)
+
+    baseline = process.memory_info().rss
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    start = time.perf_counter()
+    predict_to_csv(str(run), [str(folder)], str(out), batch_size=256)
+    seconds = time.perf_counter() - start
+    done.set()
+    thread.join()
+    return (peak[0] - baseline) / 2**20, seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=5000)
+    parser.add_argument("--seed-files", type=int, default=300)
+    parser.add_argument("--rss-files", type=int, default=50000, help="0 skips the memory run")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        paths = make_images(root / "images", args.files)
+        run = make_run(root)
+        ours(run, root / "images", root / "warmup.csv")  # imports, tracing: paid once
+        # Side by side: each measured twice, alternating, best of two.
+        rates = {"ours": [], "seed": [], "decode": []}
+        for _ in range(2):
+            rates["ours"].append(ours(run, root / "images", root / "p.csv"))
+            rates["decode"].append(decode_only(paths))
+            rates["seed"].append(seed_style(run, paths[: args.seed_files]))
+        best = {k: max(v) for k, v in rates.items()}
+        print(f"{args.files:,} PNG files 28x28, MLP, batch 256")
+        print(f"{'pipeline':<34} {'images/s':>10}")
+        print(f"{'nighttune predict':<34} {best['ours']:>10.0f}")
+        print(f"{'seed predict(image) per file':<34} {best['seed']:>10.1f}")
+        print(f"{'decode only (read + decode_png)':<34} {best['decode']:>10.0f}")
+        print(
+            f"ours / seed = {best['ours'] / best['seed']:.0f}x   "
+            f"ours / decode-only = {best['ours'] / best['decode']:.2f}"
+        )
+        if args.rss_files:
+            make_images(root / "many", args.rss_files)
+            growth, seconds = rss_growth(run, root / "many", root / "many.csv")
+            print(
+                f"RSS growth over {args.rss_files:,} files: {growth:.0f} MB "
+                f"({args.rss_files / seconds:.0f} images/s)"
+            )
+
+
+if __name__ == "__main__":
+    main()

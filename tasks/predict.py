@@ -1,0 +1,228 @@
+"""Batch prediction over folders of images with an exported run.
+
+Files stream through one `tf.data` pipeline — read, decode (any of png, jpeg, bmp,
+gif; gray, RGB, RGBA or 16-bit), preprocess exactly as training did (the run's
+manifest gives the input shape and class names), batch, predict — and rows are
+written as batches come, so memory stays flat on any number of files. A file that
+cannot be read or decoded is dropped from the pipeline and becomes a row with an
+error (diagnosed in Python, only for those files); the run goes on.
+
+Rows: ``path,label,confidence,error`` (+ ``label_2,confidence_2,...`` with top-k),
+in the sorted order of the files found. The CSV is written under a temporary name
+and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tasks.errors import UserError
+from tasks.images import IMAGE_EXTENSIONS, decode_image_file, decode_resized, finish, list_images
+from tasks.runs import RunUnavailable, resolve_run, verify_run
+
+
+@dataclass
+class PredictSummary:
+    """What a prediction run did."""
+
+    files: int
+    predicted: int
+    errors: int
+    seconds: float
+    out: str
+
+    @property
+    def images_per_s(self) -> float:
+        return self.files / self.seconds if self.seconds else 0.0
+
+
+def find_images(folders: Sequence[str]) -> list[str]:
+    """Every image under the folders, each real file once, in a stable order."""
+    found: dict[str, str] = {}
+    for folder in folders:
+        root = Path(folder).expanduser()
+        if not root.is_dir():
+            raise UserError(f"image folder {folder} does not exist (or is not a folder)")
+        for path in list_images(root):
+            found.setdefault(os.path.realpath(path) if len(folders) > 1 else path, path)
+    paths = sorted(found.values())
+    if not paths:
+        raise UserError(
+            f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) under {', '.join(folders)}"
+        )
+    return paths
+
+
+def load_run_model(
+    ref: str, cache_dir: str | None = None, endpoint_url: str | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """The run's model (loaded with ``safe_mode=True``) and its verified manifest."""
+    import keras
+
+    run = resolve_run(ref, cache_dir, endpoint_url)
+    manifest = verify_run(run)
+    try:
+        model = keras.models.load_model(run / "model.keras", safe_mode=True)
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "safe_mode" in reason or "lambda" in reason.lower():
+            reason = "it holds code (a Lambda layer) that safe_mode refuses to run"
+        raise RunUnavailable(f"model {ref!r} will not load: {reason[:300]}") from None
+    return model, manifest
+
+
+def diagnose(path: str) -> str:
+    """Why one file did not make it through the pipeline (called for failures only)."""
+    import tensorflow as tf
+
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
+    if size == 0:
+        return "empty file"
+    try:
+        decode_image_file(path)
+    except (tf.errors.InvalidArgumentError, tf.errors.OpError) as exc:
+        message = exc.message.strip().splitlines()[0] if exc.message else type(exc).__name__
+        message = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:.*$", "", message)  # TF's op noise
+        return f"cannot decode: {message[:200]}"
+    return "cannot decode"
+
+
+def _pipeline(paths: list[str], input_shape: tuple[int, int, int], batch_size: int) -> Any:
+    import tensorflow as tf
+
+    height, width, channels = input_shape
+    # `load_image`, split: the per-file part per element, the rest once per batch.
+    return (
+        tf.data.Dataset.from_tensor_slices(paths)
+        .map(
+            lambda p: (p, decode_resized(p, (height, width))),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+        .ignore_errors()
+        .batch(batch_size)
+        .map(lambda p, x: (p, finish(x, channels)))
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def predict_batches(
+    model: Any,
+    class_names: list[str],
+    input_shape: tuple[int, int, int],
+    paths: list[str],
+    batch_size: int = 256,
+    top_k: int = 1,
+    logits: bool = True,
+) -> Iterator[list[list[Any]]]:
+    """Lists of rows, in the order of ``paths``: predictions and error rows for failed files.
+
+    Rows are formatted a batch at a time with NumPy; Python touches each file only to
+    write its row (and, for the rare failures, to say why).
+    """
+    import tensorflow as tf
+
+    names = np.array(class_names, dtype=object)
+    k = max(1, min(top_k, len(class_names)))
+
+    @tf.function(reduce_retracing=True)
+    def predict(x: Any) -> Any:
+        outputs = model(x, training=False)
+        return tf.nn.softmax(outputs) if logits else outputs
+
+    cursor = 0
+    for batch_paths, images in _pipeline(paths, input_shape, batch_size):
+        probs = predict(images).numpy()
+        order = np.argsort(-probs, axis=1)[:, :k]
+        top = np.take_along_axis(probs, order, axis=1)
+        got = [p.decode() for p in batch_paths.numpy()]
+        columns = [got, names[order[:, 0]], [f"{c:.6f}" for c in top[:, 0]], [""] * len(got)]
+        for j in range(1, k):
+            columns += [names[order[:, j]], [f"{c:.6f}" for c in top[:, j]]]
+        rows = [list(row) for row in zip(*columns, strict=True)]
+        if paths[cursor : cursor + len(got)] == got:  # nothing dropped: the usual case
+            cursor += len(got)
+            yield rows
+            continue
+        merged: list[list[Any]] = []
+        for path, row in zip(got, rows, strict=True):
+            while paths[cursor] != path:  # files the pipeline dropped come first
+                merged.append(_error_row(paths[cursor], diagnose(paths[cursor]), k))
+                cursor += 1
+            merged.append(row)
+            cursor += 1
+        yield merged
+    if cursor < len(paths):
+        yield [_error_row(path, diagnose(path), k) for path in paths[cursor:]]
+
+
+def _error_row(path: str, error: str, k: int) -> list[Any]:
+    return [path, "", "", error] + ["", ""] * (k - 1)
+
+
+def header(top_k: int) -> list[str]:
+    extra = [f"{name}_{i}" for i in range(2, top_k + 1) for name in ("label", "confidence")]
+    return ["path", "label", "confidence", "error", *extra]
+
+
+def predict_to_csv(
+    model_ref: str,
+    folders: Sequence[str],
+    out: str,
+    batch_size: int = 256,
+    top_k: int = 1,
+    cache_dir: str | None = None,
+    endpoint_url: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> PredictSummary:
+    """Predict every image under ``folders`` into the CSV ``out`` (renamed into place at the end).
+
+    Raises:
+        UserError: a missing folder, no images at all, or a model that will not load.
+    """
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be a positive integer (got {batch_size})")
+    paths = find_images(folders)
+    model, manifest = load_run_model(model_ref, cache_dir, endpoint_url)
+    class_names = manifest["class_names"]
+    input_shape = tuple(manifest["input_shape"])
+    k = max(1, min(top_k, len(class_names)))
+    target = Path(out).expanduser()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+    start = time.perf_counter()
+    predicted = errors = 0
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(header(k))
+            logits = manifest.get("outputs", "logits") == "logits"
+            for rows in predict_batches(
+                model, class_names, input_shape, paths, batch_size, k, logits
+            ):
+                writer.writerows(rows)
+                failed = sum(1 for row in rows if row[3])
+                errors += failed
+                predicted += len(rows) - failed
+                if progress:
+                    progress(predicted + errors, len(paths))
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return PredictSummary(len(paths), predicted, errors, time.perf_counter() - start, str(target))

@@ -1,0 +1,204 @@
+"""Batch prediction on real image files: every format, broken files, loops, exit codes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tasks.config import DatasetSpec, TuneConfig
+from tasks.data import load_dataset
+from tasks.errors import UserError
+from tasks.export import export_run, new_run_id
+from tasks.images import load_image
+from tasks.lr_range import stored_lr_range_test
+from tasks.predict import find_images, predict_to_csv
+from tasks.selection import select_best
+from tasks.training import train_trial
+from tests.conftest import nighttune_cmd
+from tests.images import class_folder, pattern, write_image
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A real exported run: trained on a generated folder of three PNG classes."""
+    root = tmp_path_factory.mktemp("predict")
+    data = class_folder(root / "train", per_class=20)
+    cache = str(root / "cache")
+    config = TuneConfig(
+        dataset=DatasetSpec(name=str(data)),
+        batch_sizes=(16,),
+        patiences=(3,),
+        max_epochs=8,
+        cache_dir=cache,
+        export_to=str(root / "exports"),
+    )
+    cached = load_dataset(config.dataset, cache)
+    sweep = stored_lr_range_test(cached, config.model, 16, config.lr_range, 0, cache)
+    rows = train_trial(cached, config, 16, sweep.chosen_lr, sweep.method)
+    result = export_run(
+        config, cached, [sweep], rows, select_best(rows, "val_accuracy", "max"), new_run_id()
+    )
+    return Path(result.path)
+
+
+@pytest.fixture
+def mixed(tmp_path) -> Path:
+    """Good files of every supported kind, broken ones, nesting, a loop, spaces."""
+    root = tmp_path / "incoming images"
+    good = [
+        ("a gray.png", "L"),
+        ("b.PNG", "RGBA"),
+        ("c.jpg", "RGB"),
+        ("d.JPEG", "L"),
+        ("e.bmp", "RGB"),
+        ("f.gif", "L"),
+        ("g16.png", "I;16"),
+        ("h.png", "LA"),
+    ]
+    for i, (name, mode) in enumerate(good):
+        write_image(root / ("deep/er" if i % 2 else "") / name, pattern(i % 3, seed=i), mode)
+    (root / "broken").mkdir()
+    (root / "broken" / "zero.png").write_bytes(b"")
+    png = (root / "a gray.png").read_bytes()
+    (root / "broken" / "truncated.png").write_bytes(png[: len(png) // 2])
+    (root / "broken" / "not an image.jpg").write_text("just text")
+    (root / "broken" / "gone.png").symlink_to(root / "nowhere.png")  # unreadable
+    (root / "deep" / "loop").symlink_to(root, target_is_directory=True)
+    (root / "notes.txt").write_text("ignored: not an image extension")
+    return root
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_every_file_once_with_errors_as_rows(run_dir, mixed, tmp_path) -> None:
+    out = tmp_path / "out" / "predictions.csv"
+    summary = predict_to_csv(str(run_dir), [str(mixed)], str(out), batch_size=3)
+    rows = read_rows(out)
+    assert (summary.files, summary.predicted, summary.errors) == (12, 8, 4)
+    assert [r["path"] for r in rows] == sorted(r["path"] for r in rows)  # stable order
+    assert len({r["path"] for r in rows}) == 12  # the loop added nothing twice
+    errors = {Path(r["path"]).name: r["error"] for r in rows if r["error"]}
+    assert errors["zero.png"] == "empty file"
+    assert errors["truncated.png"].startswith("cannot decode")
+    assert errors["not an image.jpg"].startswith("cannot decode")
+    assert errors["gone.png"].startswith("cannot read")
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert {r["label"] for r in rows if not r["error"]} <= set(manifest["class_names"])
+    assert list(out.parent.iterdir()) == [out]  # no temporary file left
+
+
+def test_predictions_equal_model_predict_on_preprocessed_arrays(run_dir, mixed, tmp_path) -> None:
+    out = tmp_path / "p.csv"
+    predict_to_csv(str(run_dir), [str(mixed)], str(out), batch_size=4, top_k=2)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    model = keras.models.load_model(run_dir / "model.keras", safe_mode=True)
+    shape = tuple(manifest["input_shape"])
+    for row in read_rows(out):
+        if row["error"]:
+            continue
+        array = load_image(row["path"], shape)  # what training applies to a file
+        probs = tf.nn.softmax(model.predict(array[None], verbose=0))[0].numpy()
+        order = np.argsort(-probs)
+        assert row["label"] == manifest["class_names"][order[0]]
+        assert float(row["confidence"]) == pytest.approx(probs[order[0]], abs=2e-6)
+        assert row["label_2"] == manifest["class_names"][order[1]]
+
+
+def test_predictions_are_right_on_held_out_images(run_dir, tmp_path) -> None:
+    fresh = class_folder(tmp_path / "fresh", per_class=5)  # new noise, same classes
+    out = tmp_path / "fresh.csv"
+    predict_to_csv(str(run_dir.parent / "latest"), [str(fresh)], str(out))
+    rows = read_rows(out)
+    right = sum(Path(r["path"]).parent.name == r["label"] for r in rows)
+    assert right / len(rows) >= 0.8
+
+
+def test_several_folders_and_overlaps(run_dir, tmp_path) -> None:
+    a = class_folder(tmp_path / "a", per_class=2)
+    assert len(find_images([str(a), str(a / "cat")])) == 6  # the overlap counts once
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda t: [str(t / "missing")], "does not exist"),
+        (lambda t: [str((t / "empty").mkdir() or t / "empty")], "no image files"),
+    ],
+)
+def test_folder_mistakes(run_dir, tmp_path, make, message) -> None:
+    with pytest.raises(UserError, match=message):
+        predict_to_csv(str(run_dir), make(tmp_path), str(tmp_path / "p.csv"))
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_cli_predict_and_its_exit_codes(run_dir, mixed, tmp_path, cli_env) -> None:
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            nighttune_cmd("predict", *args),
+            env=cli_env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    done = cli("--model", str(run_dir), "--images", str(mixed), "--out", "p.csv")
+    assert done.returncode == 0, done.stderr
+    assert "files       12" in done.stdout and "errors      4" in done.stdout
+    assert len(read_rows(tmp_path / "p.csv")) == 12
+
+    tampered = tmp_path / "tampered"
+    shutil.copytree(run_dir, tampered)
+    with open(tampered / "model.keras", "ab") as fh:
+        fh.write(b"x")
+    not_a_run = tmp_path / "not-a-run"
+    not_a_run.mkdir()
+    for args, needle in [
+        (("--model", str(run_dir), "--images", str(tmp_path / "nope")), "does not exist"),
+        (("--model", str(tmp_path / "nothing"), "--images", str(mixed)), "does not exist"),
+        (("--model", str(not_a_run), "--images", str(mixed)), "is not an exported run"),
+        (("--model", str(tampered), "--images", str(mixed)), "does not match the manifest"),
+        (("--images", str(mixed)), "Missing option '--model'"),
+    ]:
+        done = cli(*args, "--out", "bad.csv")
+        assert done.returncode == 2, (args, done.stderr)
+        (line,) = [ln for ln in done.stderr.splitlines() if ln.startswith("nighttune: error:")]
+        assert needle in line and "Traceback" not in done.stderr
+        assert not (tmp_path / "bad.csv").exists()
+
+
+def test_predict_flow_reports_progress(prefect_harness, run_dir, mixed, tmp_path) -> None:
+    from prefect.client.orchestration import get_client
+
+    from flows.predict import predict
+
+    summary = predict(str(run_dir), [str(mixed)], str(tmp_path / "flow.csv"), batch_size=4)
+    assert summary.files == 12 and (tmp_path / "flow.csv").is_file()
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts()
+    progress = [a for a in artifacts if a.type == "progress" and a.key == "predict-progress"]
+    assert progress and float(progress[0].data) == 100.0
+
+
+def test_unreadable_when_permissions_apply(run_dir, tmp_path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root reads any file: permission errors cannot happen here")
+    root = class_folder(tmp_path / "imgs", per_class=1)
+    locked = root / "cat" / "img 000.png"
+    locked.chmod(0)
+    out = tmp_path / "p.csv"
+    predict_to_csv(str(run_dir), [str(root)], str(out))
+    (row,) = [r for r in read_rows(out) if r["path"] == str(locked)]
+    assert row["error"].startswith("cannot read")
