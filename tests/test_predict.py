@@ -202,3 +202,18 @@ def test_unreadable_when_permissions_apply(run_dir, tmp_path) -> None:
     predict_to_csv(str(run_dir), [str(root)], str(out))
     (row,) = [r for r in read_rows(out) if r["path"] == str(locked)]
     assert row["error"].startswith("cannot read")
+
+
+def test_same_rows_whatever_the_batch_size(run_dir, tmp_path) -> None:
+    # Many broken files spread out: strict batches redone file by file, then the
+    # tolerant pipeline; every batch size must give the same rows.
+    root = class_folder(tmp_path / "imgs", per_class=12)
+    for i in range(0, 36, 5):
+        (root / "dog" / f"img {i:03d} broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnope")
+    outputs = []
+    for batch_size in (1, 4, 7, 256):
+        out = tmp_path / f"b{batch_size}.csv"
+        summary = predict_to_csv(str(run_dir), [str(root)], str(out), batch_size=batch_size)
+        assert (summary.files, summary.errors) == (44, 8)
+        outputs.append(read_rows(out))
+    assert all(rows == outputs[0] for rows in outputs[1:])
