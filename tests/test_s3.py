@@ -229,3 +229,25 @@ def test_cli_tune_to_s3_never_shows_the_secret(s3_server, bucket, cli_env, tmp_p
     for path in Path(cli_env["HOME"]).rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
+
+
+def test_predict_with_a_model_from_s3_latest(trained, s3_server, bucket, tmp_path) -> None:
+    from tasks.predict import predict_to_csv
+    from tests.images import write_image
+
+    export_to(trained, f"s3://{bucket}/{PREFIX}", s3_server.url, tmp_path / "exporter")
+    for i in range(6):
+        write_image(
+            tmp_path / "imgs" / f"{i}.png", (np.arange(64).reshape(8, 8) * i % 255).astype(np.uint8)
+        )
+    out = tmp_path / "p.csv"
+    summary = predict_to_csv(
+        f"s3://{bucket}/{PREFIX}/latest",
+        [str(tmp_path / "imgs")],
+        str(out),
+        cache_dir=str(tmp_path / "reader"),
+        endpoint_url=s3_server.url,
+    )
+    assert (summary.files, summary.predicted, summary.errors) == (6, 6, 0)
+    labels = [line.split(",")[1] for line in out.read_text().splitlines()[1:]]
+    assert set(labels) <= {str(d) for d in range(10)}
