@@ -163,6 +163,14 @@ def tune(
             help="S3-compatible endpoint (MinIO). Default: $AWS_ENDPOINT_URL or AWS.",
         ),
     ] = None,
+    tensorboard: Annotated[
+        bool | None,
+        typer.Option(
+            "--tensorboard/--no-tensorboard",
+            help="TensorBoard logs of every trial "
+            "in the export. Default: on for local targets, off for S3.",
+        ),
+    ] = None,
     dispatch: Annotated[
         str | None,
         typer.Option(
@@ -195,6 +203,7 @@ def tune(
         "export_to": export_to,
         "dispatch": dispatch,
         "s3_endpoint_url": s3_endpoint_url,
+        "tensorboard": tensorboard,
         "seed": seed,
     }
     cfg = load_tune_config(config, overrides)
@@ -357,6 +366,26 @@ def predict(
     print(f"predicted   {summary.predicted}")
     print(f"errors      {summary.errors}")
     print(f"wrote       {summary.out}  ({summary.images_per_s:.0f} images/s)")
+
+
+@app.command()
+def report(
+    history: Annotated[
+        str, typer.Option("--history", help="Export target: a folder or s3://bucket/prefix.")
+    ],
+    out: Annotated[str, typer.Option("--out", help="Folder for history.csv and .png.")] = ".",
+    s3_endpoint_url: Annotated[
+        str | None, typer.Option("--s3-endpoint-url", help="S3-compatible endpoint (MinIO).")
+    ] = None,
+) -> None:
+    """One row per run under an export target (winner, accuracy, duration) and a trend plot."""
+    from tasks.history import run_history, write_history
+
+    csv_path, png_path = write_history(history, out, s3_endpoint_url)
+    frame = run_history(history, s3_endpoint_url)
+    print(frame.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"wrote       {csv_path}")
+    print(f"            {png_path}")
 
 
 def _fail(message: str, code: int) -> int:

@@ -34,6 +34,38 @@ class TuneResult(BaseModel):
     seconds: dict[str, float]
 
 
+def publish_artifacts(
+    rows: list[TrialResult], winner: TrialResult, export: ExportResult, seconds: dict[str, float]
+) -> None:
+    """The run in the Prefect UI: trials table, summary, link to the export."""
+    import json
+
+    from prefect.artifacts import (
+        create_link_artifact,
+        create_markdown_artifact,
+        create_table_artifact,
+    )
+
+    from tasks.reports import trials_frame
+
+    frame = trials_frame(rows, winner)
+    create_table_artifact(
+        json.loads(frame.to_json(orient="records")),
+        key="trials",
+        description="One row per batch size x patience",
+    )
+    timing = ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items())
+    create_markdown_artifact(
+        f"## nighttune run {export.run_id}\n\n"
+        f"Winner: batch size **{winner.batch_size}**, patience **{winner.patience}**, "
+        f"lr {winner.lr:.3g}; test accuracy **{winner.test_accuracy:.4f}** "
+        f"(validation {winner.val_accuracy:.4f}).\n\nTiming: {timing}.\n\n"
+        f"Export: `{export.uri}`",
+        key="tune-summary",
+    )
+    create_link_artifact(export.uri, link_text=f"export {export.run_id}", key="tune-export")
+
+
 def selection_metric(monitor: str) -> str:
     """The row column selection ranks on: the validation form of the monitored metric."""
     return "val_" + monitor.removeprefix("val_")
@@ -87,6 +119,7 @@ def tune(config: TuneConfig | None = None) -> TuneResult:
         selection_metric(config.monitor),
         getattr(winner, selection_metric(config.monitor)),
     )
-    export = export_run_task(config, cached, sweeps, rows, winner, run_id)
+    export = export_run_task(config, cached, sweeps, rows, winner, run_id, dict(seconds))
     lap("export")
+    publish_artifacts(rows, winner, export, seconds)
     return TuneResult(run_id=run_id, export=export, winner=winner, rows=rows, seconds=seconds)

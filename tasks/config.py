@@ -173,6 +173,7 @@ class TuneConfig(BaseModel):
     seed: int = 0
     export_to: str = "./exports"
     s3_endpoint_url: str | None = None
+    tensorboard: bool | None = None  # None: on for local targets, off for S3
     cache_dir: str | None = None
     dispatch: Literal["local", "deployments"] = "local"
     trial_deployment: str = "train-trial/gpu"

@@ -75,7 +75,10 @@ def publish_trial(
                     shutil.copyfile(row.model_path, staging / name)
                 row = row.model_copy(update={"model_path": name})
             published.append(row.model_dump())
-        return {"sweep": sweep.model_dump(exclude={"path"}), "rows": published}
+        from tasks.export import trial_histories
+
+        history = trial_histories(rows).get(batch_size)
+        return {"sweep": sweep.model_dump(exclude={"path"}), "rows": published, "history": history}
 
     key = handoff_key(config, batch_size)
     entry, _, _ = get_or_build(work_root(config), "trials", f"b{batch_size}", key, build)

@@ -23,11 +23,13 @@ import json
 import platform
 import secrets
 import shutil
+import time
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
@@ -39,6 +41,7 @@ from tasks.errors import ConfigError
 from tasks.files import file_digests, staged_dir, write_text_atomic
 from tasks.logs import get_logger
 from tasks.lr_range import LRSweep
+from tasks.report_html import confusion_matrix, make_plots, portable, render_html
 from tasks.reports import write_reports
 from tasks.training import TrialResult
 
@@ -103,8 +106,12 @@ def export_run(
     rows: list[TrialResult],
     winner: TrialResult,
     run_id: str,
+    seconds: dict[str, float] | None = None,
 ) -> ExportResult:
-    """Write the run folder, publish it to the target, and only then move ``latest.json``."""
+    """Write the run folder, publish it to the target, and only then move ``latest.json``.
+
+    ``seconds`` are the earlier stages' timings, for the report.
+    """
     log = get_logger()
     if winner.model_path is None:
         raise ValueError(f"winner b{winner.batch_size} p{winner.patience} has no saved model")
@@ -116,7 +123,7 @@ def export_run(
         final = Path(config.export_to).expanduser().resolve() / run_id
     log.info("export: writing %s", final)
     with staged_dir(final) as staging:
-        _write_run(staging, config, cached, sweeps, rows, winner, run_id)
+        _write_run(staging, config, cached, sweeps, rows, winner, run_id, dict(seconds or {}))
     if s3.is_s3(config.export_to):
         return _publish_s3(final, uri, run_id, config.s3_endpoint_url)
     target = final.parent
@@ -165,13 +172,25 @@ def _write_run(
     rows: list[TrialResult],
     winner: TrialResult,
     run_id: str,
+    seconds: dict[str, float],
 ) -> None:
     import keras
 
+    started = time.perf_counter()
     assert winner.model_path is not None
     shutil.copyfile(winner.model_path, staging / "model.keras")
     model = keras.models.load_model(staging / "model.keras", safe_mode=True)
     model.export(str(staging / "saved_model"), format="tf_saved_model", verbose=False)
+    histories = trial_histories(rows)
+    if config.tensorboard if config.tensorboard is not None else not s3.is_s3(config.export_to):
+        write_tensorboard(staging / "tensorboard", histories)
+    labels, predicted = [], []
+    for images, batch_labels in cached.batches("test", 1024):
+        predicted.append(np.argmax(model.predict(images, verbose=0), axis=1))
+        labels.append(batch_labels.numpy())
+    n = len(cached.class_names)
+    confusion = confusion_matrix(np.concatenate(labels), np.concatenate(predicted), n)
+    make_plots(staging / "plots", rows, histories, confusion, cached.class_names, config.monitor)
     (staging / "lr_sweeps").mkdir()
     for sweep in sweeps:
         for suffix in (".json", ".png"):
@@ -183,12 +202,18 @@ def _write_run(
         f"lr {winner.lr:.3g} ({winner.lr_method}); "
         f"val accuracy {winner.val_accuracy:.4f}, test accuracy {winner.test_accuracy:.4f}."
     )
-    write_reports(rows, winner, staging, f"nighttune run {run_id}", summary)
+    frame = write_reports(rows, winner, staging, f"nighttune run {run_id}", summary)
+    seconds["export"] = round(time.perf_counter() - started, 3)
+    config_shown = portable(
+        config.model_dump(mode="json") | {"s3_endpoint_url": s3.redact(config.s3_endpoint_url)}
+    )
+    page = render_html(staging, run_id, config_shown, frame, winner, seconds, cached.class_names)
+    write_text_atomic(staging / "report.html", page)
     manifest = {
         "run_id": run_id,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "config": config.model_dump(mode="json", exclude={"s3_endpoint_url"})
-        | {"s3_endpoint_url": s3.redact(config.s3_endpoint_url)},
+        "config": config_shown,
+        "timings": seconds,
         "dataset": {
             "source": cached.source,
             "fingerprint": cached.fingerprint,
@@ -218,6 +243,36 @@ def _write_run(
     write_text_atomic(staging / MANIFEST, json.dumps(manifest, indent=2))
 
 
+def trial_histories(rows: list[TrialResult]) -> dict[int, list[dict[str, float]]]:
+    """Per batch size, the epoch logs of its fit, read from where its models are kept."""
+    histories: dict[int, list[dict[str, float]]] = {}
+    for row in rows:
+        if row.model_path and row.batch_size not in histories:
+            meta = Path(row.model_path).parent / "meta.json"
+            try:
+                history = json.loads(meta.read_text())["data"].get("history")
+            except (OSError, ValueError, KeyError):
+                history = None
+            if history:
+                histories[row.batch_size] = history
+    return histories
+
+
+def write_tensorboard(out: Path, histories: dict[int, list[dict[str, float]]]) -> None:
+    """Per trial, its epoch metrics as TensorBoard scalars (``b<batch>/train|validation``)."""
+    import tensorflow as tf
+
+    for batch_size, history in histories.items():
+        for split, prefix in (("train", ""), ("validation", "val_")):
+            writer = tf.summary.create_file_writer(str(out / f"b{batch_size}" / split))
+            with writer.as_default():
+                for epoch, logs in enumerate(history, 1):
+                    for name, value in logs.items():
+                        if name.startswith("val_") == bool(prefix):
+                            tf.summary.scalar(name.removeprefix("val_"), value, step=epoch)
+            writer.close()
+
+
 def _portable(row: TrialResult) -> dict[str, Any]:
     """A row without machine-local paths (the store's model files stay behind)."""
     return row.model_dump(exclude={"model_path"})
@@ -231,6 +286,7 @@ def export_run_task(
     rows: list[TrialResult],
     winner: TrialResult,
     run_id: str,
+    seconds: dict[str, float] | None = None,
 ) -> ExportResult:
     """Prefect task: `export_run`."""
-    return export_run(config, cached, sweeps, rows, winner, run_id)
+    return export_run(config, cached, sweeps, rows, winner, run_id, seconds)

@@ -49,9 +49,15 @@ def plot_lr_sweep(sweep: LRSweep, path: Path) -> None:
         )
     finite = smoothed[np.isfinite(smoothed)]
     if finite.size:
-        low, start = float(finite.min()), float(finite[0])
-        # Keep the interesting part: the divergence tail would squash the descent.
-        ax.set_ylim(low - 0.05 * abs(low), max(start * 1.25, low * 1.1 + 1e-9))
+        # Keep the descent in view (raw batch losses included) but not the divergence
+        # tail, which would squash everything else.
+        best = int(np.nanargmin(smoothed))
+        low = float(
+            np.nanmin(np.concatenate([finite, raw[: best + 1][np.isfinite(raw[: best + 1])]]))
+        )
+        start = float(finite[0])
+        high = max(start * 1.25, low + 1e-9)
+        ax.set_ylim(low - 0.05 * (high - low), high)
     ax.set_xscale("log")
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("training loss")
@@ -61,4 +67,116 @@ def plot_lr_sweep(sweep: LRSweep, path: Path) -> None:
     )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="upper left", fontsize=9)
+    save_figure(fig, path)
+
+
+def plot_learning_curves(
+    history: list[dict[str, float]],
+    stops: dict[int, int | None],
+    batch_size: int,
+    monitor: str,
+    path: Path,
+) -> None:
+    """Loss and accuracy per epoch (train and validation), each patience's stop marked."""
+    fig = Figure(figsize=(10, 3.8))
+    epochs = np.arange(1, len(history) + 1)
+    for i, metric in enumerate(("loss", "accuracy")):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for prefix, style in (("", "-"), ("val_", "--")):
+            values = [h.get(prefix + metric, np.nan) for h in history]
+            label = ("validation " if prefix else "train ") + metric
+            ax.plot(epochs, values, style, marker="o", markersize=3, label=label)
+        for j, (patience, stop) in enumerate(sorted(stops.items())):
+            if stop is not None:
+                ax.axvline(
+                    stop,
+                    color=f"C{j + 2}",
+                    linestyle=":",
+                    linewidth=1.2,
+                    label=f"patience {patience} stops (epoch {stop})",
+                )
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(
+        f"Learning curves, batch size {batch_size} (early stopping on {monitor})", fontsize=11
+    )
+    save_figure(fig, path)
+
+
+def plot_heatmap(
+    values: np.ndarray, batch_sizes: list[int], patiences: list[int], metric: str, path: Path
+) -> None:
+    """``metric`` over batch size (rows) x patience (columns); failed cells left blank."""
+    fig = Figure(figsize=(1.6 + 1.3 * len(patiences), 1.4 + 0.7 * len(batch_sizes)))
+    ax = fig.add_subplot()
+    image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(patiences)), [str(p) for p in patiences])
+    ax.set_yticks(range(len(batch_sizes)), [str(b) for b in batch_sizes])
+    ax.set_xlabel("early-stopping patience")
+    ax.set_ylabel("batch size")
+    finite = values[np.isfinite(values)]
+    middle = (finite.min() + finite.max()) / 2 if finite.size else 0.0
+    for r in range(values.shape[0]):
+        for c in range(values.shape[1]):
+            text = "failed" if not np.isfinite(values[r, c]) else f"{values[r, c]:.4f}"
+            color = "white" if np.isfinite(values[r, c]) and values[r, c] < middle else "black"
+            ax.text(c, r, text, ha="center", va="center", color=color, fontsize=9)
+    fig.colorbar(image, ax=ax, label=metric)
+    ax.set_title(f"{metric} by batch size and patience", fontsize=10)
+    save_figure(fig, path)
+
+
+def plot_confusion(matrix: np.ndarray, class_names: list[str], title: str, path: Path) -> None:
+    """Counts of true (rows) vs predicted (columns) classes."""
+    n = len(class_names)
+    size = min(3 + 0.45 * n, 12)
+    fig = Figure(figsize=(size + 1, size))
+    ax = fig.add_subplot()
+    image = ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(
+        range(n), class_names, rotation=45 if n > 10 else 0, ha="right" if n > 10 else "center"
+    )
+    ax.set_yticks(range(n), class_names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    if n <= 20:
+        threshold = matrix.max() / 2 if matrix.size else 0
+        for r in range(n):
+            for c in range(n):
+                ax.text(
+                    c,
+                    r,
+                    str(int(matrix[r, c])),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if matrix[r, c] > threshold else "black",
+                )
+    fig.colorbar(image, ax=ax, label="test examples")
+    ax.set_title(title, fontsize=10)
+    save_figure(fig, path)
+
+
+def plot_history(dates: list[str], accuracies: list[float], labels: list[str], path: Path) -> None:
+    """Test accuracy of the winner, run after run."""
+    fig = Figure(figsize=(8, 3.8))
+    ax = fig.add_subplot()
+    x = np.arange(len(dates))
+    ax.plot(x, accuracies, marker="o")
+    for xi, accuracy, label in zip(x, accuracies, labels, strict=True):
+        ax.annotate(
+            label,
+            (xi, accuracy),
+            textcoords="offset points",
+            xytext=(0, 7),
+            ha="center",
+            fontsize=7,
+        )
+    ax.set_xticks(x, dates, rotation=30, ha="right", fontsize=8)
+    ax.set_xlabel("run (UTC)")
+    ax.set_ylabel("winner's test accuracy")
+    ax.set_title("Night over night", fontsize=10)
+    ax.grid(True, alpha=0.3)
     save_figure(fig, path)

@@ -62,10 +62,11 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 def write_reports(
     rows: Sequence[TrialResult], winner: TrialResult, out_dir: Path, title: str, summary: str
-) -> tuple[Path, Path]:
-    """Write ``report.csv`` and ``report.md`` into out_dir; return their paths."""
+) -> pd.DataFrame:
+    """Write ``report.csv`` and ``report.md`` into out_dir; return the trials table."""
     frame = trials_frame(rows, winner)
-    csv_path, md_path = out_dir / "report.csv", out_dir / "report.md"
-    write_text_atomic(csv_path, frame.to_csv(index=False))
-    write_text_atomic(md_path, f"# {title}\n\n{summary}\n\n## Trials\n\n{markdown_table(frame)}\n")
-    return csv_path, md_path
+    write_text_atomic(out_dir / "report.csv", frame.to_csv(index=False))
+    write_text_atomic(
+        out_dir / "report.md", f"# {title}\n\n{summary}\n\n## Trials\n\n{markdown_table(frame)}\n"
+    )
+    return frame

@@ -251,3 +251,14 @@ def test_predict_with_a_model_from_s3_latest(trained, s3_server, bucket, tmp_pat
     assert (summary.files, summary.predicted, summary.errors) == (6, 6, 0)
     labels = [line.split(",")[1] for line in out.read_text().splitlines()[1:]]
     assert set(labels) <= {str(d) for d in range(10)}
+
+
+def test_history_of_an_s3_target(trained, s3_server, bucket, tmp_path) -> None:
+    from tasks.history import run_history
+
+    ids = [
+        export_to(trained, f"s3://{bucket}/{PREFIX}", s3_server.url, tmp_path).run_id
+        for _ in range(2)
+    ]
+    frame = run_history(f"s3://{bucket}/{PREFIX}", s3_server.url)
+    assert list(frame["run_id"]) == ids

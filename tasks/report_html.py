@@ -1,0 +1,177 @@
+"""`report.html`: one self-contained page per run, plots embedded as PNG data URIs.
+
+Sections: summary (winner and its test metrics), configuration, trials table, a
+heatmap of the monitored metric over batch size x patience, the LR sweep of every
+batch size, learning curves of every trial with each patience's stop marked, the
+winner's confusion matrix on the test split, and the time each stage took. Paths
+under the home folder are shown as ``~`` so that reports travel without leaking it.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from tasks.plots import plot_confusion, plot_heatmap, plot_learning_curves
+from tasks.training import TrialResult
+
+# The trials table in the page; report.csv has every column.
+SHOWN = [
+    "batch_size",
+    "patience",
+    "lr",
+    "status",
+    "epochs_run",
+    "best_epoch",
+    "val_accuracy",
+    "test_loss",
+    "test_accuracy",
+    "train_seconds",
+    "error",
+]
+
+CSS = """
+body { font-family: system-ui, -apple-system, Segoe UI, sans-serif; margin: 2em auto;
+       max-width: 1100px; color: #222; line-height: 1.4; padding: 0 1em; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { margin-top: 1.8em; border-bottom:
+1px solid #ddd; padding-bottom: 0.2em; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }
+.wide { overflow-x: auto; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
+th { background: #f3f3f3; } tr.winner td { background: #e8f5e9; font-weight: 600; }
+td.text { text-align: left; } img { max-width: 100%; border: 1px solid #eee; margin: 0.4em 0; }
+pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
+.summary { font-size: 1.1em; background: #f5f9ff; padding: 0.8em 1em;
+           border-left: 4px solid #4a90d9; }
+.muted { color: #777; font-size: 0.9em; }
+"""
+
+
+def portable(value: Any) -> Any:
+    """``value`` with the home folder written as ``~`` in every string."""
+    home = str(Path.home())
+    if isinstance(value, str):
+        return value.replace(home, "~") if home not in ("/", "") else value
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [portable(v) for v in value]
+    return value
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, n: int) -> np.ndarray:
+    """``n`` x ``n`` counts: row = true class, column = predicted class."""
+    return np.bincount(labels * n + predicted, minlength=n * n).reshape(n, n)
+
+
+def make_plots(
+    out: Path,
+    rows: list[TrialResult],
+    histories: dict[int, list[dict[str, float]]],
+    confusion: np.ndarray,
+    class_names: list[str],
+    monitor: str,
+) -> None:
+    """Draw the run's figures into ``out`` (``plots/``)."""
+    out.mkdir(parents=True, exist_ok=True)
+    batch_sizes = sorted({r.batch_size for r in rows})
+    patiences = sorted({r.patience for r in rows})
+    for batch_size, history in sorted(histories.items()):
+        stops = {r.patience: r.stop_epoch for r in rows if r.batch_size == batch_size}
+        plot_learning_curves(
+            history, stops, batch_size, monitor, out / f"learning_curves_b{batch_size}.png"
+        )
+    metric = "val_" + monitor.removeprefix("val_")
+    grid = np.full((len(batch_sizes), len(patiences)), np.nan)
+    for r in rows:
+        value = getattr(r, metric, None)
+        if r.status == "ok" and value is not None:
+            grid[batch_sizes.index(r.batch_size), patiences.index(r.patience)] = value
+    plot_heatmap(grid, batch_sizes, patiences, metric, out / "heatmap.png")
+    plot_confusion(confusion, class_names, "Winner on the test split", out / "confusion.png")
+
+
+def _image(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _table(frame: pd.DataFrame, winner_index: int | None = None) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    body = []
+    for i, row in enumerate(frame.itertuples(index=False)):
+        cells = []
+        for value in row:
+            if isinstance(value, float):
+                text, cls = ("" if np.isnan(value) else f"{value:.4g}"), ""
+            else:
+                text = "" if value is None else str(value)
+                cls = ' class="text"'
+            cells.append(f"<td{cls}>{html.escape(text)}</td>")
+        mark = ' class="winner"' if i == winner_index else ""
+        body.append(f"<tr{mark}>{''.join(cells)}</tr>")
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f"<div class='wide'>{table}</div>"
+
+
+def render_html(
+    run_dir: Path,
+    run_id: str,
+    config: dict[str, Any],
+    trials: pd.DataFrame,
+    winner: TrialResult,
+    seconds: dict[str, float],
+    class_names: list[str],
+) -> str:
+    """The page, with every PNG under ``run_dir/plots`` and ``lr_sweeps`` embedded."""
+    winner_index = (
+        next((i for i, w in enumerate(trials["winner"]) if w), None) if "winner" in trials else None
+    )
+    sweeps = sorted(
+        (run_dir / "lr_sweeps").glob("lr_sweep_b*.png"), key=lambda p: int(p.stem.split("_b")[-1])
+    )
+    curves = sorted(
+        (run_dir / "plots").glob("learning_curves_b*.png"),
+        key=lambda p: int(p.stem.split("_b")[-1]),
+    )
+    config_yaml = yaml.safe_dump(portable(config), sort_keys=False, default_flow_style=None)
+    timing = pd.DataFrame(
+        {"stage": list(seconds), "seconds": [round(v, 2) for v in seconds.values()]}
+    )
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>nighttune run {html.escape(run_id)}</title><style>{CSS}</style></head><body>",
+        f"<h1>nighttune run {html.escape(run_id)}</h1>",
+        f"<p class='muted'>dataset {html.escape(str(config['dataset']['name']))}, "
+        f"model {html.escape(config['model']['kind'])}, {len(class_names)} classes</p>",
+        "<h2>Summary</h2>",
+        f"<p class='summary'>Winner: batch size <b>{winner.batch_size}</b>, patience "
+        f"<b>{winner.patience}</b>, learning rate <b>{winner.lr:.3g}</b> ({winner.lr_method}); "
+        f"trained {winner.epochs_run} epochs, best epoch {winner.best_epoch}.<br>"
+        f"Test accuracy <b>{winner.test_accuracy:.4f}</b>, test loss {winner.test_loss:.4f}; "
+        f"validation accuracy {winner.val_accuracy:.4f}.</p>",
+        "<h2>Trials</h2>",
+        "<p class='muted'>One fit per batch size; every patience is read off it. "
+        "The highlighted row won (ties: fewer epochs, then smaller batch size).</p>",
+        _table(trials[[c for c in SHOWN if c in trials]], winner_index),
+        "<h2>Monitored metric by batch size and patience</h2>",
+        _image(run_dir / "plots" / "heatmap.png", "heatmap"),
+        "<h2>Learning-rate range tests</h2>",
+        *[_image(p, p.stem) for p in sweeps],
+        "<h2>Learning curves</h2>",
+        *[_image(p, p.stem) for p in curves],
+        "<h2>Confusion matrix of the winner (test split)</h2>",
+        _image(run_dir / "plots" / "confusion.png", "confusion matrix"),
+        "<h2>Timing</h2>",
+        _table(timing),
+        "<h2>Configuration</h2>",
+        f"<pre>{html.escape(config_yaml)}</pre>",
+        "</body></html>",
+    ]
+    return "\n".join(parts)

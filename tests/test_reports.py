@@ -1,0 +1,133 @@
+"""Reports a person reads: report.html with every section, artifacts, history, no leaks."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tasks.config import load_tune_config
+from tasks.history import run_history, write_history
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def run(prefect_harness, tmp_path_factory):
+    """One small real tune run, exported under a HOME of its own."""
+    from flows.tune import tune
+
+    home = tmp_path_factory.mktemp("home")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("HOME", str(home))
+    try:
+        config = load_tune_config(
+            None,
+            {
+                "batch_sizes": [32, 64],
+                "patiences": [2, 4],
+                "max_epochs": 6,
+                "lr_range.steps": 20,
+                "export_to": str(home / "exports"),
+                "cache_dir": str(home / "cache"),
+            },
+        )
+        result = tune(config)
+    finally:
+        patch.undo()
+    return home, result
+
+
+def test_report_html_has_every_section_and_plot(run) -> None:
+    home, result = run
+    run_dir = Path(result.export.path)
+    page = (run_dir / "report.html").read_text()
+    for heading in (
+        "Summary",
+        "Trials",
+        "Monitored metric by batch size and patience",
+        "Learning-rate range tests",
+        "Learning curves",
+        "Confusion matrix of the winner (test split)",
+        "Timing",
+        "Configuration",
+    ):
+        assert f"<h2>{heading}</h2>" in page
+    images = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,', page)
+    assert sorted(images) == sorted(
+        [
+            "heatmap",
+            "lr_sweep_b32",
+            "lr_sweep_b64",
+            "learning_curves_b32",
+            "learning_curves_b64",
+            "confusion matrix",
+        ]
+    )
+    assert 'src="http' not in page and "src='http" not in page  # self-contained
+    with open(run_dir / "report.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert page.count("<tr") == len(rows) + 1 + 1 + 4  # trials + header, timing + 4 stages
+    for row in rows:
+        assert f"<td>{float(row['test_accuracy']):.4g}</td>" in page
+    assert page.count('class="winner"') == 1
+    for stage in ("data", "sweeps", "trials", "export"):
+        assert f'<td class="text">{stage}</td>' in page
+    for png in (run_dir / "plots").glob("*.png"):
+        with Image.open(png) as image:
+            image.verify()
+
+
+def test_tensorboard_logs_and_artifacts(run) -> None:
+    from prefect.client.orchestration import get_client
+
+    _, result = run
+    run_dir = Path(result.export.path)
+    for b in (32, 64):
+        for split in ("train", "validation"):
+            assert list((run_dir / "tensorboard" / f"b{b}" / split).glob("events.out.tfevents.*"))
+    with get_client(sync_client=True) as client:
+        keys = {a.key: a for a in client.read_artifacts() if a.key}
+    assert {"trials", "tune-summary", "tune-export"} <= set(keys)
+    assert len(json.loads(keys["trials"].data)) == 4
+    assert result.run_id in keys["tune-summary"].data
+    assert f"({result.export.uri})" in keys["tune-export"].data
+
+
+def test_no_home_path_or_credentials_in_reports(run) -> None:
+    home, result = run
+    run_dir = Path(result.export.path)
+    for name in ("report.html", "report.md", "report.csv", "manifest.json"):
+        text = (run_dir / name).read_text()
+        assert str(home) not in text, name
+        assert "testing-secret-key" not in text and "testing-key-id" not in text
+    assert "~/exports" in (run_dir / "report.html").read_text()
+
+
+def test_history_over_three_runs(run, tmp_path) -> None:
+    from flows.tune import tune
+
+    home, first = run
+    config = load_tune_config(
+        None,
+        {
+            "batch_sizes": [32, 64],
+            "patiences": [2, 4],
+            "max_epochs": 6,
+            "lr_range.steps": 20,
+            "export_to": str(home / "exports"),
+            "cache_dir": str(home / "cache"),
+        },
+    )
+    later = [tune(config) for _ in range(2)]  # trials reused: fast
+    frame = run_history(str(home / "exports"))
+    assert list(frame["run_id"]) == [first.run_id] + [r.run_id for r in later]
+    assert (frame["test_accuracy"] == first.winner.test_accuracy).all()
+    csv_path, png_path = write_history(str(home / "exports"), str(tmp_path))
+    assert len(csv_path.read_text().splitlines()) == 4
+    with Image.open(png_path) as image:
+        image.verify()
