@@ -3,7 +3,9 @@
 Workers may be on other machines, so nothing travels through a local disk: a child
 run publishes its LR sweep, rows and models under the export target
 (``<export_to>/.work/trials/b<batch>-<fp>/``, staged and verified like every stored
-result), and the parent reads them from there. The folder is keyed by everything
+result), and the parent reads them from there. With an ``s3://`` target the entry is
+built locally and uploaded (every object verified, ``meta.json`` last); the parent
+downloads it into its cache and verifies it again. The folder is keyed by everything
 the trial depends on, so a parent that is rerun finds finished children's work and
 does not start them again.
 
@@ -15,16 +17,21 @@ or finished children back, and starts a failed child again under the next attemp
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+from tasks import s3
 from tasks.config import TuneConfig
+from tasks.data import resolve_cache_dir
 from tasks.errors import ConfigError
+from tasks.files import discard_dir, staged_dir
 from tasks.logs import get_logger
 from tasks.lr_range import SWEEP_VERSION, LRSweep
-from tasks.store import entry_path, get_or_build, read_entry
+from tasks.store import META, entry_path, get_or_build, read_entry
 from tasks.training import TRIAL_VERSION, TrialResult
 
 WORK = ".work"
@@ -33,8 +40,19 @@ MAX_ATTEMPTS = 3
 
 
 def work_root(config: TuneConfig) -> Path:
-    """Shared folder where children publish and the parent reads."""
+    """Where hand-over entries are built and read: the shared export folder itself, or
+    for an S3 target a local mirror (in the cache) of ``<prefix>/.work/``."""
+    if s3.is_s3(config.export_to):
+        uri = s3.S3Uri.parse(config.export_to)
+        prefix = hashlib.sha256(uri.prefix.encode()).hexdigest()[:12]
+        return resolve_cache_dir(config.cache_dir) / "handoff" / uri.bucket / prefix
     return Path(config.export_to).expanduser().resolve() / WORK
+
+
+def _remote(config: TuneConfig, entry: Path) -> tuple[s3.S3Uri, str]:
+    """The S3 target and the key prefix of an entry's remote copy."""
+    uri = s3.S3Uri.parse(config.export_to)
+    return uri, uri.key(WORK, "trials", entry.name)
 
 
 def handoff_key(config: TuneConfig, batch_size: int) -> dict[str, Any]:
@@ -81,7 +99,12 @@ def publish_trial(
         return {"sweep": sweep.model_dump(exclude={"path"}), "rows": published, "history": history}
 
     key = handoff_key(config, batch_size)
-    entry, _, _ = get_or_build(work_root(config), "trials", f"b{batch_size}", key, build)
+    entry, meta, _ = get_or_build(work_root(config), "trials", f"b{batch_size}", key, build)
+    if s3.is_s3(config.export_to):  # upload every file, verified; meta.json (the seal) last
+        uri, prefix = _remote(config, entry)
+        client = s3.client(config.s3_endpoint_url)
+        for rel in [*sorted(meta["files"]), META]:
+            s3.upload_verified(client, entry / rel, uri.bucket, f"{prefix}/{rel}")
     return entry
 
 
@@ -90,6 +113,8 @@ def read_published(config: TuneConfig, batch_size: int) -> tuple[LRSweep, list[T
     key = handoff_key(config, batch_size)
     entry = entry_path(work_root(config), "trials", f"b{batch_size}", key)
     meta = read_entry(entry, key)
+    if meta is None and s3.is_s3(config.export_to):
+        meta = _download_entry(config, entry, key)
     if meta is None:
         return None
     data = meta["data"]
@@ -101,6 +126,21 @@ def read_published(config: TuneConfig, batch_size: int) -> tuple[LRSweep, list[T
         for r in data["rows"]
     ]
     return sweep, rows
+
+
+def _download_entry(config: TuneConfig, entry: Path, key: dict[str, Any]) -> dict | None:
+    """Fetch a child's published entry from S3 into the local mirror; None if not there."""
+    uri, prefix = _remote(config, entry)
+    client = s3.client(config.s3_endpoint_url)
+    text = s3.get_text(client, uri.bucket, f"{prefix}/{META}")
+    if text is None:
+        return None
+    discard_dir(entry)
+    with staged_dir(entry) as staging:
+        for rel in json.loads(text)["files"]:
+            s3.download(client, uri.bucket, f"{prefix}/{rel}", staging / rel)
+        (staging / META).write_text(text)
+    return read_entry(entry, key)
 
 
 def check_deployment(name: str) -> None:

@@ -67,11 +67,6 @@ def new_run_id(now: datetime | None = None) -> str:
 def check_target(config: TuneConfig) -> None:
     """Fail before training when the export target cannot work (bad URI, no bucket, keys)."""
     if s3.is_s3(config.export_to):
-        if config.dispatch == "deployments":
-            raise ConfigError(
-                "dispatch 'deployments' hands trials over through a shared export folder; "
-                "S3 targets work with dispatch 'local' only, so far"
-            )
         s3.check_bucket(s3.S3Uri.parse(config.export_to), config.s3_endpoint_url)
     elif "://" in config.export_to:
         raise ConfigError(

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tasks.config import load_tune_config
 from tasks.history import run_history, write_history
+from tests.test_tune_flow import small_config
 
 pytestmark = pytest.mark.slow
 
@@ -25,18 +25,7 @@ def run(prefect_harness, tmp_path_factory):
     patch = pytest.MonkeyPatch()
     patch.setenv("HOME", str(home))
     try:
-        config = load_tune_config(
-            None,
-            {
-                "batch_sizes": [32, 64],
-                "patiences": [2, 4],
-                "max_epochs": 6,
-                "lr_range.steps": 20,
-                "export_to": str(home / "exports"),
-                "cache_dir": str(home / "cache"),
-            },
-        )
-        result = tune(config)
+        result = tune(small_config(home))
     finally:
         patch.undo()
     return home, result
@@ -112,18 +101,7 @@ def test_history_over_three_runs(run, tmp_path) -> None:
     from flows.tune import tune
 
     home, first = run
-    config = load_tune_config(
-        None,
-        {
-            "batch_sizes": [32, 64],
-            "patiences": [2, 4],
-            "max_epochs": 6,
-            "lr_range.steps": 20,
-            "export_to": str(home / "exports"),
-            "cache_dir": str(home / "cache"),
-        },
-    )
-    later = [tune(config) for _ in range(2)]  # trials reused: fast
+    later = [tune(small_config(home)) for _ in range(2)]  # trials reused: fast
     frame = run_history(str(home / "exports"))
     assert list(frame["run_id"]) == [first.run_id] + [r.run_id for r in later]
     assert (frame["test_accuracy"] == first.winner.test_accuracy).all()

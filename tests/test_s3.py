@@ -262,3 +262,27 @@ def test_history_of_an_s3_target(trained, s3_server, bucket, tmp_path) -> None:
     ]
     frame = run_history(f"s3://{bucket}/{PREFIX}", s3_server.url)
     assert list(frame["run_id"]) == ids
+
+
+def test_trials_hand_over_through_s3_between_machines(trained, s3_server, bucket, tmp_path) -> None:
+    from tasks.dispatch import publish_trial, read_published
+
+    config, _, sweeps, rows, _ = trained
+    target = {
+        "export_to": f"s3://{bucket}/{PREFIX}",
+        "s3_endpoint_url": s3_server.url,
+        "dispatch": "deployments",
+    }
+    worker = config.model_copy(update=dict(target, cache_dir=str(tmp_path / "gpu-machine")))
+    parent = config.model_copy(update=dict(target, cache_dir=str(tmp_path / "cpu-machine")))
+    assert read_published(parent, 64) is None  # nothing published yet
+    publish_trial(worker, 64, sweeps[0], rows)
+    sweep, got = read_published(parent, 64)
+    assert [r.model_dump(exclude={"model_path"}) for r in got] == [
+        r.model_dump(exclude={"model_path"}) for r in rows
+    ]
+    for row in got:  # the models came over the wire, into the parent's own cache
+        assert row.model_path.startswith(str(tmp_path / "cpu-machine"))
+        assert Path(row.model_path).read_bytes() == Path(rows[0].model_path).read_bytes()
+    assert sweep.chosen_lr == sweeps[0].chosen_lr
+    assert (Path(sweep.path) / "lr_sweep_b64.png").is_file()
