@@ -58,7 +58,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/mypy flows tasks
 
 bench: $(VENV)/.installed-bench
-	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	$(BIN)/python bench/run_all.py $(ARGS)
 
 # Deployment settings, read by deployments/prefect.yaml when deploying.
 export NIGHTTUNE_CODE_DIR ?= $(CURDIR)

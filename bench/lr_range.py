@@ -44,14 +44,14 @@ def val_accuracy(
     return max(accuracies, default=0.0)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--batch-sizes", default="32,128")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--seeds", default="0,1,2")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     cached = load_dataset(DatasetSpec(name=args.dataset, data_dir=args.data_dir))
     grid = np.logspace(-4, 0, 9)
@@ -93,6 +93,20 @@ def main() -> None:
             f"{100 * np.mean([g for _, g in rows]):>+14.2f}pt"
         )
     print(f"sweep cost: {min(costs):.2f}-{max(costs):.2f} epochs")
+    ratios = np.array([r for r, _ in summary["minimum"]])
+    within = np.mean(np.abs(np.log(ratios)) <= math.log(3))
+    return [
+        (
+            "LR sweep cost in epochs (digits: an epoch is 10-40 batches)",
+            f"{min(costs):.2f}-{max(costs):.2f}",
+            "<= 1",
+        ),
+        (
+            "LR suggestion (minimum) / grid-best LR, median; share within 3x",
+            f"{np.median(ratios):.2f}; {within:.0%}",
+            "within 3x",
+        ),
+    ]
 
 
 if __name__ == "__main__":

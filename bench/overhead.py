@@ -1,0 +1,89 @@
+"""Orchestration overhead: the `tune` flow / the same steps called as plain functions.
+
+Same config (digits, 2 batch sizes x 2 patiences), each variant with a fresh store so
+both do all the work, run in turn twice; best of two each. The Prefect API is started
+before timing (as in production, where the server is already up).
+
+    .venv/bin/python bench/overhead.py
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tasks.config import TuneConfig, load_tune_config  # noqa: E402
+
+
+def config(root: Path) -> TuneConfig:
+    return load_tune_config(
+        None,
+        {
+            "batch_sizes": [32, 64],
+            "patiences": [2, 4],
+            "max_epochs": 10,
+            "lr_range.steps": 30,
+            "export_to": str(root / "exports"),
+            "cache_dir": str(root / "cache"),
+            "tensorboard": False,
+        },
+    )
+
+
+def plain(cfg: TuneConfig) -> None:
+    from tasks.data import load_dataset
+    from tasks.export import export_run, new_run_id
+    from tasks.lr_range import stored_lr_range_test
+    from tasks.selection import select_best
+    from tasks.training import train_trial
+
+    cached = load_dataset(cfg.dataset, cfg.cache_dir)
+    sweeps = [
+        stored_lr_range_test(cached, cfg.model, b, cfg.lr_range, cfg.seed, cfg.cache_dir)
+        for b in cfg.batch_sizes
+    ]
+    rows = [
+        r for s in sweeps for r in train_trial(cached, cfg, s.batch_size, s.chosen_lr, s.method)
+    ]
+    export_run(cfg, cached, sweeps, rows, select_best(rows, "val_accuracy", "max"), new_run_id())
+
+
+def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
+    from prefect import flow
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.tune import tune
+
+    with tempfile.TemporaryDirectory() as tmp, prefect_test_harness(server_startup_timeout=120):
+        flow(lambda: None, name="warm-up")()
+        times: dict[str, list[float]] = {"plain": [], "flow": []}
+        for i in range(2):
+            for name, fn in (("plain", plain), ("flow", tune)):
+                cfg = config(Path(tmp) / f"{name}{i}")  # fresh store: all the work again
+                start = time.perf_counter()
+                fn(cfg)
+                times[name].append(time.perf_counter() - start)
+    best = {k: min(v) for k, v in times.items()}
+    print(
+        f"plain functions {best['plain']:.1f} s, tune flow {best['flow']:.1f} s: "
+        f"ratio {best['flow'] / best['plain']:.2f}"
+    )
+    return [
+        (
+            "orchestration: tune flow / the same steps as plain functions",
+            f"{best['flow'] / best['plain']:.2f} ({best['flow']:.1f} s vs {best['plain']:.1f} s)",
+            "<= 1.10",
+        )
+    ]
+
+
+if __name__ == "__main__":
+    main()
