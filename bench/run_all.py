@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 SCRIPTS = {  # name -> arguments; --quick trims the slow ones
     "data": ([], []),
-    "epoch": ([], ["--rounds", "3"]),
+    "epoch": (["--rounds", "7"], ["--rounds", "5"]),  # fewer rounds are too noisy here
     "grid": ([], []),
     "lr_range": ([], ["--seeds", "0"]),
     "predict": ([], ["--rss-files", "10000"]),
