@@ -217,3 +217,20 @@ def test_same_rows_whatever_the_batch_size(run_dir, tmp_path) -> None:
         assert (summary.files, summary.errors) == (44, 8)
         outputs.append(read_rows(out))
     assert all(rows == outputs[0] for rows in outputs[1:])
+
+
+def test_a_model_with_a_lambda_layer_is_refused(run_dir, mixed, tmp_path) -> None:
+    # A run whose model.keras carries Python code: safe_mode must refuse to load it.
+    evil = tmp_path / "evil-run"
+    shutil.copytree(run_dir, evil)
+    inputs = keras.Input((16, 16, 1))
+    outputs = keras.layers.Lambda(lambda x: x * 2.0)(keras.layers.Flatten()(inputs))
+    keras.Model(inputs, keras.layers.Dense(3)(outputs)).save(evil / "model.keras")
+    manifest = json.loads((evil / "manifest.json").read_text())
+    from tasks.files import sha256_file
+
+    manifest["files"]["model.keras"] = sha256_file(evil / "model.keras")  # checksums agree
+    (evil / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match="will not load: it holds code \\(a Lambda layer\\)"):
+        predict_to_csv(str(evil), [str(mixed)], str(tmp_path / "p.csv"))
+    assert not (tmp_path / "p.csv").exists()
