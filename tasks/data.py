@@ -134,10 +134,8 @@ def check_dataset(spec: DatasetSpec, cache_dir: str | os.PathLike | None = None)
     open_source(spec, resolve_cache_dir(cache_dir)).check()
 
 
-@task(name="cache_dataset", tags=["cpu"], cache_policy=NO_CACHE)
-def cache_dataset(spec: DatasetSpec, cache_dir: str | None = None) -> CachedDataset:
-    """Prefect task: `load_dataset`. The on-disk cache is the cache, so Prefect's is off."""
-    return load_dataset(spec, cache_dir)
+# Prefect task: `load_dataset`. The on-disk cache is the cache, so Prefect's is off.
+cache_dataset = task(name="cache_dataset", tags=["cpu"], cache_policy=NO_CACHE)(load_dataset)
 
 
 # --------------------------------------------------------------------------- entries

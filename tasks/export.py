@@ -273,15 +273,5 @@ def _portable(row: TrialResult) -> dict[str, Any]:
     return row.model_dump(exclude={"model_path"})
 
 
-@task(name="export_run", tags=["cpu"], cache_policy=NO_CACHE)
-def export_run_task(
-    config: TuneConfig,
-    cached: CachedDataset,
-    sweeps: list[LRSweep],
-    rows: list[TrialResult],
-    winner: TrialResult,
-    run_id: str,
-    seconds: dict[str, float] | None = None,
-) -> ExportResult:
-    """Prefect task: `export_run`."""
-    return export_run(config, cached, sweeps, rows, winner, run_id, seconds)
+# Prefect task: `export_run` (the run folder is the result; nothing to cache).
+export_run_task = task(name="export_run", tags=["cpu"], cache_policy=NO_CACHE)(export_run)

@@ -230,14 +230,5 @@ def stored_lr_range_test(
     return LRSweep.model_validate(meta["data"]).model_copy(update={"path": str(entry)})
 
 
-@task(name="lr_sweep", tags=["gpu"], cache_policy=NO_CACHE)
-def lr_sweep(
-    cached: CachedDataset,
-    model_spec: ModelSpec,
-    batch_size: int,
-    spec: LRRangeSpec,
-    seed: int = 0,
-    cache_dir: str | None = None,
-) -> LRSweep:
-    """Prefect task: one stored range test for one batch size (see `stored_lr_range_test`)."""
-    return stored_lr_range_test(cached, model_spec, batch_size, spec, seed, cache_dir)
+# Prefect task: one stored range test for one batch size. The store is the cache.
+lr_sweep = task(name="lr_sweep", tags=["gpu"], cache_policy=NO_CACHE)(stored_lr_range_test)

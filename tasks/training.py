@@ -283,9 +283,5 @@ def train_trial(
     )
 
 
-@task(name="train_trial", tags=["gpu"], cache_policy=NO_CACHE)
-def train_trial_task(
-    cached: CachedDataset, config: TuneConfig, batch_size: int, lr: float, lr_method: str
-) -> list[TrialResult]:
-    """Prefect task: `train_trial`. Finished trials are kept in the store, not in Prefect."""
-    return train_trial(cached, config, batch_size, lr, lr_method)
+# Prefect task: `train_trial`. Finished trials are kept in the store, not in Prefect.
+train_trial_task = task(name="train_trial", tags=["gpu"], cache_policy=NO_CACHE)(train_trial)
