@@ -381,8 +381,8 @@ def report(
     """One row per run under an export target (winner, accuracy, duration) and a trend plot."""
     from tasks.history import run_history, write_history
 
-    csv_path, png_path = write_history(history, out, s3_endpoint_url)
-    frame = run_history(history, s3_endpoint_url)
+    frame = run_history(history, s3_endpoint_url)  # read every manifest once
+    csv_path, png_path = write_history(history, out, s3_endpoint_url, frame)
     print(frame.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"wrote       {csv_path}")
     print(f"            {png_path}")

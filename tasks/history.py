@@ -87,9 +87,12 @@ def run_history(target: str, endpoint_url: str | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS).sort_values("date").reset_index(drop=True)
 
 
-def write_history(target: str, out_dir: str, endpoint_url: str | None = None) -> tuple[Path, Path]:
-    """``history.csv`` and ``history.png`` in ``out_dir``; returns their paths."""
-    frame = run_history(target, endpoint_url)
+def write_history(
+    target: str, out_dir: str, endpoint_url: str | None = None, frame: pd.DataFrame | None = None
+) -> tuple[Path, Path]:
+    """``history.csv`` and ``history.png`` in ``out_dir`` (from ``frame`` if already read)."""
+    if frame is None:
+        frame = run_history(target, endpoint_url)
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     csv_path, png_path = out / "history.csv", out / "history.png"

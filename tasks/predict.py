@@ -35,7 +35,7 @@ from tasks.images import (
     list_images,
     load_image,
 )
-from tasks.runs import RunUnavailable, resolve_run, verify_run
+from tasks.runs import RunUnavailable, open_run
 
 
 @dataclass
@@ -76,8 +76,7 @@ def load_run_model(
     """The run's model (loaded with ``safe_mode=True``) and its verified manifest."""
     import keras
 
-    run = resolve_run(ref, cache_dir, endpoint_url)
-    manifest = verify_run(run)
+    run, manifest = open_run(ref, cache_dir, endpoint_url)
     try:
         model = keras.models.load_model(run / "model.keras", safe_mode=True)
     except Exception as exc:

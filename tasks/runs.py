@@ -52,6 +52,13 @@ def verify_run(run_dir: Path) -> dict[str, Any]:
 
 def resolve_run(ref: str, cache_dir: str | None = None, endpoint_url: str | None = None) -> Path:
     """A verified local folder for the run ``ref`` names (see the module docstring)."""
+    return open_run(ref, cache_dir, endpoint_url)[0]
+
+
+def open_run(
+    ref: str, cache_dir: str | None = None, endpoint_url: str | None = None
+) -> tuple[Path, dict[str, Any]]:
+    """`resolve_run`, and the manifest its verification read (every file hashed once)."""
     if s3.is_s3(ref):
         return _resolve_s3(ref, cache_dir, endpoint_url)
     path = Path(ref).expanduser()
@@ -68,11 +75,12 @@ def resolve_run(ref: str, cache_dir: str | None = None, endpoint_url: str | None
             f"model {ref!r} does not exist; give a run folder, <target>/latest or "
             "s3://bucket/prefix/latest"
         )
-    verify_run(path)
-    return path.resolve()
+    return path.resolve(), verify_run(path)
 
 
-def _resolve_s3(ref: str, cache_dir: str | None, endpoint_url: str | None) -> Path:
+def _resolve_s3(
+    ref: str, cache_dir: str | None, endpoint_url: str | None
+) -> tuple[Path, dict[str, Any]]:
     uri = s3.S3Uri.parse(ref)
     parent, _, last = uri.prefix.rpartition("/")
     target = s3.S3Uri(uri.bucket, parent)
@@ -87,9 +95,9 @@ def _resolve_s3(ref: str, cache_dir: str | None, endpoint_url: str | None) -> Pa
     local = run_cache_dir(target, run_id, cache_dir)
     if local.is_dir():
         try:
-            verify_run(local)
+            manifest = verify_run(local)
             get_logger().info("model: %s already downloaded (%s)", target.child(run_id), local)
-            return local
+            return local, manifest
         except RunUnavailable:
             get_logger().warning("model: local copy %s is damaged; downloading again", local)
     text = s3.get_text(client, uri.bucket, target.key(run_id, MANIFEST))
@@ -106,4 +114,4 @@ def _resolve_s3(ref: str, cache_dir: str | None, endpoint_url: str | None) -> Pa
             s3.download(client, uri.bucket, target.key(run_id, rel), staging / rel)
         verify_run(staging)
     get_logger().info("model: downloaded %s into %s", target.child(run_id), local)
-    return local
+    return local, manifest
