@@ -191,6 +191,15 @@ class TuneConfig(BaseModel):
             raise ValueError(f"has duplicates: {', '.join(map(str, dupes))}")
         return value
 
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        from tasks.s3 import endpoint_problem
+
+        if value and (problem := endpoint_problem(value)):
+            raise ValueError(problem)
+        return value
+
     @property
     def monitor_mode(self) -> Literal["max", "min"]:
         """Whether ``monitor`` improves upward (accuracy, auc) or downward (loss)."""
@@ -261,6 +270,10 @@ def parse(model: type[M], data: dict[str, Any], where: str = "") -> M:
         raise ConfigError(describe_validation_error(exc, where)) from None
 
 
+# Keys whose values may hold a secret: their errors never repeat the raw value.
+QUIET_KEYS = {"s3_endpoint_url"}
+
+
 def describe_validation_error(exc: ValidationError, where: str = "") -> str:
     """The first problem of a pydantic error, as ``key: problem (got value)``."""
     first = exc.errors()[0]
@@ -269,6 +282,6 @@ def describe_validation_error(exc: ValidationError, where: str = "") -> str:
     if first["type"] == "extra_forbidden":
         return f"unknown key '{key}'; remove it or check its spelling"
     message = first["msg"].removeprefix("Value error, ")
-    if not loc:  # a rule across fields: its message names the values
+    if not loc or key in QUIET_KEYS:  # the message names the values (secrets redacted)
         return f"{key}: {message}"
     return f"{key}: {message} (got {first.get('input')!r})"

@@ -38,7 +38,7 @@ from tasks import s3
 from tasks.config import TuneConfig
 from tasks.data import CachedDataset, resolve_cache_dir
 from tasks.errors import ConfigError
-from tasks.files import file_digests, staged_dir, write_text_atomic
+from tasks.files import file_digests, file_lock, staged_dir, write_text_atomic
 from tasks.logs import get_logger
 from tasks.lr_range import LRSweep
 from tasks.report_html import confusion_matrix, make_plots, portable, render_html
@@ -122,13 +122,30 @@ def export_run(
     if s3.is_s3(config.export_to):
         return _publish_s3(final, uri, run_id, config.s3_endpoint_url)
     target = final.parent
-    write_text_atomic(
-        target / LATEST, json.dumps({"run_id": run_id, "uri": final.as_uri()}, indent=2)
-    )
-    log.info("export: %s complete; %s now names it", final, target / LATEST)
+    if point_latest(target, run_id, final.as_uri()):
+        log.info("export: %s complete; %s now names it", final, target / LATEST)
+    else:
+        log.info("export: %s complete; %s names a newer run", final, target / LATEST)
     return ExportResult(
         run_id=run_id, uri=final.as_uri(), path=str(final), latest=str(target / LATEST)
     )
+
+
+def point_latest(target: Path, run_id: str, uri: str) -> bool:
+    """Make ``<target>/latest.json`` name ``run_id`` unless it names a newer run already.
+
+    Run ids sort by start time; under a lock, so two runs finishing together leave the
+    newer one named, whichever finished last. Returns whether the file now names it.
+    """
+    with file_lock(target / ".latest.lock"):
+        try:
+            current = json.loads((target / LATEST).read_text())["run_id"]
+        except (OSError, ValueError, KeyError, TypeError):
+            current = ""
+        if str(current) > run_id:
+            return False
+        write_text_atomic(target / LATEST, json.dumps({"run_id": run_id, "uri": uri}, indent=2))
+        return True
 
 
 def run_cache_dir(uri: s3.S3Uri, run_id: str, cache_dir: str | None = None) -> Path:

@@ -2,8 +2,9 @@
 
 Used by the dataset cache (and by exports): a folder is built under a temporary
 name next to its final place, its files' sizes and sha256 recorded, and only then
-renamed into place. A crash leaves a ``*.tmp-*`` folder that no reader looks at;
-a folder damaged later is caught by `verify_digests`.
+renamed into place. A crash leaves a ``*.tmp-*`` folder that no reader looks at (and
+the next staging in that folder removes); a folder damaged later is caught by
+`verify_digests`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import re
 import shutil
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,16 +67,55 @@ def write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+_HOST = socket.gethostname().replace("-", "_")
+_STAGING = re.compile(r"\.(?:tmp|trash)-(?P<host>[^-]+)-(?P<pid>\d+)-[0-9a-f]{8}$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_orphans(parent: Path) -> list[Path]:
+    """Remove staging and trash folders in ``parent`` left by dead processes of this host.
+
+    A SIGKILLed build leaves ``<name>.tmp-<host>-<pid>-<hex>``; nobody reads it, but it
+    holds disk. Folders of live processes, or of other hosts sharing the folder, stay.
+    """
+    removed = []
+    try:
+        children = list(parent.iterdir())
+    except OSError:
+        return removed
+    for child in children:
+        match = _STAGING.search(child.name)
+        if match and match["host"] == _HOST and not _pid_alive(int(match["pid"])):
+            shutil.rmtree(child, ignore_errors=True)
+            removed.append(child)
+    return removed
+
+
+def _scratch_name(final: Path, kind: str) -> Path:
+    return final.with_name(f"{final.name}.{kind}-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
 @contextlib.contextmanager
 def staged_dir(final: Path) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``final``; on success rename it to ``final``.
 
     If ``final`` appeared meanwhile (another process won the race), the staged copy
     is discarded and the existing one kept. On an exception the staged folder is
-    removed and nothing is published.
+    removed and nothing is published; what a killed process left is removed by the
+    next `staged_dir` in the same parent (`remove_orphans`).
     """
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    remove_orphans(final.parent)
+    tmp = _scratch_name(final, "tmp")
     tmp.mkdir()
     try:
         yield tmp
@@ -92,7 +134,7 @@ def discard_dir(path: Path) -> None:
     """Remove a folder without ever leaving a half-deleted one under its name."""
     if not path.exists():
         return
-    trash = path.with_name(f"{path.name}.trash-{uuid.uuid4().hex[:8]}")
+    trash = _scratch_name(path, "trash")
     os.rename(path, trash)
     shutil.rmtree(trash, ignore_errors=True)
 

@@ -68,6 +68,19 @@ def is_s3(target: str) -> bool:
     return target.startswith("s3://")
 
 
+def endpoint_problem(url: str) -> str | None:
+    """Why ``url`` cannot be an S3 endpoint, or None. Never repeats a credential."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"give http(s)://host[:port] (got {redact(url)!r})"
+    if parts.username or parts.password or parts.query:
+        return (
+            f"must not carry credentials or a query string (got {redact(url)!r} with them "
+            "removed); put keys in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or a profile"
+        )
+    return None
+
+
 def redact(url: str | None) -> str | None:
     """An endpoint URL without user:password (and without a query string)."""
     if not url:
@@ -85,6 +98,8 @@ def client(
     import boto3
     from botocore.config import Config
 
+    if endpoint_url and (problem := endpoint_problem(endpoint_url)):
+        raise S3Error(f"S3 endpoint URL {problem}")
     timeout = timeout or float(os.environ.get("NIGHTTUNE_S3_TIMEOUT", "20"))
     attempts = attempts or int(os.environ.get("NIGHTTUNE_S3_ATTEMPTS", "5"))
     config = Config(
@@ -100,8 +115,19 @@ def client(
 
 def explain(exc: Exception, bucket: str, action: str) -> Exception:
     """A permanent error as a one-line `S3Error`; anything else unchanged."""
-    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+    from botocore.exceptions import (
+        ClientError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        ProxyConnectionError,
+    )
 
+    if isinstance(exc, ProxyConnectionError):
+        return S3Error(
+            f"s3://{bucket}: cannot connect to the proxy "
+            f"{redact(exc.kwargs.get('proxy_url'))}; "
+            "check HTTPS_PROXY / HTTP_PROXY (or NO_PROXY for a local endpoint)"
+        )
     if isinstance(exc, EndpointConnectionError):
         return S3Error(
             f"s3://{bucket}: cannot connect to {redact(exc.kwargs.get('endpoint_url'))}; "

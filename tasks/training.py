@@ -220,7 +220,8 @@ def _rows(
                 base.model_copy(
                     update={
                         "status": "failed",
-                        "error": f"loss became NaN in epoch {epoch}",
+                        "error": f"loss became NaN in epoch {epoch} at lr {lr:.3g} "
+                        "(TerminateOnNaN stopped the fit)",
                     }
                 )
             )
@@ -248,6 +249,25 @@ def _rows(
     return rows
 
 
+def out_of_memory(exc: BaseException) -> bool:
+    """True for TensorFlow's allocation failures (GPU or CPU) and Python's MemoryError."""
+    import tensorflow as tf
+
+    return isinstance(exc, MemoryError | tf.errors.ResourceExhaustedError)
+
+
+def failure_reason(batch_size: int, exc: BaseException) -> str:
+    """One line for a trial's row: what broke and, for memory, what to try."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    detail = f"{type(exc).__name__}: {first}"[:300]
+    if out_of_memory(exc):
+        return (
+            f"trial b{batch_size} ran out of memory ({detail}); "
+            "a smaller batch size or model may fit"
+        )
+    return f"trial b{batch_size} failed: {detail}"
+
+
 def train_trial(
     cached: CachedDataset, config: TuneConfig, batch_size: int, lr: float, lr_method: str
 ) -> list[TrialResult]:
@@ -263,8 +283,9 @@ def train_trial(
             lambda out: _fit_and_evaluate(cached, config, batch_size, lr, out),
         )
     except Exception as exc:  # the grid goes on; not stored, so a rerun tries again
-        failure = TrialFailed(f"trial b{batch_size} failed: {type(exc).__name__}: {exc}")
+        failure = TrialFailed(failure_reason(batch_size, exc))
         get_logger().error("%s", failure)
+        keras.backend.clear_session()  # give back what the failed fit held (GPU memory)
         return [
             TrialResult(
                 batch_size=batch_size,

@@ -4,8 +4,11 @@ dataset cache and TFDS data; nothing reaches beyond 127.0.0.1."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 # Before TensorFlow or Prefect are imported anywhere: point their state at a
@@ -54,6 +57,37 @@ def digits():
 
 
 @pytest.fixture(scope="session")
+def exported_run(tmp_path_factory) -> Path:
+    """A real exported run (sweep, trial, export) trained on three classes of PNG files."""
+    from tasks.config import TuneConfig
+    from tasks.data import load_dataset
+    from tasks.export import export_run, new_run_id
+    from tasks.lr_range import stored_lr_range_test
+    from tasks.selection import select_best
+    from tasks.training import train_trial
+    from tests.images import class_folder
+
+    root = tmp_path_factory.mktemp("exported")
+    data = class_folder(root / "train", per_class=20)
+    cache = str(root / "cache")
+    config = TuneConfig(
+        dataset=DatasetSpec(name=str(data)),
+        batch_sizes=(16,),
+        patiences=(3,),
+        max_epochs=8,
+        cache_dir=cache,
+        export_to=str(root / "exports"),
+    )
+    cached = load_dataset(config.dataset, cache)
+    sweep = stored_lr_range_test(cached, config.model, 16, config.lr_range, 0, cache)
+    rows = train_trial(cached, config, 16, sweep.chosen_lr, sweep.method)
+    result = export_run(
+        config, cached, [sweep], rows, select_best(rows, "val_accuracy", "max"), new_run_id()
+    )
+    return Path(result.path)
+
+
+@pytest.fixture(scope="session")
 def prefect_harness():
     """One temporary Prefect API for every test that needs flows (~12 s, paid once)."""
     from prefect.testing.utilities import prefect_test_harness
@@ -83,6 +117,80 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+class Processes:
+    """Background processes, each in its own session, all stopped by PID at the end."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[subprocess.Popen, Path]] = []
+
+    def start(self, args: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen:
+        out = open(log, "wb")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(
+            args, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.started.append((proc, log))
+        return proc
+
+    def stop_all(self) -> None:
+        for proc, _ in self.started:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for proc, _ in self.started:
+            try:
+                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {log}\n{log.read_text(errors='replace')[-3000:]}"
+            for _, log in self.started
+            if log.exists()
+        )
+
+
+def start_prefect_server(procs: Processes, root: Path, env: dict[str, str]) -> str:
+    """`prefect server start` on a free port, its home under ``root``; its API URL once up."""
+    import time
+    import urllib.request
+
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    server_env = dict(env, PREFECT_HOME=str(root / "server-home"), PREFECT_API_URL=api)
+    server_env.pop("PREFECT_RESULTS_LOCAL_STORAGE_PATH", None)
+    prefect = str(Path(sys.executable).parent / "prefect")
+    procs.start(
+        [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        server_env,
+        root,
+        root / "server.log",
+    )
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{api}/health", timeout=2) as reply:
+                if reply.status == 200:
+                    return api
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("Prefect server did not come up\n" + procs.logs())
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory):
+    """A real Prefect server for CLI subprocesses of one module: ``{"api", "procs"}``."""
+    procs = Processes()
+    try:
+        root = tmp_path_factory.mktemp("prefect")
+        yield {"api": start_prefect_server(procs, root, dict(os.environ)), "procs": procs}
+    finally:
+        procs.stop_all()
 
 
 class MotoServer:

@@ -52,67 +52,6 @@ def test_cache_command_on_an_image_folder(cli_env, tmp_path) -> None:
     assert "input       10x12x1" in result.stdout
 
 
-@pytest.mark.parametrize(
-    ("args", "needles"),
-    [
-        (("tune", "--dataset", "mnsit"), ("unknown dataset 'mnsit'", "did you mean mnist")),
-        (("tune", "--dataset", "./no/such/folder"), ("does not exist",)),
-        (("tune", "--bogus"), ("No such option: --bogus", "nighttune tune --help")),
-        (("tune", "--seed", "x"), ("--seed",)),
-        (("tune", "--image-size", "28"), ("--image-size wants HEIGHT,WIDTH", "'28'")),
-        (("tune", "--image-size", "0,28"), ("dataset.image_size",)),
-        (("frobnicate",), ("No such command 'frobnicate'",)),
-    ],
-)
-def test_user_mistakes_exit_2_with_one_line(cli_env, args, needles) -> None:
-    assert_user_error(run(cli_env, *args), *needles)
-
-
-def test_offline_catalog_dataset_exits_2_with_data_dir_hint(cli_env, tmp_path) -> None:
-    cli_env.update(HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9")
-    result = run(cli_env, "tune", "--dataset", "mnist", "--data-dir", str(tmp_path / "tfds"))
-    assert_user_error(result, "mnist is not prepared", "--data-dir DIR", "TFDS_DATA_DIR")
-
-
-@pytest.mark.parametrize(
-    ("args", "needles"),
-    [
-        (("tune", "--batch-sizes", "32,32"), ("batch_sizes: has duplicates: 32",)),
-        (("tune", "--batch-sizes", "32,x"), ("--batch-sizes wants comma-separated integers",)),
-        (("tune", "--patiences", "0,3"), ("patiences: every value must be a positive integer",)),
-        (("tune", "--start-lr", "1", "--end-lr", "0.1"), ("start_lr (1) must be below end_lr",)),
-        (("tune", "--max-epochs", "0"), ("max_epochs",)),
-        (
-            ("tune", "--monitor", "sparse_categorical_accuracy"),
-            ("not a metric the model logs", "val_accuracy"),
-        ),
-        (("tune", "--lr-method", "best"), ("lr_range.method",)),
-        (
-            ("tune", "--export-to", "s3://bucket/prefix"),
-            ("s3://bucket: cannot connect to http://127.0.0.1:9", "AWS_ENDPOINT_URL"),
-        ),
-        (("tune", "--export-to", "ftp://host/x"), ("give a local folder",)),
-        (("tune", "--config", "/no/such/tune.yaml"), ("cannot read config",)),
-        (("tune", "--dispatch", "deployments"), ("needs a Prefect server", "PREFECT_API_URL")),
-        (("tune", "--dispatch", "cluster"), ("dispatch",)),
-    ],
-)
-def test_tune_config_mistakes_exit_2_before_training(cli_env, tmp_path, args, needles) -> None:
-    result = (
-        run(cli_env, *args, "--export-to", str(tmp_path / "exports"))
-        if "--export-to" not in args
-        else run(cli_env, *args)
-    )
-    assert_user_error(result, *needles)
-    assert not (tmp_path / "exports").exists()
-
-
-def test_tune_yaml_with_unknown_key_exits_2(cli_env, tmp_path) -> None:
-    config = tmp_path / "tune.yaml"
-    config.write_text("batch_sizes: [32]\npatience: [3]\n")
-    assert_user_error(run(cli_env, "tune", "--config", str(config)), "unknown key 'patience'")
-
-
 @pytest.mark.slow
 def test_tune_end_to_end_prints_the_winner_and_exports(cli_env, tmp_path) -> None:
     exports = tmp_path / "exports"

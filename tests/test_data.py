@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -104,13 +105,18 @@ def test_entry_without_meta_is_not_trusted(tmp_path) -> None:
     assert not again.cache_hit and (Path(again.path) / "meta.json").is_file()
 
 
-def test_leftover_staging_folder_is_ignored(tmp_path) -> None:
+def test_leftover_staging_folder_is_ignored_and_removed(tmp_path) -> None:
+    from tasks.files import _HOST
+
     first = load_dataset(DatasetSpec(), tmp_path)
-    leftover = Path(first.path + ".tmp-999-deadbeef")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    leftover = Path(f"{first.path}.tmp-{_HOST}-{dead.pid}-deadbeef")
     shutil.copytree(first.path, leftover)  # what a killed writer would leave
     (Path(first.path) / "meta.json").unlink()
     second = load_dataset(DatasetSpec(), tmp_path)
     assert not second.cache_hit and Path(second.path).name == Path(first.path).name
+    assert not leftover.exists()
 
 
 def test_meta_records_fingerprint_inputs(digits: CachedDataset) -> None:

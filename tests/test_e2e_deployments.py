@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +21,7 @@ import pytest
 from tasks.config import TuneConfig, load_tune_config
 from tasks.errors import ConfigError
 from tasks.files import sha256_file
-from tests.conftest import ROOT
+from tests.conftest import ROOT, Processes, start_prefect_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -32,55 +29,11 @@ BIN = Path(sys.executable).parent
 GRID = {"batch_sizes": [32, 64], "patiences": [2, 3], "max_epochs": 4, "lr_range": {"steps": 20}}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Processes:
-    """Background processes, each in its own session, all stopped by PID at the end."""
-
-    def __init__(self) -> None:
-        self.started: list[tuple[subprocess.Popen, Path]] = []
-
-    def start(self, args: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen:
-        out = open(log, "wb")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(
-            args, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        self.started.append((proc, log))
-        return proc
-
-    def stop_all(self) -> None:
-        for proc, _ in self.started:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for proc, _ in self.started:
-            try:
-                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-
-    def logs(self) -> str:
-        return "\n".join(
-            f"--- {log}\n{log.read_text(errors='replace')[-3000:]}"
-            for _, log in self.started
-            if log.exists()
-        )
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> Iterator[dict]:
     root = tmp_path_factory.mktemp("e2e")
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
     env = dict(os.environ)
     env.update(
-        PREFECT_HOME=str(root / "server-home"),
-        PREFECT_API_URL=api,
         PREFECT_WORKER_QUERY_SECONDS="1",
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         DO_NOT_TRACK="1",
@@ -92,22 +45,8 @@ def cluster(tmp_path_factory) -> Iterator[dict]:
     env.pop("PREFECT_RESULTS_LOCAL_STORAGE_PATH", None)
     procs = Processes()
     try:
-        procs.start(
-            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            env,
-            root,
-            root / "server.log",
-        )
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{api}/health", timeout=2) as reply:
-                    if reply.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "server did not come up\n" + procs.logs()
-            time.sleep(0.5)
+        api = start_prefect_server(procs, root, env)
+        env["PREFECT_API_URL"] = api
         for args in (
             [str(BIN / "python"), "deployments/pools.py", "--gpu-slots", "2"],
             [

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -57,3 +58,23 @@ def test_write_text_atomic_replaces_whole(tmp_path) -> None:
     write_text_atomic(target, json.dumps({"run_id": "b"}))
     assert json.loads(target.read_text()) == {"run_id": "b"}
     assert [p.name for p in tmp_path.iterdir()] == ["latest.json"]
+
+
+def test_remove_orphans_only_takes_what_dead_processes_of_this_host_left(tmp_path) -> None:
+    import subprocess
+
+    from tasks.files import _HOST, remove_orphans, staged_dir
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan = tmp_path / f"run.tmp-{_HOST}-{dead.pid}-0123abcd"
+    trash = tmp_path / f"old.trash-{_HOST}-{dead.pid}-0123abcd"
+    mine = tmp_path / f"run.tmp-{_HOST}-{os.getpid()}-0123abcd"  # a live writer
+    elsewhere = tmp_path / f"run.tmp-otherhost-{dead.pid}-0123abcd"  # a shared folder
+    for folder in (orphan, trash, mine, elsewhere):
+        (folder / "part").mkdir(parents=True)
+    assert sorted(remove_orphans(tmp_path)) == sorted([orphan, trash])
+    assert mine.exists() and elsewhere.exists()
+    with staged_dir(tmp_path / "final") as staging:  # staging sweeps its parent too
+        (staging / "f").write_text("x")
+    assert (tmp_path / "final" / "f").read_text() == "x"

@@ -82,7 +82,9 @@ def test_nan_fails_only_the_patiences_still_running() -> None:
     ok, failed = _rows(data, Path("/store/e"), 64, 0.1, "minimum", config, 1000)
     assert ok.status == "ok" and ok.epochs_run == ok.stop_epoch == 5 and ok.best_epoch == 3
     assert ok.model_path == "/store/e/model_e3.keras" and ok.train_seconds == 5.0
-    assert failed.status == "failed" and failed.error == "loss became NaN in epoch 7"
+    assert failed.status == "failed" and failed.error == (
+        "loss became NaN in epoch 7 at lr 0.1 (TerminateOnNaN stopped the fit)"
+    )
 
 
 def test_cnn_trains_on_digits(digits: CachedDataset, tmp_path) -> None:

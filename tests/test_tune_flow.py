@@ -94,28 +94,6 @@ def test_tune_exports_a_verified_run_and_reuses_trials(prefect_harness, tmp_path
     assert [r.model_dump() for r in second.rows] == [r.model_dump() for r in first.rows]
     latest = json.loads((run.parent / "latest.json").read_text())
     assert latest["run_id"] == second.run_id
-    assert sorted(p.name for p in run.parent.iterdir()) == sorted(
+    assert sorted(p.name for p in run.parent.iterdir() if not p.name.startswith(".")) == sorted(
         [first.run_id, second.run_id, "latest.json"]
     )
-
-
-def test_a_failing_trial_is_recorded_while_the_others_finish(
-    prefect_harness, tmp_path, monkeypatch
-) -> None:
-    import tasks.training
-    from flows.tune import tune
-
-    original = tasks.training.fit_trial
-
-    def fail_at_64(model, dataset, **kwargs):
-        if next(iter(dataset))[0].shape[0] == 64:  # the first batch tells the batch size
-            raise tf.errors.ResourceExhaustedError(None, None, "OOM at batch 64")
-        return original(model, dataset, **kwargs)
-
-    monkeypatch.setattr(tasks.training, "fit_trial", fail_at_64)
-    result = tune(small_config(tmp_path))
-    by_batch = {r.batch_size: r for r in result.rows}
-    assert by_batch[64].status == "failed" and "OOM at batch 64" in by_batch[64].error
-    assert by_batch[32].status == "ok" and result.winner.batch_size == 32
-    csv = (Path(result.export.path) / "report.csv").read_text()
-    assert "OOM at batch 64" in csv

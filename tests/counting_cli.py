@@ -1,0 +1,34 @@
+"""`nighttune` with its expensive work counted, for the resume tests.
+
+``python -m tests.counting_cli ARGS`` runs the real CLI. Each LR sweep and each trial
+fit that starts appends one line (``sweep b32``, ``trial b64``) to the file named by
+``NIGHTTUNE_WORK_LOG``, written and flushed before the work begins, so a process
+killed in the middle still leaves its line.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import tasks.lr_range
+import tasks.training
+from flows.cli import main
+
+
+def counted(kind: str, work: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapper(cached: Any, spec: Any, batch_size: int, *args: Any, **kwargs: Any) -> Any:
+        with open(os.environ["NIGHTTUNE_WORK_LOG"], "a", encoding="utf-8") as log:
+            log.write(f"{kind} b{batch_size}\n")
+        return work(cached, spec, batch_size, *args, **kwargs)
+
+    return wrapper
+
+
+tasks.lr_range.lr_range_test = counted("sweep", tasks.lr_range.lr_range_test)
+tasks.training._fit_and_evaluate = counted("trial", tasks.training._fit_and_evaluate)
+
+if __name__ == "__main__":
+    sys.exit(main())

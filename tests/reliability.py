@@ -1,0 +1,449 @@
+"""Every fault and bad input the reliability tests try, as data.
+
+The tests parametrize over these tables, and ``python -m tests.reliability`` renders
+them as ``docs/reliability.md`` (`make docs`); `test_reliability_doc_is_current`
+fails when the file and the tables disagree, so the document cannot drift from what
+is tested. Kept free of heavy imports: rendering must not load TensorFlow.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class BadInput:
+    """One user mistake: ``nighttune ARGV`` must exit 2 with one line containing ``needle``.
+
+    Placeholders in ``argv``: ``{tmp}`` a fresh folder (also the working directory),
+    ``{run}`` a real exported run, ``{images}`` a folder of real PNG files, ``{yaml}``
+    a file holding ``yaml``, ``{empty}`` an empty folder, ``{one_class}`` a folder with
+    one class subfolder, ``{not_a_run}`` an empty folder, and copies of ``{run}``:
+    ``{tampered}`` (model.keras changed after export), ``{corrupt}`` (model.keras not a
+    Keras file, manifest checksum updated to match) and ``{lambda_run}`` (a Lambda layer,
+    checksum updated). ``tune`` cases export to ``{tmp}/exports`` unless they say where.
+    """
+
+    id: str
+    area: str
+    argv: tuple[str, ...]
+    needle: str
+    yaml: str | None = None
+    absent: tuple[str, ...] = ()  # text that must not appear in the output (secrets)
+
+
+SECRET_TOKEN = "tok3n-never-shown"
+
+BAD_INPUTS: tuple[BadInput, ...] = (
+    # --- command line
+    BadInput("unknown-flag", "flags", ("tune", "--bogus"), "No such option: --bogus"),
+    BadInput("unknown-command", "flags", ("frobnicate",), "No such command 'frobnicate'"),
+    BadInput("seed-not-int", "flags", ("tune", "--seed", "x"), "Invalid value for '--seed'"),
+    BadInput(
+        "batch-sizes-not-ints",
+        "flags",
+        ("tune", "--batch-sizes", "32,x"),
+        "--batch-sizes wants comma-separated integers",
+    ),
+    BadInput(
+        "batch-sizes-duplicate",
+        "flags",
+        ("tune", "--batch-sizes", "32,32"),
+        "batch_sizes: has duplicates: 32",
+    ),
+    BadInput(
+        "patience-zero",
+        "flags",
+        ("tune", "--patiences", "0,3"),
+        "patiences: every value must be a positive integer",
+    ),
+    BadInput("max-epochs-zero", "flags", ("tune", "--max-epochs", "0"), "max_epochs"),
+    BadInput(
+        "lr-range-reversed",
+        "flags",
+        ("tune", "--start-lr", "1", "--end-lr", "0.1"),
+        "start_lr (1) must be below end_lr",
+    ),
+    BadInput(
+        "monitor-not-logged",
+        "flags",
+        ("tune", "--monitor", "sparse_categorical_accuracy"),
+        "not a metric the model logs",
+    ),
+    BadInput("lr-method-unknown", "flags", ("tune", "--lr-method", "best"), "lr_range.method"),
+    BadInput(
+        "image-size-one-number",
+        "flags",
+        ("tune", "--image-size", "28"),
+        "--image-size wants HEIGHT,WIDTH",
+    ),
+    BadInput("image-size-zero", "flags", ("tune", "--image-size", "0,28"), "dataset.image_size"),
+    BadInput("dispatch-unknown", "flags", ("tune", "--dispatch", "cluster"), "dispatch"),
+    BadInput(
+        "dispatch-without-server",
+        "flags",
+        ("tune", "--dispatch", "deployments"),
+        "needs a Prefect server",
+    ),
+    BadInput(
+        "lr-find-batch-zero",
+        "flags",
+        ("lr-find", "--out", "{tmp}/lr", "--batch-size", "0"),
+        "--batch-size must be a positive integer",
+    ),
+    # --- YAML config
+    BadInput(
+        "yaml-unknown-key",
+        "config",
+        ("tune", "--config", "{yaml}"),
+        "unknown key 'patience'",
+        yaml="batch_sizes: [32]\npatience: [3]\n",
+    ),
+    BadInput(
+        "yaml-not-a-mapping",
+        "config",
+        ("tune", "--config", "{yaml}"),
+        "must be a mapping of keys",
+        yaml="- 32\n- 64\n",
+    ),
+    BadInput(
+        "yaml-syntax",
+        "config",
+        ("tune", "--config", "{yaml}"),
+        "is not valid YAML at line",
+        yaml="batch_sizes: [32, 64\nmax_epochs: 3\n",
+    ),
+    BadInput(
+        "yaml-wrong-type",
+        "config",
+        ("tune", "--config", "{yaml}"),
+        "max_epochs: Input should be a valid integer",
+        yaml="max_epochs: many\n",
+    ),
+    BadInput(
+        "yaml-missing-file",
+        "config",
+        ("tune", "--config", "{tmp}/no-such.yaml"),
+        "cannot read config",
+    ),
+    # --- datasets
+    BadInput(
+        "dataset-typo",
+        "dataset",
+        ("tune", "--dataset", "mnsit"),
+        "unknown dataset 'mnsit'; did you mean mnist",
+    ),
+    BadInput(
+        "dataset-folder-missing",
+        "dataset",
+        ("tune", "--dataset", "{tmp}/no/such/folder"),
+        "does not exist",
+    ),
+    BadInput(
+        "dataset-folder-empty",
+        "dataset",
+        ("tune", "--dataset", "{empty}"),
+        "has 0 class subfolder(s)",
+    ),
+    BadInput(
+        "dataset-one-class",
+        "dataset",
+        ("tune", "--dataset", "{one_class}"),
+        "has 1 class subfolder(s) with images (cat)",
+    ),
+    BadInput(
+        "catalog-offline",
+        "dataset",
+        ("tune", "--dataset", "mnist", "--data-dir", "{tmp}/tfds"),
+        "mnist is not prepared",
+    ),
+    # --- S3 and export targets
+    BadInput(
+        "s3-unreachable",
+        "S3",
+        ("tune", "--export-to", "s3://bucket/prefix"),
+        "s3://bucket: cannot connect to http://127.0.0.1:9",
+    ),
+    BadInput(
+        "s3-proxy-down",
+        "S3",
+        ("tune", "--export-to", "s3://bucket/prefix", "--s3-endpoint-url", "http://s3.example"),
+        "cannot connect to the proxy http://127.0.0.1:9",
+    ),
+    BadInput("s3-no-bucket", "S3", ("tune", "--export-to", "s3:///prefix"), "has no bucket"),
+    BadInput("target-scheme", "S3", ("tune", "--export-to", "ftp://host/x"), "give a local folder"),
+    BadInput(
+        "s3-endpoint-with-token",
+        "S3",
+        ("tune", "--s3-endpoint-url", f"http://key:{SECRET_TOKEN}@127.0.0.1:9"),
+        "must not carry credentials",
+        absent=(SECRET_TOKEN,),
+    ),
+    BadInput(
+        "predict-s3-unreachable",
+        "S3",
+        ("predict", "--model", "s3://bucket/runs/latest", "--images", "{images}"),
+        "s3://bucket: cannot connect to http://127.0.0.1:9",
+    ),
+    # --- model paths
+    BadInput(
+        "model-missing",
+        "model",
+        ("predict", "--model", "{tmp}/nothing", "--images", "{images}"),
+        "does not exist",
+    ),
+    BadInput(
+        "model-not-a-run",
+        "model",
+        ("predict", "--model", "{not_a_run}", "--images", "{images}"),
+        "is not an exported run",
+    ),
+    BadInput(
+        "model-corrupt-keras",
+        "model",
+        ("predict", "--model", "{corrupt}", "--images", "{images}"),
+        "will not load",
+    ),
+    BadInput(
+        "model-checksum-mismatch",
+        "model",
+        ("predict", "--model", "{tampered}", "--images", "{images}"),
+        "does not match the manifest's checksum",
+    ),
+    BadInput(
+        "model-lambda-layer",
+        "model",
+        ("predict", "--model", "{lambda_run}", "--images", "{images}"),
+        "holds code (a Lambda layer) that safe_mode refuses",
+    ),
+    BadInput(
+        "model-flag-missing",
+        "model",
+        ("predict", "--images", "{images}"),
+        "Missing option '--model'",
+    ),
+    # --- image folders
+    BadInput(
+        "images-missing",
+        "images",
+        ("predict", "--model", "{run}", "--images", "{tmp}/nope"),
+        "does not exist",
+    ),
+    BadInput(
+        "images-empty",
+        "images",
+        ("predict", "--model", "{run}", "--images", "{empty}"),
+        "no image files",
+    ),
+    BadInput(
+        "predict-batch-zero",
+        "images",
+        ("predict", "--model", "{run}", "--images", "{images}", "--batch-size", "0"),
+        "--batch-size must be a positive integer",
+    ),
+    BadInput(
+        "history-missing",
+        "images",
+        ("report", "--history", "{tmp}/no-exports"),
+        "does not exist",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class KillPoint:
+    """``nighttune tune`` SIGKILLed (whole process group) once ``log`` appears on its
+    output and ``path`` (a glob under the test folder) exists; then run again."""
+
+    id: str
+    when: str
+    log: str
+    path: str | None
+    done_before: tuple[str, ...]  # work finished (stored) at the kill; never redone
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+# The grid of the resume tests: batch sizes 32 and 64, one sweep and one fit each.
+ALL_WORK = ("sweep b32", "sweep b64", "trial b32", "trial b64")
+
+KILL_POINTS: tuple[KillPoint, ...] = (
+    KillPoint(
+        "dataset",
+        "while the dataset cache's train split is being written",
+        "preprocessing and caching",
+        "cache/datasets/*.tmp-*/train",
+        (),
+    ),
+    KillPoint(
+        "lr-sweep",
+        "during the second LR sweep (batch size 64)",
+        "lr sweep, batch size 64:",
+        None,
+        ("sweep b32",),
+    ),
+    KillPoint(
+        "mid-trial",
+        "in the middle of the second trial (batch size 64, after its epoch 2)",
+        "trial b64: epoch 2,",
+        None,
+        ("sweep b32", "sweep b64", "trial b32"),
+    ),
+    KillPoint(
+        "export",
+        "while the export's SavedModel is being written",
+        "export: writing",
+        "exports/*.tmp-*/saved_model",
+        ALL_WORK,
+    ),
+)
+
+RESUME_CHECKS = (
+    "the rerun exits 0 and prints the winner",
+    "the rerun runs exactly the sweeps and fits that had not finished (counted)",
+    "no `latest.json` after the kill; after the rerun it names a run whose files match "
+    "its manifest",
+    "the dataset cache entry verifies (every file's sha256) and is a cache hit",
+    "no staging folder is left behind in the cache or the export target",
+)
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A fault not covered by the tables above: what is done, and what must follow."""
+
+    id: str
+    what: str
+    outcome: str
+    expect: tuple[str, ...] = ()  # texts the failed rows' error must contain
+
+
+TRAINING_FAULTS: tuple[Fault, ...] = (
+    Fault(
+        "nan-loss",
+        "the LR chosen for batch size 32 is replaced by 1e20; real training diverges",
+        "its rows are failed with the reason shown; the other trials finish; the winner "
+        "is one of them",
+        ("loss became NaN in epoch 1 at lr 1e+20 (TerminateOnNaN stopped the fit)",),
+    ),
+    Fault(
+        "out-of-memory",
+        "in the batch-size-64 fit, epoch 2 allocates a 4 TiB tensor (TensorFlow's own "
+        "ResourceExhaustedError)",
+        "its rows are failed with the reason shown; the winner is among the others; the "
+        "failed trial is not stored, so a rerun tries it again",
+        (
+            "trial b64 ran out of memory (ResourceExhaustedError: ",
+            "OOM when allocating tensor",
+            "a smaller batch size or model may fit",
+        ),
+    ),
+)
+
+OTHER_FAULTS: tuple[Fault, ...] = (
+    Fault(
+        "concurrent-exports",
+        "two `nighttune tune` processes at once, same cache, same export folder",
+        "both exit 0; both run folders verify against their manifests; `latest.json` is "
+        "valid JSON naming the newer run; no staging folder left",
+    ),
+    Fault(
+        "no-secrets",
+        "a tune run to S3 (moto_server) with a unique AWS secret key and session token",
+        "neither appears in stdout/stderr, in any S3 object, or in any file under HOME — "
+        "Prefect's database with its logs, parameters and artifacts included",
+    ),
+    Fault(
+        "damaged-cache",
+        "a cached dataset file truncated, or its meta.json removed",
+        "the entry is rebuilt, not trusted (tests/test_data.py)",
+    ),
+    Fault(
+        "s3-interrupted",
+        "the S3 server frozen or stopped during an upload",
+        "`latest.json` still names the previous complete run (tests/test_s3.py)",
+    ),
+)
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def render() -> str:
+    """docs/reliability.md, from the tables above."""
+    out = [
+        "# Reliability: faults and bad input tried",
+        "",
+        "Generated by `make docs` (`python -m tests.reliability`) from the parameters of",
+        "the tests that try them (`tests/reliability.py`); `make test` fails if this file",
+        "is out of date. Every row is asserted by a test that runs the real thing.",
+        "",
+        f"## Bad input ({len(BAD_INPUTS)} cases, `tests/test_bad_input.py`)",
+        "",
+        "Each runs `nighttune` as a subprocess and must exit 2 with exactly one line",
+        "`nighttune: error: ...` on stderr containing the text shown, no traceback, no",
+        "`latest.json` and no output file written.",
+        "",
+    ]
+    rows = [
+        (
+            case.area,
+            case.id,
+            "`nighttune "
+            + " ".join(case.argv)
+            + "`"
+            + (f" with `{case.yaml.strip()}`" if case.yaml else ""),
+            f"`{case.needle}`"
+            + (f"; never shows `{'`, `'.join(case.absent)}`" if case.absent else ""),
+        )
+        for case in BAD_INPUTS
+    ]
+    out += _table(("area", "case", "input", "error line contains"), rows)
+    out += [
+        "",
+        "## Killed and resumed (`tests/test_resume.py`)",
+        "",
+        "`nighttune tune --batch-sizes 32,64` on digits is SIGKILLed (its whole process",
+        "group) at each point, then the same command runs again. Every time:",
+        "",
+        *[f"- {check}" for check in RESUME_CHECKS],
+        "",
+    ]
+    rows = [
+        (
+            kill.id,
+            kill.when,
+            ", ".join(kill.done_before) or "nothing",
+            ", ".join(w for w in ALL_WORK if w not in kill.done_before) or "nothing",
+        )
+        for kill in KILL_POINTS
+    ]
+    out += _table(("kill point", "killed", "finished before the kill", "rerun does"), rows)
+    out += ["", "## Training faults (`tests/test_faults.py`)", ""]
+    out += _table(
+        ("fault", "done", "outcome", "reason recorded contains"),
+        [
+            (f.id, f.what, f.outcome, " … ".join(f"`{e}`" for e in f.expect))
+            for f in TRAINING_FAULTS
+        ],
+    )
+    out += ["", "## Other faults", ""]
+    out += _table(("fault", "done", "outcome"), [(f.id, f.what, f.outcome) for f in OTHER_FAULTS])
+    return "\n".join(out) + "\n"
+
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--check"]:
+        sys.exit(0 if DOC.read_text() == render() else f"{DOC} is out of date: run make docs")
+    DOC.parent.mkdir(exist_ok=True)
+    DOC.write_text(render())
+    print(f"wrote {DOC}")

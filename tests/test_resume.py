@@ -1,0 +1,159 @@
+"""Killed and resumed: `nighttune tune` SIGKILLed at each point of `KILL_POINTS`, then rerun.
+
+The command is the real CLI in its own process group (`tests.counting_cli`, which
+also logs every sweep and fit as it starts), talking to a real Prefect server. It is
+killed when a line of its own progress output appears (and, for the cache and the
+export, once the folder being written exists), then the same command runs again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.reliability import ALL_WORK, KILL_POINTS, KillPoint
+
+pytestmark = pytest.mark.slow
+
+GRID = ("--batch-sizes", "32,64", "--patiences", "2,25", "--max-epochs", "25", "--lr-steps", "20")
+STORES = ("datasets", "sweeps", "trials")
+
+
+def command(tmp: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "tests.counting_cli",
+        "tune",
+        *GRID,
+        "--export-to",
+        str(tmp / "exports"),
+        "--cache-dir",
+        str(tmp / "cache"),
+    ]
+
+
+def environment(tmp: Path, api: str) -> dict[str, str]:
+    return dict(
+        os.environ,
+        HOME=str(tmp),
+        PYTHONPATH=str(ROOT),
+        PREFECT_API_URL=api,
+        NIGHTTUNE_WORK_LOG=str(tmp / "work.log"),
+    )
+
+
+def run_and_kill(tmp: Path, env: dict[str, str], kill: KillPoint, timeout: float = 240) -> str:
+    """Start the command; SIGKILL its process group at ``kill``; return what it printed."""
+    proc = subprocess.Popen(
+        command(tmp),
+        env=env,
+        cwd=tmp,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    seen = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if kill.log in line:
+                seen.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while not seen.wait(0.005):
+            assert proc.poll() is None, "ended before the kill point:\n" + "".join(lines)[-3000:]
+            assert time.monotonic() < deadline, "kill point never came:\n" + "".join(lines)[-3000:]
+        while kill.path and not list(tmp.glob(kill.path)):
+            assert proc.poll() is None, f"{kill.path} never appeared:\n" + "".join(lines)[-3000:]
+            assert time.monotonic() < deadline, f"{kill.path} never appeared"
+            time.sleep(0.002)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        reader.join(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "".join(lines)[-3000:]
+    return "".join(lines)
+
+
+def finished_work(cache: Path) -> list[str]:
+    """The sweeps and trials the store holds as finished (``meta.json`` written last)."""
+    done = []
+    for kind, store in (("sweep", "sweeps"), ("trial", "trials")):
+        for entry in sorted((cache / store).glob("*/meta.json")):
+            done.append(f"{kind} {entry.parent.name.split('-')[0]}")
+    return sorted(done)
+
+
+def work_log(tmp: Path) -> list[str]:
+    path = tmp / "work.log"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def leftovers(tmp: Path) -> list[Path]:
+    folders = [tmp / "cache" / store for store in STORES] + [tmp / "exports"]
+    return [
+        p
+        for folder in folders
+        if folder.is_dir()
+        for p in folder.iterdir()
+        if ".tmp-" in p.name or ".trash-" in p.name
+    ]
+
+
+@pytest.mark.parametrize("kill", KILL_POINTS, ids=lambda k: k.id)
+def test_killed_run_resumes_without_redoing_finished_work(
+    kill: KillPoint, prefect_server, tmp_path
+) -> None:
+    from tasks.config import DatasetSpec
+    from tasks.data import load_dataset
+    from tasks.runs import verify_run
+
+    env = environment(tmp_path, prefect_server["api"])
+    output = run_and_kill(tmp_path, env, kill)
+
+    # What the kill left: exactly the work finished before it, and no latest.json.
+    assert finished_work(tmp_path / "cache") == sorted(kill.done_before), output[-3000:]
+    assert not (tmp_path / "exports" / "latest.json").exists()
+    if kill.path:  # killed while that folder was being written: it is still there, unpublished
+        assert list(tmp_path.glob(kill.path))
+    started_before = work_log(tmp_path)
+
+    rerun = subprocess.run(
+        command(tmp_path),
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "winner      batch size" in rerun.stdout
+
+    # The rerun did exactly what had not finished: nothing twice.
+    redone = work_log(tmp_path)[len(started_before) :]
+    assert sorted(redone) == sorted(w for w in ALL_WORK if w not in kill.done_before)
+
+    latest = json.loads((tmp_path / "exports" / "latest.json").read_text())
+    run = tmp_path / "exports" / latest["run_id"]
+    assert latest["uri"] == run.as_uri()
+    assert verify_run(run)["run_id"] == latest["run_id"]
+    assert load_dataset(DatasetSpec(), tmp_path / "cache").cache_hit  # whole and verified
+    assert leftovers(tmp_path) == []
