@@ -11,13 +11,14 @@ export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 
-.PHONY: help setup run test test-fast lint bench pools deploy worker-cpu worker-gpu clean
+.PHONY: help setup run test test-fast lint docs bench pools deploy worker-cpu worker-gpu clean
 
 help:
 	@echo "make run    set up .venv and run 'nighttune tune' on the offline default (digits)"
 	@echo "make test   set up .venv with the dev extra and run the whole test suite"
 	@echo "make test-fast   the suite without tests marked slow"
 	@echo "make lint   ruff and mypy"
+	@echo "make docs   regenerate docs/reliability.md from the reliability tests' tables"
 	@echo "make bench  run the benchmarks in bench/ and print their ratios"
 	@echo "make pools  create the cpu/gpu work pools and the gpu concurrency limit (PREFECT_API_URL)"
 	@echo "make deploy deploy tune/nightly, tune/manual and train-trial/gpu (PREFECT_API_URL)"
@@ -56,6 +57,9 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check flows tasks tests bench
 	$(BIN)/ruff format --check flows tasks tests bench
 	$(BIN)/mypy flows tasks
+
+docs: $(BIN)/python
+	$(BIN)/python -m tests.reliability
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/run_all.py $(ARGS)

@@ -316,6 +316,7 @@ class Fault:
     id: str
     what: str
     outcome: str
+    test: str  # file::function that does it
     expect: tuple[str, ...] = ()  # texts the failed rows' error must contain
 
 
@@ -325,6 +326,7 @@ TRAINING_FAULTS: tuple[Fault, ...] = (
         "the LR chosen for batch size 32 is replaced by 1e20; real training diverges",
         "its rows are failed with the reason shown; the other trials finish; the winner "
         "is one of them",
+        "tests/test_faults.py::test_nan_and_oom_trials_fail_with_reasons_and_the_rest_win",
         ("loss became NaN in epoch 1 at lr 1e+20 (TerminateOnNaN stopped the fit)",),
     ),
     Fault(
@@ -333,6 +335,7 @@ TRAINING_FAULTS: tuple[Fault, ...] = (
         "ResourceExhaustedError)",
         "its rows are failed with the reason shown; the winner is among the others; the "
         "failed trial is not stored, so a rerun tries it again",
+        "tests/test_faults.py::test_nan_and_oom_trials_fail_with_reasons_and_the_rest_win",
         (
             "trial b64 ran out of memory (ResourceExhaustedError: ",
             "OOM when allocating tensor",
@@ -347,22 +350,26 @@ OTHER_FAULTS: tuple[Fault, ...] = (
         "two `nighttune tune` processes at once, same cache, same export folder",
         "both exit 0; both run folders verify against their manifests; `latest.json` is "
         "valid JSON naming the newer run; no staging folder left",
+        "tests/test_resume.py::test_two_runs_at_once_to_one_target_both_export_intact",
     ),
     Fault(
         "no-secrets",
         "a tune run to S3 (moto_server) with a unique AWS secret key and session token",
         "neither appears in stdout/stderr, in any S3 object, or in any file under HOME — "
         "Prefect's database with its logs, parameters and artifacts included",
+        "tests/test_s3.py::test_cli_tune_to_s3_never_shows_the_secret",
     ),
     Fault(
         "damaged-cache",
-        "a cached dataset file truncated, or its meta.json removed",
-        "the entry is rebuilt, not trusted (tests/test_data.py)",
+        "a cached dataset file truncated",
+        "the entry fails its sha256 check and is rebuilt, not trusted",
+        "tests/test_data.py::test_truncated_entry_is_rebuilt",
     ),
     Fault(
         "s3-interrupted",
-        "the S3 server frozen or stopped during an upload",
-        "`latest.json` still names the previous complete run (tests/test_s3.py)",
+        "the S3 server frozen (SIGSTOP) during an upload",
+        "the export fails with one line; `latest.json` still names the previous complete run",
+        "tests/test_s3.py::test_server_stopped_mid_export_keeps_latest_on_the_complete_run",
     ),
 )
 
@@ -426,16 +433,31 @@ def render() -> str:
         for kill in KILL_POINTS
     ]
     out += _table(("kill point", "killed", "finished before the kill", "rerun does"), rows)
-    out += ["", "## Training faults (`tests/test_faults.py`)", ""]
+    out += [
+        "",
+        "## Safe model loading",
+        "",
+        "Every `keras.models.load_model` call in `tasks/` and `flows/` passes",
+        "`safe_mode=True` (checked on the source by `test_every_model_load_is_safe`). A run",
+        "is verified against its manifest's sha256 list before its model is loaded; the",
+        "cases `model-checksum-mismatch`, `model-corrupt-keras` and `model-lambda-layer`",
+        "above are the refusals.",
+        "",
+        "## Training faults (`tests/test_faults.py`)",
+        "",
+    ]
     out += _table(
-        ("fault", "done", "outcome", "reason recorded contains"),
+        ("fault", "done", "outcome", "reason recorded contains", "test"),
         [
-            (f.id, f.what, f.outcome, " … ".join(f"`{e}`" for e in f.expect))
+            (f.id, f.what, f.outcome, " … ".join(f"`{e}`" for e in f.expect), f"`{f.test}`")
             for f in TRAINING_FAULTS
         ],
     )
     out += ["", "## Other faults", ""]
-    out += _table(("fault", "done", "outcome"), [(f.id, f.what, f.outcome) for f in OTHER_FAULTS])
+    out += _table(
+        ("fault", "done", "outcome", "test"),
+        [(f.id, f.what, f.outcome, f"`{f.test}`") for f in OTHER_FAULTS],
+    )
     return "\n".join(out) + "\n"
 
 

@@ -17,9 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import nighttune_cmd
+from tests.conftest import ROOT, nighttune_cmd
 from tests.images import class_folder
-from tests.reliability import BAD_INPUTS, DOC, BadInput, render
+from tests.reliability import (
+    BAD_INPUTS,
+    DOC,
+    OTHER_FAULTS,
+    TRAINING_FAULTS,
+    BadInput,
+    render,
+)
 
 
 def _set_model(run: Path, build) -> None:
@@ -78,8 +85,6 @@ def _argv(case: BadInput, tmp: Path, places: dict[str, str]) -> list[str]:
 
 
 def _run(case: BadInput, tmp: Path, places: dict[str, str]) -> subprocess.CompletedProcess:
-    from tests.conftest import ROOT
-
     tmp.mkdir(parents=True)
     if case.yaml is not None:
         (tmp / "tune.yaml").write_text(case.yaml)
@@ -137,3 +142,21 @@ def test_bad_input_exits_2_with_one_line(case: BadInput, outcomes) -> None:
 
 def test_reliability_doc_is_current() -> None:
     assert DOC.read_text() == render(), "docs/reliability.md is out of date: run `make docs`"
+    for fault in TRAINING_FAULTS + OTHER_FAULTS:  # every fault names a test that exists
+        path, name = fault.test.split("::")
+        assert f"def {name}(" in (ROOT / path).read_text(), fault.test
+
+
+def test_every_model_load_is_safe() -> None:
+    import ast
+
+    calls = 0
+    for path in [*(ROOT / "tasks").glob("*.py"), *(ROOT / "flows").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "load_model":
+                calls += 1
+                safe = {k.arg: k.value for k in node.keywords}.get("safe_mode")
+                assert isinstance(safe, ast.Constant) and safe.value is True, (
+                    f"{path.name}:{node.lineno}"
+                )
+    assert calls >= 2  # export's check and predict's load

@@ -1,4 +1,5 @@
-"""Killed and resumed: `nighttune tune` SIGKILLed at each point of `KILL_POINTS`, then rerun.
+"""Killed and resumed: `nighttune tune` SIGKILLed at each point of `KILL_POINTS`, then
+rerun; and two runs at once sharing one cache and one export target.
 
 The command is the real CLI in its own process group (`tests.counting_cli`, which
 also logs every sweep and fit as it starts), talking to a real Prefect server. It is
@@ -156,4 +157,34 @@ def test_killed_run_resumes_without_redoing_finished_work(
     assert latest["uri"] == run.as_uri()
     assert verify_run(run)["run_id"] == latest["run_id"]
     assert load_dataset(DatasetSpec(), tmp_path / "cache").cache_hit  # whole and verified
+    assert leftovers(tmp_path) == []
+
+
+def test_two_runs_at_once_to_one_target_both_export_intact(prefect_server, tmp_path) -> None:
+    from tasks.runs import verify_run
+
+    env = environment(tmp_path, prefect_server["api"])
+    procs = [
+        subprocess.Popen(
+            command(tmp_path),
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [proc.communicate(timeout=600)[0] for proc in procs]
+    for proc, output in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, output[-3000:]
+
+    exports = tmp_path / "exports"
+    runs = sorted(p for p in exports.iterdir() if p.is_dir())
+    assert len(runs) == 2
+    manifests = [verify_run(run) for run in runs]  # every file matches its manifest
+    assert manifests[0]["dataset"] == manifests[1]["dataset"]
+    latest = json.loads((exports / "latest.json").read_text())
+    assert latest == {"run_id": runs[-1].name, "uri": runs[-1].as_uri()}  # the newer one
     assert leftovers(tmp_path) == []

@@ -196,7 +196,12 @@ def test_missing_bucket_exits_2_before_training(s3_server, cli_env) -> None:
 @pytest.mark.slow
 def test_cli_tune_to_s3_never_shows_the_secret(s3_server, bucket, cli_env, tmp_path) -> None:
     secret = "s3cr3t-" + uuid.uuid4().hex
+    token = "t0ken-" + uuid.uuid4().hex
     cli_env["AWS_SECRET_ACCESS_KEY"] = secret
+    cli_env["AWS_SESSION_TOKEN"] = token
+    # Prefect's own database (logs, parameters, artifacts) under HOME, so it is searched too.
+    cli_env["PREFECT_HOME"] = str(Path(cli_env["HOME"]) / ".prefect")
+    cli_env.pop("PREFECT_API_URL", None)
     done = subprocess.run(
         nighttune_cmd(
             "tune",
@@ -221,14 +226,21 @@ def test_cli_tune_to_s3_never_shows_the_secret(s3_server, bucket, cli_env, tmp_p
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"s3://{bucket}/{PREFIX}" in done.stdout
-    assert secret not in done.stdout and secret not in done.stderr
+    secrets = (secret.encode(), token.encode())
+    assert all(s.decode() not in done.stdout + done.stderr for s in secrets)
     client = s3_server.client()
     for obj in client.list_objects_v2(Bucket=bucket)["Contents"]:
         body = client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
-        assert secret.encode() not in body, obj["Key"]
+        assert all(s not in body for s in secrets), obj["Key"]
+    searched = b""
     for path in Path(cli_env["HOME"]).rglob("*"):
         if path.is_file():
-            assert secret.encode() not in path.read_bytes(), path
+            data = path.read_bytes()
+            assert all(s not in data for s in secrets), path
+            if ".prefect" in path.parts:
+                searched += data
+    # The search saw what Prefect keeps: our log lines and the run's artifacts.
+    assert b"export: " in searched and b"tune-summary" in searched
 
 
 def test_predict_with_a_model_from_s3_latest(trained, s3_server, bucket, tmp_path) -> None:
