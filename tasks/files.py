@@ -87,7 +87,7 @@ def remove_orphans(parent: Path) -> list[Path]:
     A SIGKILLed build leaves ``<name>.tmp-<host>-<pid>-<hex>``; nobody reads it, but it
     holds disk. Folders of live processes, or of other hosts sharing the folder, stay.
     """
-    removed = []
+    removed: list[Path] = []
     try:
         children = list(parent.iterdir())
     except OSError:
