@@ -208,12 +208,15 @@ def tune(
     }
     cfg = load_tune_config(config, overrides)
 
-    from tasks.data import check_dataset
-    from tasks.export import check_target
-    from tasks.training import check_monitor
+    # Cheapest first: a mistake is reported before TensorFlow is even imported.
+    from tasks.runs import check_target
 
     check_target(cfg)
+    from tasks.data import check_dataset
+
     check_dataset(cfg.dataset, cfg.cache_dir)
+    from tasks.training import check_monitor
+
     check_monitor(cfg)
     if cfg.dispatch == "deployments":
         from tasks.dispatch import check_deployment

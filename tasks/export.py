@@ -18,7 +18,6 @@ SHA256), the manifest last, and ``<prefix>/latest.json`` is put only after that.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import secrets
@@ -36,17 +35,14 @@ from pydantic import BaseModel
 
 from tasks import s3
 from tasks.config import TuneConfig
-from tasks.data import CachedDataset, resolve_cache_dir
-from tasks.errors import ConfigError
+from tasks.data import CachedDataset
 from tasks.files import file_digests, file_lock, staged_dir, write_text_atomic
 from tasks.logs import get_logger
 from tasks.lr_range import LRSweep
 from tasks.report_html import confusion_matrix, make_plots, portable, render_html
 from tasks.reports import write_reports
+from tasks.runs import LATEST, MANIFEST, run_cache_dir
 from tasks.training import TrialResult
-
-MANIFEST = "manifest.json"
-LATEST = "latest.json"
 
 
 class ExportResult(BaseModel):
@@ -62,17 +58,6 @@ def new_run_id(now: datetime | None = None) -> str:
     """``YYYYmmdd-HHMMSS-xxxxxx`` in UTC: sorts by time, unique across machines."""
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
     return f"{stamp}-{secrets.token_hex(3)}"
-
-
-def check_target(config: TuneConfig) -> None:
-    """Fail before training when the export target cannot work (bad URI, no bucket, keys)."""
-    if s3.is_s3(config.export_to):
-        s3.check_bucket(s3.S3Uri.parse(config.export_to), config.s3_endpoint_url)
-    elif "://" in config.export_to:
-        raise ConfigError(
-            f"export target {config.export_to!r}: give a local folder (./exports) "
-            "or s3://bucket/prefix"
-        )
 
 
 def library_versions() -> dict[str, str]:
@@ -146,12 +131,6 @@ def point_latest(target: Path, run_id: str, uri: str) -> bool:
             return False
         write_text_atomic(target / LATEST, json.dumps({"run_id": run_id, "uri": uri}, indent=2))
         return True
-
-
-def run_cache_dir(uri: s3.S3Uri, run_id: str, cache_dir: str | None = None) -> Path:
-    """Local home of an S3 run: ``<cache>/runs/<bucket>/<prefix hash>/<run-id>``."""
-    prefix = hashlib.sha256(uri.prefix.encode()).hexdigest()[:12]
-    return resolve_cache_dir(cache_dir) / "runs" / uri.bucket / prefix / run_id
 
 
 def _publish_s3(local: Path, uri: s3.S3Uri, run_id: str, endpoint_url: str | None) -> ExportResult:

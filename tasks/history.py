@@ -10,9 +10,9 @@ import pandas as pd
 
 from tasks import s3
 from tasks.errors import UserError
-from tasks.export import MANIFEST
 from tasks.files import write_text_atomic
 from tasks.plots import plot_history
+from tasks.runs import MANIFEST
 
 COLUMNS = [
     "run_id",

@@ -74,9 +74,9 @@ def load_run_model(
     ref: str, cache_dir: str | None = None, endpoint_url: str | None = None
 ) -> tuple[Any, dict[str, Any]]:
     """The run's model (loaded with ``safe_mode=True``) and its verified manifest."""
+    run, manifest = open_run(ref, cache_dir, endpoint_url)  # before TensorFlow loads
     import keras
 
-    run, manifest = open_run(ref, cache_dir, endpoint_url)
     try:
         model = keras.models.load_model(run / "model.keras", safe_mode=True)
     except Exception as exc:

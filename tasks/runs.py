@@ -7,19 +7,44 @@ A model reference is one of
   into ``<cache>/runs/<bucket>/<prefix hash>/<run-id>/`` and reused from there.
 Every file listed in the run's ``manifest.json`` is checked against its sha256
 before the run is used; a run that does not match is refused with one line.
+Also where runs go: `check_target` and `run_cache_dir`. Nothing here imports
+TensorFlow, so a wrong path or target is reported at once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from tasks import s3
-from tasks.errors import UserError
-from tasks.export import LATEST, MANIFEST, run_cache_dir
+from tasks.config import TuneConfig
+from tasks.errors import ConfigError, UserError
 from tasks.files import sha256_file, staged_dir
 from tasks.logs import get_logger
+
+MANIFEST = "manifest.json"
+LATEST = "latest.json"
+
+
+def run_cache_dir(uri: s3.S3Uri, run_id: str, cache_dir: str | None = None) -> Path:
+    """Local home of an S3 run: ``<cache>/runs/<bucket>/<prefix hash>/<run-id>``."""
+    from tasks.data import resolve_cache_dir  # (imports Prefect: only when needed)
+
+    prefix = hashlib.sha256(uri.prefix.encode()).hexdigest()[:12]
+    return resolve_cache_dir(cache_dir) / "runs" / uri.bucket / prefix / run_id
+
+
+def check_target(config: TuneConfig) -> None:
+    """Fail before training when the export target cannot work (bad URI, no bucket, keys)."""
+    if s3.is_s3(config.export_to):
+        s3.check_bucket(s3.S3Uri.parse(config.export_to), config.s3_endpoint_url)
+    elif "://" in config.export_to:
+        raise ConfigError(
+            f"export target {config.export_to!r}: give a local folder (./exports) "
+            "or s3://bucket/prefix"
+        )
 
 
 class RunUnavailable(UserError):

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
-
-import pytest
 
 from tests.conftest import nighttune_cmd
 from tests.images import class_folder
@@ -50,32 +47,6 @@ def test_cache_command_on_an_image_folder(cli_env, tmp_path) -> None:
     assert result.returncode == 0, result.stderr
     assert "classes     3: cat dog fox" in result.stdout
     assert "input       10x12x1" in result.stdout
-
-
-@pytest.mark.slow
-def test_tune_end_to_end_prints_the_winner_and_exports(cli_env, tmp_path) -> None:
-    exports = tmp_path / "exports"
-    result = run(
-        cli_env,
-        "tune",
-        "--batch-sizes",
-        "32,64",
-        "--patiences",
-        "2,4",
-        "--max-epochs",
-        "6",
-        "--lr-steps",
-        "20",
-        "--export-to",
-        str(exports),
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "winner      batch size" in result.stdout
-    latest = json.loads((exports / "latest.json").read_text())
-    assert f"exported    {exports / latest['run_id']}" in result.stdout
-    assert (exports / latest["run_id"] / "model.keras").is_file()
-    table = [line for line in result.stdout.splitlines() if line.strip().startswith(("32", "64"))]
-    assert len(table) == 4  # one line per (batch size, patience)
 
 
 def test_seed_mnist_example_offline_exits_2_at_once(cli_env, tmp_path) -> None:

@@ -156,6 +156,9 @@ def test_killed_run_resumes_without_redoing_finished_work(
     run = tmp_path / "exports" / latest["run_id"]
     assert latest["uri"] == run.as_uri()
     assert verify_run(run)["run_id"] == latest["run_id"]
+    assert f"exported    {run}" in rerun.stdout
+    table = [ln for ln in rerun.stdout.splitlines() if ln.strip().startswith(("32 ", "64 "))]
+    assert len(table) == 4  # one line per (batch size, patience)
     assert load_dataset(DatasetSpec(), tmp_path / "cache").cache_hit  # whole and verified
     assert leftovers(tmp_path) == []
 
