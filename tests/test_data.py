@@ -291,3 +291,24 @@ def test_two_processes_preparing_digits_at_once_both_succeed(tmp_path) -> None:
         assert proc.returncode == 0, err[-2000:]
         assert out.strip().splitlines()[-1] == "1257"
     assert len(list((tmp_path / "datasets").iterdir())) == 1
+
+
+@pytest.mark.parametrize("in_memory", [True, False], ids=["in-memory", "streamed"])
+def test_batches_visit_every_example_once_per_pass_reshuffled_repeatably(
+    digits: CachedDataset, monkeypatch, in_memory
+) -> None:
+    if not in_memory:
+        monkeypatch.setattr("tasks.data.IN_MEMORY_BYTES", 0)  # as for a split too big
+
+    def one_pass(ds) -> list[bytes]:
+        return [image.tobytes() for x, _ in ds.as_numpy_iterator() for image in x]
+
+    split = one_pass(digits.split("train").batch(512))
+    ordered = one_pass(digits.batches("train", 100))
+    assert ordered == split  # unshuffled: the split's order, the last batch short
+    shuffled = digits.batches("train", 100, shuffle=True, seed=3)
+    first, second = one_pass(shuffled), one_pass(shuffled)
+    assert sorted(first) == sorted(second) == sorted(split)  # each pass: every example once
+    assert first != second and first != split  # a new order every pass
+    assert one_pass(digits.batches("train", 100, shuffle=True, seed=3)) == first  # repeatable
+    assert one_pass(digits.batches("train", 100, shuffle=True, seed=4)) != first
