@@ -1,8 +1,11 @@
 """Orchestration overhead: the `tune` flow / the same steps called as plain functions.
 
 Same config (digits, 2 batch sizes x 2 patiences), each variant with a fresh store so
-both do all the work, run in turn twice; best of two each. The Prefect API is started
-before timing (as in production, where the server is already up).
+all do all the work, run in turn twice; best of two each. The Prefect API is started
+before timing (as in production, where the server is already up). Two more variants
+say where the flow's extra time goes: without flow-run heartbeats (Prefect joins the
+heartbeat thread at the end of a run, which sleeps in 1 s steps), and also with the
+tasks' tags removed (each tagged task run asks the server for a concurrency slot).
 
     .venv/bin/python bench/overhead.py
 """
@@ -56,33 +59,73 @@ def plain(cfg: TuneConfig) -> None:
     export_run(cfg, cached, sweeps, rows, select_best(rows, "val_accuracy", "max"), new_run_id())
 
 
+def untagged(cfg: TuneConfig):
+    """The tune flow with its tasks' tags removed: no concurrency-slot requests."""
+    import flows.tune
+
+    names = ("cache_dataset", "lr_sweep", "train_trial_task", "export_run_task")
+    saved = {name: getattr(flows.tune, name) for name in names}
+    try:
+        for name, task in saved.items():
+            setattr(flows.tune, name, task.with_options(tags=set()))
+        return flows.tune.tune(cfg)
+    finally:
+        for name, task in saved.items():
+            setattr(flows.tune, name, task)
+
+
+def no_heartbeat(cfg: TuneConfig):
+    """The tune flow without flow-run heartbeats (what `nighttune tune` does without a
+    server: see flows/cli.py)."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    from flows.tune import tune
+
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        return tune(cfg)
+
+
 def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
     from prefect import flow
     from prefect.testing.utilities import prefect_test_harness
 
     from flows.tune import tune
 
+    variants = {
+        "plain": plain,
+        "flow": tune,
+        "flow, no heartbeats": no_heartbeat,
+        "flow, no heartbeats, untagged tasks": lambda cfg: untagged_no_heartbeat(cfg),
+    }
     with tempfile.TemporaryDirectory() as tmp, prefect_test_harness(server_startup_timeout=120):
         flow(lambda: None, name="warm-up")()
-        times: dict[str, list[float]] = {"plain": [], "flow": []}
-        for i in range(2):
-            for name, fn in (("plain", plain), ("flow", tune)):
-                cfg = config(Path(tmp) / f"{name}{i}")  # fresh store: all the work again
+        times: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(2):
+            for name, fn in variants.items():
+                cfg = config(Path(tmp) / f"{len(times[name])}-{name}")  # fresh store
                 start = time.perf_counter()
                 fn(cfg)
                 times[name].append(time.perf_counter() - start)
     best = {k: min(v) for k, v in times.items()}
-    print(
-        f"plain functions {best['plain']:.1f} s, tune flow {best['flow']:.1f} s: "
-        f"ratio {best['flow'] / best['plain']:.2f}"
-    )
-    return [
+    for name, seconds in best.items():
+        print(f"{name:<38} {seconds:6.1f} s  {seconds / best['plain']:.2f}")
+    rows = [
         (
             "orchestration: tune flow / the same steps as plain functions",
             f"{best['flow'] / best['plain']:.2f} ({best['flow']:.1f} s vs {best['plain']:.1f} s)",
             "<= 1.10",
         )
     ]
+    for name in list(variants)[2:]:
+        rows.append((f"  {name} / plain functions", f"{best[name] / best['plain']:.2f}", "-"))
+    return rows
+
+
+def untagged_no_heartbeat(cfg: TuneConfig):
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        return untagged(cfg)
 
 
 if __name__ == "__main__":

@@ -226,7 +226,8 @@ def tune(
     from flows.tune import tune as tune_flow
     from tasks.reports import trials_frame
 
-    result = tune_flow(cfg)
+    with _local_flow_settings():
+        result = tune_flow(cfg)
     frame = trials_frame(result.rows, result.winner)
     shown = [
         "batch_size",
@@ -389,6 +390,27 @@ def report(
     print(frame.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"wrote       {csv_path}")
     print(f"            {png_path}")
+
+
+def _local_flow_settings():
+    """Prefect settings for a flow this command runs itself.
+
+    Without ``PREFECT_API_URL`` the flow talks to a temporary server that ends with
+    this process, so nobody is there to read flow-run heartbeats (they mark crashed
+    runs on a lasting server); and joining the heartbeat thread costs up to 1 s at the
+    end of every run (it sleeps in 1 s steps). They are off in that case only.
+    """
+    import contextlib
+
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        temporary_settings,
+    )
+
+    if PREFECT_API_URL.value():
+        return contextlib.nullcontext()
+    return temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
 
 
 def _fail(message: str, code: int) -> int:
