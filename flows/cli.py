@@ -339,7 +339,13 @@ def predict(
         ),
     ],
     out: Annotated[str, typer.Option("--out", help="CSV to write.")] = "predictions.csv",
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per batch.")] = 256,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size",
+            help="Images per batch. Default: as many as fit 16 MiB of input, 32 to 1024.",
+        ),
+    ] = None,
     top_k: Annotated[
         int, typer.Option("--top-k", help="Also write the next k-1 labels and confidences.")
     ] = 1,

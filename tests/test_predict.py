@@ -159,3 +159,11 @@ def test_same_rows_whatever_the_batch_size(run_dir, tmp_path) -> None:
         assert (summary.files, summary.errors) == (44, 8)
         outputs.append(read_rows(out))
     assert all(rows == outputs[0] for rows in outputs[1:])
+
+
+def test_default_batch_size_follows_the_image_size() -> None:
+    from tasks.predict import auto_batch_size
+
+    assert auto_batch_size((28, 28, 1)) == 1024  # capped
+    assert auto_batch_size((64, 64, 3)) == 341  # 16 MiB of float32 input
+    assert auto_batch_size((512, 512, 3)) == 32  # at least 32
