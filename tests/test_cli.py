@@ -63,3 +63,17 @@ def test_seed_mnist_example_offline_exits_2_at_once(cli_env, tmp_path) -> None:
     )
     assert_user_error(result, "mnist is not prepared", "--data-dir DIR")
     assert not (tmp_path / "exports").exists()
+
+
+def test_heartbeats_are_off_only_on_the_temporary_server() -> None:
+    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+
+    from flows.cli import _local_flow_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: None}), _local_flow_settings():
+        assert get_current_settings().flows.heartbeat_frequency is None
+    with (
+        temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}),
+        _local_flow_settings(),
+    ):
+        assert get_current_settings().flows.heartbeat_frequency == 180  # Prefect's default
