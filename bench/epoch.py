@@ -3,8 +3,7 @@
 MLP 784-128-10 at batch 128 on 60,000 random 28x28 images (the shape of MNIST; the
 numbers do not matter for speed), saved as a cached split. Variants, each timed over
 the same epochs in this one process: the seed's plain fit on a shuffle-buffer
-pipeline; the trial's fit (`CachedDataset.batches`, `steps_per_execution`, XLA); and
-the same settings on the per-example shuffle buffer the trials used before.
+pipeline, and the trial's fit (`CachedDataset.batches`, `steps_per_execution`, XLA).
 
     .venv/bin/python bench/epoch.py [--rounds 5]
 """
@@ -110,10 +109,6 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
                 cached.batches("train", BATCH, shuffle=True),
                 trial_settings,
             ),
-            "per-example shuffle buffer + trial settings": (
-                source.cache().shuffle(N, seed=0).batch(BATCH).prefetch(tf.data.AUTOTUNE),
-                trial_settings,
-            ),
         }
         times = interleaved_epoch_seconds(variants, args.rounds)
     base = times["seed: plain fit, shuffle buffer"]
@@ -135,11 +130,6 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
             "<= 1.6",
         ),
         ("trial epoch / seed-style plain fit", f"{ours / base:.2f}", "<= 0.5"),
-        (
-            "  trial epoch / per-example shuffle buffer, same settings",
-            f"{ours / times['per-example shuffle buffer + trial settings']:.2f}",
-            "-",
-        ),
     ]
 
 

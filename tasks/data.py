@@ -14,7 +14,6 @@ of them builds a new entry. Entries are kept by `tasks.store`: staged and rename
 
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -32,9 +31,6 @@ from tasks.store import get_or_build
 # Bump when the cached layout or the preprocessing code changes meaning.
 CACHE_FORMAT = 3
 SPLITS = ("train", "validation", "test")
-# Splits up to this size are trained from memory (MNIST's train split: 188 MB).
-IN_MEMORY_BYTES = int(os.environ.get("NIGHTTUNE_IN_MEMORY_MB", "2048")) * 2**20
-STREAM_SHUFFLE_BUFFER = 50_000
 
 
 class CachedDataset(BaseModel):
@@ -56,65 +52,20 @@ class CachedDataset(BaseModel):
             raise KeyError(f"no split {name!r}; have {', '.join(self.num_examples)}")
         return tf.data.Dataset.load(str(Path(self.path) / name))
 
-    def nbytes(self, name: str) -> int:
-        """Bytes of the split's float32 images."""
-        height, width, channels = self.input_shape
-        return self.num_examples[name] * height * width * channels * 4
-
     def batches(self, name: str, batch_size: int, shuffle: bool = False, seed: int = 0) -> Any:
-        """The split in batches, reshuffled each pass when ``shuffle`` (seeded, repeatable).
+        """The split held in memory, optionally reshuffled each pass (seeded), batched.
 
-        A split that fits `IN_MEMORY_BYTES` is loaded once per process into two tensors
-        and every batch is one gather from them, the epoch's permutation drawn per pass:
-        per batch, not per example, work (bench/epoch.py: 0.7x the epoch time of a
-        per-example shuffle buffer). A larger split streams from disk through a
-        shuffle buffer, reshuffled each pass.
+        A shuffle buffer of the whole split, per example. (A per-batch gather from the
+        split held as two tensors was tried: 0.77-0.96 of this epoch time on 60,000
+        MNIST-shaped examples, but 3-5x slower on digits, where setting up each pass
+        outweighs the batches. See README, Performance.)
         """
         import tensorflow as tf
 
-        if self.nbytes(name) > IN_MEMORY_BYTES:
-            ds = self.split(name)
-            if shuffle:
-                ds = ds.shuffle(STREAM_SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
-            return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-        images, labels = _split_tensors(self.path, name)
-        count = self.num_examples[name]
-        steps = -(-count // batch_size)
-
-        def batch_of(order: Any) -> Any:
-            def take(step: Any) -> Any:
-                index = order[step * batch_size : (step + 1) * batch_size]
-                return tf.gather(images, index), tf.gather(labels, index)
-
-            return tf.data.Dataset.range(steps).map(take)
-
+        ds = self.split(name).cache()
         if shuffle:
-            # One seed per pass over the dataset, so each epoch has its own permutation.
-            seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
-            ds = seeds.flat_map(
-                lambda s: batch_of(
-                    tf.random.experimental.stateless_shuffle(
-                        tf.range(count, dtype=tf.int64),
-                        seed=tf.stack([s, tf.constant(seed, tf.int64)]),
-                    )
-                )
-            )
-        else:
-            ds = batch_of(tf.range(count, dtype=tf.int64))
-        # flat_map hides the length; Keras wants it to size epochs without a trial pass.
-        return ds.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(tf.data.AUTOTUNE)
-
-
-@functools.lru_cache(maxsize=3)  # one dataset's train, validation and test
-def _split_tensors(path: str, name: str) -> tuple[Any, Any]:
-    """A cached split as ``(images, labels)`` tensors, read from disk once per process."""
-    import tensorflow as tf
-
-    images, labels = [], []
-    for x, y in tf.data.Dataset.load(str(Path(path) / name)).batch(8192):
-        images.append(x)
-        labels.append(y)
-    return tf.concat(images, 0), tf.concat(labels, 0)
+            ds = ds.shuffle(self.num_examples[name], seed=seed, reshuffle_each_iteration=True)
+        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def resolve_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:

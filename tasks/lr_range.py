@@ -197,7 +197,7 @@ def lr_range_test(
 
 
 # Bump when what a sweep computes changes, so stored sweeps are not reused.
-SWEEP_VERSION = 2
+SWEEP_VERSION = 1
 
 
 def stored_lr_range_test(

@@ -293,13 +293,9 @@ def test_two_processes_preparing_digits_at_once_both_succeed(tmp_path) -> None:
     assert len(list((tmp_path / "datasets").iterdir())) == 1
 
 
-@pytest.mark.parametrize("in_memory", [True, False], ids=["in-memory", "streamed"])
 def test_batches_visit_every_example_once_per_pass_reshuffled_repeatably(
-    digits: CachedDataset, monkeypatch, in_memory
+    digits: CachedDataset,
 ) -> None:
-    if not in_memory:
-        monkeypatch.setattr("tasks.data.IN_MEMORY_BYTES", 0)  # as for a split too big
-
     def one_pass(ds) -> list[bytes]:
         return [image.tobytes() for x, _ in ds.as_numpy_iterator() for image in x]
 
