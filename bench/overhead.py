@@ -74,15 +74,16 @@ def untagged(cfg: TuneConfig):
             setattr(flows.tune, name, task)
 
 
-def no_heartbeat(cfg: TuneConfig):
-    """The tune flow without flow-run heartbeats (what `nighttune tune` does without a
-    server: see flows/cli.py)."""
+def without_heartbeats(run):
+    """``run`` without flow-run heartbeats (what `nighttune tune` does without a server:
+    see flows/cli.py)."""
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-    from flows.tune import tune
+    def wrapped(cfg: TuneConfig):
+        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            return run(cfg)
 
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        return tune(cfg)
+    return wrapped
 
 
 def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
@@ -94,8 +95,8 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
     variants = {
         "plain": plain,
         "flow": tune,
-        "flow, no heartbeats": no_heartbeat,
-        "flow, no heartbeats, untagged tasks": lambda cfg: untagged_no_heartbeat(cfg),
+        "flow, no heartbeats": without_heartbeats(tune),
+        "flow, no heartbeats, untagged tasks": without_heartbeats(untagged),
     }
     with tempfile.TemporaryDirectory() as tmp, prefect_test_harness(server_startup_timeout=120):
         flow(lambda: None, name="warm-up")()
@@ -119,13 +120,6 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
     for name in list(variants)[2:]:
         rows.append((f"  {name} / plain functions", f"{best[name] / best['plain']:.2f}", "-"))
     return rows
-
-
-def untagged_no_heartbeat(cfg: TuneConfig):
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        return untagged(cfg)
 
 
 if __name__ == "__main__":

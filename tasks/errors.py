@@ -22,3 +22,9 @@ class DatasetUnavailable(UserError):
 
 class TrialFailed(Exception):
     """One trial raised or diverged; the grid records it and continues."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

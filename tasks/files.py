@@ -73,11 +73,11 @@ _STAGING = re.compile(r"\.(?:tmp|trash)-(?P<host>[^-]+)-(?P<pid>\d+)-[0-9a-f]{8}
 
 def _pid_alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # raises PermissionError for another user's live process
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
     return True
 
 

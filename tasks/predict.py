@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from tasks.errors import UserError
+from tasks.errors import UserError, first_line
 from tasks.images import (
     IMAGE_EXTENSIONS,
     decode_image_file,
@@ -80,7 +80,7 @@ def load_run_model(
     try:
         model = keras.models.load_model(run / "model.keras", safe_mode=True)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         if "safe_mode" in reason or "lambda" in reason.lower():
             reason = "it holds code (a Lambda layer) that safe_mode refuses to run"
         raise RunUnavailable(f"model {ref!r} will not load: {reason[:300]}") from None

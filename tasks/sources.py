@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.config import DatasetSpec
-from tasks.errors import ConfigError, DatasetUnavailable
+from tasks.errors import ConfigError, DatasetUnavailable, first_line
 from tasks.files import file_lock
 from tasks.images import (
     IMAGE_EXTENSIONS,
@@ -213,9 +213,8 @@ def _prepare_catalog(builder: Any, spec: DatasetSpec) -> None:
     try:
         builder.download_and_prepare()
     except Exception as exc:  # TFDS raises many kinds; the user needs the same advice
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DatasetUnavailable(
-            f"dataset {spec.name} could not be prepared ({first}); {_download_hint(spec)}"
+            f"dataset {spec.name} could not be prepared ({first_line(exc)}); {_download_hint(spec)}"
         ) from None
 
 

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 
 from tasks.config import ModelSpec, TuneConfig
 from tasks.data import CachedDataset, resolve_cache_dir
-from tasks.errors import ConfigError, TrialFailed
+from tasks.errors import ConfigError, TrialFailed, first_line
 from tasks.logs import get_logger
 from tasks.patience import PatienceLedger, Stop
 from tasks.store import get_or_build
@@ -258,8 +258,7 @@ def out_of_memory(exc: BaseException) -> bool:
 
 def failure_reason(batch_size: int, exc: BaseException) -> str:
     """One line for a trial's row: what broke and, for memory, what to try."""
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    detail = f"{type(exc).__name__}: {first}"[:300]
+    detail = f"{type(exc).__name__}: {first_line(exc)}"[:300]
     if out_of_memory(exc):
         return (
             f"trial b{batch_size} ran out of memory ({detail}); "

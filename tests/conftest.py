@@ -155,7 +155,6 @@ class Processes:
 
 def start_prefect_server(procs: Processes, root: Path, env: dict[str, str]) -> str:
     """`prefect server start` on a free port, its home under ``root``; its API URL once up."""
-    import time
     import urllib.request
 
     port = free_port()
@@ -197,8 +196,6 @@ class MotoServer:
     """A real S3 API (moto_server) in its own process on 127.0.0.1, stopped by PID."""
 
     def __init__(self, log: Path, **env: str) -> None:
-        import subprocess
-        import time
         import urllib.request
 
         self.port = free_port()
@@ -235,8 +232,6 @@ class MotoServer:
         return client(self.url)
 
     def stop(self) -> None:
-        import signal
-
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)

@@ -53,9 +53,9 @@ def environment(tmp: Path, api: str) -> dict[str, str]:
     )
 
 
-def run_and_kill(tmp: Path, env: dict[str, str], kill: KillPoint, timeout: float = 240) -> str:
-    """Start the command; SIGKILL its process group at ``kill``; return what it printed."""
-    proc = subprocess.Popen(
+def start(tmp: Path, env: dict[str, str]) -> subprocess.Popen:
+    """The command in its own process group, stdout and stderr together on a pipe."""
+    return subprocess.Popen(
         command(tmp),
         env=env,
         cwd=tmp,
@@ -64,6 +64,11 @@ def run_and_kill(tmp: Path, env: dict[str, str], kill: KillPoint, timeout: float
         text=True,
         start_new_session=True,
     )
+
+
+def run_and_kill(tmp: Path, env: dict[str, str], kill: KillPoint, timeout: float = 240) -> str:
+    """Start the command; SIGKILL its process group at ``kill``; return what it printed."""
+    proc = start(tmp, env)
     lines: list[str] = []
     seen = threading.Event()
 
@@ -167,18 +172,7 @@ def test_two_runs_at_once_to_one_target_both_export_intact(prefect_server, tmp_p
     from tasks.runs import verify_run
 
     env = environment(tmp_path, prefect_server["api"])
-    procs = [
-        subprocess.Popen(
-            command(tmp_path),
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        for _ in range(2)
-    ]
+    procs = [start(tmp_path, env) for _ in range(2)]
     outputs = [proc.communicate(timeout=600)[0] for proc in procs]
     for proc, output in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, output[-3000:]
