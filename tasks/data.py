@@ -52,13 +52,14 @@ class CachedDataset(BaseModel):
             raise KeyError(f"no split {name!r}; have {', '.join(self.num_examples)}")
         return tf.data.Dataset.load(str(Path(self.path) / name))
 
+    def arrays(self, name: str) -> tuple[Any, Any]:
+        """The whole split in memory as two tensors: images and labels."""
+        return self.split(name).batch(self.num_examples[name]).get_single_element()
+
     def batches(self, name: str, batch_size: int, shuffle: bool = False, seed: int = 0) -> Any:
         """The split held in memory, optionally reshuffled each pass (seeded), batched.
 
-        A shuffle buffer of the whole split, per example. (A per-batch gather from the
-        split held as two tensors was tried: 0.77-0.96 of this epoch time on 60,000
-        MNIST-shaped examples, but 3-5x slower on digits, where setting up each pass
-        outweighs the batches. See README, Performance.)
+        Trials do not use this for training: see `tasks.epoch_loop`.
         """
         import tensorflow as tf
 

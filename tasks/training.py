@@ -26,15 +26,15 @@ from pydantic import BaseModel
 
 from tasks.config import ModelSpec, TuneConfig
 from tasks.data import CachedDataset, resolve_cache_dir
+from tasks.epoch_loop import epoch_inputs, fuse_epochs
 from tasks.errors import ConfigError, TrialFailed, first_line
 from tasks.logs import get_logger
 from tasks.patience import PatienceLedger, Stop
 from tasks.store import get_or_build
 
 # Bump when what a trial computes changes, so stored trials are not reused.
-TRIAL_VERSION = 1
-# Measured in bench/epoch.py: 0.49x the seed's plain fit epoch time on this CPU.
-STEPS_PER_EXECUTION = 16
+# 2: each epoch is one compiled loop over a fresh permutation (tasks.epoch_loop).
+TRIAL_VERSION = 2
 JIT_COMPILE = True
 EVAL_BATCH = 1024
 
@@ -142,7 +142,6 @@ def _trial_key(cached: CachedDataset, config: TuneConfig, batch_size: int, lr: f
         "monitor": config.monitor,
         "min_delta": config.min_delta,
         "seed": config.seed,
-        "steps_per_execution": STEPS_PER_EXECUTION,
         "jit_compile": JIT_COMPILE,
     }
 
@@ -154,21 +153,25 @@ def _fit_and_evaluate(
     from tasks.models import build_model
 
     label = f"trial b{batch_size}"
-    model = build_model(
-        config.model,
-        cached.input_shape,
-        len(cached.class_names),
-        lr,
-        config.seed,
-        steps_per_execution=STEPS_PER_EXECUTION,
-        jit_compile=JIT_COMPILE,
+    model = fuse_epochs(
+        build_model(
+            config.model,
+            cached.input_shape,
+            len(cached.class_names),
+            lr,
+            config.seed,
+            jit_compile=JIT_COMPILE,
+        ),
+        batch_size,
     )
     ledger = PatienceLedger(config.patiences, config.monitor_mode, config.min_delta)
     callback = SharedEarlyStopping(config.monitor, ledger, label)
     get_logger().info("%s: lr %.3g, up to %d epochs", label, lr, config.max_epochs)
     fit_trial(
         model,
-        cached.batches("train", batch_size, shuffle=True, seed=config.seed),
+        batch_size,
+        epoch_inputs(*cached.arrays("train"), seed=config.seed),
+        steps_per_epoch=1,
         epochs=config.max_epochs,
         validation_data=cached.batches("validation", EVAL_BATCH),
         callbacks=[keras.callbacks.TerminateOnNaN(), callback],
@@ -194,9 +197,10 @@ def _fit_and_evaluate(
     }
 
 
-def fit_trial(model: Any, *args: Any, **kwargs: Any) -> Any:
-    """`model.fit`; a named seam so tests can count fits."""
-    return model.fit(*args, **kwargs)
+def fit_trial(model: Any, batch_size: int, data: Any, **kwargs: Any) -> Any:
+    """`model.fit` of the trial at ``batch_size``; a named seam where tests count fits
+    and inject faults."""
+    return model.fit(data, **kwargs)
 
 
 def _rows(

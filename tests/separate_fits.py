@@ -1,8 +1,9 @@
 """Run as ``python -m tests.separate_fits CACHE``: the shared fit vs one fit per patience.
 
 Prints one JSON line: each patience's epochs, best epoch and metrics, from our shared
-fit and from separate Keras `EarlyStopping(restore_best_weights=True)` fits, with op
-determinism on. A process of its own, because determinism cannot be switched off.
+fit and from separate fits (the same epoch loop) with Keras's
+`EarlyStopping(restore_best_weights=True)`, with op determinism on. A process of its
+own, because determinism cannot be switched off.
 """
 
 from __future__ import annotations
@@ -18,28 +19,32 @@ import tensorflow as tf  # noqa: E402
 
 from tasks.config import DatasetSpec, TuneConfig  # noqa: E402
 from tasks.data import load_dataset  # noqa: E402
+from tasks.epoch_loop import epoch_inputs, fuse_epochs  # noqa: E402
 from tasks.models import build_model  # noqa: E402
-from tasks.training import EVAL_BATCH, JIT_COMPILE, STEPS_PER_EXECUTION, train_trial  # noqa: E402
+from tasks.training import EVAL_BATCH, JIT_COMPILE, train_trial  # noqa: E402
 
 BATCH, LR = 64, 3e-3
 KEYS = ("epochs_run", "best_epoch", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
 
 
 def separate(cached, config: TuneConfig, patience: int) -> dict:
-    model = build_model(
-        config.model,
-        cached.input_shape,
-        len(cached.class_names),
-        LR,
-        config.seed,
-        steps_per_execution=STEPS_PER_EXECUTION,
-        jit_compile=JIT_COMPILE,
+    model = fuse_epochs(
+        build_model(
+            config.model,
+            cached.input_shape,
+            len(cached.class_names),
+            LR,
+            config.seed,
+            jit_compile=JIT_COMPILE,
+        ),
+        BATCH,
     )
     stopper = keras.callbacks.EarlyStopping(
         config.monitor, patience=patience, mode="max", restore_best_weights=True
     )
     history = model.fit(
-        cached.batches("train", BATCH, shuffle=True, seed=config.seed),
+        epoch_inputs(*cached.arrays("train"), seed=config.seed),
+        steps_per_epoch=1,
         validation_data=cached.batches("validation", EVAL_BATCH),
         epochs=config.max_epochs,
         callbacks=[stopper],

@@ -46,11 +46,11 @@ def faults(monkeypatch) -> dict[str, int]:
             return sweep.model_copy(update={"chosen_lr": 1e20})
         return sweep
 
-    def fit_that_runs_out_of_memory(model, dataset, **kwargs):
-        if next(iter(dataset))[0].shape[0] == 64:  # the first batch tells the batch size
+    def fit_that_runs_out_of_memory(model, batch_size, data, **kwargs):
+        if batch_size == 64:
             seen["oom"] += 1
             kwargs["callbacks"] = [*kwargs["callbacks"], AllocateTooMuch()]
-        return fit(model, dataset, **kwargs)
+        return fit(model, batch_size, data, **kwargs)
 
     monkeypatch.setattr(flows.tune, "lr_sweep", sweep_with_a_bad_lr)
     monkeypatch.setattr(tasks.training, "fit_trial", fit_that_runs_out_of_memory)

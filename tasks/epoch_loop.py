@@ -1,0 +1,67 @@
+"""A trial's epoch as one compiled call: `fit` hands over the split and a permutation.
+
+Keras's `fit` pays per batch (iterator, step dispatch; ~1 ms on a small MLP) and per
+epoch (a new input iterator, ~10-20 ms). For the small models a nightly grid trains,
+that is most of an epoch. Here the train split is held in memory once; every epoch
+`epoch_inputs` yields ``(x, y, permutation)`` and the step that `fuse_epochs` installs
+loops over the permutation's batches inside one XLA-compiled `tf.while_loop`,
+gathering each batch there and running the model's own per-batch `train_step`
+(same loss, optimizer, metrics). `fit` still drives the epochs, so callbacks,
+validation and the history are unchanged; call it with ``steps_per_epoch=1``.
+
+Every epoch trains on ``n // batch_size`` full batches of a fresh seeded permutation:
+the fewer than ``batch_size`` examples left over differ from epoch to epoch (one
+compiled shape, no second compile for a ragged last batch). Measured in
+`bench/epoch.py` and README "Performance".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def epoch_inputs(x: Any, y: Any, seed: int) -> Any:
+    """Endless `tf.data.Dataset`: ``(x, y, permutation of len(x))``, reshuffled each epoch.
+
+    The permutations are seeded: the same ``seed`` gives the same sequence.
+    """
+    import tensorflow as tf
+
+    n = int(x.shape[0])
+    x, y = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
+
+    def epoch(draw: Any) -> tuple[Any, Any, Any]:
+        key = tf.stack([tf.constant(seed, tf.int64), draw])
+        return x, y, tf.random.experimental.stateless_shuffle(tf.range(n), seed=key)
+
+    return tf.data.Dataset.random(seed=seed).map(epoch).prefetch(1)
+
+
+def fuse_epochs(model: Any, batch_size: int) -> Any:
+    """Make ``model.fit`` take `epoch_inputs` elements: one call trains a whole epoch.
+
+    ``batch_size`` is capped at the number of examples, so a split smaller than one
+    batch still trains. Returns ``model``; its saved form is unchanged (the step is
+    set on this instance only, not on its class).
+    """
+    import tensorflow as tf
+
+    batch_step = type(model).train_step.__get__(model)
+
+    def epoch_step(data: tuple[Any, Any, Any]) -> Any:
+        x, y, order = data
+        size = min(batch_size, int(order.shape[0]))
+        batches = int(order.shape[0]) // size
+
+        def one_batch(i: Any) -> Any:
+            rows = tf.slice(order, [i * size], [size])
+            logs = batch_step((tf.gather(x, rows), tf.gather(y, rows)))
+            with tf.control_dependencies(tf.nest.flatten(logs)):
+                return i + 1
+
+        tf.while_loop(lambda i: i < batches, one_batch, [tf.constant(0)])
+        return model.get_metrics_result()
+
+    model.train_step = epoch_step
+    model.train_function = None  # rebuilt from the new step on the next fit
+    return model

@@ -1,0 +1,81 @@
+"""The fused epoch loop trains exactly as per-batch Keras steps over the same order."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tasks.config import ModelSpec
+from tasks.epoch_loop import epoch_inputs, fuse_epochs
+from tasks.models import build_model
+
+N, SHAPE = 203, (8, 8, 1)
+
+
+def data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(3)
+    return rng.random((N, *SHAPE), dtype=np.float32), rng.integers(0, 10, N)
+
+
+def model(jit: bool = True) -> keras.Model:
+    return build_model(ModelSpec(hidden_units=(16,)), SHAPE, 10, 1e-2, 0, jit_compile=jit)
+
+
+def permutations(x: np.ndarray, y: np.ndarray, seed: int, count: int) -> list[np.ndarray]:
+    it = iter(epoch_inputs(x, y, seed))
+    return [next(it)[2].numpy() for _ in range(count)]
+
+
+def test_each_epoch_is_a_fresh_seeded_permutation() -> None:
+    x, y = data()
+    first = permutations(x, y, seed=5, count=3)
+    for order in first:
+        assert sorted(order.tolist()) == list(range(N))
+    assert not np.array_equal(first[0], first[1])
+    again = permutations(x, y, seed=5, count=3)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not np.array_equal(first[0], permutations(x, y, seed=6, count=1)[0])
+
+
+def test_one_epoch_equals_keras_steps_over_the_same_batches() -> None:
+    x, y = data()
+    batch = 32
+    fused = fuse_epochs(model(), batch)
+    history = fused.fit(
+        epoch_inputs(x, y, seed=1), steps_per_epoch=1, epochs=2, verbose=0, shuffle=False
+    )
+
+    plain = model()
+    losses = []
+    for order in permutations(x, y, seed=1, count=2):
+        rows = order[: N // batch * batch]  # full batches only: the leftover 11 wait
+        step = plain.fit(x[rows], y[rows], batch_size=batch, shuffle=False, verbose=0)
+        losses.append(step.history["loss"][0])
+
+    assert int(fused.optimizer.iterations) == 2 * (N // batch)
+    for a, b in zip(fused.get_weights(), plain.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(history.history["loss"], losses, rtol=1e-4)
+
+
+def test_a_batch_larger_than_the_split_trains_on_all_of_it() -> None:
+    x, y = data()
+    fused = fuse_epochs(model(), 4096)
+    before = [w.copy() for w in fused.get_weights()]
+    fused.fit(epoch_inputs(x, y, seed=0), steps_per_epoch=1, epochs=3, verbose=0, shuffle=False)
+    assert int(fused.optimizer.iterations) == 3
+    assert any(not np.array_equal(a, b) for a, b in zip(before, fused.get_weights(), strict=True))
+
+
+def test_saved_model_loads_without_our_code(tmp_path) -> None:
+    x, y = data()
+    fused = fuse_epochs(model(), 32)
+    fused.fit(epoch_inputs(x, y, seed=0), steps_per_epoch=1, epochs=1, verbose=0, shuffle=False)
+    fused.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
+    assert "train_step" not in vars(loaded)  # the class's own per-batch step
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), fused.predict(x, verbose=0), atol=1e-6)
+    # the loaded model trains per batch as usual: nothing of the epoch step was saved
+    loaded.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    assert tf.reduce_all(tf.math.is_finite(loaded.get_weights()[0]))
