@@ -122,9 +122,10 @@ def load_dataset(spec: DatasetSpec, cache_dir: str | os.PathLike | None = None) 
 
     entry, meta, hit = get_or_build(root, "datasets", _slug(source.identity), key, build)
     log.info("dataset %s: %s %s", spec.name, "cache hit" if hit else "cached in", entry)
-    if isinstance(source, ImageFolder) and (lost := len(source.files) - sum(counts.values())):
-        log.warning("dataset %s: skipped %d unreadable image file(s)", spec.name, lost)
     data = meta["data"]
+    kept = sum(data["num_examples"].values())  # as built; on a hit, counts is empty
+    if isinstance(source, ImageFolder) and (lost := len(source.files) - kept):
+        log.warning("dataset %s: skipped %d unreadable image file(s)", spec.name, lost)
     return CachedDataset(
         path=str(entry),
         fingerprint=meta["fingerprint"],

@@ -160,7 +160,7 @@ def test_image_folder_loads_with_class_names(tmp_path) -> None:
     assert load_dataset(DatasetSpec(name=str(root)), tmp_path / "cache").cache_hit
 
 
-def test_image_folder_mixed_formats_and_a_broken_file(tmp_path) -> None:
+def test_image_folder_mixed_formats_and_a_broken_file(tmp_path, caplog) -> None:
     root = tmp_path / "mixed"
     kinds = [
         ("a.png", "L"),
@@ -175,14 +175,16 @@ def test_image_folder_mixed_formats_and_a_broken_file(tmp_path) -> None:
         for i, (name, mode) in enumerate(kinds):
             write_image(root / cls / f"{i}{name}", pattern(label * 2, seed=i), mode)
     (root / "x" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    cached = load_dataset(
-        DatasetSpec(
-            name=str(root), image_size=(8, 8), channels=3, val_fraction=0.2, test_fraction=0.2
-        ),
-        tmp_path / "cache",
+    spec = DatasetSpec(
+        name=str(root), image_size=(8, 8), channels=3, val_fraction=0.2, test_fraction=0.2
     )
+    cached = load_dataset(spec, tmp_path / "cache")
     assert cached.input_shape == (8, 8, 3)
     assert sum(cached.num_examples.values()) == 14  # the broken file is skipped
+    caplog.clear()
+    assert load_dataset(spec, tmp_path / "cache").cache_hit
+    skipped = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
+    assert skipped == [f"dataset {root}: skipped 1 unreadable image file(s)"]  # not 15
     for split in cached.num_examples:
         images, _ = as_arrays(cached, split)
         assert images.shape[1:] == (8, 8, 3) and 0.0 <= images.min() and images.max() <= 1.0
