@@ -69,11 +69,24 @@ def decode_resized(path: Any, size: tuple[int, int]) -> Any:
     return _fit(image, size)
 
 
-def finish(images: Any, channels: int) -> Any:
-    """float32 RGB 0..255 (one image or a batch) -> float32 in [0, 1] with ``channels``."""
+def decode_exact(path: Any, size: tuple[int, int]) -> Any:
+    """One file -> uint8 RGB that must already be ``size`` (an error otherwise).
+
+    The fast case of `decode_resized`: no per-file branch, a quarter of the bytes to
+    batch; `finish` of its batch gives exactly what `decode_resized` would have.
+    """
     import tensorflow as tf
 
-    x = tf.clip_by_value(images / 255.0, 0.0, 1.0)
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    return tf.ensure_shape(image, (*size, 3))
+
+
+def finish(images: Any, channels: int) -> Any:
+    """RGB 0..255, uint8 or float32 (one image or a batch) -> float32 in [0, 1] with
+    ``channels``."""
+    import tensorflow as tf
+
+    x = tf.clip_by_value(tf.cast(images, tf.float32) / 255.0, 0.0, 1.0)
     if channels == 1:
         x = tf.reduce_sum(x * tf.constant(LUMA, tf.float32), axis=-1, keepdims=True)
     return x

@@ -29,6 +29,7 @@ import numpy as np
 from tasks.errors import UserError, first_line
 from tasks.images import (
     IMAGE_EXTENSIONS,
+    decode_exact,
     decode_image_file,
     decode_resized,
     finish,
@@ -112,18 +113,25 @@ STRICT_RESTARTS = 3  # failing batches redone file by file before switching to i
 
 
 def _pipeline(
-    paths: list[str], input_shape: tuple[int, int, int], batch_size: int, tolerant: bool
+    paths: list[str],
+    input_shape: tuple[int, int, int],
+    batch_size: int,
+    tolerant: bool,
+    exact: bool = False,
 ) -> Any:
     """`load_image`, split: the per-file part per element, the rest once per batch.
 
     Strict (the default) stops at the first file that fails; tolerant drops such
-    files (`ignore_errors`, which costs about a fifth of the throughput).
+    files (`ignore_errors`, which costs about a fifth of the throughput). ``exact``
+    takes the fast path for files already of the model's size (`decode_exact`): a
+    file of another size then fails like a broken one.
     """
     import tensorflow as tf
 
     height, width, channels = input_shape
+    decode = decode_exact if exact and not tolerant else decode_resized
     ds = tf.data.Dataset.from_tensor_slices(paths).map(
-        lambda p: (p, decode_resized(p, (height, width))),
+        lambda p: (p, decode(p, (height, width))),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
@@ -132,6 +140,16 @@ def _pipeline(
     return (
         ds.batch(batch_size).map(lambda p, x: (p, finish(x, channels))).prefetch(tf.data.AUTOTUNE)
     )
+
+
+def _model_sized(path: str, input_shape: tuple[int, int, int]) -> bool:
+    """Whether ``path`` decodes at the model's height and width (the fast path's bet)."""
+    import tensorflow as tf
+
+    try:
+        return tuple(decode_image_file(path).shape[:2]) == tuple(input_shape[:2])
+    except tf.errors.OpError:
+        return False
 
 
 def predict_batches(
@@ -148,7 +166,9 @@ def predict_batches(
     The pipeline runs strict: when a batch fails, that batch alone is redone file by
     file (the failing files become error rows) and the pipeline restarts after it.
     After a few such batches it turns tolerant and drops failing files as it goes.
-    Rows are formatted a batch at a time with NumPy.
+    When the first file is of the model's size, files are expected to be (the fast
+    path) until a batch fails; from then on every file may be resized. Rows are
+    formatted a batch at a time with NumPy.
     """
     import tensorflow as tf
 
@@ -181,9 +201,11 @@ def predict_batches(
         return [by_path.get(p) or _error_row(p, diagnose(p), k) for p in chunk]
 
     cursor, restarts = 0, 0
+    exact = _model_sized(paths[0], input_shape)
     while cursor < len(paths):
         tolerant = restarts >= STRICT_RESTARTS
-        batches = iter(_pipeline(paths[cursor:], input_shape, batch_size, tolerant))
+        exact = exact and restarts == 0
+        batches = iter(_pipeline(paths[cursor:], input_shape, batch_size, tolerant, exact))
         while True:
             try:
                 batch_paths, images = next(batches)

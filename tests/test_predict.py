@@ -73,13 +73,12 @@ def test_every_file_once_with_errors_as_rows(run_dir, mixed, tmp_path) -> None:
     assert list(out.parent.iterdir()) == [out]  # no temporary file left
 
 
-def test_predictions_equal_model_predict_on_preprocessed_arrays(run_dir, mixed, tmp_path) -> None:
-    out = tmp_path / "p.csv"
-    predict_to_csv(str(run_dir), [str(mixed)], str(out), batch_size=4, top_k=2)
+def assert_rows_match_the_model(run_dir: Path, rows: list[dict[str, str]]) -> None:
+    """Each predicted row is what the model says of `load_image` of its file."""
     manifest = json.loads((run_dir / "manifest.json").read_text())
     model = keras.models.load_model(run_dir / "model.keras", safe_mode=True)
     shape = tuple(manifest["input_shape"])
-    for row in read_rows(out):
+    for row in rows:
         if row["error"]:
             continue
         array = load_image(row["path"], shape)  # what training applies to a file
@@ -88,6 +87,25 @@ def test_predictions_equal_model_predict_on_preprocessed_arrays(run_dir, mixed, 
         assert row["label"] == manifest["class_names"][order[0]]
         assert float(row["confidence"]) == pytest.approx(probs[order[0]], abs=2e-6)
         assert row["label_2"] == manifest["class_names"][order[1]]
+
+
+def test_predictions_equal_model_predict_on_preprocessed_arrays(run_dir, mixed, tmp_path) -> None:
+    out = tmp_path / "p.csv"
+    predict_to_csv(str(run_dir), [str(mixed)], str(out), batch_size=4, top_k=2)
+    assert_rows_match_the_model(run_dir, read_rows(out))
+
+
+@pytest.mark.parametrize("first_size", [16, 24], ids=["model-sized first", "other size first"])
+def test_images_of_other_sizes_are_resized_not_refused(run_dir, tmp_path, first_size) -> None:
+    # The model takes 16x16; the fast path bets on that size after the first file.
+    root = tmp_path / "sizes"
+    sizes = [first_size, 16, 16, 16, 16, 40, 16, 16, 16, 9, 16, 16, 16, 16]
+    for i, size in enumerate(sizes):
+        write_image(root / f"{i:02d}.png", pattern(i % 3, size=size, seed=i))
+    out = tmp_path / "sizes.csv"
+    summary = predict_to_csv(str(run_dir), [str(root)], str(out), batch_size=4, top_k=2)
+    assert (summary.predicted, summary.errors) == (len(sizes), 0)
+    assert_rows_match_the_model(run_dir, read_rows(out))
 
 
 def test_predictions_are_right_on_held_out_images(run_dir, tmp_path) -> None:
