@@ -10,7 +10,7 @@ median is reported). Prints images/s and the ratios (goals: >= 50x the seed, >= 
 decode-only), then RSS growth while predicting --rss-files files (default 50,000; goal
 < 150 MB).
 
-    .venv/bin/python bench/predict.py [--files 20000] [--rounds 4] [--rss-files 50000]
+    .venv/bin/python bench/predict.py [--files 20000] [--rounds 8] [--rss-files 50000]
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=20000, help="files timed (setup is ~0.1 s)")
     parser.add_argument("--seed-files", type=int, default=300)
-    parser.add_argument("--rounds", type=int, default=4, help="ours / decode-only pairs timed")
+    parser.add_argument("--rounds", type=int, default=8, help="ours / decode-only pairs timed")
     parser.add_argument("--rss-files", type=int, default=50000, help="0 skips the memory run")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:

@@ -25,7 +25,7 @@ SCRIPTS = {  # name -> arguments; --quick trims the slow ones
     "epoch": (["--rounds", "7"], ["--rounds", "5"]),  # fewer rounds are too noisy here
     "grid": ([], []),
     "lr_range": ([], ["--seeds", "0"]),
-    "predict": ([], ["--files", "5000", "--rss-files", "10000"]),
+    "predict": ([], ["--files", "5000", "--rounds", "4", "--rss-files", "10000"]),
     "overhead": ([], []),
 }
 
