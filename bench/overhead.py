@@ -10,11 +10,13 @@ Each flow variant also counts the server's 503 answers: the SQLite-backed server
 answers "database is locked" (503) when a slot request races its own writes, and
 Prefect's client waits ~2 s before it asks again.
 
-    .venv/bin/python bench/overhead.py
+    .venv/bin/python bench/overhead.py [--api-url http://127.0.0.1:4200/api]
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -116,11 +118,28 @@ class RetryCounter:
         httpx.AsyncClient.send = self._send  # type: ignore[method-assign]
 
 
-def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
-    from prefect import flow
+def server(api_url: str | None) -> contextlib.AbstractContextManager:
+    """The given Prefect API, else a temporary SQLite-backed one (Prefect's test harness)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
+    if api_url:
+        return temporary_settings(updates={PREFECT_API_URL: api_url})
+    return prefect_test_harness(server_startup_timeout=120)
+
+
+def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
+    from prefect import flow
+
     from flows.tune import tune
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--api-url",
+        help="a running Prefect server to use (e.g. one on PostgreSQL); "
+        "default: a temporary SQLite-backed one",
+    )
+    args = parser.parse_args(argv)
 
     variants = {
         "plain": plain,
@@ -128,7 +147,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
         "flow, no heartbeats": without_heartbeats(tune),
         "flow, no heartbeats, untagged tasks": without_heartbeats(untagged),
     }
-    with tempfile.TemporaryDirectory() as tmp, prefect_test_harness(server_startup_timeout=120):
+    with tempfile.TemporaryDirectory() as tmp, server(args.api_url):
         flow(lambda: None, name="warm-up")()
         times: dict[str, list[float]] = {name: [] for name in variants}
         retries: dict[str, list[int]] = {name: [] for name in variants}
