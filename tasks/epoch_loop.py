@@ -37,6 +37,12 @@ def epoch_inputs(x: Any, y: Any, seed: int) -> Any:
     return tf.data.Dataset.random(seed=seed).map(epoch).prefetch(1)
 
 
+def examples_per_epoch(n: int, batch_size: int) -> int:
+    """How many of ``n`` examples an epoch trains on: its full batches (at least one)."""
+    size = min(batch_size, n)
+    return n // size * size
+
+
 def fuse_epochs(model: Any, batch_size: int) -> Any:
     """Make ``model.fit`` take `epoch_inputs` elements: one call trains a whole epoch.
 
@@ -50,8 +56,9 @@ def fuse_epochs(model: Any, batch_size: int) -> Any:
 
     def epoch_step(data: tuple[Any, Any, Any]) -> Any:
         x, y, order = data
-        size = min(batch_size, int(order.shape[0]))
-        batches = int(order.shape[0]) // size
+        n = int(order.shape[0])
+        size = min(batch_size, n)
+        batches = examples_per_epoch(n, batch_size) // size
 
         def one_batch(i: Any) -> Any:
             rows = tf.slice(order, [i * size], [size])

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 
 from tasks.config import ModelSpec, TuneConfig
 from tasks.data import CachedDataset, resolve_cache_dir
-from tasks.epoch_loop import epoch_inputs, fuse_epochs
+from tasks.epoch_loop import epoch_inputs, examples_per_epoch, fuse_epochs
 from tasks.errors import ConfigError, TrialFailed, first_line
 from tasks.logs import get_logger
 from tasks.patience import PatienceLedger, Stop
@@ -210,7 +210,7 @@ def _rows(
     lr: float,
     lr_method: str,
     config: TuneConfig,
-    n_train: int,
+    trained_per_epoch: int,
 ) -> list[TrialResult]:
     seconds = data["epoch_seconds"]
     rows = []
@@ -243,7 +243,7 @@ def _rows(
                     "stopped_early": stopped_at is not None,
                     **data["scores"][str(stop.best_epoch)],
                     "train_seconds": round(train_seconds, 3),
-                    "examples_per_s": round(n_train * epochs / train_seconds, 1)
+                    "examples_per_s": round(trained_per_epoch * epochs / train_seconds, 1)
                     if train_seconds
                     else None,
                     "model_path": str(entry / f"model_e{stop.best_epoch + 1}.keras"),
@@ -302,9 +302,8 @@ def train_trial(
         ]
     if hit:
         get_logger().info("trial b%d: finished before, reusing %s", batch_size, entry)
-    return _rows(
-        meta["data"], entry, batch_size, lr, lr_method, config, cached.num_examples["train"]
-    )
+    trained = examples_per_epoch(cached.num_examples["train"], batch_size)
+    return _rows(meta["data"], entry, batch_size, lr, lr_method, config, trained)
 
 
 # Prefect task: `train_trial`. Finished trials are kept in the store, not in Prefect.

@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from tasks.config import ModelSpec
-from tasks.epoch_loop import epoch_inputs, fuse_epochs
+from tasks.epoch_loop import epoch_inputs, examples_per_epoch, fuse_epochs
 from tasks.models import build_model
 
 N, SHAPE = 203, (8, 8, 1)
@@ -54,6 +54,7 @@ def test_one_epoch_equals_keras_steps_over_the_same_batches() -> None:
         losses.append(step.history["loss"][0])
 
     assert int(fused.optimizer.iterations) == 2 * (N // batch)
+    assert examples_per_epoch(N, batch) == N // batch * batch == 192
     for a, b in zip(fused.get_weights(), plain.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(history.history["loss"], losses, rtol=1e-4)
@@ -65,6 +66,7 @@ def test_a_batch_larger_than_the_split_trains_on_all_of_it() -> None:
     before = [w.copy() for w in fused.get_weights()]
     fused.fit(epoch_inputs(x, y, seed=0), steps_per_epoch=1, epochs=3, verbose=0, shuffle=False)
     assert int(fused.optimizer.iterations) == 3
+    assert examples_per_epoch(N, 4096) == N
     assert any(not np.array_equal(a, b) for a, b in zip(before, fused.get_weights(), strict=True))
 
 
