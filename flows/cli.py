@@ -404,19 +404,28 @@ def _local_flow_settings():
     Without ``PREFECT_API_URL`` the flow talks to a temporary server that ends with
     this process, so nobody is there to read flow-run heartbeats (they mark crashed
     runs on a lasting server); and joining the heartbeat thread costs up to 1 s at the
-    end of every run (it sleeps in 1 s steps). They are off in that case only.
+    end of every run (it sleeps in 1 s steps). They are off in that case only. The
+    temporary server also gets `TEMPORARY_SERVER_STARTUP_S` to start unless the
+    environment says otherwise: Prefect's 20 s ran out on a busy 2-core machine.
     """
     import contextlib
 
     from prefect.settings import (
         PREFECT_API_URL,
         PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
         temporary_settings,
     )
 
     if PREFECT_API_URL.value():
         return contextlib.nullcontext()
-    return temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+    updates: dict = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+    if "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" not in os.environ:
+        updates[PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS] = TEMPORARY_SERVER_STARTUP_S
+    return temporary_settings(updates=updates)
+
+
+TEMPORARY_SERVER_STARTUP_S = 120
 
 
 def _fail(message: str, code: int) -> int:

@@ -72,6 +72,7 @@ def test_heartbeats_are_off_only_on_the_temporary_server() -> None:
 
     with temporary_settings(updates={PREFECT_API_URL: None}), _local_flow_settings():
         assert get_current_settings().flows.heartbeat_frequency is None
+        assert get_current_settings().server.ephemeral.startup_timeout_seconds == 120
     with (
         temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}),
         _local_flow_settings(),
