@@ -398,6 +398,9 @@ def report(
     print(f"            {png_path}")
 
 
+TEMPORARY_SERVER_STARTUP_S = 120
+
+
 def _local_flow_settings():
     """Prefect settings for a flow this command runs itself.
 
@@ -423,9 +426,6 @@ def _local_flow_settings():
     if "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" not in os.environ:
         updates[PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS] = TEMPORARY_SERVER_STARTUP_S
     return temporary_settings(updates=updates)
-
-
-TEMPORARY_SERVER_STARTUP_S = 120
 
 
 def _fail(message: str, code: int) -> int:

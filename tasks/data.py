@@ -103,10 +103,10 @@ def load_dataset(spec: DatasetSpec, cache_dir: str | os.PathLike | None = None) 
             "seed": spec.seed,
         },
     }
-    counts: dict[str, int] = {}
 
     def build(staging: Path) -> dict[str, Any]:
         log.info("dataset %s: preprocessing and caching", spec.name)
+        counts: dict[str, int] = {}
         for split, ds in source.splits().items():
             counts[split] = _save_split(ds, staging / split)
             if counts[split] == 0:
@@ -123,7 +123,7 @@ def load_dataset(spec: DatasetSpec, cache_dir: str | os.PathLike | None = None) 
     entry, meta, hit = get_or_build(root, "datasets", _slug(source.identity), key, build)
     log.info("dataset %s: %s %s", spec.name, "cache hit" if hit else "cached in", entry)
     data = meta["data"]
-    kept = sum(data["num_examples"].values())  # as built; on a hit, counts is empty
+    kept = sum(data["num_examples"].values())  # as recorded when the entry was built
     if isinstance(source, ImageFolder) and (lost := len(source.files) - kept):
         log.warning("dataset %s: skipped %d unreadable image file(s)", spec.name, lost)
     return CachedDataset(

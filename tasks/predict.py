@@ -123,13 +123,13 @@ def _pipeline(
 
     Strict (the default) stops at the first file that fails; tolerant drops such
     files (`ignore_errors`, which costs about a fifth of the throughput). ``exact``
-    takes the fast path for files already of the model's size (`decode_exact`): a
-    file of another size then fails like a broken one.
+    (strict pipelines only) takes the fast path for files already of the model's size
+    (`decode_exact`): a file of another size then fails like a broken one.
     """
     import tensorflow as tf
 
     height, width, channels = input_shape
-    decode = decode_exact if exact and not tolerant else decode_resized
+    decode = decode_exact if exact else decode_resized
     ds = tf.data.Dataset.from_tensor_slices(paths).map(
         lambda p: (p, decode(p, (height, width))),
         num_parallel_calls=tf.data.AUTOTUNE,
@@ -201,10 +201,10 @@ def predict_batches(
         return [by_path.get(p) or _error_row(p, diagnose(p), k) for p in chunk]
 
     cursor, restarts = 0, 0
-    exact = _model_sized(paths[0], input_shape)
+    model_sized = _model_sized(paths[0], input_shape)
     while cursor < len(paths):
         tolerant = restarts >= STRICT_RESTARTS
-        exact = exact and restarts == 0
+        exact = model_sized and restarts == 0  # tolerant needs restarts, so never both
         batches = iter(_pipeline(paths[cursor:], input_shape, batch_size, tolerant, exact))
         while True:
             try:

@@ -146,24 +146,27 @@ def _trial_key(cached: CachedDataset, config: TuneConfig, batch_size: int, lr: f
     }
 
 
+def trial_model(cached: CachedDataset, config: TuneConfig, batch_size: int, lr: float) -> Any:
+    """The compiled model a trial fits: ``config.model`` with its epoch loop installed."""
+    from tasks.models import build_model
+
+    model = build_model(
+        config.model,
+        cached.input_shape,
+        len(cached.class_names),
+        lr,
+        config.seed,
+        jit_compile=JIT_COMPILE,
+    )
+    return fuse_epochs(model, batch_size)
+
+
 def _fit_and_evaluate(
     cached: CachedDataset, config: TuneConfig, batch_size: int, lr: float, out: Path
 ) -> dict[str, Any]:
     """The one fit, then every kept best epoch evaluated and saved; JSON-able result."""
-    from tasks.models import build_model
-
     label = f"trial b{batch_size}"
-    model = fuse_epochs(
-        build_model(
-            config.model,
-            cached.input_shape,
-            len(cached.class_names),
-            lr,
-            config.seed,
-            jit_compile=JIT_COMPILE,
-        ),
-        batch_size,
-    )
+    model = trial_model(cached, config, batch_size, lr)
     ledger = PatienceLedger(config.patiences, config.monitor_mode, config.min_delta)
     callback = SharedEarlyStopping(config.monitor, ledger, label)
     get_logger().info("%s: lr %.3g, up to %d epochs", label, lr, config.max_epochs)

@@ -19,26 +19,15 @@ import tensorflow as tf  # noqa: E402
 
 from tasks.config import DatasetSpec, TuneConfig  # noqa: E402
 from tasks.data import load_dataset  # noqa: E402
-from tasks.epoch_loop import epoch_inputs, fuse_epochs  # noqa: E402
-from tasks.models import build_model  # noqa: E402
-from tasks.training import EVAL_BATCH, JIT_COMPILE, train_trial  # noqa: E402
+from tasks.epoch_loop import epoch_inputs  # noqa: E402
+from tasks.training import EVAL_BATCH, train_trial, trial_model  # noqa: E402
 
 BATCH, LR = 64, 3e-3
 KEYS = ("epochs_run", "best_epoch", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
 
 
 def separate(cached, config: TuneConfig, patience: int) -> dict:
-    model = fuse_epochs(
-        build_model(
-            config.model,
-            cached.input_shape,
-            len(cached.class_names),
-            LR,
-            config.seed,
-            jit_compile=JIT_COMPILE,
-        ),
-        BATCH,
-    )
+    model = trial_model(cached, config, BATCH, LR)
     stopper = keras.callbacks.EarlyStopping(
         config.monitor, patience=patience, mode="max", restore_best_weights=True
     )
