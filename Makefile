@@ -6,6 +6,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 PYTEST_ARGS ?=
+# Test files run side by side on every core (pytest-xdist; at most 4 workers, each
+# file on one worker so module fixtures start once). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= auto
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile
 
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
@@ -48,10 +52,10 @@ run: $(VENV)/.installed-run
 	$(BIN)/nighttune tune $(ARGS)
 
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -m 'not slow' $(PYTEST_ARGS)
+	$(PYTEST) -m 'not slow' $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check flows tasks tests bench

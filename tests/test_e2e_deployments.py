@@ -30,7 +30,7 @@ GRID = {"batch_sizes": [32, 64], "patiences": [2, 3], "max_epochs": 4, "lr_range
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory) -> Iterator[dict]:
+def cluster(tmp_path_factory, prefect_database) -> Iterator[dict]:
     root = tmp_path_factory.mktemp("e2e")
     env = dict(os.environ)
     env.update(
@@ -45,7 +45,7 @@ def cluster(tmp_path_factory) -> Iterator[dict]:
     env.pop("PREFECT_RESULTS_LOCAL_STORAGE_PATH", None)
     procs = Processes()
     try:
-        api = start_prefect_server(procs, root, env)
+        api = start_prefect_server(procs, root, env, prefect_database)
         env["PREFECT_API_URL"] = api
         for args in (
             [str(BIN / "python"), "deployments/pools.py", "--gpu-slots", "2"],

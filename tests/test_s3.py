@@ -21,7 +21,7 @@ from tasks.lr_range import stored_lr_range_test
 from tasks.runs import RunUnavailable, resolve_run
 from tasks.selection import select_best
 from tasks.training import train_trial
-from tests.conftest import MotoServer, nighttune_cmd
+from tests.conftest import MotoServer, nighttune_cmd, prefect_home_with
 
 PREFIX = "nightly runs/été"  # a space and unicode in the prefix
 
@@ -194,13 +194,16 @@ def test_missing_bucket_exits_2_before_training(s3_server, cli_env) -> None:
 
 
 @pytest.mark.slow
-def test_cli_tune_to_s3_never_shows_the_secret(s3_server, bucket, cli_env, tmp_path) -> None:
+def test_cli_tune_to_s3_never_shows_the_secret(
+    s3_server, bucket, cli_env, tmp_path, prefect_database
+) -> None:
     secret = "s3cr3t-" + uuid.uuid4().hex
     token = "t0ken-" + uuid.uuid4().hex
     cli_env["AWS_SECRET_ACCESS_KEY"] = secret
     cli_env["AWS_SESSION_TOKEN"] = token
     # Prefect's own database (logs, parameters, artifacts) under HOME, so it is searched too.
-    cli_env["PREFECT_HOME"] = str(Path(cli_env["HOME"]) / ".prefect")
+    home = prefect_home_with(prefect_database, Path(cli_env["HOME"]) / ".prefect")
+    cli_env["PREFECT_HOME"] = str(home)
     cli_env.pop("PREFECT_API_URL", None)
     done = subprocess.run(
         nighttune_cmd(
