@@ -1,14 +1,21 @@
-"""The fused epoch loop trains exactly as per-batch Keras steps over the same order."""
+"""The fused epoch loop trains exactly as per-batch Keras steps over the same order; the
+XLA flags it compiles under."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tasks.config import ModelSpec
 from tasks.epoch_loop import epoch_inputs, examples_per_epoch, fuse_epochs
-from tasks.models import build_model
+from tasks.models import XLA_CPU_FLAGS, build_model, use_xla_cpu_flags
+from tests.conftest import ROOT
 
 N, SHAPE = 203, (8, 8, 1)
 
@@ -81,3 +88,37 @@ def test_saved_model_loads_without_our_code(tmp_path) -> None:
     # the loaded model trains per batch as usual: nothing of the epoch step was saved
     loaded.fit(x, y, batch_size=32, epochs=1, verbose=0)
     assert tf.reduce_all(tf.math.is_finite(loaded.get_weights()[0]))
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("", " ".join(XLA_CPU_FLAGS)),
+        ("--xla_dump_to=/tmp/x", " ".join(("--xla_dump_to=/tmp/x", *XLA_CPU_FLAGS))),
+        (  # the environment's own setting of one of our flags wins
+            "--xla_cpu_enable_concurrency_optimized_scheduler=true",
+            "--xla_cpu_enable_concurrency_optimized_scheduler=true",
+        ),
+    ],
+)
+def test_our_xla_flags_join_the_environments(monkeypatch, given: str, expected: str) -> None:
+    monkeypatch.setenv("XLA_FLAGS", given)
+    use_xla_cpu_flags()
+    assert os.environ["XLA_FLAGS"] == expected
+
+
+def test_this_xla_accepts_our_flags() -> None:
+    """XLA aborts the process on a flag it does not know: a compile under ours must run."""
+    code = (
+        "from tasks.models import use_xla_cpu_flags; use_xla_cpu_flags()\n"
+        "import tensorflow as tf\n"
+        "f = tf.function(lambda x: tf.reduce_sum(x @ x), jit_compile=True)\n"
+        "print(float(f(tf.ones((4, 4)))))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("XLA_FLAGS", None)
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "64.0"
