@@ -3,6 +3,7 @@ dataset cache and TFDS data; nothing reaches beyond 127.0.0.1."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import signal
@@ -15,6 +16,7 @@ from pathlib import Path
 # Before TensorFlow or Prefect are imported anywhere: point their state at a
 # throw-away folder for the whole session, and keep them quiet.
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="nighttune-tests-"))
+atexit.register(shutil.rmtree, _SESSION_HOME, ignore_errors=True)
 os.environ.update(
     {
         "TF_CPP_MIN_LOG_LEVEL": "3",
