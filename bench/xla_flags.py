@@ -20,7 +20,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -32,32 +31,27 @@ XLA_DEFAULT = "--xla_cpu_enable_concurrency_optimized_scheduler=true"  # what ou
 
 def child(rounds: int) -> dict[str, float]:
     """One process's medians: trial epoch and GEMMs alone, each / the FLOP-bound limit."""
-    from epoch import BATCH, EPOCH_FLOPS, arrays, gemms_only, matmul_flops_per_s
+    from epoch import BATCH, arrays, fit_epoch, gemms_only, interleaved_seconds
 
     from tasks.config import ModelSpec
     from tasks.epoch_loop import epoch_inputs, fuse_epochs
     from tasks.models import build_model
 
     images, labels = arrays()
-    inputs = epoch_inputs(images, labels, seed=0)
     model = fuse_epochs(build_model(ModelSpec(), (28, 28, 1), 10, 1e-3, 0, jit_compile=True), BATCH)
-    variants = {
-        "trial": lambda: model.fit(inputs, epochs=1, steps_per_epoch=1, shuffle=False, verbose=0),
-        "gemms": gemms_only(images),
+    inputs = epoch_inputs(images, labels, seed=0)
+    samples = interleaved_seconds(
+        {
+            "trial": fit_epoch(model, inputs, steps_per_epoch=1, shuffle=False),
+            "gemms": gemms_only(images),
+        },
+        rounds,
+    )
+    limits = samples["limit"]
+    return {
+        name: statistics.median(t / lim for t, lim in zip(samples[name], limits, strict=True))
+        for name in ("trial", "gemms")
     }
-    for run in variants.values():
-        run()  # compile, warm up
-    ratios: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(rounds):
-        seconds = {}
-        for name, run in variants.items():
-            start = time.perf_counter()
-            run()
-            seconds[name] = time.perf_counter() - start
-        limit = EPOCH_FLOPS / matmul_flops_per_s()
-        for name in variants:
-            ratios[name].append(seconds[name] / limit)
-    return {name: statistics.median(values) for name, values in ratios.items()}
 
 
 def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
