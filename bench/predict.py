@@ -6,9 +6,9 @@ On N generated 28x28 PNGs (default 20,000) with an MLP run exported for 28x28x1:
   (timed on the first --seed-files files; it is slow);
 - decode only: `tf.io.read_file` + `tf.io.decode_png` over the same files, batched.
 Ours and decode-only alternate for --rounds rounds, their ratio taken per round (the
-median is reported, and the fastest round of each over the other's: best/best). Prints images/s and the ratios (goals: >= 50x the seed, >= 0.7x
-decode-only), then RSS growth while predicting --rss-files files (default 50,000; goal
-< 150 MB).
+median is reported, and best/best: the fastest round of each over the other's). Prints
+images/s and the ratios (goals: >= 50x the seed, >= 0.7x decode-only), then RSS growth
+while predicting --rss-files files (default 50,000; goal < 150 MB).
 
     .venv/bin/python bench/predict.py [--files 20000] [--rounds 8] [--rss-files 50000]
 """
