@@ -1,5 +1,5 @@
 """The fused epoch loop trains exactly as per-batch Keras steps over the same order; the
-XLA flags it compiles under."""
+XLA flags it compiles under; how models are seeded."""
 
 from __future__ import annotations
 
@@ -122,3 +122,18 @@ def test_this_xla_accepts_our_flags() -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "64.0"
+
+
+def test_build_model_is_seeded_and_leaves_python_random_as_it_was() -> None:
+    """Same seed, same weights; another seed, other weights. Python's global `random`
+    comes back as it was: Prefect picks the temporary server's port from it, and seeded
+    alike in every process, two runs at once picked one port (tasks/models.py)."""
+    import random
+
+    random.seed()  # fresh entropy, as in a new process
+    before = random.getstate()
+    spec = ModelSpec(hidden_units=(16,))
+    a, b, c = (build_model(spec, SHAPE, 10, seed=s) for s in (3, 3, 4))
+    assert random.getstate() == before
+    assert all(np.array_equal(u, v) for u, v in zip(a.get_weights(), b.get_weights(), strict=True))
+    assert not np.array_equal(a.get_weights()[0], c.get_weights()[0])
