@@ -15,7 +15,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 
-.PHONY: help setup run test test-fast lint docs bench pools deploy worker-cpu worker-gpu clean
+.PHONY: help setup run test test-fast lint docs bench server pools deploy worker-cpu worker-gpu clean
 
 help:
 	@echo "make run    set up .venv and run 'nighttune tune' on the offline default (digits)"
@@ -24,6 +24,7 @@ help:
 	@echo "make lint   ruff and mypy"
 	@echo "make docs   regenerate docs/reliability.md from the reliability tests' tables"
 	@echo "make bench  run the benchmarks in bench/ and print their ratios"
+	@echo "make server start the Prefect server for nightly runs (SERVER_HOST=127.0.0.1 SERVER_PORT=4200)"
 	@echo "make pools  create the cpu/gpu work pools and the gpu concurrency limit (PREFECT_API_URL)"
 	@echo "make deploy deploy tune/nightly, tune/manual and train-trial/gpu (PREFECT_API_URL)"
 	@echo "make worker-cpu / worker-gpu   start a worker for that pool"
@@ -73,6 +74,11 @@ export NIGHTTUNE_CODE_DIR ?= $(CURDIR)
 export NIGHTTUNE_EXPORT_TO ?= $(CURDIR)/exports
 export NIGHTTUNE_TIMEZONE ?= UTC
 GPU_SLOTS ?= 1
+SERVER_HOST ?= 127.0.0.1
+SERVER_PORT ?= 4200
+
+server: $(VENV)/.installed-run
+	$(BIN)/nighttune server --host $(SERVER_HOST) --port $(SERVER_PORT)
 
 pools: $(VENV)/.installed-run
 	$(BIN)/python deployments/pools.py --gpu-slots $(GPU_SLOTS)

@@ -8,7 +8,11 @@ heartbeat thread at the end of a run, which sleeps in 1 s steps), and also with 
 tasks' tags removed (each tagged task run asks the server for a concurrency slot).
 Each flow variant also counts the server's 503 answers: the SQLite-backed server
 answers "database is locked" (503) when a slot request races its own writes, and
-Prefect's client waits ~2 s before it asks again.
+Prefect's client waits ~2 s before it asks again. The temporary server runs with the
+settings `nighttune server` and `nighttune tune` give theirs (flows/server.py: the
+task-run recorder writes in batches, which is what avoids those 503s); Prefect's
+default, for comparison:
+PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE=1 .venv/bin/python bench/overhead.py
 
     .venv/bin/python bench/overhead.py [--api-url http://127.0.0.1:4200/api]
 """
@@ -21,6 +25,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -118,14 +123,24 @@ class RetryCounter:
         httpx.AsyncClient.send = self._send  # type: ignore[method-assign]
 
 
-def server(api_url: str | None) -> contextlib.AbstractContextManager:
-    """The given Prefect API, else a temporary SQLite-backed one (Prefect's test harness)."""
+@contextlib.contextmanager
+def server(api_url: str | None) -> Iterator[None]:
+    """The given Prefect API, else a temporary SQLite-backed one (Prefect's test harness)
+    with nighttune's server settings."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
+    from flows.server import unset_server_setting_updates
+
     if api_url:
-        return temporary_settings(updates={PREFECT_API_URL: api_url})
-    return prefect_test_harness(server_startup_timeout=120)
+        with temporary_settings(updates={PREFECT_API_URL: api_url}):
+            yield
+        return
+    with (
+        temporary_settings(updates=unset_server_setting_updates()),
+        prefect_test_harness(server_startup_timeout=120),
+    ):
+        yield
 
 
 def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:

@@ -398,6 +398,30 @@ def report(
     print(f"            {png_path}")
 
 
+@app.command()
+def server(
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on; 0.0.0.0 for other machines.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port of the API and UI.")] = 4200,
+) -> None:
+    """Start the Prefect server for nightly runs (`prefect server start`, tuned).
+
+    Its task-run recorder writes in batches: on Prefect's default SQLite
+    database that saves a 2 s client retry on many task starts (see
+    flows/server.py). Variables already set in the environment win. The
+    database: SQLite under PREFECT_HOME, or the one named by
+    PREFECT_SERVER_DATABASE_CONNECTION_URL.
+    """
+    from flows.server import prefect_server_command, unset_server_settings
+
+    if not 0 < port < 65536:
+        raise UserError(f"--port must be between 1 and 65535 (got {port})")
+    command = prefect_server_command(host, port)
+    sys.stdout.flush()
+    os.execve(command[0], command, {**os.environ, **unset_server_settings()})
+
+
 TEMPORARY_SERVER_STARTUP_S = 120
 
 
@@ -409,7 +433,8 @@ def _local_flow_settings():
     runs on a lasting server); and joining the heartbeat thread costs up to 1 s at the
     end of every run (it sleeps in 1 s steps). They are off in that case only. The
     temporary server also gets `TEMPORARY_SERVER_STARTUP_S` to start unless the
-    environment says otherwise: Prefect's 20 s ran out on a busy 2-core machine.
+    environment says otherwise (Prefect's 20 s ran out on a busy 2-core machine), and
+    the server settings of `flows.server`, as `nighttune server` does.
     """
     import contextlib
 
@@ -420,11 +445,14 @@ def _local_flow_settings():
         temporary_settings,
     )
 
+    from flows.server import unset_server_setting_updates
+
     if PREFECT_API_URL.value():
         return contextlib.nullcontext()
     updates: dict = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
     if "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" not in os.environ:
         updates[PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS] = TEMPORARY_SERVER_STARTUP_S
+    updates.update(unset_server_setting_updates())
     return temporary_settings(updates=updates)
 
 

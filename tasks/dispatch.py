@@ -153,7 +153,7 @@ def check_deployment(name: str) -> None:
     if not url:
         raise ConfigError(
             "dispatch 'deployments' needs a Prefect server: set PREFECT_API_URL "
-            "(prefect server start; make pools deploy)"
+            "(make server; make pools deploy)"
         )
     with get_client(sync_client=True) as client:
         try:

@@ -136,13 +136,17 @@ def prefect_harness(prefect_database, tmp_path_factory):
     """
     from unittest import mock
 
+    from prefect.settings import temporary_settings
     from prefect.testing.utilities import prefect_test_harness
+
+    from flows.server import unset_server_setting_updates
 
     folder = tmp_path_factory.mktemp("harness")
     shutil.copyfile(prefect_database, folder / "prefect-test.db")
     # The harness makes its database in a new mkdtemp() folder: hand it ours.
     with (
         mock.patch("prefect.testing.utilities.mkdtemp", return_value=str(folder)),
+        temporary_settings(updates=unset_server_setting_updates()),  # as nighttune's servers
         prefect_test_harness(server_startup_timeout=120),
     ):
         yield
@@ -206,18 +210,18 @@ class Processes:
 
 
 def start_prefect_server(procs: Processes, root: Path, env: dict[str, str], database: Path) -> str:
-    """`prefect server start` on a free port, its home under ``root`` with a copy of
-    ``database`` (see `prefect_database`); its API URL once up."""
+    """`nighttune server` (`prefect server start` with our settings) on a free port, its
+    home under ``root`` with a copy of ``database`` (see `prefect_database`); its API URL
+    once up."""
     import urllib.request
 
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     home = prefect_home_with(database, root / "server-home")
-    server_env = dict(env, PREFECT_HOME=str(home), PREFECT_API_URL=api)
+    server_env = dict(env, PREFECT_HOME=str(home), PREFECT_API_URL=api, PYTHONPATH=str(ROOT))
     server_env.pop("PREFECT_RESULTS_LOCAL_STORAGE_PATH", None)
-    prefect = str(Path(sys.executable).parent / "prefect")
     procs.start(
-        [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        nighttune_cmd("server", "--host", "127.0.0.1", "--port", str(port)),
         server_env,
         root,
         root / "server.log",

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import subprocess
+import urllib.request
+from pathlib import Path
 
-from tests.conftest import nighttune_cmd
+import pytest
+
+from tests.conftest import nighttune_cmd, prefect_home_with
 from tests.images import class_folder
 
 
@@ -73,8 +79,65 @@ def test_heartbeats_are_off_only_on_the_temporary_server() -> None:
     with temporary_settings(updates={PREFECT_API_URL: None}), _local_flow_settings():
         assert get_current_settings().flows.heartbeat_frequency is None
         assert get_current_settings().server.ephemeral.startup_timeout_seconds == 120
+        recorder = get_current_settings().server.services.task_run_recorder
+        assert (recorder.batch_size, recorder.flush_interval) == (100, 1)  # flows/server.py
     with (
         temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}),
         _local_flow_settings(),
     ):
         assert get_current_settings().flows.heartbeat_frequency == 180  # Prefect's default
+
+
+def test_server_settings_leave_what_the_environment_sets() -> None:
+    from flows.server import SERVER_SETTINGS, unset_server_settings
+
+    assert unset_server_settings({}) == SERVER_SETTINGS
+    name = "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE"
+    assert name not in unset_server_settings({name: "1"})  # Prefect's default, by choice
+
+
+def test_server_command_starts_prefect_with_the_batched_recorder(prefect_server) -> None:
+    """The tests' servers are `nighttune server` (tests/conftest.py): ask one its settings."""
+    with urllib.request.urlopen(f"{prefect_server['api']}/admin/settings", timeout=10) as reply:
+        recorder = json.load(reply)["server"]["services"]["task_run_recorder"]
+    assert (recorder["batch_size"], recorder["flush_interval"]) == (100, 1)
+
+
+def test_server_command_rejects_a_bad_port(cli_env) -> None:
+    assert_user_error(run(cli_env, "server", "--port", "70000"), "--port", "70000")
+
+
+@pytest.mark.slow
+def test_tune_on_the_temporary_server_records_every_task_run(
+    cli_env, tmp_path, prefect_database
+) -> None:
+    """The temporary server's recorder writes in batches: none of them is lost when the
+    run ends and the server stops."""
+    home = prefect_home_with(prefect_database, tmp_path / "prefect-home")
+    cli_env["PREFECT_HOME"] = str(home)
+    cli_env.pop("PREFECT_API_URL", None)
+    result = run(
+        cli_env,
+        "tune",
+        "--batch-sizes",
+        "32,64",
+        "--patiences",
+        "2",
+        "--max-epochs",
+        "2",
+        "--lr-steps",
+        "20",
+        "--export-to",
+        str(tmp_path / "exports"),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    with sqlite3.connect(Path(home) / "prefect.db") as db:
+        rows = db.execute(
+            "SELECT task_run.name, task_run.state_type FROM task_run JOIN flow_run "
+            "ON task_run.flow_run_id = flow_run.id WHERE flow_run.state_type = 'COMPLETED'"
+        ).fetchall()
+    names = sorted(name.rsplit("-", 1)[0] for name, _ in rows)
+    assert names == sorted(
+        ["cache_dataset", "lr_sweep", "lr_sweep", "train_trial", "train_trial", "export_run"]
+    ), rows
+    assert {state for _, state in rows} == {"COMPLETED"}, rows
