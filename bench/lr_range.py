@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
         f"{'seed':>4} {'batch':>5} {'method':<9} {'lr':>9} {'lr/grid-best':>12} {'val acc':>8} "
         f"{'grid-best acc':>13} {'sweep epochs':>12}"
     )
-    summary: dict[str, list[tuple[float, float]]] = {}
+    summary: dict[str, list[tuple[float, float | None]]] = {}  # (lr / grid-best, acc gap)
     costs = []
     for seed in (int(s) for s in args.seeds.split(",")):
         for batch_size in (int(b) for b in args.batch_sizes.split(",")):
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
             for method, lr in sweep.suggestions.items():
                 if lr is None:
                     print(f"{row} {method:<9} {'none':>9}  ({sweep.notes[method]})")
-                    summary.setdefault(method, []).append((math.inf, -1.0))
+                    summary.setdefault(method, []).append((math.inf, None))
                     continue
                 accuracy = val_accuracy(cached, batch_size, lr, args.epochs, seed)
                 ratio = lr / grid[best]
@@ -84,13 +84,18 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
                     f"{scores[best]:>13.4f} {cost:>12.2f}"
                 )
     print()
-    print(f"{'method':<9} {'within 3x':>9} {'median lr/best':>14} {'mean acc - best':>15}")
+    print(
+        f"{'method':<9} {'within 3x':>9} {'median lr/best':>14} {'mean acc - best':>15} "
+        f"{'no suggestion':>13}"
+    )
     for method, rows in summary.items():
         ratios = np.array([r for r, _ in rows])
         within = np.mean(np.abs(np.log(ratios)) <= math.log(3))
+        gaps = [g for _, g in rows if g is not None]
+        gap = f"{100 * np.mean(gaps):>+14.2f}pt" if gaps else f"{'-':>16}"
         print(
-            f"{method:<9} {within:>9.0%} {np.median(ratios):>14.2f} "
-            f"{100 * np.mean([g for _, g in rows]):>+14.2f}pt"
+            f"{method:<9} {within:>9.0%} {np.median(ratios):>14.2f} {gap} "
+            f"{len(rows) - len(gaps):>13}"
         )
     print(f"sweep cost: {min(costs):.2f}-{max(costs):.2f} epochs")
     ratios = np.array([r for r, _ in summary["minimum"]])

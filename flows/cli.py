@@ -151,7 +151,7 @@ def tune(
     start_lr: Annotated[float | None, typer.Option("--start-lr", help="Default: 1e-6.")] = None,
     end_lr: Annotated[float | None, typer.Option("--end-lr", help="Default: 1.")] = None,
     lr_steps: Annotated[
-        int | None, typer.Option("--lr-steps", help="Sweep length. Default: an epoch, 50..200.")
+        int | None, typer.Option("--lr-steps", help="Sweep length. Default: an epoch, 10..200.")
     ] = None,
     export_to: Annotated[
         str | None, typer.Option("--export-to", help="Export folder. Default: ./exports.")
@@ -283,7 +283,7 @@ def lr_find(
     end_lr: Annotated[float, typer.Option("--end-lr", help="Last LR of the ramp.")] = 1.0,
     steps: Annotated[
         int | None,
-        typer.Option("--steps", help="Batches in the ramp. Default: one epoch, within 50..200."),
+        typer.Option("--steps", help="Batches in the ramp. Default: one epoch, within 10..200."),
     ] = None,
     method: Annotated[
         str, typer.Option("--method", help="Suggestion to choose: minimum, steepest or valley.")

@@ -114,7 +114,7 @@ class LRRangeSpec(BaseModel):
     Attributes:
         start_lr: first learning rate of the exponential ramp.
         end_lr: last learning rate of the ramp.
-        steps: batches in the ramp; None picks one epoch, clamped to [50, 200].
+        steps: batches in the ramp; None picks one epoch, clamped to [10, 200].
         beta: smoothing factor of the loss's moving average.
         diverge_factor: stop once the smoothed loss exceeds this multiple of its minimum.
         method: which suggestion becomes the trials' learning rate.

@@ -23,7 +23,9 @@ def model_for(digits: CachedDataset, **spec):
 def test_default_steps_is_an_epoch_clamped() -> None:
     assert default_steps(60_000, 128) == 200
     assert default_steps(10_000, 100) == 100
-    assert default_steps(1257, 128) == 50
+    assert default_steps(1257, 128) == 10
+    assert default_steps(1257, 32) == 40
+    assert default_steps(100, 32) == 10  # a curve needs some points, even if it repeats data
 
 
 def test_ramp_runs_the_asked_steps_repeating_short_data(digits: CachedDataset) -> None:
