@@ -413,11 +413,12 @@ def server(
     database: SQLite under PREFECT_HOME, or the one named by
     PREFECT_SERVER_DATABASE_CONNECTION_URL.
     """
-    from flows.server import prefect_server_command, unset_server_settings
+    from flows.server import unset_server_settings
 
     if not 0 < port < 65536:
         raise UserError(f"--port must be between 1 and 65535 (got {port})")
-    command = prefect_server_command(host, port)
+    command = [sys.executable, "-m", "prefect", "server", "start"]
+    command += ["--host", host, "--port", str(port)]
     sys.stdout.flush()
     os.execve(command[0], command, {**os.environ, **unset_server_settings()})
 

@@ -19,7 +19,6 @@ Values set in the environment win, so Prefect's own defaults stay one variable a
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Mapping
 
 SERVER_SETTINGS = {
@@ -40,8 +39,3 @@ def unset_server_setting_updates() -> dict:
 
     unset = unset_server_settings()
     return {getattr(prefect.settings, name): value for name, value in unset.items()}
-
-
-def prefect_server_command(host: str, port: int) -> list[str]:
-    """`prefect server start` from this interpreter's environment."""
-    return [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)]
