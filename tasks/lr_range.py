@@ -212,13 +212,18 @@ def stored_lr_range_test(
     seed: int = 0,
     cache_dir: str | None = None,
 ) -> LRSweep:
-    """`lr_range_test`, kept in the store with its JSON and PNG; a rerun reuses it."""
+    """`lr_range_test`, kept in the store with its JSON and PNG; a rerun reuses it.
+
+    The key holds the steps the sweep runs, not just the spec's (None means the
+    default, which may change between versions).
+    """
     key = {
         "version": SWEEP_VERSION,
         "dataset": cached.fingerprint,
         "model": model_spec.model_dump(),
         "batch_size": batch_size,
         "lr_range": spec.model_dump(),
+        "steps": spec.steps or default_steps(cached.num_examples["train"], batch_size),
         "seed": seed,
     }
 

@@ -126,3 +126,16 @@ def test_lr_sweep_task_is_stored_and_reused(
     monkeypatch.setattr("tasks.lr_range.run_range_test", lambda *a, **k: runs.append(1))
     again = sweeps(str(tmp_path))  # stored: not run again
     assert runs == [] and again == first
+
+
+def test_a_stored_sweep_of_another_default_length_is_not_reused(
+    digits: CachedDataset, tmp_path, monkeypatch
+) -> None:
+    from tasks.lr_range import stored_lr_range_test
+
+    def sweep() -> LRSweep:
+        return stored_lr_range_test(digits, ModelSpec(), 128, LRRangeSpec(), 0, str(tmp_path))
+
+    assert sweep().steps == 10  # digits at 128: one epoch
+    monkeypatch.setattr("tasks.lr_range.MIN_STEPS", 12)  # a later version's default
+    assert sweep().steps == 12
