@@ -214,16 +214,17 @@ def stored_lr_range_test(
 ) -> LRSweep:
     """`lr_range_test`, kept in the store with its JSON and PNG; a rerun reuses it.
 
-    The key holds the steps the sweep runs, not just the spec's (None means the
-    default, which may change between versions).
+    The spec is keyed with the steps the sweep runs filled in: None means the default,
+    which may change between versions.
     """
+    steps = spec.steps or default_steps(cached.num_examples["train"], batch_size)
+    spec = spec.model_copy(update={"steps": steps})
     key = {
         "version": SWEEP_VERSION,
         "dataset": cached.fingerprint,
         "model": model_spec.model_dump(),
         "batch_size": batch_size,
         "lr_range": spec.model_dump(),
-        "steps": spec.steps or default_steps(cached.num_examples["train"], batch_size),
         "seed": seed,
     }
 

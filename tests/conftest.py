@@ -128,6 +128,18 @@ def prefect_home_with(database: Path, home: Path) -> Path:
     return home
 
 
+def on_temporary_server(env: dict[str, str], database: Path, home: Path) -> Path:
+    """``env`` set for a CLI run on its own temporary Prefect server, whose PREFECT_HOME
+    ``home`` starts with a copy of ``database``; returns ``home``."""
+    env["PREFECT_HOME"] = str(prefect_home_with(database, home))
+    env.pop("PREFECT_API_URL", None)
+    return home
+
+
+# A `nighttune tune` that trains for real but briefly (add batch sizes and a target).
+QUICK_TUNE = ("tune", "--patiences", "2", "--max-epochs", "2", "--lr-steps", "20")
+
+
 @pytest.fixture(scope="session")
 def prefect_harness(prefect_database, tmp_path_factory):
     """One temporary Prefect API for every test that needs flows (paid once per worker).

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import nighttune_cmd, prefect_home_with
+from tests.conftest import QUICK_TUNE, nighttune_cmd, on_temporary_server
 from tests.images import class_folder
 
 
@@ -113,23 +113,9 @@ def test_tune_on_the_temporary_server_records_every_task_run(
 ) -> None:
     """The temporary server's recorder writes in batches: none of them is lost when the
     run ends and the server stops."""
-    home = prefect_home_with(prefect_database, tmp_path / "prefect-home")
-    cli_env["PREFECT_HOME"] = str(home)
-    cli_env.pop("PREFECT_API_URL", None)
-    result = run(
-        cli_env,
-        "tune",
-        "--batch-sizes",
-        "32,64",
-        "--patiences",
-        "2",
-        "--max-epochs",
-        "2",
-        "--lr-steps",
-        "20",
-        "--export-to",
-        str(tmp_path / "exports"),
-    )
+    home = on_temporary_server(cli_env, prefect_database, tmp_path / "prefect-home")
+    target = str(tmp_path / "exports")
+    result = run(cli_env, *QUICK_TUNE, "--batch-sizes", "32,64", "--export-to", target)
     assert result.returncode == 0, result.stderr[-3000:]
     with sqlite3.connect(Path(home) / "prefect.db") as db:
         rows = db.execute(

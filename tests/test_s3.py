@@ -21,7 +21,7 @@ from tasks.lr_range import stored_lr_range_test
 from tasks.runs import RunUnavailable, resolve_run
 from tasks.selection import select_best
 from tasks.training import train_trial
-from tests.conftest import MotoServer, nighttune_cmd, prefect_home_with
+from tests.conftest import QUICK_TUNE, MotoServer, nighttune_cmd, on_temporary_server
 
 PREFIX = "nightly runs/été"  # a space and unicode in the prefix
 
@@ -202,20 +202,12 @@ def test_cli_tune_to_s3_never_shows_the_secret(
     cli_env["AWS_SECRET_ACCESS_KEY"] = secret
     cli_env["AWS_SESSION_TOKEN"] = token
     # Prefect's own database (logs, parameters, artifacts) under HOME, so it is searched too.
-    home = prefect_home_with(prefect_database, Path(cli_env["HOME"]) / ".prefect")
-    cli_env["PREFECT_HOME"] = str(home)
-    cli_env.pop("PREFECT_API_URL", None)
+    on_temporary_server(cli_env, prefect_database, Path(cli_env["HOME"]) / ".prefect")
     done = subprocess.run(
         nighttune_cmd(
-            "tune",
+            *QUICK_TUNE,
             "--batch-sizes",
             "32",
-            "--patiences",
-            "2",
-            "--max-epochs",
-            "2",
-            "--lr-steps",
-            "20",
             "--export-to",
             f"s3://{bucket}/{PREFIX}",
             "--s3-endpoint-url",
