@@ -7,9 +7,11 @@ Prefect) happen inside commands so that ``--help`` answers at once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from typing import Annotated
 
 import typer
@@ -20,7 +22,7 @@ from typer._click.exceptions import NoArgsIsHelpError, UsageError
 # TensorFlow's import-time chatter is not for our users; set before it loads.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from tasks.errors import TrialFailed, UserError  # noqa: E402  (after the environment is set)
+from tasks.errors import TrialFailed, UserError, clean_tf_message, first_line  # noqa: E402  (after the environment is set)
 
 app = typer.Typer(
     name="nighttune",
@@ -60,6 +62,19 @@ ImageSizeOpt = Annotated[
     ),
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for splits (and, later, training).")]
+VerboseOpt = Annotated[
+    bool,
+    typer.Option(
+        "--verbose", help="Show tracebacks of failures (a one-line error is the default)."
+    ),
+]
+_VERBOSE = False
+
+
+def _set_verbose(verbose: bool) -> None:
+    """Remember ``--verbose`` for `main`, and show or hide tracebacks in Prefect's logs."""
+    global _VERBOSE
+    _VERBOSE = verbose
 
 
 def _dataset_spec(dataset: str, data_dir: str | None, image_size: str | None, seed: int):
@@ -180,9 +195,12 @@ def tune(
         ),
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Default: 0.")] = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Find the LR per batch size, train the batch size x patience grid, export the best."""
     from tasks.config import load_tune_config
+
+    _set_verbose(verbose)
 
     overrides = {
         "dataset.name": dataset,
@@ -226,6 +244,8 @@ def tune(
     from flows.tune import tune as tune_flow
     from tasks.reports import trials_frame
 
+    if not _VERBOSE:
+        _hide_tracebacks_on_the_console()
     with _local_flow_settings():
         result = tune_flow(cfg)
     frame = trials_frame(result.rows, result.winner)
@@ -353,10 +373,12 @@ def predict(
     s3_endpoint_url: Annotated[
         str | None, typer.Option("--s3-endpoint-url", help="S3-compatible endpoint (MinIO).")
     ] = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Predict every image under the folders with an exported run; one CSV row per file."""
     from tasks.predict import predict_to_csv
 
+    _set_verbose(verbose)
     bar = None
 
     def progress(done: int, total: int) -> None:
@@ -375,6 +397,16 @@ def predict(
     print(f"files       {summary.files}")
     print(f"predicted   {summary.predicted}")
     print(f"errors      {summary.errors}")
+    if summary.renamed:
+        print(
+            f"note        {summary.renamed} file name(s) not valid UTF-8: written "
+            "with \\xNN escapes"
+        )
+    if summary.outside:
+        print(
+            f"note        {summary.outside} symlinked folder(s) not followed: they lead "
+            "outside the --images folders"
+        )
     print(f"wrote       {summary.out}  ({summary.images_per_s:.0f} images/s)")
 
 
@@ -426,35 +458,81 @@ def server(
 TEMPORARY_SERVER_STARTUP_S = 120
 
 
-def _local_flow_settings():
+@contextlib.contextmanager
+def _local_flow_settings() -> Iterator[None]:
     """Prefect settings for a flow this command runs itself.
 
-    Without ``PREFECT_API_URL`` the flow talks to a temporary server that ends with
-    this process, so nobody is there to read flow-run heartbeats (they mark crashed
-    runs on a lasting server); and joining the heartbeat thread costs up to 1 s at the
-    end of every run (it sleeps in 1 s steps). They are off in that case only. The
-    temporary server also gets `TEMPORARY_SERVER_STARTUP_S` to start unless the
-    environment says otherwise (Prefect's 20 s ran out on a busy 2-core machine), and
-    the server settings of `flows.server`, as `nighttune server` does.
+    Without ``PREFECT_API_URL`` the flow talks to a temporary server of its own
+    (`flows.server.TemporaryServer`: stopped on every exit, signals included), so
+    nobody is there to read flow-run heartbeats (they mark crashed runs on a lasting
+    server); and joining the heartbeat thread costs up to 1 s at the end of every run
+    (it sleeps in 1 s steps). They are off in that case only. The server gets
+    `TEMPORARY_SERVER_STARTUP_S` to start unless
+    ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` says otherwise (Prefect's
+    20 s ran out on a busy 2-core machine), and the server settings of
+    `flows.server`, as `nighttune server` has.
     """
-    import contextlib
-
     from prefect.settings import (
         PREFECT_API_URL,
         PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
-        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
         temporary_settings,
     )
 
-    from flows.server import unset_server_setting_updates
+    from flows import interrupts
+    from flows.server import TemporaryServer
 
     if PREFECT_API_URL.value():
-        return contextlib.nullcontext()
-    updates: dict = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
-    if "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" not in os.environ:
-        updates[PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS] = TEMPORARY_SERVER_STARTUP_S
-    updates.update(unset_server_setting_updates())
-    return temporary_settings(updates=updates)
+        yield
+        return
+    startup = os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS")
+    server = TemporaryServer(float(startup) if startup else TEMPORARY_SERVER_STARTUP_S)
+    stop = interrupts.on_interrupt(server.stop)
+    try:
+        api_url = server.start()
+        updates = {PREFECT_API_URL: api_url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+        with temporary_settings(updates=updates):
+            try:
+                yield
+            finally:  # what the run logged and emitted reaches the server before it stops
+                _drain_prefect_workers()
+    finally:
+        server.stop()
+        interrupts.forget(stop)
+
+
+def _drain_prefect_workers(timeout: float = 5.0) -> None:
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        worker.drain_all(timeout=timeout)
+
+
+class _WithoutTraceback(logging.Formatter):
+    """Another formatter's lines without the traceback (the record keeps it for others:
+    Prefect's API handler still sends it to the server, where the UI shows it)."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info = record.exc_text = record.stack_info = None
+        try:
+            return self.inner.format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+
+def _hide_tracebacks_on_the_console() -> None:
+    """Prefect logs a failed task's or flow's traceback on the console (~100 lines each);
+    the command ends with one line saying what failed instead (`--verbose` keeps them)."""
+    for handler in logging.getLogger().handlers:
+        if type(handler).__name__ == "PrefectConsoleHandler" and not isinstance(
+            handler.formatter, _WithoutTraceback
+        ):
+            handler.setFormatter(_WithoutTraceback(handler.formatter))
 
 
 def _fail(message: str, code: int) -> int:
@@ -474,7 +552,10 @@ def _console_logging() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``nighttune`` console script; returns the exit status."""
+    from flows import interrupts
+
     _console_logging()
+    interrupts.install()
     command = typer.main.get_command(app)
     try:
         result = command.main(
@@ -489,13 +570,64 @@ def main(argv: list[str] | None = None) -> int:
         where = f"nighttune {exc.ctx.info_name} --help" if exc.ctx else "nighttune --help"
         where = where.replace("nighttune nighttune", "nighttune")
         return _fail(f"{exc.format_message()} (see `{where}`)", 2)
-    except typer.Abort:
-        return _fail("interrupted", 130)
+    except (typer.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+        interrupts.say_once()
+        return 130
     except UserError as exc:
         return _fail(str(exc), 2)
     except TrialFailed as exc:
         return _fail(str(exc), 1)
+    except Exception as exc:
+        if _VERBOSE or not _environmental(exc):
+            raise
+        return _fail(f"{clean_tf_message(first_line(exc))} (--verbose shows where)", 1)
+    except BaseException as exc:
+        signum = _signal_of(exc)
+        if signum is None:
+            raise
+        interrupts.say_once()
+        return 128 + signum
+    if result == 130:  # typer turns KeyboardInterrupt into Exit(130), returned here
+        interrupts.say_once()
     return result if isinstance(result, int) else 0
+
+
+# TensorFlow's errors for what the machine did: a full disk ("ResourceExhausted: No
+# space left on device" from a SavedModel write), a file gone or unreadable.
+TF_ENVIRONMENT_ERRORS = {
+    "ResourceExhaustedError",
+    "UnavailableError",
+    "PermissionDeniedError",
+    "NotFoundError",
+    "DataLossError",
+    "DeadlineExceededError",
+}
+
+
+def _environmental(exc: BaseException) -> bool:
+    """A failure of the machine or the network, not of nighttune: a full disk, a cut
+    connection, an S3 timeout. One line says which; anything else is a bug and keeps
+    its traceback."""
+    module = type(exc).__module__
+    return (
+        isinstance(exc, OSError)
+        or module.startswith(("botocore", "urllib3"))
+        or (module.startswith("tensorflow") and type(exc).__name__ in TF_ENVIRONMENT_ERRORS)
+    )
+
+
+def _signal_of(exc: BaseException) -> int | None:
+    """The signal behind ours or Prefect's termination exception (SIGTERM in a flow)."""
+    from flows.interrupts import Interrupted
+
+    if isinstance(exc, Interrupted):
+        return exc.signum
+    if "prefect.exceptions" in sys.modules:
+        from prefect.exceptions import TerminationSignal
+
+        if isinstance(exc, TerminationSignal):
+            return int(exc.signal)
+    return None
 
 
 if __name__ == "__main__":

@@ -19,7 +19,14 @@ Values set in the environment win, so Prefect's own defaults stay one variable a
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Mapping
+from pathlib import Path
 
 SERVER_SETTINGS = {
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "100",
@@ -39,3 +46,98 @@ def unset_server_setting_updates() -> dict:
 
     unset = unset_server_settings()
     return {getattr(prefect.settings, name): value for name, value in unset.items()}
+
+
+class TemporaryServer:
+    """A Prefect API server this process starts for its own flow run, and always stops.
+
+    Prefect's own temporary server shares the process group of the command: Ctrl-C
+    in a terminal stopped it first, and the flow engine's report of the interrupted
+    run then retried against a dead server for over a minute; a SIGTERM to the
+    command left it running (it is stopped by `atexit` only). This one runs in a
+    session of its own, on a port the OS picked, and `stop` ends its whole process
+    group — called on every exit of the command, and by `flows.interrupts` when a
+    signal's grace runs out. It is what Prefect starts (uvicorn on Prefect's app
+    factory, UI off, ephemeral mode), plus `SERVER_SETTINGS`.
+    """
+
+    def __init__(self, startup_s: float) -> None:
+        self.startup_s = startup_s
+        self.process: subprocess.Popen | None = None
+        self.log = Path(tempfile.mkstemp(prefix="nighttune-prefect-server-", suffix=".log")[1])
+        self.api_url = ""
+
+    def start(self) -> str:
+        """Start it and wait until it answers; its API URL."""
+        import prefect
+        from prefect.settings import get_current_settings
+
+        env = {
+            **os.environ,
+            "PREFECT_UI_ENABLED": "0",
+            "PREFECT__SERVER_EPHEMERAL": "1",
+            "PREFECT__SERVER_FINAL": "1",
+            **get_current_settings().to_environment_variables(exclude_unset=True),
+            **unset_server_settings(),
+        }
+        deadline = time.monotonic() + self.startup_s
+        for _ in range(3):  # another process may take the port between pick and bind
+            port = _free_port()
+            self.api_url = f"http://127.0.0.1:{port}/api"
+            with open(self.log, "ab") as out:
+                self.process = subprocess.Popen(
+                    [sys.executable, "-m", "uvicorn", "--app-dir"]
+                    + [str(Path(prefect.__file__).parent.parent), "--factory"]
+                    + ["prefect.server.api.server:create_app", "--host", "127.0.0.1"]
+                    + ["--port", str(port), "--log-level", "error", "--lifespan", "on"],
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            if self._wait_healthy(deadline):
+                return self.api_url
+            if time.monotonic() > deadline:
+                break
+        self.stop(keep_log=True)
+        tail = self.log.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(
+            f"the temporary Prefect server did not start within {self.startup_s:.0f} s "
+            f"({tail[0][:200]}; log: {self.log}); set PREFECT_API_URL to a running server "
+            "(make server) or PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+        )
+
+    def _wait_healthy(self, deadline: float) -> bool:
+        import urllib.request
+
+        assert self.process is not None
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as reply:
+                    if reply.status == 200:
+                        return True
+            except OSError:
+                time.sleep(0.1)
+        return False
+
+    def stop(self, keep_log: bool = False) -> None:
+        """End the server's process group (SIGTERM, SIGKILL after 5 s); safe to call twice."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=5)
+            except ProcessLookupError:
+                pass
+        if not keep_log:
+            self.log.unlink(missing_ok=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

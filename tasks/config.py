@@ -20,9 +20,14 @@ from pydantic import (
     model_validator,
 )
 
-from tasks.errors import ConfigError
+from tasks.errors import ConfigError, short_repr
 
 DEFAULT_DATASET = "digits"
+MAX_IMAGE_SIDE = 8192
+MAX_IMAGE_PIXELS = 4096 * 4096  # 64 MiB of float32 per gray image, 192 MiB per RGB one
+MAX_SEED = 2**32 - 1  # NumPy's seeds (keras.utils.set_random_seed seeds NumPy too)
+MAX_CONFIG_BYTES = 1 * 2**20
+MAX_CONFIG_NODES = 100_000  # YAML nodes once aliases are expanded (a real config: < 200)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -54,7 +59,7 @@ class DatasetSpec(BaseModel):
     channels: Literal[1, 3] | None = None
     val_fraction: float = Field(0.1, gt=0, lt=0.5)
     test_fraction: float = Field(0.1, gt=0, lt=0.5)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
     @field_validator("name")
     @classmethod
@@ -68,6 +73,13 @@ class DatasetSpec(BaseModel):
     def _positive_size(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
         if value is not None and min(value) < 1:
             raise ValueError("must be two positive integers (height, width)")
+        if value is not None and (
+            max(value) > MAX_IMAGE_SIDE or value[0] * value[1] > MAX_IMAGE_PIXELS
+        ):
+            raise ValueError(
+                f"at most {MAX_IMAGE_SIDE} a side and {MAX_IMAGE_PIXELS} pixels "
+                "(4096x4096); images are cached as float32"
+            )
         return value
 
     @property
@@ -170,7 +182,7 @@ class TuneConfig(BaseModel):
     monitor: str = "val_accuracy"
     min_delta: float = Field(0.0, ge=0.0)
     lr_range: LRRangeSpec = LRRangeSpec()
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     export_to: str = "./exports"
     s3_endpoint_url: str | None = None
     tensorboard: bool | None = None  # None: on for local targets, off for S3
@@ -213,19 +225,10 @@ def load_tune_config(path: str | None, overrides: dict[str, Any]) -> TuneConfig:
         ConfigError: unreadable file, YAML that is not a mapping, an unknown key, or
             a value the models refuse.
     """
-    import yaml
 
     data: dict[str, Any] = {}
     if path:
-        try:
-            with open(path, encoding="utf-8") as fh:
-                loaded = yaml.safe_load(fh)
-        except OSError as exc:
-            raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark else ""
-            raise ConfigError(f"config {path} is not valid YAML{where}") from None
+        loaded = _read_yaml(path)
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(
                 f"config {path} must be a mapping of keys (dataset:, batch_sizes:, ...), "
@@ -244,6 +247,64 @@ def load_tune_config(path: str | None, overrides: dict[str, Any]) -> TuneConfig:
             node = child
         node[leaf] = value
     return parse(TuneConfig, data)
+
+
+def _read_yaml(path: str) -> Any:
+    """A YAML file's value, refused with one line when it is too large, does not parse,
+    or expands (through aliases) past `MAX_CONFIG_NODES` nodes: an alias bomb."""
+    import yaml
+
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config {path} is over {MAX_CONFIG_BYTES} bytes; is it the right file?")
+    try:
+        text = raw.decode("utf-8")
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None and _expanded_size(node) > MAX_CONFIG_NODES:
+            raise ConfigError(
+                f"config {path} expands to over {MAX_CONFIG_NODES} values through YAML "
+                "aliases (&anchor / *alias); write the values out"
+            )
+        return yaml.safe_load(text)
+    except UnicodeDecodeError:
+        raise ConfigError(f"config {path} is not UTF-8 text") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config {path} is not valid YAML{where}") from None
+
+
+def _expanded_size(root: Any) -> int:
+    """Nodes of a composed YAML document as if every alias were written out (memoized:
+    a shared node is counted once per use without being walked again)."""
+    import yaml
+
+    sizes: dict[int, int] = {}
+    order: list[Any] = []
+    stack, seen = [root], set()
+    while stack:  # children before parents, without recursion (depth is the input's)
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        order.append(node)
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(part for pair in node.value for part in pair)
+    for node in reversed(order):
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        else:
+            children = []
+        sizes[id(node)] = min(1 + sum(sizes.get(id(c), 1) for c in children), 2**62)
+    return sizes[id(root)]
 
 
 def looks_like_path(name: str) -> bool:
@@ -284,4 +345,4 @@ def describe_validation_error(exc: ValidationError, where: str = "") -> str:
     message = first["msg"].removeprefix("Value error, ")
     if not loc or key in QUIET_KEYS:  # the message names the values (secrets redacted)
         return f"{key}: {message}"
-    return f"{key}: {message} (got {first.get('input')!r})"
+    return f"{key}: {message} (got {short_repr(first.get('input'))})"

@@ -107,7 +107,9 @@ def load_dataset(spec: DatasetSpec, cache_dir: str | os.PathLike | None = None) 
     def build(staging: Path) -> dict[str, Any]:
         log.info("dataset %s: preprocessing and caching", spec.name)
         counts: dict[str, int] = {}
-        for split, ds in source.splits().items():
+        splits = source.splits()  # (prepares a catalog dataset: its size is known after)
+        check_space(spec, staging, source.num_examples(), source.input_shape)
+        for split, ds in splits.items():
             counts[split] = _save_split(ds, staging / split)
             if counts[split] == 0:
                 raise DatasetUnavailable(
@@ -139,7 +141,32 @@ def load_dataset(spec: DatasetSpec, cache_dir: str | os.PathLike | None = None) 
 
 def check_dataset(spec: DatasetSpec, cache_dir: str | os.PathLike | None = None) -> None:
     """Raise the `UserError` that `load_dataset` would, without loading (seconds at most)."""
-    open_source(spec, resolve_cache_dir(cache_dir)).check()
+    root = resolve_cache_dir(cache_dir)
+    source = open_source(spec, root)
+    source.check()
+    if examples := source.num_examples():  # known before preparing: folders, prepared TFDS
+        check_space(spec, root, examples, source.input_shape)
+
+
+def check_space(
+    spec: DatasetSpec, folder: Path, examples: int, input_shape: tuple[int, int, int]
+) -> None:
+    """Refuse a cache entry that would not fit the disk (float32 images, before writing)."""
+    import shutil
+
+    need = examples * 4 * (input_shape[0] * input_shape[1] * input_shape[2] + 2)
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if need > 0.9 * free:
+        height, width, channels = input_shape
+        raise DatasetUnavailable(
+            f"dataset {spec.name}: caching {examples} images of {height}x{width}x{channels} "
+            f"(float32) needs about {need / 2**30:.1f} GiB and {probe} has "
+            f"{free / 2**30:.1f} GiB free; give a smaller --image-size, or a --cache-dir "
+            "on a disk with room"
+        )
 
 
 # Prefect task: `load_dataset`. The on-disk cache is the cache, so Prefect's is off.

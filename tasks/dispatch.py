@@ -27,8 +27,8 @@ from typing import Any
 from tasks import s3
 from tasks.config import TuneConfig
 from tasks.data import resolve_cache_dir
-from tasks.errors import ConfigError
-from tasks.files import discard_dir, staged_dir
+from tasks.errors import ConfigError, UnsafePath
+from tasks.files import discard_dir, safe_join, safe_relpath, staged_dir
 from tasks.logs import get_logger
 from tasks.lr_range import SWEEP_VERSION, LRSweep
 from tasks.store import META, entry_path, get_or_build, read_entry
@@ -119,12 +119,10 @@ def read_published(config: TuneConfig, batch_size: int) -> tuple[LRSweep, list[T
         return None
     data = meta["data"]
     sweep = LRSweep.model_validate(data["sweep"]).model_copy(update={"path": str(entry)})
-    rows = [
-        TrialResult.model_validate(
-            dict(r, model_path=str(entry / r["model_path"]) if r["model_path"] else None)
-        )
-        for r in data["rows"]
-    ]
+    rows = []
+    for row in data["rows"]:
+        model = row["model_path"] and safe_join(entry, row["model_path"], "published model file")
+        rows.append(TrialResult.model_validate(dict(row, model_path=str(model) if model else None)))
     return sweep, rows
 
 
@@ -135,10 +133,16 @@ def _download_entry(config: TuneConfig, entry: Path, key: dict[str, Any]) -> dic
     text = s3.get_text(client, uri.bucket, f"{prefix}/{META}")
     if text is None:
         return None
+    try:
+        files = json.loads(text)["files"]
+        names = [safe_relpath(rel, "published file name") for rel in dict(files)]
+    except (ValueError, KeyError, TypeError):
+        raise UnsafePath(f"s3://{uri.bucket}/{prefix}/{META} is not a published result") from None
     discard_dir(entry)
     with staged_dir(entry) as staging:
-        for rel in json.loads(text)["files"]:
-            s3.download(client, uri.bucket, f"{prefix}/{rel}", staging / rel)
+        for rel in names:
+            destination = safe_join(staging, rel, "published file name")
+            s3.download(client, uri.bucket, f"{prefix}/{rel}", destination)
         (staging / META).write_text(text)
     return read_entry(entry, key)
 

@@ -36,12 +36,14 @@ from pydantic import BaseModel
 from tasks import s3
 from tasks.config import TuneConfig
 from tasks.data import CachedDataset
+from tasks.errors import UserError
 from tasks.files import file_digests, file_lock, staged_dir, write_text_atomic
 from tasks.logs import get_logger
 from tasks.lr_range import LRSweep
+from tasks.manifest import LATEST, MANIFEST, MAX_LATEST_BYTES, parse_latest
 from tasks.report_html import confusion_matrix, make_plots, portable, render_html
 from tasks.reports import write_reports
-from tasks.runs import LATEST, MANIFEST, run_cache_dir
+from tasks.runs import run_cache_dir
 from tasks.training import TrialResult
 
 
@@ -123,14 +125,51 @@ def point_latest(target: Path, run_id: str, uri: str) -> bool:
     newer one named, whichever finished last. Returns whether the file now names it.
     """
     with file_lock(target / ".latest.lock"):
-        try:
-            current = json.loads((target / LATEST).read_text())["run_id"]
-        except (OSError, ValueError, KeyError, TypeError):
-            current = ""
-        if str(current) > run_id:
+        if _current_run_id(_read_or_none(target / LATEST)) > run_id:
             return False
-        write_text_atomic(target / LATEST, json.dumps({"run_id": run_id, "uri": uri}, indent=2))
+        write_text_atomic(target / LATEST, _latest_text(run_id, uri))
         return True
+
+
+def point_latest_s3(client: Any, uri: s3.S3Uri, run_id: str, run_uri: str) -> bool:
+    """`point_latest` for a bucket: read, compare, and write only if the object is still
+    the one read (a conditional PUT), so an older run finishing later never wins."""
+    key = uri.key(LATEST)
+    for _ in range(LATEST_ATTEMPTS):
+        found = s3.get_versioned_text(client, uri.bucket, key, MAX_LATEST_BYTES)
+        text, etag = found if found else (None, None)
+        if _current_run_id(text) > run_id:
+            return False
+        try:
+            s3.put_json(client, uri.bucket, key, _latest_text(run_id, run_uri), etag, found is None)
+            return True
+        except s3.Conflict:
+            continue  # another run wrote it meanwhile: compare again
+    raise OSError(f"{uri.child(LATEST)} kept changing under {LATEST_ATTEMPTS} attempts to write it")
+
+
+LATEST_ATTEMPTS = 8
+
+
+def _read_or_none(path: Path) -> str | None:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return None
+
+
+def _current_run_id(text: str | None) -> str:
+    """The run id a ``latest.json`` names; "" when there is none or it is damaged."""
+    if text is None:
+        return ""
+    try:
+        return parse_latest(text, LATEST).run_id
+    except UserError:
+        return ""
+
+
+def _latest_text(run_id: str, uri: str) -> str:
+    return json.dumps({"run_id": run_id, "uri": uri}, indent=2)
 
 
 def _publish_s3(local: Path, uri: s3.S3Uri, run_id: str, endpoint_url: str | None) -> ExportResult:
@@ -145,13 +184,10 @@ def _publish_s3(local: Path, uri: s3.S3Uri, run_id: str, endpoint_url: str | Non
         s3.upload_verified(client, path, uri.bucket, key)
         log.info("export: %d/%d verified s3://%s/%s", i, len(files), uri.bucket, key)
     run_uri = uri.child(run_id)
-    s3.put_json(
-        client,
-        uri.bucket,
-        uri.key(LATEST),
-        json.dumps({"run_id": run_id, "uri": run_uri}, indent=2),
-    )
-    log.info("export: %s complete; %s now names it", run_uri, uri.child(LATEST))
+    if point_latest_s3(client, uri, run_id, run_uri):
+        log.info("export: %s complete; %s now names it", run_uri, uri.child(LATEST))
+    else:
+        log.info("export: %s complete; %s names a newer run", run_uri, uri.child(LATEST))
     return ExportResult(run_id=run_id, uri=run_uri, path=str(local), latest=uri.child(LATEST))
 
 

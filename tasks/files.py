@@ -5,6 +5,10 @@ name next to its final place, its files' sizes and sha256 recorded, and only the
 renamed into place. A crash leaves a ``*.tmp-*`` folder that no reader looks at (and
 the next staging in that folder removes); a folder damaged later is caught by
 `verify_digests`.
+
+Paths that come from outside (a manifest's file names, a run id in ``latest.json``,
+the keys of a worker's published result) go through `safe_join`, the one place that
+decides what such a path may be, before anything is read, written or removed there.
 """
 
 from __future__ import annotations
@@ -20,7 +24,64 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from tasks.errors import UnsafePath, UserError, short_repr
+
 _CHUNK = 1 << 20
+
+
+MAX_RELPATH = 1024  # characters of a relative path from outside
+
+
+def safe_relpath(rel: object, what: str = "path") -> str:
+    """``rel`` if it is a relative POSIX path that stays where it is joined, else `UnsafePath`.
+
+    Refused: non-strings, empty, absolute (``/x``), ``..`` / ``.`` / empty segments
+    (``a//b``), backslashes, NUL and other control characters, over `MAX_RELPATH`.
+    """
+    problem = None
+    if not isinstance(rel, str) or not rel:
+        problem = "it is empty or not a string"
+    elif len(rel) > MAX_RELPATH:
+        problem = f"it is longer than {MAX_RELPATH} characters"
+    elif rel.startswith("/"):
+        problem = "it is absolute"
+    elif "\\" in rel or any(ord(c) < 32 or ord(c) == 127 for c in rel):
+        problem = "it holds a backslash or a control character"
+    elif any(part in ("", ".", "..") for part in rel.split("/")):
+        problem = "it has an empty, '.' or '..' segment"
+    if problem:
+        raise UnsafePath(f"{what} {short_repr(rel)} is refused: {problem}")
+    assert isinstance(rel, str)
+    return rel
+
+
+def safe_join(parent: Path, rel: object, what: str = "path") -> Path:
+    """``parent / rel`` for a path from outside, checked by `safe_relpath` and, once the
+    symlinks already on disk are followed, still inside ``parent``."""
+    path = parent / safe_relpath(rel, what)
+    top = os.path.realpath(parent)
+    if os.path.commonpath([top, os.path.realpath(path)]) != top:
+        raise UnsafePath(f"{what} {short_repr(rel)} is refused: it leads outside {parent}")
+    return path
+
+
+def check_writable_dir(path: Path, what: str) -> None:
+    """Raise `UserError` now unless ``path`` is (or can be made) a folder we can write in."""
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise UserError(
+            f"{what} {path} is not usable: {probe} is a file, not a folder; give a folder"
+        )
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"{what} {path} is not usable: {probe} is not writable by this user")
+
+
+def read_bounded(path: Path, limit: int) -> bytes:
+    """A small file's bytes; a longer one is cut at ``limit + 1`` (its parser refuses it)."""
+    with open(path, "rb") as fh:
+        return fh.read(limit + 1)
 
 
 def sha256_file(path: Path) -> str:
@@ -46,7 +107,7 @@ def file_digests(root: Path, exclude: tuple[str, ...] = ()) -> dict[str, dict[st
 def verify_digests(root: Path, expected: dict[str, dict[str, int | str]]) -> str | None:
     """None when every listed file is present with its size and sha256, else the first problem."""
     for rel, want in expected.items():
-        path = root / rel
+        path = safe_join(root, rel, "stored file name")
         if not path.is_file():
             return f"{rel} is missing"
         if path.stat().st_size != want["size"]:
@@ -57,14 +118,23 @@ def verify_digests(root: Path, expected: dict[str, dict[str, int | str]]) -> str
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write a small text file so that readers see the old or the new content, never half."""
+    """Write a small text file so that readers see the old or the new content, never half.
+
+    The temporary file is named for this host and process, so one left by a killed
+    process is removed by the next write in that folder (`remove_orphans`).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    remove_orphans(path.parent)
+    tmp = scratch_path(path.with_name(f".{path.name}"), "tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 _HOST = socket.gethostname().replace("-", "_")
@@ -82,10 +152,11 @@ def _pid_alive(pid: int) -> bool:
 
 
 def remove_orphans(parent: Path) -> list[Path]:
-    """Remove staging and trash folders in ``parent`` left by dead processes of this host.
+    """Remove staging and trash folders (and temporary files) in ``parent`` left by dead
+    processes of this host.
 
     A SIGKILLed build leaves ``<name>.tmp-<host>-<pid>-<hex>``; nobody reads it, but it
-    holds disk. Folders of live processes, or of other hosts sharing the folder, stay.
+    holds disk. Those of live processes, or of other hosts sharing the folder, stay.
     """
     removed: list[Path] = []
     try:
@@ -95,12 +166,16 @@ def remove_orphans(parent: Path) -> list[Path]:
     for child in children:
         match = _STAGING.search(child.name)
         if match and match["host"] == _HOST and not _pid_alive(int(match["pid"])):
-            shutil.rmtree(child, ignore_errors=True)
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
             removed.append(child)
     return removed
 
 
-def _scratch_name(final: Path, kind: str) -> Path:
+def scratch_path(final: Path, kind: str) -> Path:
+    """A name beside ``final`` for work in progress that `remove_orphans` recognises."""
     return final.with_name(f"{final.name}.{kind}-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
@@ -115,7 +190,7 @@ def staged_dir(final: Path) -> Iterator[Path]:
     """
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_orphans(final.parent)
-    tmp = _scratch_name(final, "tmp")
+    tmp = scratch_path(final, "tmp")
     tmp.mkdir()
     try:
         yield tmp
@@ -134,7 +209,7 @@ def discard_dir(path: Path) -> None:
     """Remove a folder without ever leaving a half-deleted one under its name."""
     if not path.exists():
         return
-    trash = _scratch_name(path, "trash")
+    trash = scratch_path(path, "trash")
     os.rename(path, trash)
     shutil.rmtree(trash, ignore_errors=True)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +9,10 @@ import pandas as pd
 
 from tasks import s3
 from tasks.errors import UserError
-from tasks.files import write_text_atomic
+from tasks.files import read_bounded, write_text_atomic
+from tasks.logs import get_logger
+from tasks.manifest import MANIFEST, MAX_MANIFEST_BYTES, Manifest, parse_manifest
 from tasks.plots import plot_history
-from tasks.runs import MANIFEST
 
 COLUMNS = [
     "run_id",
@@ -28,58 +28,72 @@ COLUMNS = [
 ]
 
 
-def _manifests(target: str, endpoint_url: str | None) -> list[dict[str, Any]]:
+def _manifests(target: str, endpoint_url: str | None) -> list[Manifest]:
+    """Every run's manifest under ``target``; one that does not parse is skipped (logged)."""
+    texts: list[tuple[str, str]] = []  # (where, text)
     if s3.is_s3(target):
         uri = s3.S3Uri.parse(target)
         client = s3.client(endpoint_url)
         prefix = uri.key() + "/" if uri.prefix else ""
-        found = []
         try:
             pages = client.get_paginator("list_objects_v2").paginate(
                 Bucket=uri.bucket, Prefix=prefix, Delimiter="/"
             )
             for page in pages:
                 for common in page.get("CommonPrefixes", []):
-                    text = s3.get_text(client, uri.bucket, common["Prefix"] + MANIFEST)
+                    key = common["Prefix"] + MANIFEST
+                    text = s3.get_text(client, uri.bucket, key, MAX_MANIFEST_BYTES)
                     if text:
-                        found.append(json.loads(text))
+                        texts.append((f"s3://{uri.bucket}/{key}", text))
         except s3.S3Error:
             raise
         except Exception as exc:
             raise s3.explain(exc, uri.bucket, "list the runs") from None
-        return found
-    root = Path(target).expanduser()
-    if not root.is_dir():
-        raise UserError(f"export target {target} does not exist; give the --export-to of tune")
+    else:
+        root = Path(target).expanduser()
+        if not root.is_dir():
+            raise UserError(f"export target {target} does not exist; give the --export-to of tune")
+        for path in sorted(root.glob(f"*/{MANIFEST}")):
+            if ".tmp-" in path.parent.name or not path.is_file():
+                continue  # a run still being written
+            try:
+                text = read_bounded(path, MAX_MANIFEST_BYTES).decode(errors="replace")
+                texts.append((str(path), text))
+            except OSError as exc:
+                get_logger().warning("history: skipped %s (%s)", path, exc.strerror)
     found = []
-    for path in sorted(root.glob(f"*/{MANIFEST}")):
-        if ".tmp-" in path.parent.name:
-            continue  # a run still being written
+    for where, text in texts:
         try:
-            found.append(json.loads(path.read_text()))
-        except ValueError:
-            continue
+            found.append(parse_manifest(text, where))
+        except UserError as exc:
+            get_logger().warning("history: skipped %s", exc)
     return found
+
+
+def _get(mapping: Any, *keys: str) -> Any:
+    """``mapping[k1][k2]...``, or None where a level is missing or not a mapping."""
+    for key in keys:
+        if not isinstance(mapping, dict):
+            return None
+        mapping = mapping.get(key)
+    return mapping
 
 
 def run_history(target: str, endpoint_url: str | None = None) -> pd.DataFrame:
     """Every complete run under ``target`` (folder or s3://), oldest first."""
     rows = []
     for manifest in _manifests(target, endpoint_url):
-        winner = manifest.get("winner", {})
-        config = manifest.get("config", {})
+        winner = manifest.winner
         rows.append(
             {
-                "run_id": manifest.get("run_id"),
-                "date": manifest.get("created"),
-                "dataset": config.get("dataset", {}).get("name"),
-                "model": config.get("model", {}).get("kind"),
-                "batch_size": winner.get("batch_size"),
-                "patience": winner.get("patience"),
-                "lr": winner.get("lr"),
-                "val_accuracy": winner.get("val_accuracy"),
-                "test_accuracy": winner.get("test_accuracy"),
-                "duration_s": round(sum(manifest.get("timings", {}).values()), 2),
+                "run_id": manifest.run_id,
+                "date": manifest.created,
+                "dataset": _get(manifest.config, "dataset", "name"),
+                "model": _get(manifest.config, "model", "kind"),
+                **{k: _get(winner, k) for k in ("batch_size", "patience", "lr")},
+                "val_accuracy": _get(winner, "val_accuracy"),
+                "test_accuracy": _get(winner, "test_accuracy"),
+                "duration_s": round(sum(manifest.timings.values()), 2),
             }
         )
     if not rows:

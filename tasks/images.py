@@ -1,26 +1,51 @@
 """Image files on disk: finding them, and a folder-per-class dataset source.
 
-`list_images` is the one walk used for training folders and (later) prediction:
-recursive, extensions matched case-insensitively, every real file once, symlinked
-folders followed but never in a loop, results in a stable sorted order.
+`scan_images` is the one walk used for training folders and prediction: recursive,
+extensions matched case-insensitively, every real file once, results in a stable
+sorted order. Only regular files are ever opened: a name that leads to a FIFO, a
+device, a socket or a missing file, or to a file over `MAX_IMAGE_BYTES`, is
+reported with the reason instead (a read of ``/dev/zero`` or a FIFO never ends).
+Symlinked folders are followed only when they lead inside the folders given (never
+to ``/``, ``/proc`` or any other place outside, never in a loop).
+
+Paths are the names the OS gave (a name that is not valid UTF-8 keeps its bytes as
+surrogate escapes): pass them to TensorFlow through `tf_path` and show them
+through `printable`.
 """
 
 from __future__ import annotations
 
 import os
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif"})
+MAX_IMAGE_BYTES = 256 * 2**20  # one encoded image; a 8192x8192 RGB PNG is at most ~200 MB
 
 
-def list_images(root: str | os.PathLike) -> list[str]:
+@dataclass
+class ImageScan:
+    """What a walk found: the image files to read, and what it did not read and why."""
+
+    files: list[str] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (path, why), sorted
+    outside: list[str] = field(default_factory=list)  # symlinked folders not followed
+
+
+def scan_images(root: str | os.PathLike, inside: Sequence[str] | None = None) -> ImageScan:
     """Every image file under ``root``, sorted by path, each real file once.
 
-    Built on `os.scandir`, whose entries know their type without a system call:
-    only symlinks pay for `os.path.realpath`, and paths stay strings (pathlib
-    costs more than the walk itself on tens of thousands of files).
+    ``inside``: the folders that symlinked folders may lead into (default: ``root``).
+    Built on `os.scandir`, whose entries know their type without a system call;
+    paths stay strings (pathlib costs more than the walk itself on tens of
+    thousands of files). Each image costs one `os.stat` (type and size).
     """
+    tops = [os.path.realpath(top) for top in (inside or [str(root)])]
     found: dict[str, str] = {}
+    rejected: dict[str, str] = {}
+    scan = ImageScan()
     seen_dirs: set[str] = set()
     stack = [(str(root), os.path.realpath(root))]
     while stack:
@@ -38,12 +63,47 @@ def list_images(root: str | os.PathLike) -> list[str]:
             linked = entry.is_symlink()
             target = os.path.realpath(entry.path) if linked else os.path.join(real, entry.name)
             if entry.is_dir():
-                stack.append((entry.path, target))
-            elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS and (
-                entry.is_file() or linked  # a dangling link is listed: its reader reports it
-            ):
-                found.setdefault(target, entry.path)
-    return sorted(found.values())
+                if linked and not any(os.path.commonpath([top, target]) == top for top in tops):
+                    scan.outside.append(entry.path)
+                else:
+                    stack.append((entry.path, target))
+            elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
+                why = _unreadable(entry)
+                if why:
+                    rejected[entry.path] = why
+                else:
+                    found.setdefault(target, entry.path)
+    scan.files = sorted(found.values())
+    scan.rejected = sorted(rejected.items())
+    scan.outside.sort()
+    return scan
+
+
+def _unreadable(entry: os.DirEntry) -> str | None:
+    """Why an image's name must not be opened, or None for a regular file of a sane size."""
+    try:
+        info = entry.stat()  # follows a symlink to what it names
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file (a device, FIFO or socket is never read)"
+    if info.st_size > MAX_IMAGE_BYTES:
+        return f"file too large ({info.st_size} bytes; at most {MAX_IMAGE_BYTES} are read)"
+    return None
+
+
+def tf_path(path: str) -> bytes:
+    """A path as TensorFlow takes it: the OS's bytes (any name, valid UTF-8 or not)."""
+    return os.fsencode(path)
+
+
+def printable(name: str) -> str:
+    """A name as valid UTF-8 text: bytes that were not UTF-8 are shown as ``\\xNN``."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 # ITU-R BT.601 luma weights; they sum to 1, so gray -> RGB -> gray gives gray back.

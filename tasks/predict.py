@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,16 +24,20 @@ from typing import Any
 
 import numpy as np
 
-from tasks.errors import UserError, first_line
+from tasks.errors import UserError, clean_tf_message, first_line
+from tasks.files import check_writable_dir, remove_orphans, scratch_path
 from tasks.images import (
     IMAGE_EXTENSIONS,
     decode_exact,
     decode_image_file,
     decode_resized,
     finish,
-    list_images,
     load_image,
+    printable,
+    scan_images,
+    tf_path,
 )
+from tasks.manifest import Manifest
 from tasks.runs import RunUnavailable, open_run
 
 
@@ -48,33 +50,56 @@ class PredictSummary:
     errors: int
     seconds: float
     out: str
+    renamed: int = 0  # names not valid UTF-8, written with \\xNN escapes
+    outside: int = 0  # symlinked folders not followed (they lead outside --images)
 
     @property
     def images_per_s(self) -> float:
         return self.files / self.seconds if self.seconds else 0.0
 
 
-def find_images(folders: Sequence[str]) -> list[str]:
+@dataclass
+class Found:
+    """The files to predict, and the image names that become error rows unread."""
+
+    paths: list[str]
+    rejected: dict[str, str]  # path -> why (not a regular file, too large, unreadable)
+    outside: list[str]  # symlinked folders not followed
+
+
+def find_images(folders: Sequence[str]) -> Found:
     """Every image under the folders, each real file once, in a stable order."""
-    found: dict[str, str] = {}
     for folder in folders:
         root = Path(folder).expanduser()
+        if root.is_file():
+            raise UserError(
+                f"--images {folder} is a file; give the folder that holds it (every image "
+                "under it is predicted)"
+            )
         if not root.is_dir():
-            raise UserError(f"image folder {folder} does not exist (or is not a folder)")
-        for path in list_images(root):
+            raise UserError(f"image folder {folder} does not exist; give a folder of images")
+    inside = [str(Path(folder).expanduser()) for folder in folders]
+    found: dict[str, str] = {}
+    rejected: dict[str, str] = {}
+    outside: list[str] = []
+    for folder in inside:
+        scan = scan_images(folder, inside)
+        for path in scan.files:
             found.setdefault(os.path.realpath(path) if len(folders) > 1 else path, path)
-    paths = sorted(found.values())
-    if not paths:
+        rejected.update(scan.rejected)
+        outside += scan.outside
+    if not found and not rejected:
         raise UserError(
             f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) under {', '.join(folders)}"
         )
-    return paths
+    return Found(sorted(found.values()), rejected, sorted(set(outside)))
 
 
 def load_run_model(
     ref: str, cache_dir: str | None = None, endpoint_url: str | None = None
-) -> tuple[Any, dict[str, Any]]:
-    """The run's model (loaded with ``safe_mode=True``) and its verified manifest."""
+) -> tuple[Any, Manifest]:
+    """The run's model (loaded with ``safe_mode=True``) and its verified manifest, which
+    must agree with the model on the input shape and the number of classes."""
     run, manifest = open_run(ref, cache_dir, endpoint_url)  # before TensorFlow loads
     import keras
 
@@ -85,6 +110,14 @@ def load_run_model(
         if "safe_mode" in reason or "lambda" in reason.lower():
             reason = "it holds code (a Lambda layer) that safe_mode refuses to run"
         raise RunUnavailable(f"model {ref!r} will not load: {reason[:300]}") from None
+    takes = tuple(getattr(model, "input_shape", ())[1:])
+    gives = tuple(getattr(model, "output_shape", ())[1:])
+    if takes != tuple(manifest.input_shape) or gives != (len(manifest.class_names),):
+        raise RunUnavailable(
+            f"model {ref!r}: its manifest says input {list(manifest.input_shape)} and "
+            f"{len(manifest.class_names)} classes, the model takes {list(takes)} and gives "
+            f"{list(gives)}; the run was changed — export it again"
+        )
     return model, manifest
 
 
@@ -101,11 +134,10 @@ def diagnose(path: str) -> str:
     if size == 0:
         return "empty file"
     try:
-        decode_image_file(path)
+        decode_image_file(tf_path(path))
     except (tf.errors.InvalidArgumentError, tf.errors.OpError) as exc:
         message = exc.message.strip().splitlines()[0] if exc.message else type(exc).__name__
-        message = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:.*$", "", message)  # TF's op noise
-        return f"cannot decode: {message[:200]}"
+        return f"cannot decode: {clean_tf_message(message)[:200]}"
     return "cannot decode"
 
 
@@ -130,7 +162,7 @@ def _pipeline(
 
     height, width, channels = input_shape
     decode = decode_exact if exact else decode_resized
-    ds = tf.data.Dataset.from_tensor_slices(paths).map(
+    ds = tf.data.Dataset.from_tensor_slices([tf_path(p) for p in paths]).map(
         lambda p: (p, decode(p, (height, width))),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
@@ -147,7 +179,7 @@ def _model_sized(path: str, input_shape: tuple[int, int, int]) -> bool:
     import tensorflow as tf
 
     try:
-        return tuple(decode_image_file(path).shape[:2]) == tuple(input_shape[:2])
+        return tuple(decode_image_file(tf_path(path)).shape[:2]) == tuple(input_shape[:2])
     except tf.errors.OpError:
         return False
 
@@ -193,7 +225,7 @@ def predict_batches(
         loaded: dict[str, Any] = {}
         for path in chunk:
             try:
-                loaded[path] = load_image(path, input_shape)
+                loaded[path] = load_image(tf_path(path), input_shape)
             except tf.errors.OpError:
                 continue
         good = rows_for(list(loaded), tf.stack(list(loaded.values()))) if loaded else []
@@ -219,7 +251,7 @@ def predict_batches(
                 yield one_by_one(paths[cursor:end])
                 cursor, restarts = end, restarts + 1
                 break
-            got = [p.decode() for p in batch_paths.numpy()]
+            got = [os.fsdecode(p) for p in batch_paths.numpy()]
             rows = rows_for(got, images)
             if paths[cursor : cursor + len(got)] == got:  # nothing dropped: the usual case
                 cursor += len(got)
@@ -246,6 +278,7 @@ def header(top_k: int) -> list[str]:
 
 BATCH_BYTES = 16 * 2**20  # input per batch when the batch size is not given
 BATCH_RANGE = (32, 1024)
+MAX_BATCH_BYTES = 128 * 2**20  # the floor of 32 images holds only while they fit this
 
 
 def auto_batch_size(input_shape: tuple[int, ...]) -> int:
@@ -253,10 +286,13 @@ def auto_batch_size(input_shape: tuple[int, ...]) -> int:
 
     Per-batch work (the model call, converting and formatting rows) is paid once per
     batch: 28x28 images at 1024 a batch predicted 1.47x as fast as at 256
-    (bench/predict.py); 224x224x3 images get 32 (19 MB).
+    (bench/predict.py); 224x224x3 images get 32 (19 MB). Images so large that 32 of
+    them pass `MAX_BATCH_BYTES` get as many as fit it, at least one (4096x4096x3: 1).
     """
     per_image = 4 * int(np.prod(input_shape))
     low, high = BATCH_RANGE
+    if low * per_image > MAX_BATCH_BYTES:
+        return max(1, MAX_BATCH_BYTES // per_image)
     return max(low, min(high, BATCH_BYTES // per_image))
 
 
@@ -272,38 +308,80 @@ def predict_to_csv(
 ) -> PredictSummary:
     """Predict every image under ``folders`` into the CSV ``out`` (renamed into place at the end).
 
+    Image names that are not regular files (or too large) are error rows, never read;
+    names that are not valid UTF-8 are written with ``\\xNN`` escapes (counted in
+    the summary).
+
     Raises:
-        UserError: a missing folder, no images at all, or a model that will not load.
+        UserError: a missing folder, no images at all, an unusable ``out``, or a model
+            that will not load.
     """
     if batch_size is not None and batch_size < 1:
         raise UserError(f"--batch-size must be a positive integer (got {batch_size})")
-    paths = find_images(folders)
-    model, manifest = load_run_model(model_ref, cache_dir, endpoint_url)
-    class_names = manifest["class_names"]
-    input_shape = tuple(manifest["input_shape"])
-    batch_size = batch_size or auto_batch_size(input_shape)
-    k = max(1, min(top_k, len(class_names)))
     target = Path(out).expanduser()
+    if target.is_dir():
+        raise UserError(f"--out {out} is a folder; give the CSV file to write, e.g. {out}/p.csv")
+    check_writable_dir(target.parent, "folder of --out")
+    found = find_images(folders)
+    model, manifest = load_run_model(model_ref, cache_dir, endpoint_url)
+    input_shape = manifest.input_shape
+    batch_size = batch_size or auto_batch_size(input_shape)
+    k = max(1, min(top_k, len(manifest.class_names)))
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+    remove_orphans(target.parent)  # CSVs of killed runs
+    tmp = scratch_path(target.with_name(f".{target.name}"), "tmp")
+    total = len(found.paths) + len(found.rejected)
     start = time.perf_counter()
-    predicted = errors = 0
+    summary = PredictSummary(total, 0, 0, 0.0, str(target), outside=len(found.outside))
     try:
         with open(tmp, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             writer.writerow(header(k))
-            logits = manifest.get("outputs", "logits") == "logits"
-            for rows in predict_batches(
-                model, class_names, input_shape, paths, batch_size, k, logits
-            ):
+            batches = (
+                predict_batches(
+                    model,
+                    manifest.class_names,
+                    input_shape,
+                    found.paths,
+                    batch_size,
+                    k,
+                    manifest.outputs == "logits",
+                )
+                if found.paths
+                else iter([])
+            )
+            for rows in _with_rejected(batches, found.rejected, k):
+                for row in rows:
+                    shown = printable(row[0])
+                    summary.renamed += shown is not row[0]
+                    row[0] = shown
                 writer.writerows(rows)
                 failed = sum(1 for row in rows if row[3])
-                errors += failed
-                predicted += len(rows) - failed
+                summary.errors += failed
+                summary.predicted += len(rows) - failed
                 if progress:
-                    progress(predicted + errors, len(paths))
+                    progress(summary.predicted + summary.errors, total)
         os.replace(tmp, target)
     finally:
         if tmp.exists():
             tmp.unlink()
-    return PredictSummary(len(paths), predicted, errors, time.perf_counter() - start, str(target))
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _with_rejected(
+    batches: Iterator[list[list[Any]]], rejected: dict[str, str], k: int
+) -> Iterator[list[list[Any]]]:
+    """The batches' rows with the rejected files' error rows merged in, in path order."""
+    pending = sorted(rejected.items())
+    i = 0
+    for rows in batches:
+        merged: list[list[Any]] = []
+        for row in rows:
+            while i < len(pending) and pending[i][0] < row[0]:
+                merged.append(_error_row(*pending[i], k))
+                i += 1
+            merged.append(row)
+        yield merged
+    if i < len(pending):
+        yield [_error_row(path, why, k) for path, why in pending[i:]]

@@ -5,8 +5,10 @@ A model reference is one of
 - ``<target>/<run-id>``: that run's folder;
 - ``s3://bucket/prefix/latest`` or ``s3://bucket/prefix/<run-id>``: downloaded once
   into ``<cache>/runs/<bucket>/<prefix hash>/<run-id>/`` and reused from there.
-Every file listed in the run's ``manifest.json`` is checked against its sha256
-before the run is used; a run that does not match is refused with one line.
+The manifest and ``latest.json`` are parsed and bounded (`tasks.manifest`) and every
+name they give is joined by `tasks.files.safe_join` before anything is read,
+downloaded or removed; every file listed in the manifest is checked against its
+sha256 before the run is used. A run that does not pass is refused with one line.
 Also where runs go: `check_target` and `run_cache_dir`. Nothing here imports
 TensorFlow, so a wrong path or target is reported at once.
 """
@@ -14,18 +16,23 @@ TensorFlow, so a wrong path or target is reported at once.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
-from typing import Any
 
 from tasks import s3
 from tasks.config import TuneConfig
 from tasks.errors import ConfigError, UserError
-from tasks.files import sha256_file, staged_dir
+from tasks.files import discard_dir, read_bounded, safe_join, sha256_file, staged_dir
 from tasks.logs import get_logger
-
-MANIFEST = "manifest.json"
-LATEST = "latest.json"
+from tasks.manifest import (
+    LATEST,
+    MANIFEST,
+    MAX_LATEST_BYTES,
+    MAX_MANIFEST_BYTES,
+    Manifest,
+    check_run_id,
+    parse_latest,
+    parse_manifest,
+)
 
 
 def run_cache_dir(uri: s3.S3Uri, run_id: str, cache_dir: str | None = None) -> Path:
@@ -33,11 +40,12 @@ def run_cache_dir(uri: s3.S3Uri, run_id: str, cache_dir: str | None = None) -> P
     from tasks.data import resolve_cache_dir  # (imports Prefect: only when needed)
 
     prefix = hashlib.sha256(uri.prefix.encode()).hexdigest()[:12]
-    return resolve_cache_dir(cache_dir) / "runs" / uri.bucket / prefix / run_id
+    return safe_join(resolve_cache_dir(cache_dir) / "runs" / uri.bucket / prefix, run_id, "run id")
 
 
 def check_target(config: TuneConfig) -> None:
-    """Fail before training when the export target cannot work (bad URI, no bucket, keys)."""
+    """Fail before training when the export target cannot work (bad URI, no bucket, keys,
+    a file where the folder should be)."""
     if s3.is_s3(config.export_to):
         s3.check_bucket(s3.S3Uri.parse(config.export_to), config.s3_endpoint_url)
     elif "://" in config.export_to:
@@ -45,26 +53,30 @@ def check_target(config: TuneConfig) -> None:
             f"export target {config.export_to!r}: give a local folder (./exports) "
             "or s3://bucket/prefix"
         )
+    else:
+        from tasks.files import check_writable_dir
+
+        check_writable_dir(Path(config.export_to).expanduser(), "export target (--export-to)")
 
 
 class RunUnavailable(UserError):
     """The model reference does not lead to a whole, verified run."""
 
 
-def verify_run(run_dir: Path) -> dict[str, Any]:
-    """The run's manifest, if every file it lists is present with its sha256."""
+def verify_run(run_dir: Path) -> Manifest:
+    """The run's manifest, if it parses and every file it lists is present with its sha256."""
     try:
-        manifest = json.loads((run_dir / MANIFEST).read_text())
-        files = manifest["files"]
+        text = read_bounded(run_dir / MANIFEST, MAX_MANIFEST_BYTES)
     except FileNotFoundError:
         raise RunUnavailable(
             f"{run_dir} is not an exported run (no {MANIFEST}); give a run folder, "
             "<target>/latest or s3://bucket/prefix/latest"
         ) from None
-    except (ValueError, KeyError, TypeError):
-        raise RunUnavailable(f"{run_dir / MANIFEST} is damaged; export the run again") from None
-    for rel, digest in files.items():
-        path = run_dir / rel
+    except OSError as exc:
+        raise RunUnavailable(f"cannot read {run_dir / MANIFEST}: {exc.strerror}") from None
+    manifest = parse_manifest(text, str(run_dir / MANIFEST))
+    for rel, digest in manifest.files.items():
+        path = safe_join(run_dir, rel, "manifest file name")
         if not path.is_file():
             raise RunUnavailable(f"run {run_dir.name}: {rel} is missing; export the run again")
         if sha256_file(path) != digest:
@@ -82,61 +94,68 @@ def resolve_run(ref: str, cache_dir: str | None = None, endpoint_url: str | None
 
 def open_run(
     ref: str, cache_dir: str | None = None, endpoint_url: str | None = None
-) -> tuple[Path, dict[str, Any]]:
+) -> tuple[Path, Manifest]:
     """`resolve_run`, and the manifest its verification read (every file hashed once)."""
     if s3.is_s3(ref):
         return _resolve_s3(ref, cache_dir, endpoint_url)
     path = Path(ref).expanduser()
-    if path.name == "latest" and not path.exists():
+    if path.name in ("latest", LATEST) and not path.is_dir():
         path = path.parent
     if (path / LATEST).is_file() and not (path / MANIFEST).is_file():
         try:
-            latest = json.loads((path / LATEST).read_text())
-            path = path / latest["run_id"]
-        except (ValueError, KeyError, TypeError):
-            raise RunUnavailable(f"{path / LATEST} is damaged; export again") from None
-    if not path.exists():
+            text = read_bounded(path / LATEST, MAX_LATEST_BYTES)
+        except OSError as exc:
+            raise RunUnavailable(f"cannot read {path / LATEST}: {exc.strerror}") from None
+        run_id = parse_latest(text, str(path / LATEST)).run_id
+        path = safe_join(path, run_id, f"run id in {path / LATEST}")
+    if not path.is_dir():
         raise RunUnavailable(
-            f"model {ref!r} does not exist; give a run folder, <target>/latest or "
-            "s3://bucket/prefix/latest"
+            f"model {ref!r} does not exist (or is not a folder); give a run folder, "
+            "<target>/latest or s3://bucket/prefix/latest"
         )
     return path.resolve(), verify_run(path)
 
 
-def _resolve_s3(
-    ref: str, cache_dir: str | None, endpoint_url: str | None
-) -> tuple[Path, dict[str, Any]]:
+def _resolve_s3(ref: str, cache_dir: str | None, endpoint_url: str | None) -> tuple[Path, Manifest]:
     uri = s3.S3Uri.parse(ref)
     parent, _, last = uri.prefix.rpartition("/")
     target = s3.S3Uri(uri.bucket, parent)
     client = s3.client(endpoint_url)
-    if last == "latest":
-        text = s3.get_text(client, uri.bucket, target.key(LATEST))
+    if last in ("latest", LATEST):
+        text = s3.get_text(client, uri.bucket, target.key(LATEST), MAX_LATEST_BYTES)
         if text is None:
             raise RunUnavailable(f"{target.child(LATEST)} does not exist: nothing exported there")
-        run_id = json.loads(text)["run_id"]
+        run_id = parse_latest(text, target.child(LATEST)).run_id
     else:
-        run_id = last
+        try:
+            run_id = check_run_id(last)
+        except ValueError as exc:
+            raise RunUnavailable(f"model {ref!r}: {exc}") from None
     local = run_cache_dir(target, run_id, cache_dir)
     if local.is_dir():
         try:
             manifest = verify_run(local)
             get_logger().info("model: %s already downloaded (%s)", target.child(run_id), local)
             return local, manifest
-        except RunUnavailable:
+        except UserError:
             get_logger().warning("model: local copy %s is damaged; downloading again", local)
-    text = s3.get_text(client, uri.bucket, target.key(run_id, MANIFEST))
+    text = s3.get_text(client, uri.bucket, target.key(run_id, MANIFEST), MAX_MANIFEST_BYTES)
     if text is None:
         raise RunUnavailable(f"{target.child(run_id)} is not a complete exported run")
-    manifest = json.loads(text)
-    if local.exists():
-        import shutil
-
-        shutil.rmtree(local)
+    # Every name is checked before the first download: nothing lands outside the copy.
+    manifest = parse_manifest(text, target.child(run_id, MANIFEST))
+    discard_dir(local)  # inside the cache: run_cache_dir checked the run id
     with staged_dir(local) as staging:
         (staging / MANIFEST).write_text(text)
-        for rel in manifest["files"]:
-            s3.download(client, uri.bucket, target.key(run_id, rel), staging / rel)
+        for rel in manifest.files:
+            destination = safe_join(staging, rel, "manifest file name")
+            try:
+                s3.download(client, uri.bucket, target.key(run_id, rel), destination)
+            except s3.ObjectMissing:
+                raise RunUnavailable(
+                    f"{target.child(run_id)} is incomplete: {rel}, listed in its manifest, "
+                    "is not in the bucket; export the run again"
+                ) from None
         verify_run(staging)
     get_logger().info("model: downloaded %s into %s", target.child(run_id), local)
     return local, manifest

@@ -15,12 +15,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from tasks.errors import UserError
+from tasks.errors import UserError, short_repr
 
 CHUNK = 8 * 1024 * 1024  # multipart threshold and part size; the composite checksum needs it
 PERMANENT = {
@@ -41,6 +42,15 @@ class S3Error(UserError):
     """A permanent S3 problem the user must fix (exit 2)."""
 
 
+class ObjectMissing(S3Error):
+    """A key that should be there is not."""
+
+
+# S3's rules for bucket names (MinIO's are the same): checked here so that a name
+# never reaches botocore's own validation (a traceback) or a local cache path.
+BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
 @dataclass(frozen=True)
 class S3Uri:
     """``s3://bucket/prefix`` split; the prefix keeps spaces and unicode as given."""
@@ -54,8 +64,19 @@ class S3Uri:
             raise S3Error(f"not an S3 URI: {uri!r}; write s3://bucket/prefix")
         bucket, _, prefix = uri[len("s3://") :].partition("/")
         if not bucket or "/" in bucket or bucket != bucket.strip():
-            raise S3Error(f"S3 URI {uri!r} has no bucket; write s3://bucket/prefix")
-        return cls(bucket, prefix.strip("/"))
+            raise S3Error(f"S3 URI {short_repr(uri)} has no bucket; write s3://bucket/prefix")
+        if not BUCKET.fullmatch(bucket) or ".." in bucket:
+            raise S3Error(
+                f"S3 URI {short_repr(uri)}: {short_repr(bucket)} is not a bucket name "
+                "(3-63 lowercase letters, digits, '.' and '-')"
+            )
+        prefix = prefix.strip("/")
+        if len(prefix.encode()) > 900 or any(ord(c) < 32 for c in prefix):
+            raise S3Error(
+                f"S3 URI {short_repr(uri)}: the prefix is over 900 bytes or holds control "
+                "characters"
+            )
+        return cls(bucket, prefix)
 
     def key(self, *parts: str) -> str:
         return "/".join(p for p in (self.prefix, *parts) if p)
@@ -70,7 +91,11 @@ def is_s3(target: str) -> bool:
 
 def endpoint_problem(url: str) -> str | None:
     """Why ``url`` cannot be an S3 endpoint, or None. Never repeats a credential."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return "give http(s)://host[:port] (got a URL that does not parse)"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return f"give http(s)://host[:port] (got {redact(url)!r})"
     if parts.username or parts.password or parts.query:
@@ -81,25 +106,46 @@ def endpoint_problem(url: str) -> str | None:
     return None
 
 
+# Where botocore finds an endpoint when none is passed (the S3-specific one first).
+ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+
+
+def check_environment_endpoint() -> None:
+    """Refuse an endpoint URL from the environment that carries credentials (or is not one)."""
+    for name in ENDPOINT_VARIABLES:
+        value = os.environ.get(name)
+        if value and (problem := endpoint_problem(value)):
+            raise S3Error(f"{name} {problem}")
+
+
 def redact(url: str | None) -> str | None:
     """An endpoint URL without user:password (and without a query string)."""
     if not url:
         return url
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "(an endpoint URL that does not parse)"
     host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
+    netloc = f"{host}:{port}" if port else host
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def client(
     endpoint_url: str | None = None, timeout: float | None = None, attempts: int | None = None
 ) -> Any:
-    """A boto3 S3 client with standard retries; endpoint from the argument or the env."""
+    """A boto3 S3 client with standard retries; endpoint from the argument or the env.
+
+    An endpoint with credentials in it is refused wherever it comes from (the flag,
+    the config or the environment botocore reads), before any request is made.
+    """
     import boto3
     from botocore.config import Config
 
     if endpoint_url and (problem := endpoint_problem(endpoint_url)):
         raise S3Error(f"S3 endpoint URL {problem}")
+    check_environment_endpoint()
     timeout = timeout or float(os.environ.get("NIGHTTUNE_S3_TIMEOUT", "20"))
     attempts = attempts or int(os.environ.get("NIGHTTUNE_S3_ATTEMPTS", "5"))
     config = Config(
@@ -107,7 +153,7 @@ def client(
         connect_timeout=timeout,
         read_timeout=timeout,
         s3={"addressing_style": "path"}
-        if endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint_url or any(os.environ.get(name) for name in ENDPOINT_VARIABLES)
         else {},
     )
     return boto3.client("s3", endpoint_url=endpoint_url or None, config=config)
@@ -190,8 +236,21 @@ def upload_verified(s3: Any, local: Path, bucket: str, key: str) -> None:
             raise OSError(f"s3://{bucket}/{key}: SHA256 on the server does not match the file")
 
 
-def put_json(s3: Any, bucket: str, key: str, text: str) -> None:
-    """One small object in one PUT: readers see the old or the new one, never half."""
+class Conflict(Exception):
+    """A conditional write lost a race: the object changed since it was read."""
+
+
+def put_json(
+    s3: Any, bucket: str, key: str, text: str, if_match: str | None = None, if_absent: bool = False
+) -> None:
+    """One small object in one PUT: readers see the old or the new one, never half.
+
+    ``if_match`` (an ETag) or ``if_absent`` make it conditional (S3, MinIO and moto
+    honour both): `Conflict` when another writer got there first.
+    """
+    from botocore.exceptions import ClientError
+
+    conditions = {"IfMatch": if_match} if if_match else {"IfNoneMatch": "*"} if if_absent else {}
     try:
         s3.put_object(
             Bucket=bucket,
@@ -199,17 +258,40 @@ def put_json(s3: Any, bucket: str, key: str, text: str) -> None:
             Body=text.encode(),
             ContentType="application/json",
             ChecksumAlgorithm="SHA256",
+            **conditions,
         )
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if conditions and code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+            raise Conflict(key) from None
+        raise explain(exc, bucket, f"write {key}") from None
     except Exception as exc:
         raise explain(exc, bucket, f"write {key}") from None
 
 
-def get_text(s3: Any, bucket: str, key: str) -> str | None:
-    """The object's text, or None if there is no such key."""
+def get_text(s3: Any, bucket: str, key: str, max_bytes: int = 2**20) -> str | None:
+    """The object's text, or None if there is no such key (see `get_versioned_text`)."""
+    found = get_versioned_text(s3, bucket, key, max_bytes)
+    return found[0] if found else None
+
+
+def get_versioned_text(
+    s3: Any, bucket: str, key: str, max_bytes: int = 2**20
+) -> tuple[str, str] | None:
+    """The object's text and ETag, or None if there is no such key.
+
+    An object over ``max_bytes`` is read only that far (and one byte more), so that
+    its parser refuses it instead of this process holding whatever the bucket holds.
+    """
     from botocore.exceptions import ClientError
 
     try:
-        return s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+        reply = s3.get_object(Bucket=bucket, Key=key)
+        try:
+            data = reply["Body"].read(max_bytes + 1)
+        finally:
+            reply["Body"].close()
+        return data.decode("utf-8", errors="replace"), reply.get("ETag", "")
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
             return None
@@ -220,8 +302,14 @@ def get_text(s3: Any, bucket: str, key: str) -> str | None:
 
 def download(s3: Any, bucket: str, key: str, local: Path) -> None:
     """Download one object to ``local`` (parents created)."""
+    from botocore.exceptions import ClientError
+
     local.parent.mkdir(parents=True, exist_ok=True)
     try:
         s3.download_file(bucket, key, str(local))
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            raise ObjectMissing(f"s3://{bucket}/{key} does not exist") from None
+        raise explain(exc, bucket, f"download {key}") from None
     except Exception as exc:
         raise explain(exc, bucket, f"download {key}") from None

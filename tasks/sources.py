@@ -21,9 +21,11 @@ from tasks.files import file_lock
 from tasks.images import (
     IMAGE_EXTENSIONS,
     decode_image_file,
-    list_images,
     load_image,
     preprocess_image,
+    printable,
+    scan_images,
+    tf_path,
 )
 from tasks.logs import get_logger
 
@@ -113,6 +115,10 @@ class CatalogSource:
         """Raise now if `splits` could not get the data (not prepared and offline)."""
         if self.spec.kind != "digits":
             _check_downloadable(self.builder, self.spec)
+
+    def num_examples(self) -> int:
+        """Examples in every split, once the data is prepared (0 before: not known yet)."""
+        return sum(split.num_examples for split in self.builder.info.splits.values())
 
     def splits(self) -> dict[str, Any]:
         import tensorflow as tf
@@ -234,6 +240,28 @@ def network_problem(timeout: float = 3.0) -> str | None:
         return f"no connection to {host}:{port}: {exc.strerror or exc}"
 
 
+def _warn_unread(folder: str, rejected: list[tuple[str, str]], outside: list[str]) -> None:
+    """One line each for image names not read and symlinked folders not followed."""
+    log = get_logger()
+    if rejected:
+        path, why = rejected[0]
+        log.warning(
+            "dataset %s: %d image name(s) not read (first: %s: %s)",
+            folder,
+            len(rejected),
+            printable(path),
+            why,
+        )
+    if outside:
+        log.warning(
+            "dataset %s: %d symlinked folder(s) not followed: they lead outside the "
+            "dataset folder (first: %s); link the files, or copy the folder in",
+            folder,
+            len(outside),
+            printable(outside[0]),
+        )
+
+
 class ImageFolder:
     """A folder with one subfolder of images per class (at least two classes)."""
 
@@ -248,11 +276,16 @@ class ImageFolder:
         self.identity = str(root.resolve())
         files: list[tuple[str, int]] = []
         self.class_names: list[str] = []
+        rejected: list[tuple[str, str]] = []
+        outside: list[str] = []
         for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            images = list_images(sub)
-            if images:
-                files += [(path, len(self.class_names)) for path in images]
-                self.class_names.append(sub.name)
+            scan = scan_images(sub, inside=[str(root), str(sub)])
+            rejected += scan.rejected
+            outside += scan.outside
+            if scan.files:
+                files += [(path, len(self.class_names)) for path in scan.files]
+                self.class_names.append(printable(sub.name))
+        _warn_unread(spec.name, rejected, outside)
         if len(self.class_names) < 2:
             raise DatasetUnavailable(
                 f"image folder {spec.name} has {len(self.class_names)} class subfolder(s) "
@@ -265,7 +298,8 @@ class ImageFolder:
         skip = len(str(root)) + 1
         for path, label in files:
             stat = os.stat(path)
-            digest.update(f"{path[skip:]}|{label}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+            digest.update(os.fsencode(path[skip:]))
+            digest.update(f"|{label}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
         self.version = digest.hexdigest()
         self.input_shape = self._input_shape(files[0][0])
         self.split_plan = {"validation": spec.val_fraction, "test": spec.test_fraction}
@@ -273,14 +307,18 @@ class ImageFolder:
     def check(self) -> None:
         """Opening the folder already checked it: it exists and has 2+ classes of images."""
 
+    def num_examples(self) -> int:
+        """Image files found (those that will not decode are dropped when caching)."""
+        return len(self.files)
+
     def _input_shape(self, first: str) -> tuple[int, int, int]:
         if self.spec.image_size and self.spec.channels:
             return (*self.spec.image_size, self.spec.channels)
         try:
-            shape = decode_image_file(first).shape
+            shape = decode_image_file(tf_path(first)).shape
         except Exception as exc:
             raise DatasetUnavailable(
-                f"cannot decode {first} to learn the image size ({type(exc).__name__}); "
+                f"cannot decode {printable(first)} to learn the image size ({type(exc).__name__}); "
                 "pass --image-size HEIGHT,WIDTH or remove the file"
             ) from None
         height, width = self.spec.image_size or (int(shape[0]), int(shape[1]))
@@ -297,7 +335,7 @@ class ImageFolder:
             chosen = [
                 (p, label) for (p, label), c in zip(self.files, codes, strict=True) if c == code
             ]
-            paths = tf.constant([p for p, _ in chosen], tf.string)
+            paths = tf.constant([tf_path(p) for p, _ in chosen], tf.string)
             labels = tf.constant([label for _, label in chosen], tf.int64)
             ds = tf.data.Dataset.from_tensor_slices((paths, labels)).map(
                 lambda p, y: (load_image(p, self.input_shape), y),

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tasks.errors import UnsafePath
 from tasks.files import discard_dir, file_digests, staged_dir, verify_digests
 from tasks.logs import get_logger
 
@@ -39,9 +40,9 @@ def read_entry(entry: Path, key: dict[str, Any]) -> dict[str, Any] | None:
     """The entry's metadata if it is complete, for this key, and every file verifies."""
     try:
         meta = json.loads((entry / META).read_text())
-    except (OSError, ValueError):
-        return None
-    if meta.get("fingerprint") != fingerprint(key) or verify_digests(entry, meta.get("files", {})):
+        if meta.get("fingerprint") != fingerprint(key) or verify_digests(entry, meta["files"]):
+            return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, UnsafePath):  # damaged
         return None
     return meta
 

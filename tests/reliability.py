@@ -23,7 +23,10 @@ class BadInput:
     one class subfolder, ``{not_a_run}`` an empty folder, and copies of ``{run}``:
     ``{tampered}`` (model.keras changed after export), ``{corrupt}`` (model.keras not a
     Keras file, manifest checksum updated to match) and ``{lambda_run}`` (a Lambda layer,
-    checksum updated). ``tune`` cases export to ``{tmp}/exports`` unless they say where.
+    checksum updated); runs whose manifest was rewritten (`CRAFTED_MANIFESTS`) by their
+    names; ``{escaping_target}`` a target whose ``latest.json`` names ``../outside``,
+    ``{a_file}`` a plain file, ``{an_image}`` one PNG file. ``tune`` cases export to
+    ``{tmp}/exports`` unless they say where; ``env`` is added to the environment.
     """
 
     id: str
@@ -32,6 +35,24 @@ class BadInput:
     needle: str
     yaml: str | None = None
     absent: tuple[str, ...] = ()  # text that must not appear in the output (secrets)
+    env: tuple[tuple[str, str], ...] = ()
+
+
+# Runs copied from a real export with one manifest field rewritten (checksums kept):
+# a bucket or folder that others can write to may hold any of these.
+CRAFTED_MANIFESTS: dict[str, dict[str, object]] = {
+    "escaping_files": {"files": {"../../outside.txt": "0" * 64}},
+    "absolute_files": {"files": {"/tmp/nighttune-absolute.txt": "0" * 64}},
+    "huge_shape": {"input_shape": [20000, 20000, 1]},
+    "wrong_types": {"class_names": 5},
+    "other_shape": {"input_shape": [9, 9, 1]},
+}
+
+# An alias bomb: nine levels of nine aliases, 387 million strings once expanded.
+ALIAS_BOMB = "".join(
+    [f"a0: &a0 [{', '.join(['lol'] * 9)}]\n"]
+    + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 9)]
+)
 
 
 SECRET_TOKEN = "tok3n-never-shown"
@@ -80,6 +101,18 @@ BAD_INPUTS: tuple[BadInput, ...] = (
         "--image-size wants HEIGHT,WIDTH",
     ),
     BadInput("image-size-zero", "flags", ("tune", "--image-size", "0,28"), "dataset.image_size"),
+    BadInput(
+        "seed-negative",
+        "flags",
+        ("tune", "--seed", "-1"),
+        "seed: Input should be greater than or equal to 0",
+    ),
+    BadInput(
+        "image-size-huge",
+        "flags",
+        ("tune", "--image-size", "10000,10000"),
+        "dataset.image_size: at most 8192 a side",
+    ),
     BadInput("dispatch-unknown", "flags", ("tune", "--dispatch", "cluster"), "dispatch"),
     BadInput(
         "dispatch-without-server",
@@ -121,6 +154,21 @@ BAD_INPUTS: tuple[BadInput, ...] = (
         ("tune", "--config", "{yaml}"),
         "max_epochs: Input should be a valid integer",
         yaml="max_epochs: many\n",
+    ),
+    BadInput(
+        "yaml-alias-bomb",
+        "config",
+        ("tune", "--config", "{yaml}"),
+        "expands to over 100000 values through YAML aliases",
+        yaml=ALIAS_BOMB + "monitor: *a8\n",
+    ),
+    BadInput(
+        "yaml-long-value",
+        "config",
+        ("tune", "--config", "{yaml}"),
+        "monitor: Input should be a valid string (got [",
+        yaml="monitor: [" + ", ".join(["val_accuracy_of_a_long_name"] * 2000) + "]\n",
+        absent=("val_accuracy_of_a_long_name, " * 10,),
     ),
     BadInput(
         "yaml-missing-file",
@@ -175,6 +223,26 @@ BAD_INPUTS: tuple[BadInput, ...] = (
     BadInput("s3-no-bucket", "S3", ("tune", "--export-to", "s3:///prefix"), "has no bucket"),
     BadInput("target-scheme", "S3", ("tune", "--export-to", "ftp://host/x"), "give a local folder"),
     BadInput(
+        "s3-bucket-invalid",
+        "S3",
+        ("tune", "--export-to", "s3://../prefix"),
+        "'..' is not a bucket name",
+    ),
+    BadInput(
+        "s3-endpoint-env-with-token",
+        "S3",
+        ("tune", "--export-to", "s3://bucket/prefix"),
+        "AWS_ENDPOINT_URL must not carry credentials",
+        absent=(SECRET_TOKEN,),
+        env=(("AWS_ENDPOINT_URL", f"http://key:{SECRET_TOKEN}@127.0.0.1:9"),),
+    ),
+    BadInput(
+        "export-to-a-file",
+        "S3",
+        ("tune", "--export-to", "{a_file}/exports"),
+        "is a file, not a folder",
+    ),
+    BadInput(
         "s3-endpoint-with-token",
         "S3",
         ("tune", "--s3-endpoint-url", f"http://key:{SECRET_TOKEN}@127.0.0.1:9"),
@@ -219,6 +287,42 @@ BAD_INPUTS: tuple[BadInput, ...] = (
         "holds code (a Lambda layer) that safe_mode refuses",
     ),
     BadInput(
+        "model-latest-escapes",
+        "model",
+        ("predict", "--model", "{escaping_target}/latest", "--images", "{images}"),
+        "run id '../outside' is not a run folder name",
+    ),
+    BadInput(
+        "model-manifest-escapes",
+        "model",
+        ("predict", "--model", "{escaping_files}", "--images", "{images}"),
+        "file name '../../outside.txt' is refused",
+    ),
+    BadInput(
+        "model-manifest-absolute",
+        "model",
+        ("predict", "--model", "{absolute_files}", "--images", "{images}"),
+        "file name '/tmp/nighttune-absolute.txt' is refused: it is absolute",
+    ),
+    BadInput(
+        "model-input-huge",
+        "model",
+        ("predict", "--model", "{huge_shape}", "--images", "{images}"),
+        "input_shape: height and width must be 1..8192",
+    ),
+    BadInput(
+        "model-manifest-types",
+        "model",
+        ("predict", "--model", "{wrong_types}", "--images", "{images}"),
+        "class_names: Input should be a valid list",
+    ),
+    BadInput(
+        "model-shape-disagrees",
+        "model",
+        ("predict", "--model", "{other_shape}", "--images", "{images}"),
+        "its manifest says input [9, 9, 1]",
+    ),
+    BadInput(
         "model-flag-missing",
         "model",
         ("predict", "--images", "{images}"),
@@ -236,6 +340,18 @@ BAD_INPUTS: tuple[BadInput, ...] = (
         "images",
         ("predict", "--model", "{run}", "--images", "{empty}"),
         "no image files",
+    ),
+    BadInput(
+        "images-a-file",
+        "images",
+        ("predict", "--model", "{run}", "--images", "{an_image}"),
+        "is a file; give the folder that holds it",
+    ),
+    BadInput(
+        "predict-out-a-folder",
+        "images",
+        ("predict", "--model", "{run}", "--images", "{images}", "--out", "{empty}"),
+        "is a folder; give the CSV file to write",
     ),
     BadInput(
         "predict-batch-zero",
@@ -366,6 +482,79 @@ OTHER_FAULTS: tuple[Fault, ...] = (
         "tests/test_data.py::test_truncated_entry_is_rebuilt",
     ),
     Fault(
+        "s3-manifest-escapes",
+        "a crafted run in the bucket whose manifest lists `../../…/victim/planted.txt` or "
+        "an absolute path (with matching sha256, objects uploaded); `predict --model "
+        "s3://…/latest`",
+        "exit 2, one line (`is refused`); no file written anywhere, the cache included",
+        "tests/test_hostile.py::test_s3_manifest_naming_files_outside_the_copy_writes_nothing",
+    ),
+    Fault(
+        "s3-latest-run-id-path",
+        "an S3 `latest.json` whose run id is an absolute folder, `../../victim`, `..` or "
+        "`a/../../b`; also `s3://…/..` as the reference",
+        "exit 2, one line (`is not a run folder name`); the victim folder untouched",
+        "tests/test_hostile.py::test_s3_latest_naming_a_path_removes_nothing",
+    ),
+    Fault(
+        "s3-damaged-documents",
+        "an S3 `latest.json` that is not JSON, has a wrong type, nests 50,000 deep or is "
+        "100 kB; a manifest listing an object that is not in the bucket",
+        "exit 2, one line each (`is damaged (…)`, `is over 65536 bytes`, `listed in its "
+        "manifest, is not in the bucket`)",
+        "tests/test_hostile.py::test_s3_damaged_documents_and_missing_objects_are_one_line",
+    ),
+    Fault(
+        "worker-result-escapes",
+        "a worker's published trial result in the bucket listing `../../…/victim/planted.txt`",
+        "refused before any download (`UnsafePath`); nothing written",
+        "tests/test_hostile.py::test_a_worker_result_naming_files_outside_is_refused",
+    ),
+    Fault(
+        "s3-latest-older-wins",
+        "an older run finishing after a newer one, and a writer whose read is stale",
+        "`latest.json` keeps the newer run (compare, then a conditional PUT: If-Match / "
+        "If-None-Match); the stale writer's PUT fails",
+        "tests/test_hostile.py::test_s3_latest_never_goes_back_to_an_older_run",
+    ),
+    Fault(
+        "image-folder-traps",
+        "an image folder with a FIFO named `.png`, a link to `/dev/zero`, a link to `/` and "
+        "a file name that is not UTF-8 (`\\xff\\xfe.png`)",
+        "`predict` exits 0 at once: the FIFO and `/dev/zero` are rows `not a regular file`, "
+        "`/` is not walked, the odd name is predicted and written with `\\x` escapes "
+        "(the CSV is valid UTF-8); a note says so",
+        "tests/test_hostile.py::test_predict_reads_only_regular_files_and_keeps_odd_names",
+    ),
+    Fault(
+        "training-folder-traps",
+        "the same folder as a training dataset (`nighttune cache --dataset`)",
+        "caches the 7 readable images; one warning line for the 2 not read, one for the "
+        "link not followed",
+        "tests/test_hostile.py::test_a_training_folder_with_odd_files_caches",
+    ),
+    Fault(
+        "disk-full",
+        "`predict --out` on a 64 KiB file system (tmpfs in a mount namespace) for 1,200 images",
+        "exit 1, one line (`No space left on device`), no traceback, no partial file left",
+        "tests/test_hostile.py::test_a_full_disk_is_one_line_and_leaves_no_partial_file",
+    ),
+    Fault(
+        "export-disk-full",
+        "`tune --export-to` a 200 KiB file system: the SavedModel write fails "
+        "(TensorFlow's ResourceExhaustedError)",
+        "exit 1, one line (`No space left on device`); Prefect's failure logs one line "
+        "each, no traceback on the screen; the staged run folder removed",
+        "tests/test_hostile.py::test_a_full_export_disk_is_one_line",
+    ),
+    Fault(
+        "signals",
+        "SIGTERM to `nighttune tune`, or SIGINT to its process group (Ctrl-C), mid-trial",
+        "exit 143 / 130 within seconds with one line (`interrupted; rerun …`), no "
+        "traceback; every child process, the temporary Prefect server included, is gone",
+        "tests/test_cli.py::test_a_signal_stops_tune_at_once_with_its_server",
+    ),
+    Fault(
         "s3-interrupted",
         "the S3 server frozen (SIGSTOP) during an upload",
         "the export fails with one line; `latest.json` still names the previous complete run",
@@ -381,6 +570,11 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
     return lines
+
+
+def _cut(text: str, limit: int = 70) -> str:
+    text = text.replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def render() -> str:
@@ -406,7 +600,8 @@ def render() -> str:
             "`nighttune "
             + " ".join(case.argv)
             + "`"
-            + (f" with `{case.yaml.strip()}`" if case.yaml else ""),
+            + (f" with `{_cut(case.yaml.strip())}`" if case.yaml else "")
+            + "".join(f" and `{name}={_cut(value, 30)}`" for name, value in case.env),
             f"`{case.needle}`"
             + (f"; never shows `{'`, `'.join(case.absent)}`" if case.absent else ""),
         )

@@ -21,6 +21,7 @@ from tests.conftest import ROOT, nighttune_cmd
 from tests.images import class_folder
 from tests.reliability import (
     BAD_INPUTS,
+    CRAFTED_MANIFESTS,
     DOC,
     OTHER_FAULTS,
     TRAINING_FAULTS,
@@ -64,12 +65,24 @@ def places(tmp_path_factory, exported_run) -> dict[str, str]:
         fh.write(b"changed after export")
     _set_model(runs["corrupt"], lambda p: p.write_bytes(b"PK\x03\x04 not a keras file"))
     _set_model(runs["lambda_run"], _lambda_model)
+    for name, fields in CRAFTED_MANIFESTS.items():
+        runs[name] = root / "crafted" / name
+        shutil.copytree(exported_run, runs[name])
+        manifest = json.loads((runs[name] / "manifest.json").read_text())
+        (runs[name] / "manifest.json").write_text(json.dumps(manifest | fields))
+    escaping = root / "escaping-target"
+    escaping.mkdir()
+    (escaping / "latest.json").write_text(json.dumps({"run_id": "../outside"}))
+    (root / "a-file").write_text("not a folder")
     return {
         "run": str(exported_run),
         "images": str(root / "images"),
+        "an_image": str(next((root / "images").rglob("*.png"))),
         "empty": str(root / "empty"),
         "one_class": str(root / "one-class"),
         "not_a_run": str(root / "not-a-run"),
+        "escaping_target": str(escaping),
+        "a_file": str(root / "a-file"),
         **{name: str(path) for name, path in runs.items()},
     }
 
@@ -79,7 +92,7 @@ def _argv(case: BadInput, tmp: Path, places: dict[str, str]) -> list[str]:
     argv = [arg.format(**names) for arg in case.argv]
     if argv[0] == "tune" and "--export-to" not in argv:
         argv += ["--export-to", str(tmp / "exports")]
-    if argv[0] == "predict":
+    if argv[0] == "predict" and "--out" not in argv:
         argv += ["--out", str(tmp / "predictions.csv")]
     return argv
 
@@ -97,6 +110,7 @@ def _run(case: BadInput, tmp: Path, places: dict[str, str]) -> subprocess.Comple
         HTTPS_PROXY="http://127.0.0.1:9",
         HTTP_PROXY="http://127.0.0.1:9",
         NO_PROXY="127.0.0.1,localhost",
+        **dict(case.env),
     )
     return subprocess.run(
         nighttune_cmd(*_argv(case, tmp, places)),
@@ -131,6 +145,7 @@ def test_bad_input_exits_2_with_one_line(case: BadInput, outcomes) -> None:
     lines = [ln for ln in result.stderr.splitlines() if ln.startswith("nighttune: error:")]
     assert len(lines) == 1, result.stderr[-3000:]
     assert case.needle in lines[0], lines[0]
+    assert len(lines[0]) < 600, lines[0]  # never the whole input echoed back
     assert "Traceback" not in output
     for text in case.absent:
         assert text not in output

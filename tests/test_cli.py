@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
@@ -71,21 +74,38 @@ def test_seed_mnist_example_offline_exits_2_at_once(cli_env, tmp_path) -> None:
     assert not (tmp_path / "exports").exists()
 
 
-def test_heartbeats_are_off_only_on_the_temporary_server() -> None:
-    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+def test_the_temporary_server_is_ours_and_stops_with_the_command(
+    prefect_database, tmp_path
+) -> None:
+    """No PREFECT_API_URL: a server of our own (own session, batched recorder, no
+    heartbeats), gone when the block ends. With one: nothing started, heartbeats on."""
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_HOME,
+        get_current_settings,
+        temporary_settings,
+    )
 
     from flows.cli import _local_flow_settings
+    from tests.conftest import prefect_home_with
 
-    with temporary_settings(updates={PREFECT_API_URL: None}), _local_flow_settings():
-        assert get_current_settings().flows.heartbeat_frequency is None
-        assert get_current_settings().server.ephemeral.startup_timeout_seconds == 120
-        recorder = get_current_settings().server.services.task_run_recorder
-        assert (recorder.batch_size, recorder.flush_interval) == (100, 1)  # flows/server.py
+    home = prefect_home_with(prefect_database, tmp_path / "home")
+    with temporary_settings(updates={PREFECT_API_URL: None, PREFECT_HOME: home}):
+        with _local_flow_settings():
+            api = get_current_settings().api.url
+            assert api and api.startswith("http://127.0.0.1:")
+            assert get_current_settings().flows.heartbeat_frequency is None
+            with urllib.request.urlopen(f"{api}/admin/settings", timeout=10) as reply:
+                recorder = json.load(reply)["server"]["services"]["task_run_recorder"]
+            assert (recorder["batch_size"], recorder["flush_interval"]) == (100, 1)
+        with pytest.raises(OSError):  # stopped: nothing answers on its port any more
+            urllib.request.urlopen(f"{api}/health", timeout=2)
     with (
         temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}),
         _local_flow_settings(),
     ):
         assert get_current_settings().flows.heartbeat_frequency == 180  # Prefect's default
+        assert get_current_settings().api.url == "http://127.0.0.1:4200/api"
 
 
 def test_server_settings_leave_what_the_environment_sets() -> None:
@@ -127,3 +147,54 @@ def test_tune_on_the_temporary_server_records_every_task_run(
         ["cache_dataset", "lr_sweep", "lr_sweep", "train_trial", "train_trial", "export_run"]
     ), rows
     assert {state for _, state in rows} == {"COMPLETED"}, rows
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_stops_tune_at_once_with_its_server(
+    cli_env, tmp_path, prefect_database, signum: int, code: int
+) -> None:
+    """SIGTERM to the command, or Ctrl-C to its process group (as a terminal sends it),
+    in the middle of a trial: one line, 143 / 130 within seconds, and no process of it
+    left, its temporary Prefect server included; a rerun then finishes."""
+    import psutil
+
+    on_temporary_server(cli_env, prefect_database, tmp_path / "prefect-home")
+    args = [*QUICK_TUNE, "--max-epochs", "200", "--patiences", "150", "--batch-sizes", "32"]
+    args += ["--export-to", str(tmp_path / "exports")]
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as err:
+        proc = subprocess.Popen(
+            nighttune_cmd(*args),
+            env=cli_env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 240
+        while "trial b32: epoch 2," not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        family = psutil.Process(proc.pid).children(recursive=True)
+        assert any("uvicorn" in " ".join(child.cmdline()) for child in family)
+        sent = time.monotonic()
+        if signum == signal.SIGINT:
+            os.killpg(proc.pid, signum)
+        else:
+            os.kill(proc.pid, signum)
+        assert proc.wait(timeout=60) == code, log.read_text()[-3000:]
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    stderr = log.read_text()
+    assert took < 15, took
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("nighttune: error:")]
+    assert lines == [
+        "nighttune: error: interrupted; rerun the same command to resume (finished work is kept)"
+    ], stderr[-3000:]
+    assert "Traceback" not in stderr
+    gone, alive = psutil.wait_procs(family, timeout=10)
+    assert not alive, [p.cmdline() for p in alive]
+    assert not (tmp_path / "exports" / "latest.json").exists()

@@ -128,3 +128,40 @@ def test_example_configs_are_valid(name: str) -> None:
 
     config = load_tune_config(str(ROOT / "examples" / name), {})
     assert config.export_to.startswith("./exports/")
+
+
+def test_alias_bombs_are_refused_before_they_expand(tmp_path) -> None:
+    import time
+
+    from tests.reliability import ALIAS_BOMB
+
+    path = tmp_path / "bomb.yaml"
+    for where in ("monitor: *a8\n", "dataset:\n  name: *a8\n"):
+        path.write_text(ALIAS_BOMB + where)
+        started = time.perf_counter()
+        with pytest.raises(ConfigError, match="expands to over 100000 values"):
+            load_tune_config(str(path), {})
+        assert time.perf_counter() - started < 30  # not minutes (a hang fails, not a timing)
+    path.write_text("a: &x [1, 2]\nmonitor: val_accuracy\nbatch_sizes: [32]\n")
+    with pytest.raises(ConfigError, match="unknown key 'a'"):  # small aliases are fine
+        load_tune_config(str(path), {})
+
+
+def test_errors_never_echo_a_large_value(tmp_path) -> None:
+    path = tmp_path / "tune.yaml"
+    path.write_text("monitor: [" + ", ".join(["x" * 50] * 5000) + "]\n")
+    with pytest.raises(ConfigError) as caught:
+        load_tune_config(str(path), {})
+    assert "monitor: Input should be a valid string" in str(caught.value)
+    assert len(str(caught.value)) < 200
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [(b"monitor: \xff\xfe\n", "is not UTF-8 text"), (b"#" * (2**20 + 1), "is over 1048576 bytes")],
+)
+def test_config_files_that_are_not_configs(tmp_path, raw: bytes, expected: str) -> None:
+    path = tmp_path / "tune.yaml"
+    path.write_bytes(raw)
+    with pytest.raises(ConfigError, match=expected):
+        load_tune_config(str(path), {})

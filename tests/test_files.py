@@ -78,3 +78,40 @@ def test_remove_orphans_only_takes_what_dead_processes_of_this_host_left(tmp_pat
     with staged_dir(tmp_path / "final") as staging:  # staging sweeps its parent too
         (staging / "f").write_text("x")
     assert (tmp_path / "final" / "f").read_text() == "x"
+
+
+@pytest.mark.parametrize(
+    "rel",
+    ["../x", "a/../../x", "/etc/passwd", "a//b", "./a", "a/.", "", "a\\b", "a\x00b", 7, None],
+)
+def test_paths_from_outside_that_would_leave_their_folder_are_refused(tmp_path, rel) -> None:
+    from tasks.errors import UnsafePath
+    from tasks.files import safe_join
+
+    with pytest.raises(UnsafePath, match="is refused"):
+        safe_join(tmp_path, rel)
+
+
+def test_safe_join_follows_links_already_on_disk(tmp_path) -> None:
+    from tasks.errors import UnsafePath
+    from tasks.files import safe_join
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "out").symlink_to("/", target_is_directory=True)
+    assert safe_join(tmp_path / "run", "plots/a b.png") == tmp_path / "run" / "plots" / "a b.png"
+    with pytest.raises(UnsafePath, match="leads outside"):
+        safe_join(tmp_path / "run", "out/etc/passwd")
+
+
+def test_temporary_files_of_killed_writers_are_removed_by_the_next_write(tmp_path) -> None:
+    import subprocess
+
+    from tasks.files import scratch_path
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    left = scratch_path(tmp_path / ".latest.json", "tmp")
+    left = left.with_name(left.name.replace(f"-{os.getpid()}-", f"-{dead.pid}-"))
+    left.write_text("half")
+    write_text_atomic(tmp_path / "latest.json", "{}")
+    assert [p.name for p in tmp_path.iterdir()] == ["latest.json"]

@@ -112,3 +112,17 @@ def test_history_over_three_runs(run, tmp_path) -> None:
     assert len(csv_path.read_text().splitlines()) == 4
     with Image.open(png_path) as image:
         image.verify()
+
+
+def test_history_skips_a_damaged_manifest_with_a_warning(exported_run, tmp_path, caplog) -> None:
+    import shutil
+
+    target = tmp_path / "exports"
+    shutil.copytree(exported_run, target / exported_run.name)
+    for name, text in {"bad-json": "{", "bad-types": '{"run_id": "x", "winner": 5}'}.items():
+        (target / name).mkdir()
+        (target / name / "manifest.json").write_text(text)
+    with caplog.at_level("WARNING", logger="nighttune"):
+        frame = run_history(str(target))
+    assert list(frame["run_id"]) == [exported_run.name]
+    assert sum("history: skipped" in r.message for r in caplog.records) == 2

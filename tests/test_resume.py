@@ -160,7 +160,7 @@ def test_killed_run_resumes_without_redoing_finished_work(
     latest = json.loads((tmp_path / "exports" / "latest.json").read_text())
     run = tmp_path / "exports" / latest["run_id"]
     assert latest["uri"] == run.as_uri()
-    assert verify_run(run)["run_id"] == latest["run_id"]
+    assert verify_run(run).run_id == latest["run_id"]
     assert f"exported    {run}" in rerun.stdout
     table = [ln for ln in rerun.stdout.splitlines() if ln.strip().startswith(("32 ", "64 "))]
     assert len(table) == 4  # one line per (batch size, patience)
@@ -181,7 +181,7 @@ def test_two_runs_at_once_to_one_target_both_export_intact(prefect_server, tmp_p
     runs = sorted(p for p in exports.iterdir() if p.is_dir())
     assert len(runs) == 2
     manifests = [verify_run(run) for run in runs]  # every file matches its manifest
-    assert manifests[0]["dataset"] == manifests[1]["dataset"]
+    assert manifests[0].dataset == manifests[1].dataset
     latest = json.loads((exports / "latest.json").read_text())
     assert latest == {"run_id": runs[-1].name, "uri": runs[-1].as_uri()}  # the newer one
     assert leftovers(tmp_path) == []
