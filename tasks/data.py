@@ -108,7 +108,7 @@ def load_dataset(spec: DatasetSpec, cache_dir: str | os.PathLike | None = None) 
         log.info("dataset %s: preprocessing and caching", spec.name)
         counts: dict[str, int] = {}
         splits = source.splits()  # (prepares a catalog dataset: its size is known after)
-        check_space(spec, staging, source.num_examples(), source.input_shape)
+        check_space(spec, root, source.num_examples(), source.input_shape)
         for split, ds in splits.items():
             counts[split] = _save_split(ds, staging / split)
             if counts[split] == 0:
@@ -163,9 +163,8 @@ def check_space(
         height, width, channels = input_shape
         raise DatasetUnavailable(
             f"dataset {spec.name}: caching {examples} images of {height}x{width}x{channels} "
-            f"(float32) needs about {need / 2**30:.1f} GiB and {probe} has "
-            f"{free / 2**30:.1f} GiB free; give a smaller --image-size, or a --cache-dir "
-            "on a disk with room"
+            f"(float32) needs about {_size(need)} and {probe} has {_size(free)} free; "
+            "give a smaller --image-size, or a --cache-dir on a disk with room"
         )
 
 
@@ -174,6 +173,10 @@ cache_dataset = task(name="cache_dataset", tags=["cpu"], cache_policy=NO_CACHE)(
 
 
 # --------------------------------------------------------------------------- entries
+
+
+def _size(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
 def _save_split(ds: Any, path: Path) -> int:

@@ -548,6 +548,19 @@ OTHER_FAULTS: tuple[Fault, ...] = (
         "tests/test_hostile.py::test_a_full_export_disk_is_one_line",
     ),
     Fault(
+        "cache-would-not-fit",
+        "`nighttune cache` of 36 images at `--image-size 4096,4096` with the cache on a "
+        "1 MiB file system",
+        "exit 2 before writing, one line (`needs about 2.3 GiB and … 1.0 MiB free`)",
+        "tests/test_hostile.py::test_a_dataset_that_would_not_fit_the_disk_is_refused_before_writing",
+    ),
+    Fault(
+        "s3-connection-cut",
+        "the S3 server stops answering (SIGSTOP) before `predict --model s3://…/latest` reads",
+        "exit 1, one line (`Read timeout on endpoint URL`), no traceback",
+        "tests/test_hostile.py::test_a_connection_cut_mid_download_is_one_line",
+    ),
+    Fault(
         "signals",
         "SIGTERM to `nighttune tune`, or SIGINT to its process group (Ctrl-C), mid-trial",
         "exit 143 / 130 within seconds with one line (`interrupted; rerun …`), no "

@@ -267,12 +267,12 @@ def test_a_training_folder_with_odd_files_caches(hostile_images, cli_env) -> Non
 
 def on_small_disk(env: dict[str, str], disk: Path, size: str, *args: str) -> tuple[int, str]:
     """``nighttune ARGS`` with ``disk`` a tmpfs of ``size`` in a mount namespace of its own
-    (as root or not: ``unshare -rm``); (exit status, stderr), and ``disk`` must be empty."""
+    (as root or not: ``unshare -rm``); (exit status, stderr), and no file may be left on it."""
     disk.mkdir()
     command = " ".join(f"'{part}'" for part in nighttune_cmd(*args))
     script = (
         f"mount -t tmpfs -o size={size} tmpfs '{disk}' || exit 99; "
-        f"{command}; echo rc=$?; ls -A '{disk}'"
+        f"{command}; echo rc=$?; find '{disk}' -type f"
     )
     done = subprocess.run(
         ["unshare", "-rm", "sh", "-c", script],
@@ -284,7 +284,7 @@ def on_small_disk(env: dict[str, str], disk: Path, size: str, *args: str) -> tup
     )
     assert "rc=" in done.stdout, f"cannot mount a small file system here: {done.stderr[-500:]}"
     last = done.stdout.strip().splitlines()[-1]
-    assert last.startswith("rc="), f"left on the full disk: {last}"  # `ls -A` printed nothing
+    assert last.startswith("rc="), f"left on the full disk: {last}"  # `find` printed nothing
     return int(last.removeprefix("rc=")), done.stderr
 
 
@@ -313,3 +313,42 @@ def test_a_full_export_disk_is_one_line(cli_env, tmp_path, prefect_database) -> 
     disk = tmp_path / "exports"
     args = [*QUICK_TUNE, "--batch-sizes", "32", "--export-to", str(disk)]
     assert_disk_full_line(*on_small_disk(cli_env, disk, "200k", *args))
+
+
+def test_a_dataset_that_would_not_fit_the_disk_is_refused_before_writing(cli_env, tmp_path) -> None:
+    """36 gray images at 4096x4096 are 2.3 GiB of float32: refused on a 1 MiB cache disk."""
+    data = class_folder(tmp_path / "pets", per_class=12)
+    disk = tmp_path / "cache"
+    args = ["cache", "--dataset", str(data), "--image-size", "4096,4096", "--cache-dir"]
+    code, stderr = on_small_disk(cli_env, disk, "1m", *args, str(disk))
+    assert code == 2, stderr[-3000:]
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("nighttune: error:")]
+    assert (
+        len(lines) == 1 and "needs about 2.3 GiB and" in lines[0] and "1.0 MiB free" in lines[0]
+    ), stderr[-3000:]
+
+
+def test_a_connection_cut_mid_download_is_one_line(exported_run, cli_env, tmp_path) -> None:
+    """The S3 server stops answering (SIGSTOP) once the run is there: exit 1, one line."""
+    import signal
+
+    from tests.conftest import MotoServer
+
+    server = MotoServer(tmp_path / "moto.log")
+    try:
+        client = server.client()
+        client.create_bucket(Bucket="frozen")
+        manifest = json.loads((exported_run / "manifest.json").read_text())
+        run_id = "20260101-000000-ffffff"
+        bucket = "frozen"
+        upload_run(client, bucket, exported_run, run_id, dict(manifest, run_id=run_id))
+        put_latest(client, bucket, run_id)
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        cli_env.update(NIGHTTUNE_S3_TIMEOUT="1", NIGHTTUNE_S3_ATTEMPTS="1")
+        args = ["predict", "--model", f"s3://{bucket}/{PREFIX}/latest"]
+        args += ["--images", str(class_folder(tmp_path / "images", per_class=1))]
+        done = cli(cli_env, *args, "--s3-endpoint-url", server.url)
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+        server.stop()
+    assert_one_line(done, 1, "Read timeout on endpoint URL")
