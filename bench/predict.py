@@ -56,6 +56,7 @@ def make_run(root: Path) -> Path:
     model = build_model(ModelSpec(), (28, 28, 1), 10)
     model.save(run / "model.keras")
     manifest = {
+        "run_id": "bench",
         "class_names": [str(d) for d in range(10)],
         "input_shape": [28, 28, 1],
         "outputs": "logits",

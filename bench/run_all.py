@@ -26,6 +26,7 @@ SCRIPTS = {  # name -> arguments; --quick trims the slow ones
     "grid": ([], []),
     "lr_range": ([], ["--seeds", "0"]),
     "predict": ([], ["--files", "5000", "--rounds", "4", "--rss-files", "10000"]),
+    "walk": ([], ["--files", "20000", "--rounds", "5"]),
     "overhead": ([], []),
 }
 
