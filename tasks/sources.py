@@ -137,7 +137,10 @@ class CatalogSource:
                 tfds.enable_progress_bar()
             else:
                 _prepare_catalog(self.builder, self.spec)
-        if not prepared:  # another process may have prepared it meanwhile: read it afresh
+        # Another process may have prepared it meanwhile: read it afresh. Also when it was
+        # prepared between this builder's creation and the check above (its info, read
+        # before, has no splits: seen as "no train split (it has: [])" with two at once).
+        if not prepared or not self.builder.info.splits:
             self.builder = self._new_builder()
         have = set(self.builder.info.splits.keys())
         if "train" not in have:
