@@ -7,11 +7,8 @@ Prefect) happen inside commands so that ``--help`` answers at once.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
 import sys
-from collections.abc import Iterator
 from typing import Annotated
 
 import typer
@@ -22,7 +19,8 @@ from typer._click.exceptions import NoArgsIsHelpError, UsageError
 # TensorFlow's import-time chatter is not for our users; set before it loads.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from tasks.errors import TrialFailed, UserError, clean_tf_message, first_line  # noqa: E402  (after the environment is set)
+# (after the environment is set)
+from tasks.errors import TrialFailed, UserError, clean_tf_message, first_line  # noqa: E402
 
 app = typer.Typer(
     name="nighttune",
@@ -241,12 +239,14 @@ def tune(
 
         check_deployment(cfg.trial_deployment)
 
+    from flows.console import hide_tracebacks
+    from flows.server import local_flow_settings
     from flows.tune import tune as tune_flow
     from tasks.reports import trials_frame
 
     if not _VERBOSE:
-        _hide_tracebacks_on_the_console()
-    with _local_flow_settings():
+        hide_tracebacks()
+    with local_flow_settings():
         result = tune_flow(cfg)
     frame = trials_frame(result.rows, result.winner)
     shown = [
@@ -455,106 +455,17 @@ def server(
     os.execve(command[0], command, {**os.environ, **unset_server_settings()})
 
 
-TEMPORARY_SERVER_STARTUP_S = 120
-
-
-@contextlib.contextmanager
-def _local_flow_settings() -> Iterator[None]:
-    """Prefect settings for a flow this command runs itself.
-
-    Without ``PREFECT_API_URL`` the flow talks to a temporary server of its own
-    (`flows.server.TemporaryServer`: stopped on every exit, signals included), so
-    nobody is there to read flow-run heartbeats (they mark crashed runs on a lasting
-    server); and joining the heartbeat thread costs up to 1 s at the end of every run
-    (it sleeps in 1 s steps). They are off in that case only. The server gets
-    `TEMPORARY_SERVER_STARTUP_S` to start unless
-    ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` says otherwise (Prefect's
-    20 s ran out on a busy 2-core machine), and the server settings of
-    `flows.server`, as `nighttune server` has.
-    """
-    from prefect.settings import (
-        PREFECT_API_URL,
-        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
-        temporary_settings,
-    )
-
-    from flows import interrupts
-    from flows.server import TemporaryServer
-
-    if PREFECT_API_URL.value():
-        yield
-        return
-    startup = os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS")
-    server = TemporaryServer(float(startup) if startup else TEMPORARY_SERVER_STARTUP_S)
-    stop = interrupts.on_interrupt(server.stop)
-    try:
-        api_url = server.start()
-        updates = {PREFECT_API_URL: api_url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
-        with temporary_settings(updates=updates):
-            try:
-                yield
-            finally:  # what the run logged and emitted reaches the server before it stops
-                _drain_prefect_workers()
-    finally:
-        server.stop()
-        interrupts.forget(stop)
-
-
-def _drain_prefect_workers(timeout: float = 5.0) -> None:
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-
-    for worker in (APILogWorker, EventsWorker):
-        worker.drain_all(timeout=timeout)
-
-
-class _WithoutTraceback(logging.Formatter):
-    """Another formatter's lines without the traceback (the record keeps it for others:
-    Prefect's API handler still sends it to the server, where the UI shows it)."""
-
-    def __init__(self, inner: logging.Formatter | None) -> None:
-        super().__init__()
-        self.inner = inner or logging.Formatter()
-
-    def format(self, record: logging.LogRecord) -> str:
-        saved = record.exc_info, record.exc_text, record.stack_info
-        record.exc_info = record.exc_text = record.stack_info = None
-        try:
-            return self.inner.format(record)
-        finally:
-            record.exc_info, record.exc_text, record.stack_info = saved
-
-
-def _hide_tracebacks_on_the_console() -> None:
-    """Prefect logs a failed task's or flow's traceback on the console (~100 lines each);
-    the command ends with one line saying what failed instead (`--verbose` keeps them)."""
-    for handler in logging.getLogger().handlers:
-        if type(handler).__name__ == "PrefectConsoleHandler" and not isinstance(
-            handler.formatter, _WithoutTraceback
-        ):
-            handler.setFormatter(_WithoutTraceback(handler.formatter))
-
-
 def _fail(message: str, code: int) -> int:
     print(f"nighttune: error: {message}", file=sys.stderr)
     return code
 
 
-def _console_logging() -> None:
-    """Our progress lines on stderr with a timestamp; other libraries' INFO stays quiet."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
-    ours = logging.getLogger("nighttune")
-    ours.handlers[:] = [handler]
-    ours.setLevel(logging.INFO)
-    ours.propagate = False
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``nighttune`` console script; returns the exit status."""
     from flows import interrupts
+    from flows.console import console_logging, environmental
 
-    _console_logging()
+    console_logging()
     interrupts.install()
     command = typer.main.get_command(app)
     try:
@@ -578,11 +489,11 @@ def main(argv: list[str] | None = None) -> int:
     except TrialFailed as exc:
         return _fail(str(exc), 1)
     except Exception as exc:
-        if _VERBOSE or not _environmental(exc):
+        if _VERBOSE or not environmental(exc):
             raise
         return _fail(f"{clean_tf_message(first_line(exc))} (--verbose shows where)", 1)
     except BaseException as exc:
-        signum = _signal_of(exc)
+        signum = interrupts.signal_of(exc)
         if signum is None:
             raise
         interrupts.say_once()
@@ -590,44 +501,6 @@ def main(argv: list[str] | None = None) -> int:
     if result == 130:  # typer turns KeyboardInterrupt into Exit(130), returned here
         interrupts.say_once()
     return result if isinstance(result, int) else 0
-
-
-# TensorFlow's errors for what the machine did: a full disk ("ResourceExhausted: No
-# space left on device" from a SavedModel write), a file gone or unreadable.
-TF_ENVIRONMENT_ERRORS = {
-    "ResourceExhaustedError",
-    "UnavailableError",
-    "PermissionDeniedError",
-    "NotFoundError",
-    "DataLossError",
-    "DeadlineExceededError",
-}
-
-
-def _environmental(exc: BaseException) -> bool:
-    """A failure of the machine or the network, not of nighttune: a full disk, a cut
-    connection, an S3 timeout. One line says which; anything else is a bug and keeps
-    its traceback."""
-    module = type(exc).__module__
-    return (
-        isinstance(exc, OSError)
-        or module.startswith(("botocore", "urllib3"))
-        or (module.startswith("tensorflow") and type(exc).__name__ in TF_ENVIRONMENT_ERRORS)
-    )
-
-
-def _signal_of(exc: BaseException) -> int | None:
-    """The signal behind ours or Prefect's termination exception (SIGTERM in a flow)."""
-    from flows.interrupts import Interrupted
-
-    if isinstance(exc, Interrupted):
-        return exc.signum
-    if "prefect.exceptions" in sys.modules:
-        from prefect.exceptions import TerminationSignal
-
-        if isinstance(exc, TerminationSignal):
-            return int(exc.signal)
-    return None
 
 
 if __name__ == "__main__":

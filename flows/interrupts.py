@@ -83,3 +83,15 @@ def _watch(read_fd: int) -> None:
             pass
     say_once()
     os._exit(128 + caught[0])
+
+
+def signal_of(exc: BaseException) -> int | None:
+    """The signal behind ours or Prefect's termination exception (SIGTERM in a flow)."""
+    if isinstance(exc, Interrupted):
+        return exc.signum
+    if "prefect.exceptions" in sys.modules:
+        from prefect.exceptions import TerminationSignal
+
+        if isinstance(exc, TerminationSignal):
+            return int(exc.signal)
+    return None

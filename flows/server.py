@@ -18,6 +18,7 @@ Values set in the environment win, so Prefect's own defaults stay one variable a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -25,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 SERVER_SETTINGS = {
@@ -141,3 +142,55 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+TEMPORARY_SERVER_STARTUP_S = 120
+
+
+@contextlib.contextmanager
+def local_flow_settings() -> Iterator[None]:
+    """Prefect settings for a flow this command runs itself.
+
+    Without ``PREFECT_API_URL`` the flow talks to a temporary server of its own
+    (`flows.server.TemporaryServer`: stopped on every exit, signals included), so
+    nobody is there to read flow-run heartbeats (they mark crashed runs on a lasting
+    server); and joining the heartbeat thread costs up to 1 s at the end of every run
+    (it sleeps in 1 s steps). They are off in that case only. The server gets
+    `TEMPORARY_SERVER_STARTUP_S` to start unless
+    ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` says otherwise (Prefect's
+    20 s ran out on a busy 2-core machine), and the server settings of
+    `flows.server`, as `nighttune server` has.
+    """
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        temporary_settings,
+    )
+
+    from flows import interrupts
+
+    if PREFECT_API_URL.value():
+        yield
+        return
+    startup = os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS")
+    server = TemporaryServer(float(startup) if startup else TEMPORARY_SERVER_STARTUP_S)
+    stop = interrupts.on_interrupt(server.stop)
+    try:
+        api_url = server.start()
+        updates = {PREFECT_API_URL: api_url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+        with temporary_settings(updates=updates):
+            try:
+                yield
+            finally:  # what the run logged and emitted reaches the server before it stops
+                drain_prefect_workers()
+    finally:
+        server.stop()
+        interrupts.forget(stop)
+
+
+def drain_prefect_workers(timeout: float = 5.0) -> None:
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        worker.drain_all(timeout=timeout)

@@ -26,8 +26,6 @@ DEFAULT_DATASET = "digits"
 MAX_IMAGE_SIDE = 8192
 MAX_IMAGE_PIXELS = 4096 * 4096  # 64 MiB of float32 per gray image, 192 MiB per RGB one
 MAX_SEED = 2**32 - 1  # NumPy's seeds (keras.utils.set_random_seed seeds NumPy too)
-MAX_CONFIG_BYTES = 1 * 2**20
-MAX_CONFIG_NODES = 100_000  # YAML nodes once aliases are expanded (a real config: < 200)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -228,7 +226,9 @@ def load_tune_config(path: str | None, overrides: dict[str, Any]) -> TuneConfig:
 
     data: dict[str, Any] = {}
     if path:
-        loaded = _read_yaml(path)
+        from tasks.config_file import read_yaml
+
+        loaded = read_yaml(path)
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(
                 f"config {path} must be a mapping of keys (dataset:, batch_sizes:, ...), "
@@ -247,64 +247,6 @@ def load_tune_config(path: str | None, overrides: dict[str, Any]) -> TuneConfig:
             node = child
         node[leaf] = value
     return parse(TuneConfig, data)
-
-
-def _read_yaml(path: str) -> Any:
-    """A YAML file's value, refused with one line when it is too large, does not parse,
-    or expands (through aliases) past `MAX_CONFIG_NODES` nodes: an alias bomb."""
-    import yaml
-
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"config {path} is over {MAX_CONFIG_BYTES} bytes; is it the right file?")
-    try:
-        text = raw.decode("utf-8")
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        if node is not None and _expanded_size(node) > MAX_CONFIG_NODES:
-            raise ConfigError(
-                f"config {path} expands to over {MAX_CONFIG_NODES} values through YAML "
-                "aliases (&anchor / *alias); write the values out"
-            )
-        return yaml.safe_load(text)
-    except UnicodeDecodeError:
-        raise ConfigError(f"config {path} is not UTF-8 text") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"config {path} is not valid YAML{where}") from None
-
-
-def _expanded_size(root: Any) -> int:
-    """Nodes of a composed YAML document as if every alias were written out (memoized:
-    a shared node is counted once per use without being walked again)."""
-    import yaml
-
-    sizes: dict[int, int] = {}
-    order: list[Any] = []
-    stack, seen = [root], set()
-    while stack:  # children before parents, without recursion (depth is the input's)
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        order.append(node)
-        if isinstance(node, yaml.SequenceNode):
-            stack.extend(node.value)
-        elif isinstance(node, yaml.MappingNode):
-            stack.extend(part for pair in node.value for part in pair)
-    for node in reversed(order):
-        if isinstance(node, yaml.SequenceNode):
-            children = node.value
-        elif isinstance(node, yaml.MappingNode):
-            children = [part for pair in node.value for part in pair]
-        else:
-            children = []
-        sizes[id(node)] = min(1 + sum(sizes.get(id(c), 1) for c in children), 2**62)
-    return sizes[id(root)]
 
 
 def looks_like_path(name: str) -> bool:

@@ -19,7 +19,10 @@ import os
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from tasks.errors import UserError
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif"})
 MAX_IMAGE_BYTES = 256 * 2**20  # one encoded image; a 8192x8192 RGB PNG is at most ~200 MB
@@ -77,6 +80,43 @@ def scan_images(root: str | os.PathLike, inside: Sequence[str] | None = None) ->
     scan.rejected = sorted(rejected.items())
     scan.outside.sort()
     return scan
+
+
+@dataclass
+class Found:
+    """The files to predict, and the image names that become error rows unread."""
+
+    paths: list[str]
+    rejected: dict[str, str]  # path -> why (not a regular file, too large, unreadable)
+    outside: list[str]  # symlinked folders not followed
+
+
+def find_images(folders: Sequence[str]) -> Found:
+    """Every image under the folders, each real file once, in a stable order."""
+    for folder in folders:
+        root = Path(folder).expanduser()
+        if root.is_file():
+            raise UserError(
+                f"--images {folder} is a file; give the folder that holds it (every image "
+                "under it is predicted)"
+            )
+        if not root.is_dir():
+            raise UserError(f"image folder {folder} does not exist; give a folder of images")
+    inside = [str(Path(folder).expanduser()) for folder in folders]
+    found: dict[str, str] = {}
+    rejected: dict[str, str] = {}
+    outside: list[str] = []
+    for folder in inside:
+        scan = scan_images(folder, inside)
+        for path in scan.files:
+            found.setdefault(os.path.realpath(path) if len(folders) > 1 else path, path)
+        rejected.update(scan.rejected)
+        outside += scan.outside
+    if not found and not rejected:
+        raise UserError(
+            f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) under {', '.join(folders)}"
+        )
+    return Found(sorted(found.values()), rejected, sorted(set(outside)))
 
 
 def _unreadable(entry: os.DirEntry) -> str | None:

@@ -27,14 +27,13 @@ import numpy as np
 from tasks.errors import UserError, clean_tf_message, first_line
 from tasks.files import check_writable_dir, remove_orphans, scratch_path
 from tasks.images import (
-    IMAGE_EXTENSIONS,
     decode_exact,
     decode_image_file,
     decode_resized,
+    find_images,
     finish,
     load_image,
     printable,
-    scan_images,
     tf_path,
 )
 from tasks.manifest import Manifest
@@ -56,43 +55,6 @@ class PredictSummary:
     @property
     def images_per_s(self) -> float:
         return self.files / self.seconds if self.seconds else 0.0
-
-
-@dataclass
-class Found:
-    """The files to predict, and the image names that become error rows unread."""
-
-    paths: list[str]
-    rejected: dict[str, str]  # path -> why (not a regular file, too large, unreadable)
-    outside: list[str]  # symlinked folders not followed
-
-
-def find_images(folders: Sequence[str]) -> Found:
-    """Every image under the folders, each real file once, in a stable order."""
-    for folder in folders:
-        root = Path(folder).expanduser()
-        if root.is_file():
-            raise UserError(
-                f"--images {folder} is a file; give the folder that holds it (every image "
-                "under it is predicted)"
-            )
-        if not root.is_dir():
-            raise UserError(f"image folder {folder} does not exist; give a folder of images")
-    inside = [str(Path(folder).expanduser()) for folder in folders]
-    found: dict[str, str] = {}
-    rejected: dict[str, str] = {}
-    outside: list[str] = []
-    for folder in inside:
-        scan = scan_images(folder, inside)
-        for path in scan.files:
-            found.setdefault(os.path.realpath(path) if len(folders) > 1 else path, path)
-        rejected.update(scan.rejected)
-        outside += scan.outside
-    if not found and not rejected:
-        raise UserError(
-            f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) under {', '.join(folders)}"
-        )
-    return Found(sorted(found.values()), rejected, sorted(set(outside)))
 
 
 def load_run_model(

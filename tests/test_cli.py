@@ -86,12 +86,12 @@ def test_the_temporary_server_is_ours_and_stops_with_the_command(
         temporary_settings,
     )
 
-    from flows.cli import _local_flow_settings
+    from flows.server import local_flow_settings
     from tests.conftest import prefect_home_with
 
     home = prefect_home_with(prefect_database, tmp_path / "home")
     with temporary_settings(updates={PREFECT_API_URL: None, PREFECT_HOME: home}):
-        with _local_flow_settings():
+        with local_flow_settings():
             api = get_current_settings().api.url
             assert api and api.startswith("http://127.0.0.1:")
             assert get_current_settings().flows.heartbeat_frequency is None
@@ -102,7 +102,7 @@ def test_the_temporary_server_is_ours_and_stops_with_the_command(
             urllib.request.urlopen(f"{api}/health", timeout=2)
     with (
         temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}),
-        _local_flow_settings(),
+        local_flow_settings(),
     ):
         assert get_current_settings().flows.heartbeat_frequency == 180  # Prefect's default
         assert get_current_settings().api.url == "http://127.0.0.1:4200/api"

@@ -37,6 +37,23 @@ def cli(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.Com
     )
 
 
+def predict_from_s3(env: dict[str, str], ref: str, images: Path, endpoint: str):
+    """`nighttune predict --model REF` over ``images``, the CSV into HOME."""
+    out = str(Path(env["HOME"]) / "p.csv")
+    return cli(
+        env,
+        "predict",
+        "--model",
+        ref,
+        "--images",
+        str(images),
+        "--out",
+        out,
+        "--s3-endpoint-url",
+        endpoint,
+    )
+
+
 def assert_one_line(done: subprocess.CompletedProcess, code: int, needle: str) -> None:
     output = done.stdout + done.stderr
     assert done.returncode == code, output[-3000:]
@@ -95,23 +112,12 @@ def test_s3_manifest_naming_files_outside_the_copy_writes_nothing(
         upload_run(client, bucket, exported_run, run_id, crafted)
         client.put_object(Bucket=bucket, Key=f"{PREFIX}/{run_id}/{rel}", Body=payload)
         put_latest(client, bucket, run_id)
-        done = cli(
-            cli_env,
-            "predict",
-            "--model",
-            f"s3://{bucket}/{PREFIX}/latest",
-            "--images",
-            str(images),
-            "--out",
-            str(tmp_path / "p.csv"),
-            "--s3-endpoint-url",
-            s3_server.url,
-        )
+        done = predict_from_s3(cli_env, f"s3://{bucket}/{PREFIX}/latest", images, s3_server.url)
         assert_one_line(done, 2, "is refused")
         assert sorted(p.name for p in victim.iterdir()) == ["keep.txt"]
         planted = [p for p in tmp_path.rglob("*") if p.is_file() and p.read_bytes() == payload]
         assert planted == []  # not in the victim, not in the cache, nowhere
-        assert not (tmp_path / "p.csv").exists()
+        assert not (Path(cli_env["HOME"]) / "p.csv").exists()
 
 
 def test_s3_latest_naming_a_path_removes_nothing(
@@ -122,30 +128,11 @@ def test_s3_latest_naming_a_path_removes_nothing(
     # What the old code judged a damaged local copy and removed with rmtree.
     for run_id in (str(victim), "../../../../victim", "..", "a/../../b"):
         put_latest(client, bucket, run_id)
-        done = cli(
-            cli_env,
-            "predict",
-            "--model",
-            f"s3://{bucket}/{PREFIX}/latest",
-            "--images",
-            str(images),
-            "--out",
-            str(tmp_path / "p.csv"),
-            "--s3-endpoint-url",
-            s3_server.url,
-        )
+        done = predict_from_s3(cli_env, f"s3://{bucket}/{PREFIX}/latest", images, s3_server.url)
         assert_one_line(done, 2, "is not a run folder name")
         assert (victim / "keep.txt").read_text() == "precious"
-    done = cli(  # the same through the run id of the reference itself
-        cli_env,
-        "predict",
-        "--model",
-        f"s3://{bucket}/{PREFIX}/..",
-        "--images",
-        str(images),
-        "--s3-endpoint-url",
-        s3_server.url,
-    )
+    # The same through the run id of the reference itself.
+    done = predict_from_s3(cli_env, f"s3://{bucket}/{PREFIX}/..", images, s3_server.url)
     assert_one_line(done, 2, "is not a run folder name")
 
 
@@ -168,8 +155,7 @@ def test_s3_damaged_documents_and_missing_objects_are_one_line(
     }
     for body, needle in cases.items():
         client.put_object(Bucket=bucket, Key=f"{PREFIX}/latest.json", Body=body)
-        args = ["predict", "--model", f"s3://{bucket}/{PREFIX}/latest", "--images", str(images)]
-        done = cli(cli_env, *args, "--s3-endpoint-url", s3_server.url)
+        done = predict_from_s3(cli_env, f"s3://{bucket}/{PREFIX}/latest", images, s3_server.url)
         assert_one_line(done, 2, needle)
 
 
@@ -345,9 +331,8 @@ def test_a_connection_cut_mid_download_is_one_line(exported_run, cli_env, tmp_pa
         put_latest(client, bucket, run_id)
         os.kill(server.proc.pid, signal.SIGSTOP)
         cli_env.update(NIGHTTUNE_S3_TIMEOUT="1", NIGHTTUNE_S3_ATTEMPTS="1")
-        args = ["predict", "--model", f"s3://{bucket}/{PREFIX}/latest"]
-        args += ["--images", str(class_folder(tmp_path / "images", per_class=1))]
-        done = cli(cli_env, *args, "--s3-endpoint-url", server.url)
+        images = class_folder(tmp_path / "images", per_class=1)
+        done = predict_from_s3(cli_env, f"s3://{bucket}/{PREFIX}/latest", images, server.url)
     finally:
         os.kill(server.proc.pid, signal.SIGCONT)
         server.stop()

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tasks.images import load_image
-from tasks.predict import find_images, predict_to_csv
+from tasks.images import find_images, load_image
+from tasks.predict import predict_to_csv
 from tests.conftest import nighttune_cmd
 from tests.images import class_folder, pattern, write_image
 
