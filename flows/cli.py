@@ -224,20 +224,9 @@ def tune(
     }
     cfg = load_tune_config(config, overrides)
 
-    # Cheapest first: a mistake is reported before TensorFlow is even imported.
-    from tasks.runs import check_target
+    from tasks.preflight import preflight
 
-    check_target(cfg)
-    from tasks.data import check_dataset
-
-    check_dataset(cfg.dataset, cfg.cache_dir)
-    from tasks.training import check_monitor
-
-    check_monitor(cfg)
-    if cfg.dispatch == "deployments":
-        from tasks.dispatch import check_deployment
-
-        check_deployment(cfg.trial_deployment)
+    preflight(cfg)  # before the temporary server starts: a mistake is one line at once
 
     from flows.console import hide_tracebacks
     from flows.server import local_flow_settings

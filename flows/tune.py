@@ -10,18 +10,23 @@ from __future__ import annotations
 
 import time
 
-from prefect import flow
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from pydantic import BaseModel
 
 from tasks.config import TuneConfig
 from tasks.data import cache_dataset
-from tasks.dispatch import check_deployment, run_trials_on_deployments
+from tasks.dispatch import run_trials_on_deployments
 from tasks.export import ExportResult, export_run_task, new_run_id
 from tasks.logs import get_logger
 from tasks.lr_range import lr_sweep
+from tasks.preflight import preflight
 from tasks.selection import select_best
 from tasks.training import TrialResult, train_trial_task
+
+# Prefect task: `preflight` (tagged cpu like the other steps; nothing to cache).
+preflight_task = task(name="preflight", tags=["cpu"], cache_policy=NO_CACHE)(preflight)
 
 
 class TuneResult(BaseModel):
@@ -76,8 +81,7 @@ def tune(config: TuneConfig | None = None) -> TuneResult:
     """Tune batch size x patience for ``config`` and export the best model."""
     config = config or TuneConfig()
     log = get_logger()
-    if config.dispatch == "deployments":
-        check_deployment(config.trial_deployment)
+    preflight_task(config)  # a scheduled run with a bad target fails here, not at export
     run_id = new_run_id()
     seconds: dict[str, float] = {}
     clock = time.perf_counter()

@@ -144,7 +144,15 @@ def test_tune_on_the_temporary_server_records_every_task_run(
         ).fetchall()
     names = sorted(name.rsplit("-", 1)[0] for name, _ in rows)
     assert names == sorted(
-        ["cache_dataset", "lr_sweep", "lr_sweep", "train_trial", "train_trial", "export_run"]
+        [
+            "preflight",
+            "cache_dataset",
+            "lr_sweep",
+            "lr_sweep",
+            "train_trial",
+            "train_trial",
+            "export_run",
+        ]
     ), rows
     assert {state for _, state in rows} == {"COMPLETED"}, rows
 

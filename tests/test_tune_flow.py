@@ -97,3 +97,20 @@ def test_tune_exports_a_verified_run_and_reuses_trials(prefect_harness, tmp_path
     assert sorted(p.name for p in run.parent.iterdir() if not p.name.startswith(".")) == sorted(
         [first.run_id, second.run_id, "latest.json"]
     )
+
+
+def test_the_flow_checks_its_own_input_before_any_sweep_or_trial(
+    prefect_harness, tmp_path
+) -> None:
+    """What a scheduled or `prefect deployment run` run does with an unreachable bucket:
+    the flow, called directly (no CLI), fails in its first step with the CLI's line."""
+    from flows.tune import tune
+    from tasks.s3 import S3Error
+
+    config = small_config(tmp_path, export_to="s3://models/nightly")
+    config = config.model_copy(update={"s3_endpoint_url": "http://127.0.0.1:9"})
+    with pytest.raises(S3Error, match="s3://models: cannot connect to http://127.0.0.1:9"):
+        tune(config)
+    cache = tmp_path / "cache"
+    assert not (cache / "sweeps").exists() and not (cache / "trials").exists()
+    assert not (cache / "datasets").exists()  # the target is checked before the dataset

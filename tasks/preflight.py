@@ -1,0 +1,31 @@
+"""Every check that can fail before training, in one place, cheapest first.
+
+`preflight` is the first step of the `tune` flow itself, so a run started by a
+schedule or `prefect deployment run` with a bad bucket, dataset or monitor fails in
+seconds with the same one line the CLI prints, instead of after training the grid.
+The CLI calls it too, before it starts a temporary Prefect server: a mistake is then
+reported before TensorFlow is even imported when it can be.
+"""
+
+from __future__ import annotations
+
+from tasks.config import TuneConfig
+
+
+def preflight(config: TuneConfig) -> None:
+    """Raise the `UserError` a run of ``config`` would meet before any sweep or trial:
+    the export target (reachable, writable), the dataset (there, or downloadable from
+    here), the monitored metric (one the model logs), the trial deployment and its pool."""
+    from tasks.runs import check_target
+
+    check_target(config)
+    from tasks.data import check_dataset
+
+    check_dataset(config.dataset, config.cache_dir)
+    from tasks.training import check_monitor
+
+    check_monitor(config)
+    if config.dispatch == "deployments":
+        from tasks.dispatch import check_deployment
+
+        check_deployment(config.trial_deployment)
