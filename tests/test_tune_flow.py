@@ -99,9 +99,7 @@ def test_tune_exports_a_verified_run_and_reuses_trials(prefect_harness, tmp_path
     )
 
 
-def test_the_flow_checks_its_own_input_before_any_sweep_or_trial(
-    prefect_harness, tmp_path
-) -> None:
+def test_the_flow_checks_its_own_input_before_any_sweep_or_trial(prefect_harness, tmp_path) -> None:
     """What a scheduled or `prefect deployment run` run does with an unreachable bucket:
     the flow, called directly (no CLI), fails in its first step with the CLI's line."""
     from flows.tune import tune
