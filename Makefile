@@ -21,7 +21,7 @@ help:
 	@echo "make run    set up .venv and run 'nighttune tune' on the offline default (digits)"
 	@echo "make test   set up .venv with the dev extra and run the whole test suite"
 	@echo "make test-fast   the suite without tests marked slow"
-	@echo "make lint   ruff and mypy"
+	@echo "make lint   ruff, mypy and the import layers (lint-imports)"
 	@echo "make docs   regenerate docs/reliability.md from the reliability tests' tables"
 	@echo "make bench  run the benchmarks in bench/ and print their ratios"
 	@echo "make server start the Prefect server for nightly runs (SERVER_HOST=127.0.0.1 SERVER_PORT=4200)"
@@ -62,6 +62,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check flows tasks tests bench
 	$(BIN)/ruff format --check flows tasks tests bench
 	$(BIN)/mypy flows tasks
+	$(BIN)/lint-imports
 
 docs: $(BIN)/python
 	$(BIN)/python -m tests.reliability

@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from tasks.config import DatasetSpec  # noqa: E402
-from tasks.data import load_dataset  # noqa: E402
+from tasks.core.config import DatasetSpec  # noqa: E402
+from tasks.data.datasets import load_dataset  # noqa: E402
 
 
 def make_folder(root: Path, n: int) -> Path:

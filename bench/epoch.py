@@ -4,7 +4,7 @@ MLP 784-128-10 at batch 128 on 60,000 random 28x28 images (the shape of MNIST; t
 numbers do not matter for speed), saved as a cached split. Variants, each timed over
 the same epochs in this one process: the seed's plain fit on a shuffle-buffer
 pipeline; Keras's own fast settings (`steps_per_execution=16`, XLA) on the same
-pipeline, which trials used before; the trial's fit (`tasks.epoch_loop`: one XLA call
+pipeline, which trials used before; the trial's fit (`tasks.tuning.epoch_loop`: one XLA call
 per epoch over the split held in memory); and, for reference, an epoch of the step's
 GEMMs alone in one XLA loop. The FLOP-bound limit comes from the float32 GEMM rate
 (1024x1024) measured in every round.
@@ -29,11 +29,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tasks.config import ModelSpec  # noqa: E402
-from tasks.data import CachedDataset  # noqa: E402
-from tasks.epoch_loop import epoch_inputs, fuse_epochs  # noqa: E402
-from tasks.models import build_model  # noqa: E402
-from tasks.training import JIT_COMPILE  # noqa: E402
+from tasks.core.config import ModelSpec  # noqa: E402
+from tasks.data.datasets import CachedDataset  # noqa: E402
+from tasks.tuning.epoch_loop import epoch_inputs, fuse_epochs  # noqa: E402
+from tasks.tuning.models import build_model  # noqa: E402
+from tasks.tuning.training import JIT_COMPILE  # noqa: E402
 
 N, BATCH = 60_000, 128
 

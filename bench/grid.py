@@ -5,7 +5,7 @@
 (c) KerasTuner `GridSearch` over the same two hyperparameters.
 Same data (digits), model (MLP 128), fixed LR, seed and max epochs. (b) and (c) fit
 with Keras's own fast settings (`steps_per_execution=16`, XLA), (a) with its epoch loop
-(`tasks.epoch_loop`), so the ratios measure the grid mechanics and the loop together.
+(`tasks.tuning.epoch_loop`), so the ratios measure the grid mechanics and the loop together.
 Prints (a)/(c), (a)/(b) and each one's best validation accuracy. KerasTuner is needed
 only here: `pip install keras-tuner`.
 
@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import keras  # noqa: E402
 
-from tasks.config import DatasetSpec, TuneConfig  # noqa: E402
-from tasks.data import CachedDataset, load_dataset  # noqa: E402
-from tasks.models import build_model  # noqa: E402
-from tasks.training import EVAL_BATCH, train_trial  # noqa: E402
+from tasks.core.config import DatasetSpec, TuneConfig  # noqa: E402
+from tasks.data.datasets import CachedDataset, load_dataset  # noqa: E402
+from tasks.tuning.models import build_model  # noqa: E402
+from tasks.tuning.training import EVAL_BATCH, train_trial  # noqa: E402
 
 BATCHES, PATIENCES = (32, 64, 128), (3, 6, 10)
 

@@ -34,7 +34,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks.config import TuneConfig, load_tune_config  # noqa: E402
+from tasks.core.config import TuneConfig, load_tune_config  # noqa: E402
 
 
 def config(root: Path) -> TuneConfig:
@@ -53,12 +53,14 @@ def config(root: Path) -> TuneConfig:
 
 
 def plain(cfg: TuneConfig) -> None:
-    from tasks.data import load_dataset
-    from tasks.export import export_run, new_run_id
-    from tasks.lr_range import stored_lr_range_test
-    from tasks.selection import select_best
-    from tasks.training import train_trial
+    from tasks.data.datasets import load_dataset
+    from tasks.preflight import preflight
+    from tasks.runs.export import export_run, new_run_id
+    from tasks.tuning.lr_range import stored_lr_range_test
+    from tasks.tuning.selection import select_best
+    from tasks.tuning.training import train_trial
 
+    preflight(cfg)
     cached = load_dataset(cfg.dataset, cfg.cache_dir)
     sweeps = [
         stored_lr_range_test(cached, cfg.model, b, cfg.lr_range, cfg.seed, cfg.cache_dir)
@@ -74,7 +76,7 @@ def untagged(cfg: TuneConfig):
     """The tune flow with its tasks' tags removed: no concurrency-slot requests."""
     import flows.tune
 
-    names = ("cache_dataset", "lr_sweep", "train_trial_task", "export_run_task")
+    names = ("preflight", "cache_dataset", "lr_sweep", "train_trial", "export_run")
     saved = {name: getattr(flows.tune, name) for name in names}
     try:
         for name, task in saved.items():
@@ -87,7 +89,7 @@ def untagged(cfg: TuneConfig):
 
 def without_heartbeats(run):
     """``run`` without flow-run heartbeats (what `nighttune tune` does without a server:
-    see flows/cli.py)."""
+    see flows/server.py)."""
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     def wrapped(cfg: TuneConfig):

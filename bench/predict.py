@@ -33,10 +33,10 @@ import psutil  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from tasks.config import ModelSpec  # noqa: E402
-from tasks.files import sha256_file  # noqa: E402
-from tasks.models import build_model  # noqa: E402
-from tasks.predict import predict_to_csv  # noqa: E402
+from tasks.core.config import ModelSpec  # noqa: E402
+from tasks.inference.predict import predict_to_csv  # noqa: E402
+from tasks.storage.files import sha256_file  # noqa: E402
+from tasks.tuning.models import build_model  # noqa: E402
 
 
 def make_images(root: Path, n: int) -> list[str]:

@@ -1,8 +1,8 @@
-"""Trial epoch with and without `tasks.models.XLA_CPU_FLAGS`, in alternating processes.
+"""Trial epoch with and without `tasks.tuning.models.XLA_CPU_FLAGS`, in alternating processes.
 
 XLA reads its flags once per process, so the two settings cannot share a run. Each
 child process times, in turn for --rounds rounds, a trial epoch (the MLP of
-bench/epoch.py through `tasks.epoch_loop`), the step's GEMMs alone, and the
+bench/epoch.py through `tasks.tuning.epoch_loop`), the step's GEMMs alone, and the
 FLOP-bound limit from the GEMM rate measured in that round; it prints its ratios.
 Children alternate between our flags and XLA's own default (the flag set back by
 ``XLA_FLAGS``, which our code leaves alone), --pairs times; the medians over the
@@ -33,9 +33,9 @@ def child(rounds: int) -> dict[str, float]:
     """One process's medians: trial epoch and GEMMs alone, each / the FLOP-bound limit."""
     from epoch import BATCH, arrays, fit_epoch, gemms_only, interleaved_seconds
 
-    from tasks.config import ModelSpec
-    from tasks.epoch_loop import epoch_inputs, fuse_epochs
-    from tasks.models import build_model
+    from tasks.core.config import ModelSpec
+    from tasks.tuning.epoch_loop import epoch_inputs, fuse_epochs
+    from tasks.tuning.models import build_model
 
     images, labels = arrays()
     model = fuse_epochs(build_model(ModelSpec(), (28, 28, 1), 10, 1e-3, 0, jit_compile=True), BATCH)
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
         print(json.dumps(child(args.rounds)))
         return []
 
-    from tasks.models import XLA_CPU_FLAGS
+    from tasks.tuning.models import XLA_CPU_FLAGS
 
     settings = {"ours": "", "XLA default": XLA_DEFAULT}  # "": our code adds XLA_CPU_FLAGS
     results: dict[str, list[dict[str, float]]] = {name: [] for name in settings}

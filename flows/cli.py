@@ -20,7 +20,7 @@ from typer._click.exceptions import NoArgsIsHelpError, UsageError
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 # (after the environment is set)
-from tasks.errors import TrialFailed, UserError, clean_tf_message, first_line  # noqa: E402
+from tasks.core.errors import TrialFailed, UserError, clean_tf_message, first_line  # noqa: E402
 
 app = typer.Typer(
     name="nighttune",
@@ -76,7 +76,7 @@ def _set_verbose(verbose: bool) -> None:
 
 
 def _dataset_spec(dataset: str, data_dir: str | None, image_size: str | None, seed: int):
-    from tasks.config import DatasetSpec, parse
+    from tasks.core.config import DatasetSpec, parse
 
     return parse(
         DatasetSpec,
@@ -91,7 +91,7 @@ def _dataset_spec(dataset: str, data_dir: str | None, image_size: str | None, se
 
 
 def _cache_and_describe(spec, cache_dir: str | None) -> None:
-    from tasks.data import load_dataset
+    from tasks.data.datasets import load_dataset
 
     cached = load_dataset(spec, cache_dir)
     height, width, channels = cached.input_shape
@@ -104,7 +104,7 @@ def _cache_and_describe(spec, cache_dir: str | None) -> None:
 
 
 def _int_list(flag: str, text: str | None) -> list[int] | None:
-    from tasks.errors import ConfigError
+    from tasks.core.errors import ConfigError
 
     if text is None:
         return None
@@ -117,7 +117,7 @@ def _int_list(flag: str, text: str | None) -> list[int] | None:
 
 
 def _image_size(text: str | None) -> list[int] | None:
-    from tasks.errors import ConfigError
+    from tasks.core.errors import ConfigError
 
     if text is None:
         return None
@@ -196,7 +196,7 @@ def tune(
     verbose: VerboseOpt = False,
 ) -> None:
     """Find the LR per batch size, train the batch size x patience grid, export the best."""
-    from tasks.config import load_tune_config
+    from tasks.core.config import load_tune_config
 
     _set_verbose(verbose)
 
@@ -231,7 +231,7 @@ def tune(
     from flows.console import hide_tracebacks
     from flows.server import local_flow_settings
     from flows.tune import tune as tune_flow
-    from tasks.reports import trials_frame
+    from tasks.reporting.tables import trials_frame
 
     if not _VERBOSE:
         hide_tracebacks()
@@ -301,8 +301,8 @@ def lr_find(
     seed: SeedOpt = 0,
 ) -> None:
     """Run one learning-rate range test and print every method's suggestion."""
-    from tasks.config import LRRangeSpec, ModelSpec, parse
-    from tasks.errors import ConfigError
+    from tasks.core.config import LRRangeSpec, ModelSpec, parse
+    from tasks.core.errors import ConfigError
 
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be a positive integer (got {batch_size})")
@@ -314,11 +314,11 @@ def lr_find(
     model_spec = parse(ModelSpec, {"kind": model}, where="model.")
     data_spec = _dataset_spec(dataset, data_dir, image_size, seed)
 
-    from tasks.data import load_dataset
-    from tasks.lr_range import lr_range_test
+    from tasks.data.datasets import load_dataset
+    from tasks.tuning.lr_range import lr_range_test, save_sweep
 
     sweep = lr_range_test(load_dataset(data_spec, cache_dir), model_spec, batch_size, spec, seed)
-    json_path, png_path = sweep.save(out)
+    json_path, png_path = save_sweep(sweep, out)
     print(f"lr range test, batch size {batch_size}: {sweep.steps} steps, {sweep.stop_reason}")
     for name, lr in sweep.suggestions.items():
         shown = f"{lr:.3e}" if lr is not None else "none"
@@ -365,7 +365,7 @@ def predict(
     verbose: VerboseOpt = False,
 ) -> None:
     """Predict every image under the folders with an exported run; one CSV row per file."""
-    from tasks.predict import predict_to_csv
+    from tasks.inference.predict import predict_to_csv
 
     _set_verbose(verbose)
     bar = None
@@ -410,7 +410,7 @@ def report(
     ] = None,
 ) -> None:
     """One row per run under an export target (winner, accuracy, duration) and a trend plot."""
-    from tasks.history import run_history, write_history
+    from tasks.runs.history import run_history, write_history
 
     frame = run_history(history, s3_endpoint_url)  # read every manifest once
     csv_path, png_path = write_history(history, out, s3_endpoint_url, frame)

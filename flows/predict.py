@@ -1,7 +1,7 @@
 """The `predict` flow: batch prediction over image folders with an exported run.
 
 Deployable as ``predict/batch`` on the ``gpu`` pool. Progress shows as a Prefect
-progress artifact; the CSV lands where ``out`` says (see `tasks.predict`).
+progress artifact; the CSV lands where ``out`` says (see `tasks.inference.predict`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from prefect import flow, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tasks.logs import get_logger
-from tasks.predict import PredictSummary, predict_to_csv
+from tasks.core.logs import get_logger
+from tasks.inference.predict import PredictSummary, predict_to_csv
 
 
 @task(name="predict_folder", tags=["gpu"], cache_policy=NO_CACHE)

@@ -3,7 +3,7 @@
 Deployed as ``train-trial/gpu`` on the ``gpu`` work pool. It loads the dataset into
 the worker's own cache, runs the sweep and the shared-patience trial, and publishes
 the result under the export target for the parent `tune` run to read
-(`tasks.dispatch`). It logs the devices TensorFlow sees; with no GPU visible it
+(`tasks.dispatch.deployments`). It logs the devices TensorFlow sees; with no GPU visible it
 warns and trains on the CPU, or fails when ``require_gpu`` is set (or
 ``NIGHTTUNE_REQUIRE_GPU=1`` on the worker).
 """
@@ -14,12 +14,10 @@ import os
 
 from prefect import flow
 
-from tasks.config import TuneConfig
-from tasks.data import cache_dataset
-from tasks.dispatch import publish_trial
-from tasks.logs import get_logger
-from tasks.lr_range import lr_sweep
-from tasks.training import train_trial_task
+from flows.steps import cache_dataset, lr_sweep, train_trial
+from tasks.core.config import TuneConfig
+from tasks.core.logs import get_logger
+from tasks.dispatch.deployments import publish_trial
 
 
 def check_devices(require_gpu: bool) -> list[str]:
@@ -45,7 +43,7 @@ def train_trial_flow(config: TuneConfig, batch_size: int, require_gpu: bool = Fa
     sweep = lr_sweep(
         cached, config.model, batch_size, config.lr_range, config.seed, config.cache_dir
     )
-    rows = train_trial_task(cached, config, batch_size, sweep.chosen_lr, sweep.method)
+    rows = train_trial(cached, config, batch_size, sweep.chosen_lr, sweep.method)
     entry = publish_trial(config, batch_size, sweep, rows)
     get_logger().info("batch size %d: published %s", batch_size, entry)
     return str(entry)

@@ -1,7 +1,7 @@
 """The `tune` flow: dataset -> LR sweep per batch size -> trials -> select -> export.
 
 Every step is a Prefect task that keeps its finished work in the store
-(`tasks.store`), keyed by its inputs, so rerunning the same config after a crash
+(`tasks.storage.store`), keyed by its inputs, so rerunning the same config after a crash
 reuses the dataset, the sweeps and the trials that were done, and only redoes the
 rest. Tasks are tagged ``cpu`` or ``gpu`` for work pools and concurrency limits.
 """
@@ -10,33 +10,16 @@ from __future__ import annotations
 
 import time
 
-from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow
 from prefect.runtime import flow_run
-from pydantic import BaseModel
 
-from tasks.config import TuneConfig
-from tasks.data import cache_dataset
-from tasks.dispatch import run_trials_on_deployments
-from tasks.export import ExportResult, export_run_task, new_run_id
-from tasks.logs import get_logger
-from tasks.lr_range import lr_sweep
-from tasks.preflight import preflight
-from tasks.selection import select_best
-from tasks.training import TrialResult, train_trial_task
-
-# Prefect task: `preflight` (tagged cpu like the other steps; nothing to cache).
-preflight_task = task(name="preflight", tags=["cpu"], cache_policy=NO_CACHE)(preflight)
-
-
-class TuneResult(BaseModel):
-    """What a tune run produced: the rows, the winner, where the export went, timings."""
-
-    run_id: str
-    export: ExportResult
-    winner: TrialResult
-    rows: list[TrialResult]
-    seconds: dict[str, float]
+from flows.steps import cache_dataset, export_run, lr_sweep, preflight, train_trial
+from tasks.core.config import TuneConfig
+from tasks.core.logs import get_logger
+from tasks.core.records import ExportResult, TrialResult, TuneResult
+from tasks.dispatch.deployments import run_trials_on_deployments
+from tasks.runs.export import new_run_id
+from tasks.tuning.selection import select_best
 
 
 def publish_artifacts(
@@ -51,7 +34,7 @@ def publish_artifacts(
         create_table_artifact,
     )
 
-    from tasks.reports import trials_frame
+    from tasks.reporting.tables import trials_frame
 
     frame = trials_frame(rows, winner)
     create_table_artifact(
@@ -81,7 +64,7 @@ def tune(config: TuneConfig | None = None) -> TuneResult:
     """Tune batch size x patience for ``config`` and export the best model."""
     config = config or TuneConfig()
     log = get_logger()
-    preflight_task(config)  # a scheduled run with a bad target fails here, not at export
+    preflight(config)  # a scheduled run with a bad target fails here, not at export
     run_id = new_run_id()
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
@@ -108,9 +91,7 @@ def tune(config: TuneConfig | None = None) -> TuneResult:
         rows = [
             row
             for sweep in sweeps
-            for row in train_trial_task(
-                cached, config, sweep.batch_size, sweep.chosen_lr, sweep.method
-            )
+            for row in train_trial(cached, config, sweep.batch_size, sweep.chosen_lr, sweep.method)
         ]
     for sweep in sweeps:
         log.info("batch size %d: lr %.3g (%s)", sweep.batch_size, sweep.chosen_lr, sweep.method)
@@ -123,7 +104,7 @@ def tune(config: TuneConfig | None = None) -> TuneResult:
         selection_metric(config.monitor),
         getattr(winner, selection_metric(config.monitor)),
     )
-    export = export_run_task(config, cached, sweeps, rows, winner, run_id, dict(seconds))
+    export = export_run(config, cached, sweeps, rows, winner, run_id, dict(seconds))
     lap("export")
     publish_artifacts(rows, winner, export, seconds)
     return TuneResult(run_id=run_id, export=export, winner=winner, rows=rows, seconds=seconds)

@@ -9,23 +9,23 @@ reported before TensorFlow is even imported when it can be.
 
 from __future__ import annotations
 
-from tasks.config import TuneConfig
+from tasks.core.config import TuneConfig
 
 
 def preflight(config: TuneConfig) -> None:
     """Raise the `UserError` a run of ``config`` would meet before any sweep or trial:
     the export target (reachable, writable), the dataset (there, or downloadable from
     here), the monitored metric (one the model logs), the trial deployment and its pool."""
-    from tasks.runs import check_target
+    from tasks.runs.reader import check_target
 
     check_target(config)
-    from tasks.data import check_dataset
+    from tasks.data.datasets import check_dataset
 
     check_dataset(config.dataset, config.cache_dir)
-    from tasks.training import check_monitor
+    from tasks.tuning.training import check_monitor
 
     check_monitor(config)
     if config.dispatch == "deployments":
-        from tasks.dispatch import check_deployment
+        from tasks.dispatch.deployments import check_deployment
 
         check_deployment(config.trial_deployment)

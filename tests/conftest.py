@@ -41,7 +41,7 @@ os.environ.pop("PREFECT_API_URL", None)
 
 import pytest  # noqa: E402
 
-from tasks.config import DatasetSpec  # noqa: E402
+from tasks.core.config import DatasetSpec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,7 +54,7 @@ def session_home() -> Path:
 @pytest.fixture(scope="session")
 def digits():
     """The digits dataset cached once for the session (in the session cache)."""
-    from tasks.data import load_dataset
+    from tasks.data.datasets import load_dataset
 
     return load_dataset(DatasetSpec())
 
@@ -62,12 +62,12 @@ def digits():
 @pytest.fixture(scope="session")
 def exported_run(tmp_path_factory) -> Path:
     """A real exported run (sweep, trial, export) trained on three classes of PNG files."""
-    from tasks.config import TuneConfig
-    from tasks.data import load_dataset
-    from tasks.export import export_run, new_run_id
-    from tasks.lr_range import stored_lr_range_test
-    from tasks.selection import select_best
-    from tasks.training import train_trial
+    from tasks.core.config import TuneConfig
+    from tasks.data.datasets import load_dataset
+    from tasks.runs.export import export_run, new_run_id
+    from tasks.tuning.lr_range import stored_lr_range_test
+    from tasks.tuning.selection import select_best
+    from tasks.tuning.training import train_trial
     from tests.images import class_folder
 
     root = tmp_path_factory.mktemp("exported")
@@ -298,7 +298,7 @@ class MotoServer:
                 time.sleep(0.2)
 
     def client(self):
-        from tasks.s3 import client
+        from tasks.storage.s3 import client
 
         return client(self.url)
 

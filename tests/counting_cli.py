@@ -13,8 +13,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-import tasks.lr_range
-import tasks.training
+import tasks.tuning.lr_range
+import tasks.tuning.training
 from flows.cli import main
 
 
@@ -27,8 +27,8 @@ def counted(kind: str, work: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-tasks.lr_range.lr_range_test = counted("sweep", tasks.lr_range.lr_range_test)
-tasks.training._fit_and_evaluate = counted("trial", tasks.training._fit_and_evaluate)
+tasks.tuning.lr_range.lr_range_test = counted("sweep", tasks.tuning.lr_range.lr_range_test)
+tasks.tuning.training._fit_and_evaluate = counted("trial", tasks.tuning.training._fit_and_evaluate)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -17,10 +17,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tasks.config import DatasetSpec, TuneConfig  # noqa: E402
-from tasks.data import load_dataset  # noqa: E402
-from tasks.epoch_loop import epoch_inputs  # noqa: E402
-from tasks.training import EVAL_BATCH, train_trial, trial_model  # noqa: E402
+from tasks.core.config import DatasetSpec, TuneConfig  # noqa: E402
+from tasks.data.datasets import load_dataset  # noqa: E402
+from tasks.tuning.epoch_loop import epoch_inputs  # noqa: E402
+from tasks.tuning.training import EVAL_BATCH, train_trial, trial_model  # noqa: E402
 
 BATCH, LR = 64, 3e-3
 KEYS = ("epochs_run", "best_epoch", "val_loss", "val_accuracy", "test_loss", "test_accuracy")

@@ -32,7 +32,7 @@ from tests.reliability import (
 
 def _set_model(run: Path, build) -> None:
     """Replace the run's model.keras and make the manifest's checksum agree with it."""
-    from tasks.files import sha256_file
+    from tasks.storage.files import sha256_file
 
     build(run / "model.keras")
     manifest = json.loads((run / "manifest.json").read_text())
@@ -166,7 +166,7 @@ def test_every_model_load_is_safe() -> None:
     import ast
 
     calls = 0
-    for path in [*(ROOT / "tasks").glob("*.py"), *(ROOT / "flows").glob("*.py")]:
+    for path in [*(ROOT / "tasks").rglob("*.py"), *(ROOT / "flows").glob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "load_model":
                 calls += 1

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.config import DatasetSpec, parse
-from tasks.errors import ConfigError
+from tasks.core.config import DatasetSpec, parse
+from tasks.core.errors import ConfigError
 
 
 @pytest.mark.parametrize(
@@ -47,7 +47,7 @@ def test_parse_errors_are_one_line(data: dict, expected: str) -> None:
 
 # --------------------------------------------------------------------------- TuneConfig
 
-from tasks.config import TuneConfig, load_tune_config  # noqa: E402
+from tasks.core.config import TuneConfig, load_tune_config  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -111,7 +111,7 @@ def test_monitor_mode() -> None:
 
 
 def test_unknown_monitor_names_what_the_model_logs() -> None:
-    from tasks.training import check_monitor
+    from tasks.tuning.training import check_monitor
 
     check_monitor(TuneConfig(monitor="val_loss"))
     with pytest.raises(ConfigError) as err:

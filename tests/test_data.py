@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tasks.config import DatasetSpec
-from tasks.data import CachedDataset, load_dataset, resolve_cache_dir
-from tasks.digits import Digits
-from tasks.errors import ConfigError, DatasetUnavailable
-from tasks.sources import carve_codes
+from tasks.core.config import DatasetSpec
+from tasks.core.errors import ConfigError, DatasetUnavailable
+from tasks.data.datasets import CachedDataset, load_dataset, resolve_cache_dir
+from tasks.data.digits import Digits
+from tasks.data.sources import carve_codes
 from tests.images import class_folder, pattern, write_image
 
 
@@ -106,7 +106,7 @@ def test_entry_without_meta_is_not_trusted(tmp_path) -> None:
 
 
 def test_leftover_staging_folder_is_ignored_and_removed(tmp_path) -> None:
-    from tasks.files import _HOST
+    from tasks.storage.files import _HOST
 
     first = load_dataset(DatasetSpec(), tmp_path)
     dead = subprocess.Popen(["true"])
@@ -255,7 +255,7 @@ def test_unprepared_catalog_dataset_offline_fails_at_once(tmp_path, monkeypatch)
 def test_cache_dataset_task_in_a_flow(prefect_harness, tmp_path) -> None:
     from prefect import flow
 
-    from tasks.data import cache_dataset
+    from flows.steps import cache_dataset
 
     @flow
     def only_data(cache_dir: str) -> CachedDataset:
@@ -275,7 +275,8 @@ def test_two_processes_preparing_digits_at_once_both_succeed(tmp_path) -> None:
     from tests.conftest import ROOT
 
     script = (
-        "import sys; from tasks.config import DatasetSpec; from tasks.data import load_dataset; "
+        "import sys; from tasks.core.config import DatasetSpec; "
+        "from tasks.data.datasets import load_dataset; "
         "print(load_dataset(DatasetSpec(), sys.argv[1]).num_examples['train'])"
     )
     procs = [

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import TuneConfig, load_tune_config
-from tasks.errors import ConfigError
-from tasks.files import sha256_file
+from tasks.core.config import TuneConfig, load_tune_config
+from tasks.core.errors import ConfigError
+from tasks.storage.files import sha256_file
 from tests.conftest import ROOT, Processes, start_prefect_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -166,7 +166,7 @@ def test_manual_run_fans_trials_out_to_gpu_workers(cluster) -> None:
 
 
 def test_a_rerun_reuses_published_children(cluster) -> None:
-    from tasks.dispatch import run_trials_on_deployments
+    from tasks.dispatch.deployments import run_trials_on_deployments
 
     config = load_tune_config(
         None, dict(GRID, export_to=str(cluster["root"] / "exports"), dispatch="deployments")
@@ -178,7 +178,7 @@ def test_a_rerun_reuses_published_children(cluster) -> None:
 
 
 def test_a_failed_child_becomes_failed_rows_and_is_retried(cluster, tmp_path) -> None:
-    from tasks.dispatch import run_trials_on_deployments
+    from tasks.dispatch.deployments import run_trials_on_deployments
 
     # The children cannot load this dataset: they fail, the parent does not raise.
     config = load_tune_config(
@@ -204,7 +204,7 @@ def test_a_failed_child_becomes_failed_rows_and_is_retried(cluster, tmp_path) ->
 
 
 def test_missing_deployment_is_a_clear_error(cluster) -> None:
-    from tasks.dispatch import check_deployment
+    from tasks.dispatch.deployments import check_deployment
 
     check_deployment("train-trial/gpu")
     with pytest.raises(

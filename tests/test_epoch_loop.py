@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tasks.config import ModelSpec
-from tasks.epoch_loop import epoch_inputs, examples_per_epoch, fuse_epochs
-from tasks.models import XLA_CPU_FLAGS, build_model, use_xla_cpu_flags
+from tasks.core.config import ModelSpec
+from tasks.tuning.epoch_loop import epoch_inputs, examples_per_epoch, fuse_epochs
+from tasks.tuning.models import XLA_CPU_FLAGS, build_model, use_xla_cpu_flags
 from tests.conftest import ROOT
 
 N, SHAPE = 203, (8, 8, 1)
@@ -110,7 +110,7 @@ def test_our_xla_flags_join_the_environments(monkeypatch, given: str, expected: 
 def test_this_xla_accepts_our_flags() -> None:
     """XLA aborts the process on a flag it does not know: a compile under ours must run."""
     code = (
-        "from tasks.models import use_xla_cpu_flags; use_xla_cpu_flags()\n"
+        "from tasks.tuning.models import use_xla_cpu_flags; use_xla_cpu_flags()\n"
         "import tensorflow as tf\n"
         "f = tf.function(lambda x: tf.reduce_sum(x @ x), jit_compile=True)\n"
         "print(float(f(tf.ones((4, 4)))))\n"
@@ -127,7 +127,7 @@ def test_this_xla_accepts_our_flags() -> None:
 def test_build_model_is_seeded_and_leaves_python_random_as_it_was() -> None:
     """Same seed, same weights; another seed, other weights. Python's global `random`
     comes back as it was: Prefect picks the temporary server's port from it, and seeded
-    alike in every process, two runs at once picked one port (tasks/models.py)."""
+    alike in every process, two runs at once picked one port (tasks/tuning/models.py)."""
     import random
 
     random.seed()  # fresh entropy, as in a new process

@@ -34,10 +34,10 @@ class AllocateTooMuch(keras.callbacks.Callback):
 @pytest.fixture
 def faults(monkeypatch) -> dict[str, int]:
     import flows.tune
-    import tasks.training
+    import tasks.tuning.training
 
     seen = {"nan": 0, "oom": 0}
-    sweep_task, fit = flows.tune.lr_sweep, tasks.training.fit_trial
+    sweep_task, fit = flows.tune.lr_sweep, tasks.tuning.training.fit_trial
 
     def sweep_with_a_bad_lr(cached, model, batch_size, *args, **kwargs):
         sweep = sweep_task(cached, model, batch_size, *args, **kwargs)
@@ -53,7 +53,7 @@ def faults(monkeypatch) -> dict[str, int]:
         return fit(model, batch_size, data, **kwargs)
 
     monkeypatch.setattr(flows.tune, "lr_sweep", sweep_with_a_bad_lr)
-    monkeypatch.setattr(tasks.training, "fit_trial", fit_that_runs_out_of_memory)
+    monkeypatch.setattr(tasks.tuning.training, "fit_trial", fit_that_runs_out_of_memory)
     return seen
 
 
@@ -61,7 +61,7 @@ def test_nan_and_oom_trials_fail_with_reasons_and_the_rest_win(
     prefect_harness, tmp_path, faults
 ) -> None:
     from flows.tune import tune
-    from tasks.config import load_tune_config
+    from tasks.core.config import load_tune_config
 
     config = load_tune_config(
         None,

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks import s3
-from tasks.errors import UnsafePath
+from tasks.core.errors import UnsafePath
+from tasks.storage import s3
 from tests.conftest import nighttune_cmd
 from tests.images import class_folder
 
@@ -162,9 +162,9 @@ def test_s3_damaged_documents_and_missing_objects_are_one_line(
 def test_a_worker_result_naming_files_outside_is_refused(
     exported_run, s3_server, bucket, tmp_path, victim
 ) -> None:
-    from tasks.config import TuneConfig
-    from tasks.dispatch import WORK, handoff_key, read_published, work_root
-    from tasks.store import entry_path
+    from tasks.core.config import TuneConfig
+    from tasks.dispatch.deployments import WORK, handoff_key, read_published, work_root
+    from tasks.storage.store import entry_path
 
     config = TuneConfig(
         export_to=f"s3://{bucket}/{PREFIX}",
@@ -186,7 +186,7 @@ def test_a_worker_result_naming_files_outside_is_refused(
 
 
 def test_s3_latest_never_goes_back_to_an_older_run(s3_server, bucket) -> None:
-    from tasks.export import point_latest_s3
+    from tasks.runs.export import point_latest_s3
 
     client = s3_server.client()
     target = s3.S3Uri(bucket, PREFIX)

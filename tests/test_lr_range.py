@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tasks.config import LRRangeSpec, ModelSpec
-from tasks.data import CachedDataset
-from tasks.lr_range import LRSweep, default_steps, lr_range_test, run_range_test
-from tasks.models import build_model
+from tasks.core.config import LRRangeSpec, ModelSpec
+from tasks.core.records import LRSweep
+from tasks.data.datasets import CachedDataset
+from tasks.tuning.lr_range import default_steps, lr_range_test, run_range_test, save_sweep
+from tasks.tuning.models import build_model
 
 
 def model_for(digits: CachedDataset, **spec):
@@ -79,7 +80,7 @@ def test_sweep_on_digits_suggests_a_finite_lr_in_range(digits: CachedDataset, tm
     assert math.isfinite(sweep.chosen_lr) and spec.start_lr <= sweep.chosen_lr <= spec.end_lr
     assert sweep.steps == default_steps(digits.num_examples["train"], 64) == len(sweep.lrs)
 
-    json_path, png_path = sweep.save(tmp_path)
+    json_path, png_path = save_sweep(sweep, tmp_path)
     saved = json.loads(json_path.read_text())
     for key in (
         "lrs",
@@ -103,7 +104,7 @@ def test_lr_sweep_task_is_stored_and_reused(
 ) -> None:
     from prefect import flow
 
-    from tasks.lr_range import lr_sweep
+    from flows.steps import lr_sweep
 
     @flow
     def sweeps(cache: str) -> list[LRSweep]:
@@ -123,7 +124,7 @@ def test_lr_sweep_task_is_stored_and_reused(
     assert lr_sweep.tags == {"gpu"}
 
     runs: list[int] = []
-    monkeypatch.setattr("tasks.lr_range.run_range_test", lambda *a, **k: runs.append(1))
+    monkeypatch.setattr("tasks.tuning.lr_range.run_range_test", lambda *a, **k: runs.append(1))
     again = sweeps(str(tmp_path))  # stored: not run again
     assert runs == [] and again == first
 
@@ -131,11 +132,11 @@ def test_lr_sweep_task_is_stored_and_reused(
 def test_a_stored_sweep_of_another_default_length_is_not_reused(
     digits: CachedDataset, tmp_path, monkeypatch
 ) -> None:
-    from tasks.lr_range import stored_lr_range_test
+    from tasks.tuning.lr_range import stored_lr_range_test
 
     def sweep() -> LRSweep:
         return stored_lr_range_test(digits, ModelSpec(), 128, LRRangeSpec(), 0, str(tmp_path))
 
     assert sweep().steps == 10  # digits at 128: one epoch
-    monkeypatch.setattr("tasks.lr_range.MIN_STEPS", 12)  # a later version's default
+    monkeypatch.setattr("tasks.tuning.lr_range.MIN_STEPS", 12)  # a later version's default
     assert sweep().steps == 12

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tasks.images import find_images, load_image
-from tasks.predict import predict_to_csv
+from tasks.data.images import find_images, load_image
+from tasks.inference.predict import predict_to_csv
 from tests.conftest import nighttune_cmd
 from tests.images import class_folder, pattern, write_image
 
@@ -180,7 +180,7 @@ def test_same_rows_whatever_the_batch_size(run_dir, tmp_path) -> None:
 
 
 def test_default_batch_size_follows_the_image_size() -> None:
-    from tasks.predict import auto_batch_size
+    from tasks.inference.predict import auto_batch_size
 
     assert auto_batch_size((28, 28, 1)) == 1024  # capped
     assert auto_batch_size((64, 64, 3)) == 341  # 16 MiB of float32 input

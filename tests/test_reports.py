@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tasks.history import run_history, write_history
+from tasks.runs.history import run_history, write_history
 from tests.test_tune_flow import small_config
 
 pytestmark = pytest.mark.slow

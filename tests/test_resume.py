@@ -128,9 +128,9 @@ def leftovers(tmp: Path) -> list[Path]:
 def test_killed_run_resumes_without_redoing_finished_work(
     kill: KillPoint, prefect_server, tmp_path
 ) -> None:
-    from tasks.config import DatasetSpec
-    from tasks.data import load_dataset
-    from tasks.runs import verify_run
+    from tasks.core.config import DatasetSpec
+    from tasks.data.datasets import load_dataset
+    from tasks.runs.reader import verify_run
 
     env = environment(tmp_path, prefect_server["api"])
     output = run_and_kill(tmp_path, env, kill)
@@ -169,7 +169,7 @@ def test_killed_run_resumes_without_redoing_finished_work(
 
 
 def test_two_runs_at_once_to_one_target_both_export_intact(prefect_server, tmp_path) -> None:
-    from tasks.runs import verify_run
+    from tasks.runs.reader import verify_run
 
     env = environment(tmp_path, prefect_server["api"])
     procs = [start(tmp_path, env) for _ in range(2)]

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tasks.config import TuneConfig
-from tasks.data import CachedDataset
-from tasks.training import _rows, train_trial
+from tasks.core.config import TuneConfig
+from tasks.data.datasets import CachedDataset
+from tasks.tuning.training import _rows, train_trial
 from tests.conftest import ROOT
 
 
@@ -59,7 +59,7 @@ def test_a_trial_that_raises_becomes_failed_rows(
     def out_of_memory(*args, **kwargs):
         raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
 
-    monkeypatch.setattr("tasks.training.fit_trial", out_of_memory)
+    monkeypatch.setattr("tasks.tuning.training.fit_trial", out_of_memory)
     config = TuneConfig(patiences=(2, 3), max_epochs=3, cache_dir=str(tmp_path))
     rows = train_trial(digits, config, 32, 1e-3, "minimum")
     assert [r.status for r in rows] == ["failed", "failed"]

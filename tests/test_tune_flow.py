@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tasks.config import TuneConfig, load_tune_config
-from tasks.data import load_dataset
-from tasks.files import sha256_file
+from tasks.core.config import TuneConfig, load_tune_config
+from tasks.data.datasets import load_dataset
+from tasks.storage.files import sha256_file
 
 pytestmark = pytest.mark.slow
 
@@ -35,16 +35,16 @@ def small_config(tmp_path: Path, **extra) -> TuneConfig:
 @pytest.fixture
 def fits(monkeypatch) -> list[int]:
     """Counts real fits (the trial's one `model.fit` call)."""
-    import tasks.training
+    import tasks.tuning.training
 
     calls: list[int] = []
-    original = tasks.training.fit_trial
+    original = tasks.tuning.training.fit_trial
 
     def counting(model, *args, **kwargs):
         calls.append(1)
         return original(model, *args, **kwargs)
 
-    monkeypatch.setattr(tasks.training, "fit_trial", counting)
+    monkeypatch.setattr(tasks.tuning.training, "fit_trial", counting)
     return calls
 
 
@@ -103,7 +103,7 @@ def test_the_flow_checks_its_own_input_before_any_sweep_or_trial(prefect_harness
     """What a scheduled or `prefect deployment run` run does with an unreachable bucket:
     the flow, called directly (no CLI), fails in its first step with the CLI's line."""
     from flows.tune import tune
-    from tasks.s3 import S3Error
+    from tasks.storage.s3 import S3Error
 
     config = small_config(tmp_path, export_to="s3://models/nightly")
     config = config.model_copy(update={"s3_endpoint_url": "http://127.0.0.1:9"})

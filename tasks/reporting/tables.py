@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from tasks.files import write_text_atomic
-from tasks.training import TrialResult
+from tasks.core.records import TrialResult
+from tasks.storage.files import write_text_atomic
 
 COLUMNS = [
     "batch_size",

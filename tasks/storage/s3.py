@@ -19,9 +19,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from tasks.errors import UserError, short_repr
+from tasks.core.errors import UserError, short_repr
+from tasks.core.urls import endpoint_problem, redact
 
 CHUNK = 8 * 1024 * 1024  # multipart threshold and part size; the composite checksum needs it
 PERMANENT = {
@@ -89,23 +89,6 @@ def is_s3(target: str) -> bool:
     return target.startswith("s3://")
 
 
-def endpoint_problem(url: str) -> str | None:
-    """Why ``url`` cannot be an S3 endpoint, or None. Never repeats a credential."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-    except ValueError:
-        return "give http(s)://host[:port] (got a URL that does not parse)"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"give http(s)://host[:port] (got {redact(url)!r})"
-    if parts.username or parts.password or parts.query:
-        return (
-            f"must not carry credentials or a query string (got {redact(url)!r} with them "
-            "removed); put keys in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or a profile"
-        )
-    return None
-
-
 # Where botocore finds an endpoint when none is passed (the S3-specific one first).
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 
@@ -116,20 +99,6 @@ def check_environment_endpoint() -> None:
         value = os.environ.get(name)
         if value and (problem := endpoint_problem(value)):
             raise S3Error(f"{name} {problem}")
-
-
-def redact(url: str | None) -> str | None:
-    """An endpoint URL without user:password (and without a query string)."""
-    if not url:
-        return url
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return "(an endpoint URL that does not parse)"
-    host = parts.hostname or ""
-    netloc = f"{host}:{port}" if port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def client(

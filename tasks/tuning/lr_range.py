@@ -18,16 +18,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel
-
-from tasks.config import LRRangeSpec, ModelSpec
-from tasks.data import CachedDataset, resolve_cache_dir
-from tasks.files import write_text_atomic
-from tasks.logs import get_logger
-from tasks.lr_suggest import choose, smooth, suggest_all
-from tasks.store import get_or_build
+from tasks.core.config import LRRangeSpec, ModelSpec
+from tasks.core.logs import get_logger
+from tasks.core.records import LRSweep, sweep_files
+from tasks.data.datasets import CachedDataset, resolve_cache_dir
+from tasks.storage.files import write_text_atomic
+from tasks.storage.store import get_or_build
+from tasks.tuning.lr_suggest import choose, smooth, suggest_all
 
 FALLBACK_LR = 1e-3  # Adam's default, used only when no method finds a descent
 MIN_STEPS, MAX_STEPS = 10, 200  # 10: the fewest `LRRangeSpec.steps` takes
@@ -102,60 +99,44 @@ def run_range_test(
     return lrs, losses, stop_reason
 
 
-class LRSweep(BaseModel):
-    """One range test's curve, every method's suggestion, and the LR chosen for trials."""
+def sweep_from_curve(
+    batch_size: int,
+    lrs: list[float],
+    losses: list[float],
+    stop_reason: str,
+    spec: LRRangeSpec,
+    seconds: float,
+) -> LRSweep:
+    """The `LRSweep` of one curve: every rule's suggestion, and the LR chosen for trials."""
+    found = suggest_all(lrs, losses, spec.beta)
+    picked = choose(found, spec.method)
+    chosen_lr, method = picked if picked else (FALLBACK_LR, "fallback")
+    return LRSweep(
+        batch_size=batch_size,
+        lrs=lrs,
+        losses=[_finite(v) for v in losses],
+        smoothed=[_finite(v) for v in smooth(losses, spec.beta)],
+        suggestions={name: s.lr for name, s in found.items()},
+        notes={name: s.note for name, s in found.items()},
+        chosen_lr=chosen_lr,
+        method=method,
+        steps=len(lrs),
+        stop_reason=stop_reason,
+        seconds=round(seconds, 3),
+    )
 
-    batch_size: int
-    lrs: list[float]
-    losses: list[float | None]
-    smoothed: list[float | None]
-    suggestions: dict[str, float | None]
-    notes: dict[str, str]
-    chosen_lr: float
-    method: str
-    steps: int
-    stop_reason: str
-    seconds: float
-    path: str | None = None  # folder holding the saved JSON and PNG, once stored
 
-    @classmethod
-    def from_curve(
-        cls,
-        batch_size: int,
-        lrs: list[float],
-        losses: list[float],
-        stop_reason: str,
-        spec: LRRangeSpec,
-        seconds: float,
-    ) -> LRSweep:
-        found = suggest_all(lrs, losses, spec.beta)
-        picked = choose(found, spec.method)
-        chosen_lr, method = picked if picked else (FALLBACK_LR, "fallback")
-        return cls(
-            batch_size=batch_size,
-            lrs=lrs,
-            losses=[_finite(v) for v in losses],
-            smoothed=[_finite(v) for v in smooth(losses, spec.beta)],
-            suggestions={name: s.lr for name, s in found.items()},
-            notes={name: s.note for name, s in found.items()},
-            chosen_lr=chosen_lr,
-            method=method,
-            steps=len(lrs),
-            stop_reason=stop_reason,
-            seconds=round(seconds, 3),
-        )
+def save_sweep(sweep: LRSweep, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write the sweep's JSON and PNG (`sweep_files`) into out_dir; return both paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    json_name, png_name = sweep_files(sweep.batch_size)
+    json_path, png_path = out / json_name, out / png_name
+    write_text_atomic(json_path, json.dumps(sweep.model_dump(), indent=2))
+    from tasks.reporting.figures import plot_lr_sweep
 
-    def save(self, out_dir: str | Path) -> tuple[Path, Path]:
-        """Write ``lr_sweep_b<batch>.json`` and ``.png`` into out_dir; return both paths."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        stem = out / f"lr_sweep_b{self.batch_size}"
-        json_path, png_path = stem.with_suffix(".json"), stem.with_suffix(".png")
-        write_text_atomic(json_path, json.dumps(self.model_dump(), indent=2))
-        from tasks.plots import plot_lr_sweep
-
-        plot_lr_sweep(self, png_path)
-        return json_path, png_path
+    plot_lr_sweep(sweep, png_path)
+    return json_path, png_path
 
 
 def _finite(value: float) -> float | None:
@@ -171,7 +152,7 @@ def lr_range_test(
     seed: int = 0,
 ) -> LRSweep:
     """Build a fresh model and sweep it on the cached train split at ``batch_size``."""
-    from tasks.models import build_model
+    from tasks.tuning.models import build_model
 
     model = build_model(model_spec, cached.input_shape, len(cached.class_names), seed=seed)
     batches = cached.batches("train", batch_size, shuffle=True, seed=seed)
@@ -187,7 +168,7 @@ def lr_range_test(
     lrs, losses, stop_reason = run_range_test(
         model, batches, spec.start_lr, spec.end_lr, steps, spec.beta, spec.diverge_factor
     )
-    sweep = LRSweep.from_curve(
+    sweep = sweep_from_curve(
         batch_size, lrs, losses, stop_reason, spec, time.perf_counter() - start
     )
     if sweep.method == "fallback":
@@ -230,7 +211,7 @@ def stored_lr_range_test(
 
     def build(staging: Path) -> dict[str, Any]:
         sweep = lr_range_test(cached, model_spec, batch_size, spec, seed)
-        sweep.save(staging)
+        save_sweep(sweep, staging)
         return sweep.model_dump()
 
     root = resolve_cache_dir(cache_dir)
@@ -238,7 +219,3 @@ def stored_lr_range_test(
     if hit:
         get_logger().info("lr sweep, batch size %d: finished before, reusing %s", batch_size, entry)
     return LRSweep.model_validate(meta["data"]).model_copy(update={"path": str(entry)})
-
-
-# Prefect task: one stored range test for one batch size. The store is the cache.
-lr_sweep = task(name="lr_sweep", tags=["gpu"], cache_policy=NO_CACHE)(stored_lr_range_test)

@@ -13,7 +13,7 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
-from tasks.config import ModelSpec
+from tasks.core.config import ModelSpec
 
 # XLA's CPU scheduler "optimized for concurrency" runs a step's independent kernels
 # side by side on the thread pool. A trial step's extra kernels are tiny (Adam updates

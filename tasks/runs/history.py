@@ -7,12 +7,12 @@ from typing import Any
 
 import pandas as pd
 
-from tasks import s3
-from tasks.errors import UserError
-from tasks.files import read_bounded, write_text_atomic
-from tasks.logs import get_logger
-from tasks.manifest import MANIFEST, MAX_MANIFEST_BYTES, Manifest, parse_manifest
-from tasks.plots import plot_history
+from tasks.core.errors import UserError
+from tasks.core.logs import get_logger
+from tasks.reporting.figures import plot_history
+from tasks.runs.manifest import MANIFEST, MAX_MANIFEST_BYTES, Manifest, parse_manifest
+from tasks.storage import s3
+from tasks.storage.files import read_bounded, write_text_atomic
 
 COLUMNS = [
     "run_id",

@@ -24,9 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from tasks.errors import UserError, clean_tf_message, first_line
-from tasks.files import check_writable_dir, remove_orphans, scratch_path
-from tasks.images import (
+from tasks.core.errors import UserError, clean_tf_message, first_line
+from tasks.data.images import (
     decode_exact,
     decode_image_file,
     decode_resized,
@@ -36,8 +35,9 @@ from tasks.images import (
     printable,
     tf_path,
 )
-from tasks.manifest import Manifest
-from tasks.runs import RunUnavailable, open_run
+from tasks.runs.manifest import Manifest
+from tasks.runs.reader import RunUnavailable, open_run
+from tasks.storage.files import check_writable_dir, remove_orphans, scratch_path
 
 
 @dataclass

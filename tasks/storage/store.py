@@ -18,9 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tasks.errors import UnsafePath
-from tasks.files import discard_dir, file_digests, staged_dir, verify_digests
-from tasks.logs import get_logger
+from tasks.core.errors import UnsafePath
+from tasks.core.logs import get_logger
+from tasks.storage.files import discard_dir, file_digests, staged_dir, verify_digests
 
 META = "meta.json"
 

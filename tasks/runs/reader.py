@@ -5,8 +5,8 @@ A model reference is one of
 - ``<target>/<run-id>``: that run's folder;
 - ``s3://bucket/prefix/latest`` or ``s3://bucket/prefix/<run-id>``: downloaded once
   into ``<cache>/runs/<bucket>/<prefix hash>/<run-id>/`` and reused from there.
-The manifest and ``latest.json`` are parsed and bounded (`tasks.manifest`) and every
-name they give is joined by `tasks.files.safe_join` before anything is read,
+The manifest and ``latest.json`` are parsed and bounded (`tasks.runs.manifest`) and every
+name they give is joined by `tasks.storage.files.safe_join` before anything is read,
 downloaded or removed; every file listed in the manifest is checked against its
 sha256 before the run is used. A run that does not pass is refused with one line.
 Also where runs go: `check_target` and `run_cache_dir`. Nothing here imports
@@ -18,12 +18,10 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from tasks import s3
-from tasks.config import TuneConfig
-from tasks.errors import ConfigError, UserError
-from tasks.files import discard_dir, read_bounded, safe_join, sha256_file, staged_dir
-from tasks.logs import get_logger
-from tasks.manifest import (
+from tasks.core.config import TuneConfig
+from tasks.core.errors import ConfigError, UserError
+from tasks.core.logs import get_logger
+from tasks.runs.manifest import (
     LATEST,
     MANIFEST,
     MAX_LATEST_BYTES,
@@ -33,11 +31,13 @@ from tasks.manifest import (
     parse_latest,
     parse_manifest,
 )
+from tasks.storage import s3
+from tasks.storage.files import discard_dir, read_bounded, safe_join, sha256_file, staged_dir
 
 
 def run_cache_dir(uri: s3.S3Uri, run_id: str, cache_dir: str | None = None) -> Path:
     """Local home of an S3 run: ``<cache>/runs/<bucket>/<prefix hash>/<run-id>``."""
-    from tasks.data import resolve_cache_dir  # (imports Prefect: only when needed)
+    from tasks.data.datasets import resolve_cache_dir  # (imports Prefect: only when needed)
 
     prefix = hashlib.sha256(uri.prefix.encode()).hexdigest()[:12]
     return safe_join(resolve_cache_dir(cache_dir) / "runs" / uri.bucket / prefix, run_id, "run id")
@@ -54,7 +54,7 @@ def check_target(config: TuneConfig) -> None:
             "or s3://bucket/prefix"
         )
     else:
-        from tasks.files import check_writable_dir
+        from tasks.storage.files import check_writable_dir
 
         check_writable_dir(Path(config.export_to).expanduser(), "export target (--export-to)")
 

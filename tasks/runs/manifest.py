@@ -2,7 +2,7 @@
 
 Both come from a folder or a bucket that others can write to, so neither is trusted:
 each is parsed into a model here (size, schema, bounds; file names and run ids
-checked by `tasks.files.safe_relpath`) before any file it names is downloaded,
+checked by `tasks.storage.files.safe_relpath`) before any file it names is downloaded,
 read or removed. Nothing here imports TensorFlow or Prefect.
 """
 
@@ -22,8 +22,8 @@ from pydantic import (
     field_validator,
 )
 
-from tasks.errors import UserError, short_repr
-from tasks.files import safe_relpath
+from tasks.core.errors import UserError, short_repr
+from tasks.storage.files import safe_relpath
 
 MANIFEST = "manifest.json"
 LATEST = "latest.json"
@@ -34,7 +34,7 @@ MAX_CLASSES = 100_000
 MAX_IMAGE_SIDE = 8192
 MAX_IMAGE_PIXELS = 4096 * 4096  # 64 MiB of float32 per gray image, 192 MiB per RGB one
 
-# One folder name: what `tasks.export.new_run_id` makes, and any name of that alphabet.
+# One folder name: what `tasks.runs.export.new_run_id` makes, and any name of that alphabet.
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 

@@ -8,7 +8,7 @@ where the source has none), saves every split with `tf.data.Dataset.save` under
 paths and metadata that Prefect can hash and pass between machines.
 
 The fingerprint covers (source, version, splits, preprocessing), so changing any
-of them builds a new entry. Entries are kept by `tasks.store`: staged and renamed,
+of them builds a new entry. Entries are kept by `tasks.storage.store`: staged and renamed,
 ``meta.json`` recording every file's sha256, rebuilt when they no longer match.
 """
 
@@ -18,15 +18,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
-from tasks.config import DatasetSpec
-from tasks.errors import DatasetUnavailable
-from tasks.logs import get_logger
-from tasks.sources import ImageFolder, open_source
-from tasks.store import get_or_build
+from tasks.core.config import DatasetSpec
+from tasks.core.errors import DatasetUnavailable
+from tasks.core.logs import get_logger
+from tasks.data.sources import ImageFolder, open_source
+from tasks.storage.store import get_or_build
 
 # Bump when the cached layout or the preprocessing code changes meaning.
 CACHE_FORMAT = 3
@@ -59,7 +57,7 @@ class CachedDataset(BaseModel):
     def batches(self, name: str, batch_size: int, shuffle: bool = False, seed: int = 0) -> Any:
         """The split held in memory, optionally reshuffled each pass (seeded), batched.
 
-        Trials do not use this for training: see `tasks.epoch_loop`.
+        Trials do not use this for training: see `tasks.tuning.epoch_loop`.
         """
         import tensorflow as tf
 
@@ -166,10 +164,6 @@ def check_space(
             f"(float32) needs about {_size(need)} and {probe} has {_size(free)} free; "
             "give a smaller --image-size, or a --cache-dir on a disk with room"
         )
-
-
-# Prefect task: `load_dataset`. The on-disk cache is the cache, so Prefect's is off.
-cache_dataset = task(name="cache_dataset", tags=["cpu"], cache_policy=NO_CACHE)(load_dataset)
 
 
 # --------------------------------------------------------------------------- entries

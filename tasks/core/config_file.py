@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.errors import ConfigError
+from tasks.core.errors import ConfigError
 
 MAX_CONFIG_BYTES = 1 * 2**20
 MAX_CONFIG_NODES = 100_000  # YAML nodes once aliases are expanded (a real config: < 200)

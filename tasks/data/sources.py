@@ -15,10 +15,10 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from tasks.config import DatasetSpec
-from tasks.errors import ConfigError, DatasetUnavailable, first_line
-from tasks.files import file_lock
-from tasks.images import (
+from tasks.core.config import DatasetSpec
+from tasks.core.errors import ConfigError, DatasetUnavailable, first_line
+from tasks.core.logs import get_logger
+from tasks.data.images import (
     IMAGE_EXTENSIONS,
     decode_image_file,
     load_image,
@@ -27,7 +27,7 @@ from tasks.images import (
     scan_images,
     tf_path,
 )
-from tasks.logs import get_logger
+from tasks.storage.files import file_lock
 
 NETWORK_PROBE = os.environ.get("NIGHTTUNE_NETWORK_PROBE", "storage.googleapis.com:443")
 
@@ -106,7 +106,7 @@ class CatalogSource:
         import tensorflow_datasets as tfds
 
         if self.spec.kind == "digits":
-            from tasks.digits import Digits
+            from tasks.data.digits import Digits
 
             return Digits(data_dir=self.data_dir)
         return tfds.builder(self.spec.name, data_dir=self.data_dir)

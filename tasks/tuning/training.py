@@ -6,7 +6,7 @@ its best epoch at the moment it would have stopped (Keras's restore-best-weights
 semantics). Each patience's weights are then evaluated on validation and test and
 saved as ``model_e<best>.keras``; one `TrialResult` row per (batch size, patience).
 
-Finished trials are kept by `tasks.store`, keyed by everything they depend on, so a
+Finished trials are kept by `tasks.storage.store`, keyed by everything they depend on, so a
 rerun skips them. A trial that raises becomes failed rows (not stored, so a rerun
 tries again); a loss that turns NaN fails the patiences still running at that epoch
 while those that had stopped before keep their results.
@@ -17,55 +17,31 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import keras
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel
 
-from tasks.config import ModelSpec, TuneConfig
-from tasks.data import CachedDataset, resolve_cache_dir
-from tasks.epoch_loop import epoch_inputs, examples_per_epoch, fuse_epochs
-from tasks.errors import ConfigError, TrialFailed, first_line
-from tasks.logs import get_logger
-from tasks.patience import PatienceLedger, Stop
-from tasks.store import get_or_build
+from tasks.core.config import ModelSpec, TuneConfig
+from tasks.core.errors import ConfigError, TrialFailed, first_line
+from tasks.core.logs import get_logger
+from tasks.core.records import TrialResult
+from tasks.data.datasets import CachedDataset, resolve_cache_dir
+from tasks.storage.store import get_or_build
+from tasks.tuning.epoch_loop import epoch_inputs, examples_per_epoch, fuse_epochs
+from tasks.tuning.patience import PatienceLedger, Stop
 
 # Bump when what a trial computes changes, so stored trials are not reused.
-# 2: each epoch is one compiled loop over a fresh permutation (tasks.epoch_loop).
+# 2: each epoch is one compiled loop over a fresh permutation (tasks.tuning.epoch_loop).
 TRIAL_VERSION = 2
 JIT_COMPILE = True
 EVAL_BATCH = 1024
-
-
-class TrialResult(BaseModel):
-    """One (batch size, patience) cell of the grid. Epochs are counted from 1."""
-
-    batch_size: int
-    patience: int
-    lr: float | None  # None when the trial failed before its LR was known
-    lr_method: str | None
-    status: Literal["ok", "failed"] = "ok"
-    epochs_run: int | None = None
-    stop_epoch: int | None = None  # None: ran to max_epochs without stopping
-    best_epoch: int | None = None
-    stopped_early: bool | None = None
-    val_loss: float | None = None
-    val_accuracy: float | None = None
-    test_loss: float | None = None
-    test_accuracy: float | None = None
-    train_seconds: float | None = None
-    examples_per_s: float | None = None
-    model_path: str | None = None
-    error: str | None = None
 
 
 def logged_metrics(model_spec: ModelSpec) -> list[str]:
     """The names `fit` logs for models built from ``model_spec`` (asked of a real model)."""
     import numpy as np
 
-    from tasks.models import build_model
+    from tasks.tuning.models import build_model
 
     model = build_model(model_spec, (8, 8, 1), 2)
     names = list(model.evaluate(np.zeros((1, 8, 8, 1)), np.zeros(1), verbose=0, return_dict=True))
@@ -148,7 +124,7 @@ def _trial_key(cached: CachedDataset, config: TuneConfig, batch_size: int, lr: f
 
 def trial_model(cached: CachedDataset, config: TuneConfig, batch_size: int, lr: float) -> Any:
     """The compiled model a trial fits: ``config.model`` with its epoch loop installed."""
-    from tasks.models import build_model
+    from tasks.tuning.models import build_model
 
     model = build_model(
         config.model,
@@ -310,4 +286,3 @@ def train_trial(
 
 
 # Prefect task: `train_trial`. Finished trials are kept in the store, not in Prefect.
-train_trial_task = task(name="train_trial", tags=["gpu"], cache_policy=NO_CACHE)(train_trial)

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from tasks.plots import plot_confusion, plot_heatmap, plot_learning_curves
-from tasks.training import TrialResult
+from tasks.core.records import TrialResult
+from tasks.reporting.figures import plot_confusion, plot_heatmap, plot_learning_curves
 
 # The trials table in the page; report.csv has every column.
 SHOWN = [

@@ -12,8 +12,8 @@ import math
 from collections.abc import Sequence
 from typing import Literal
 
-from tasks.errors import TrialFailed
-from tasks.training import TrialResult
+from tasks.core.errors import TrialFailed
+from tasks.core.records import TrialResult
 
 
 def select_best(

@@ -24,15 +24,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tasks import s3
-from tasks.config import TuneConfig
-from tasks.data import resolve_cache_dir
-from tasks.errors import ConfigError, UnsafePath
-from tasks.files import discard_dir, safe_join, safe_relpath, staged_dir
-from tasks.logs import get_logger
-from tasks.lr_range import SWEEP_VERSION, LRSweep
-from tasks.store import META, entry_path, get_or_build, read_entry
-from tasks.training import TRIAL_VERSION, TrialResult
+from tasks.core.config import TuneConfig
+from tasks.core.errors import ConfigError, UnsafePath
+from tasks.core.logs import get_logger
+from tasks.core.records import LRSweep, TrialResult, sweep_files
+from tasks.data.datasets import resolve_cache_dir
+from tasks.storage import s3
+from tasks.storage.files import discard_dir, safe_join, safe_relpath, staged_dir
+from tasks.storage.store import META, entry_path, get_or_build, read_entry
+from tasks.tuning.lr_range import SWEEP_VERSION
+from tasks.tuning.training import TRIAL_VERSION
 
 WORK = ".work"
 POLL_SECONDS = 2.0
@@ -82,8 +83,7 @@ def publish_trial(
 
     def build(staging: Path) -> dict[str, Any]:
         if sweep.path:
-            for suffix in (".json", ".png"):
-                name = f"lr_sweep_b{batch_size}{suffix}"
+            for name in sweep_files(batch_size):
                 shutil.copyfile(Path(sweep.path) / name, staging / name)
         published = []
         for row in rows:
@@ -93,7 +93,7 @@ def publish_trial(
                     shutil.copyfile(row.model_path, staging / name)
                 row = row.model_copy(update={"model_path": name})
             published.append(row.model_dump())
-        from tasks.export import trial_histories
+        from tasks.runs.export import trial_histories
 
         history = trial_histories(rows).get(batch_size)
         return {"sweep": sweep.model_dump(exclude={"path"}), "rows": published, "history": history}

@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from tasks.errors import ConfigError, short_repr
+from tasks.core.errors import ConfigError, short_repr
 
 DEFAULT_DATASET = "digits"
 MAX_IMAGE_SIDE = 8192
@@ -204,7 +204,7 @@ class TuneConfig(BaseModel):
     @field_validator("s3_endpoint_url")
     @classmethod
     def _endpoint(cls, value: str | None) -> str | None:
-        from tasks.s3 import endpoint_problem
+        from tasks.core.urls import endpoint_problem
 
         if value and (problem := endpoint_problem(value)):
             raise ValueError(problem)
@@ -226,7 +226,7 @@ def load_tune_config(path: str | None, overrides: dict[str, Any]) -> TuneConfig:
 
     data: dict[str, Any] = {}
     if path:
-        from tasks.config_file import read_yaml
+        from tasks.core.config_file import read_yaml
 
         loaded = read_yaml(path)
         if loaded is not None and not isinstance(loaded, dict):

@@ -29,31 +29,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel
 
-from tasks import s3
-from tasks.config import TuneConfig
-from tasks.data import CachedDataset
-from tasks.errors import UserError
-from tasks.files import file_digests, file_lock, staged_dir, write_text_atomic
-from tasks.logs import get_logger
-from tasks.lr_range import LRSweep
-from tasks.manifest import LATEST, MANIFEST, MAX_LATEST_BYTES, parse_latest
-from tasks.report_html import confusion_matrix, make_plots, portable, render_html
-from tasks.reports import write_reports
-from tasks.runs import run_cache_dir
-from tasks.training import TrialResult
-
-
-class ExportResult(BaseModel):
-    """Where a run went."""
-
-    run_id: str
-    uri: str  # where the run is: file:// or s3://
-    path: str  # the local folder (for S3: the cached copy that was uploaded)
-    latest: str  # the latest.json that now names it
+from tasks.core.config import TuneConfig
+from tasks.core.errors import UserError
+from tasks.core.logs import get_logger
+from tasks.core.records import ExportResult, LRSweep, TrialResult, sweep_files
+from tasks.data.datasets import CachedDataset
+from tasks.reporting.html import confusion_matrix, make_plots, portable, render_html
+from tasks.reporting.tables import write_reports
+from tasks.runs.manifest import LATEST, MANIFEST, MAX_LATEST_BYTES, parse_latest
+from tasks.runs.reader import run_cache_dir
+from tasks.storage import s3
+from tasks.storage.files import file_digests, file_lock, staged_dir, write_text_atomic
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -220,9 +207,8 @@ def _write_run(
     make_plots(staging / "plots", rows, histories, confusion, cached.class_names, config.monitor)
     (staging / "lr_sweeps").mkdir()
     for sweep in sweeps:
-        for suffix in (".json", ".png"):
-            name = f"lr_sweep_b{sweep.batch_size}{suffix}"
-            if sweep.path:
+        if sweep.path:
+            for name in sweep_files(sweep.batch_size):
                 shutil.copyfile(Path(sweep.path) / name, staging / "lr_sweeps" / name)
     summary = (
         f"Winner: batch size {winner.batch_size}, patience {winner.patience}, "
@@ -303,7 +289,3 @@ def write_tensorboard(out: Path, histories: dict[int, list[dict[str, float]]]) -
 def _portable(row: TrialResult) -> dict[str, Any]:
     """A row without machine-local paths (the store's model files stay behind)."""
     return row.model_dump(exclude={"model_path"})
-
-
-# Prefect task: `export_run` (the run folder is the result; nothing to cache).
-export_run_task = task(name="export_run", tags=["cpu"], cache_policy=NO_CACHE)(export_run)

@@ -1,0 +1,1 @@
+"""Configuration, records, errors, logging: what every layer uses; no framework."""

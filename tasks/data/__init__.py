@@ -1,0 +1,1 @@
+"""Datasets: sources (TFDS, folders, digits), image files, the preprocessed cache."""

@@ -1,0 +1,1 @@
+"""Trials fanned out to train-trial deployment runs (Prefect's client)."""

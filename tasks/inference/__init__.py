@@ -1,0 +1,1 @@
+"""Batch prediction with an exported run."""

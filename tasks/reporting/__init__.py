@@ -1,0 +1,1 @@
+"""Tables, figures and report.html of a run."""

@@ -1,0 +1,1 @@
+"""Exported runs: writing one, finding and verifying one, their documents, history."""

@@ -1,0 +1,1 @@
+"""Files on disk and in S3: checksums, atomic folders, the store of finished work."""

@@ -1,0 +1,1 @@
+"""Models, the LR range test and its rules, patience sharing, trials, selection."""
