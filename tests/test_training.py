@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from flows.trial import check_devices
 from tasks.core.config import TuneConfig
 from tasks.data.datasets import CachedDataset
 from tasks.tuning.training import _rows, train_trial
@@ -69,6 +70,20 @@ def test_a_trial_that_raises_becomes_failed_rows(
     ] == []  # nothing stored: a rerun retries
 
 
+def test_a_bug_in_a_trial_propagates_instead_of_failed_rows(
+    digits: CachedDataset, tmp_path, monkeypatch
+) -> None:
+    """Only the failures a grid expects become rows; a programming error is not one."""
+
+    def bug(*args, **kwargs):
+        raise TypeError("unsupported operand type(s) for +: 'int' and 'str'")
+
+    monkeypatch.setattr("tasks.tuning.training.fit_trial", bug)
+    config = TuneConfig(patiences=(2,), max_epochs=3, cache_dir=str(tmp_path))
+    with pytest.raises(TypeError, match="unsupported operand"):
+        train_trial(digits, config, 32, 1e-3, "minimum")
+
+
 def test_nan_fails_only_the_patiences_still_running() -> None:
     data = {
         "stops": {"2": {"patience": 2, "stop_epoch": 4, "best_epoch": 2}},
@@ -101,8 +116,8 @@ def test_cnn_trains_on_digits(digits: CachedDataset, tmp_path) -> None:
 
 
 def test_trial_flow_device_check_warns_or_refuses_without_gpu(caplog) -> None:
-    from flows.trial import check_devices
-
+    # (imported at the top: Prefect configures logging on its first import, which
+    # would remove caplog's handler if it happened inside the test)
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("this machine has a GPU: the no-GPU branch cannot be observed here")
     with caplog.at_level("WARNING", logger="nighttune"):

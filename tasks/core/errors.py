@@ -1,8 +1,12 @@
-"""The two kinds of failure nighttune distinguishes.
+"""Every error class of nighttune, and the policy they stand for.
 
 `UserError` (and its subclasses) means the input is wrong: the CLI prints its
-one-line message and exits 2, before any training starts. `TrialFailed` means a
-single trial broke; its row records the reason and the grid goes on.
+one-line message and exits 2, before any training starts when it can. `TrialFailed`
+means a single trial broke for a reason a grid expects (out of memory, a resource,
+numbers that went NaN): its row records the reason and the grid goes on
+(`tasks.tuning.training.expected_failure`). Anything else is a bug and propagates.
+A failure of the machine (full disk, cut connection) is not one of ours: the CLI
+says it in one line, exit 1 (`flows.console`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,26 @@ class DatasetUnavailable(UserError):
 
 class UnsafePath(UserError):
     """A path from outside (manifest, ``latest.json``, a bucket) that would leave its folder."""
+
+
+class S3Error(UserError):
+    """A permanent S3 problem the user must fix (exit 2)."""
+
+
+class ObjectMissing(S3Error):
+    """A key that should be there is not."""
+
+
+class RunUnavailable(UserError):
+    """The model reference does not lead to a whole, verified run."""
+
+
+class IntegrityError(RunUnavailable):
+    """A file does not match the checksum its manifest recorded: changed or damaged."""
+
+
+class DocumentInvalid(UserError):
+    """A manifest or ``latest.json`` that does not parse or breaks its schema."""
 
 
 class TrialFailed(Exception):

@@ -22,7 +22,7 @@ from pydantic import (
     field_validator,
 )
 
-from tasks.core.errors import UserError, short_repr
+from tasks.core.errors import DocumentInvalid, short_repr
 from tasks.storage.files import safe_relpath
 
 MANIFEST = "manifest.json"
@@ -36,10 +36,6 @@ MAX_IMAGE_PIXELS = 4096 * 4096  # 64 MiB of float32 per gray image, 192 MiB per 
 
 # One folder name: what `tasks.runs.export.new_run_id` makes, and any name of that alphabet.
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-
-
-class DocumentInvalid(UserError):
-    """A manifest or ``latest.json`` that does not parse or breaks its schema."""
 
 
 def check_run_id(value: object) -> str:

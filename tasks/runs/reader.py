@@ -19,7 +19,7 @@ import hashlib
 from pathlib import Path
 
 from tasks.core.config import TuneConfig
-from tasks.core.errors import ConfigError, UserError
+from tasks.core.errors import ConfigError, IntegrityError, RunUnavailable, UserError
 from tasks.core.logs import get_logger
 from tasks.runs.manifest import (
     LATEST,
@@ -59,10 +59,6 @@ def check_target(config: TuneConfig) -> None:
         check_writable_dir(Path(config.export_to).expanduser(), "export target (--export-to)")
 
 
-class RunUnavailable(UserError):
-    """The model reference does not lead to a whole, verified run."""
-
-
 def verify_run(run_dir: Path) -> Manifest:
     """The run's manifest, if it parses and every file it lists is present with its sha256."""
     try:
@@ -80,7 +76,7 @@ def verify_run(run_dir: Path) -> Manifest:
         if not path.is_file():
             raise RunUnavailable(f"run {run_dir.name}: {rel} is missing; export the run again")
         if sha256_file(path) != digest:
-            raise RunUnavailable(
+            raise IntegrityError(
                 f"run {run_dir.name}: {rel} does not match the manifest's checksum; "
                 "the run was changed or damaged — export it again"
             )

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.core.errors import UserError, short_repr
+from tasks.core.errors import ObjectMissing, S3Error, short_repr
 from tasks.core.urls import endpoint_problem, redact
 
 CHUNK = 8 * 1024 * 1024  # multipart threshold and part size; the composite checksum needs it
@@ -36,14 +36,6 @@ PERMANENT = {
     "InvalidBucketName": "the bucket name is not valid",
     "AllAccessDisabled": "access to the bucket is disabled",
 }
-
-
-class S3Error(UserError):
-    """A permanent S3 problem the user must fix (exit 2)."""
-
-
-class ObjectMissing(S3Error):
-    """A key that should be there is not."""
 
 
 # S3's rules for bucket names (MinIO's are the same): checked here so that a name

@@ -7,8 +7,9 @@ semantics). Each patience's weights are then evaluated on validation and test an
 saved as ``model_e<best>.keras``; one `TrialResult` row per (batch size, patience).
 
 Finished trials are kept by `tasks.storage.store`, keyed by everything they depend on, so a
-rerun skips them. A trial that raises becomes failed rows (not stored, so a rerun
-tries again); a loss that turns NaN fails the patiences still running at that epoch
+rerun skips them. A trial that runs out of memory or meets a resource or numeric
+error becomes failed rows (not stored, so a rerun tries again; anything else is a bug
+and propagates); a loss that turns NaN fails the patiences still running at that epoch
 while those that had stopped before keep their results.
 """
 
@@ -232,6 +233,19 @@ def _rows(
     return rows
 
 
+def expected_failure(exc: BaseException) -> bool:
+    """Whether a trial's exception is one a grid expects and records as failed rows: out
+    of memory, a device or resource error, numbers that went NaN/Inf (TensorFlow's
+    numeric checks). Anything else (a `TypeError`, a bad shape) is a bug: it propagates,
+    and the run fails with its traceback instead of a grid of "failed" rows."""
+    import tensorflow as tf
+
+    if out_of_memory(exc) or isinstance(exc, tf.errors.InternalError | tf.errors.UnavailableError):
+        return True
+    text = str(exc)
+    return isinstance(exc, tf.errors.InvalidArgumentError) and ("NaN" in text or "Inf" in text)
+
+
 def out_of_memory(exc: BaseException) -> bool:
     """True for TensorFlow's allocation failures (GPU or CPU) and Python's MemoryError."""
     import tensorflow as tf
@@ -265,6 +279,8 @@ def train_trial(
             lambda out: _fit_and_evaluate(cached, config, batch_size, lr, out),
         )
     except Exception as exc:  # the grid goes on; not stored, so a rerun tries again
+        if not expected_failure(exc):
+            raise
         failure = TrialFailed(failure_reason(batch_size, exc))
         get_logger().error("%s", failure)
         keras.backend.clear_session()  # give back what the failed fit held (GPU memory)
