@@ -154,6 +154,14 @@ def tune(
             "--monitor", help="Metric for early stopping and selection. Default: val_accuracy."
         ),
     ] = None,
+    monitor_mode: Annotated[
+        str | None,
+        typer.Option(
+            "--monitor-mode",
+            help="max or min: which way --monitor improves. Default: auto, read off the "
+            "compiled Keras metric.",
+        ),
+    ] = None,
     min_delta: Annotated[
         float | None, typer.Option("--min-delta", help="Smallest improvement. Default: 0.")
     ] = None,
@@ -211,6 +219,7 @@ def tune(
         "patiences": _int_list("--patiences", patiences),
         "max_epochs": max_epochs,
         "monitor": monitor,
+        "monitor_mode": monitor_mode,
         "min_delta": min_delta,
         "lr_range.method": lr_method,
         "lr_range.start_lr": start_lr,

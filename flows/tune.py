@@ -19,6 +19,7 @@ from tasks.core.logs import get_logger
 from tasks.core.records import ExportResult, TrialResult, TuneResult
 from tasks.dispatch.deployments import run_trials_on_deployments
 from tasks.runs.export import new_run_id
+from tasks.tuning.objective import resolve_objective
 from tasks.tuning.selection import select_best
 
 
@@ -52,11 +53,6 @@ def publish_artifacts(
         key="tune-summary",
     )
     create_link_artifact(export.uri, link_text=f"export {export.run_id}", key="tune-export")
-
-
-def selection_metric(monitor: str) -> str:
-    """The row column selection ranks on: the validation form of the monitored metric."""
-    return "val_" + monitor.removeprefix("val_")
 
 
 @flow(name="tune", log_prints=False)
@@ -96,13 +92,14 @@ def tune(config: TuneConfig | None = None) -> TuneResult:
     for sweep in sweeps:
         log.info("batch size %d: lr %.3g (%s)", sweep.batch_size, sweep.chosen_lr, sweep.method)
     lap("trials")
-    winner = select_best(rows, selection_metric(config.monitor), config.monitor_mode)
+    objective = resolve_objective(config)
+    winner = select_best(rows, objective.column, objective.direction)
     log.info(
         "winner: batch size %d, patience %d, %s %.4f",
         winner.batch_size,
         winner.patience,
-        selection_metric(config.monitor),
-        getattr(winner, selection_metric(config.monitor)),
+        objective.column,
+        getattr(winner, objective.column),
     )
     export = export_run(config, cached, sweeps, rows, winner, run_id, dict(seconds))
     lap("export")

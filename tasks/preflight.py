@@ -22,9 +22,9 @@ def preflight(config: TuneConfig) -> None:
     from tasks.data.datasets import check_dataset
 
     check_dataset(config.dataset, config.cache_dir)
-    from tasks.tuning.training import check_monitor
+    from tasks.tuning.objective import resolve_objective
 
-    check_monitor(config)
+    resolve_objective(config)
     if config.dispatch == "deployments":
         from tasks.dispatch.deployments import check_deployment
 

@@ -105,17 +105,29 @@ def test_missing_config_file(tmp_path) -> None:
         load_tune_config(str(tmp_path / "nope.yaml"), {})
 
 
-def test_monitor_mode() -> None:
-    assert TuneConfig().monitor_mode == "max"
-    assert TuneConfig(monitor="val_loss").monitor_mode == "min"
+def test_the_objective_direction_comes_from_the_keras_metric(monkeypatch) -> None:
+    from tasks.tuning import objective
+
+    resolve = objective.resolve_objective
+    assert resolve(TuneConfig()).direction == "max"  # SparseCategoricalAccuracy: "up"
+    assert resolve(TuneConfig(monitor="val_loss")).direction == "min"
+    assert resolve(TuneConfig(monitor="accuracy")).column == "val_accuracy"
+    assert resolve(TuneConfig(monitor="val_loss", monitor_mode="max")).direction == "max"
+    # Not from the name: a metric called "val_accuracy" that says "down" is minimized.
+    real = objective.metric_directions(TuneConfig().model)
+    monkeypatch.setattr(objective, "metric_directions", lambda spec: real | {"val_accuracy": "min"})
+    assert resolve(TuneConfig()).direction == "min"
+    monkeypatch.setattr(objective, "metric_directions", lambda spec: real | {"val_accuracy": None})
+    with pytest.raises(ConfigError, match="set monitor_mode: max or min"):
+        resolve(TuneConfig())
 
 
 def test_unknown_monitor_names_what_the_model_logs() -> None:
-    from tasks.tuning.training import check_monitor
+    from tasks.tuning.objective import resolve_objective
 
-    check_monitor(TuneConfig(monitor="val_loss"))
+    resolve_objective(TuneConfig(monitor="val_loss"))
     with pytest.raises(ConfigError) as err:
-        check_monitor(TuneConfig(monitor="sparse_categorical_accuracy"))
+        resolve_objective(TuneConfig(monitor="sparse_categorical_accuracy"))
     message = str(err.value)
     assert "'sparse_categorical_accuracy' is not a metric the model logs" in message
     for name in ("accuracy", "loss", "val_accuracy", "val_loss"):

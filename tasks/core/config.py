@@ -156,6 +156,8 @@ class TuneConfig(BaseModel):
         patiences: the grid's early-stopping patiences, all read off each fit.
         max_epochs: upper bound on epochs per fit.
         monitor: the metric early stopping and selection watch (a name ``fit`` logs).
+        monitor_mode: whether ``monitor`` improves upward (``max``) or downward
+            (``min``); ``auto`` reads it off the compiled Keras metric.
         min_delta: smallest change of ``monitor`` that counts as an improvement.
         lr_range: the learning-rate range test.
         seed: seeds splits, initial weights, shuffling and dropout.
@@ -178,6 +180,7 @@ class TuneConfig(BaseModel):
     patiences: tuple[int, ...] = (3, 6, 10)
     max_epochs: int = Field(30, ge=1, le=10_000)
     monitor: str = "val_accuracy"
+    monitor_mode: Literal["auto", "max", "min"] = "auto"
     min_delta: float = Field(0.0, ge=0.0)
     lr_range: LRRangeSpec = LRRangeSpec()
     seed: int = Field(0, ge=0, le=MAX_SEED)
@@ -209,11 +212,6 @@ class TuneConfig(BaseModel):
         if value and (problem := endpoint_problem(value)):
             raise ValueError(problem)
         return value
-
-    @property
-    def monitor_mode(self) -> Literal["max", "min"]:
-        """Whether ``monitor`` improves upward (accuracy, auc) or downward (loss)."""
-        return "max" if ("acc" in self.monitor or "auc" in self.monitor) else "min"
 
 
 def load_tune_config(path: str | None, overrides: dict[str, Any]) -> TuneConfig:

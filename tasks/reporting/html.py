@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from tasks.core.objective import selection_column
 from tasks.core.records import TrialResult
 from tasks.reporting.figures import plot_confusion, plot_heatmap, plot_learning_curves
 
@@ -87,7 +88,7 @@ def make_plots(
         plot_learning_curves(
             history, stops, batch_size, monitor, out / f"learning_curves_b{batch_size}.png"
         )
-    metric = "val_" + monitor.removeprefix("val_")
+    metric = selection_column(monitor)
     grid = np.full((len(batch_sizes), len(patiences)), np.nan)
     for r in rows:
         value = getattr(r, metric, None)

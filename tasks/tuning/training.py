@@ -22,13 +22,14 @@ from typing import Any
 
 import keras
 
-from tasks.core.config import ModelSpec, TuneConfig
-from tasks.core.errors import ConfigError, TrialFailed, first_line
+from tasks.core.config import TuneConfig
+from tasks.core.errors import TrialFailed, first_line
 from tasks.core.logs import get_logger
 from tasks.core.records import TrialResult
 from tasks.data.datasets import CachedDataset, resolve_cache_dir
 from tasks.storage.store import get_or_build
 from tasks.tuning.epoch_loop import epoch_inputs, examples_per_epoch, fuse_epochs
+from tasks.tuning.objective import resolve_objective
 from tasks.tuning.patience import PatienceLedger, Stop
 
 # Bump when what a trial computes changes, so stored trials are not reused.
@@ -36,27 +37,6 @@ from tasks.tuning.patience import PatienceLedger, Stop
 TRIAL_VERSION = 2
 JIT_COMPILE = True
 EVAL_BATCH = 1024
-
-
-def logged_metrics(model_spec: ModelSpec) -> list[str]:
-    """The names `fit` logs for models built from ``model_spec`` (asked of a real model)."""
-    import numpy as np
-
-    from tasks.tuning.models import build_model
-
-    model = build_model(model_spec, (8, 8, 1), 2)
-    names = list(model.evaluate(np.zeros((1, 8, 8, 1)), np.zeros(1), verbose=0, return_dict=True))
-    return names + [f"val_{n}" for n in names]
-
-
-def check_monitor(config: TuneConfig) -> None:
-    """Refuse a monitor the model will not log, before any training (Keras only warns)."""
-    names = logged_metrics(config.model)
-    if config.monitor not in names:
-        raise ConfigError(
-            f"monitor '{config.monitor}' is not a metric the model logs; "
-            f"use one of: {', '.join(names)}"
-        )
 
 
 class SharedEarlyStopping(keras.callbacks.Callback):
@@ -117,6 +97,7 @@ def _trial_key(cached: CachedDataset, config: TuneConfig, batch_size: int, lr: f
         "patiences": sorted(config.patiences),
         "max_epochs": config.max_epochs,
         "monitor": config.monitor,
+        **({"monitor_mode": config.monitor_mode} if config.monitor_mode != "auto" else {}),
         "min_delta": config.min_delta,
         "seed": config.seed,
         "jit_compile": JIT_COMPILE,
@@ -144,7 +125,8 @@ def _fit_and_evaluate(
     """The one fit, then every kept best epoch evaluated and saved; JSON-able result."""
     label = f"trial b{batch_size}"
     model = trial_model(cached, config, batch_size, lr)
-    ledger = PatienceLedger(config.patiences, config.monitor_mode, config.min_delta)
+    direction = resolve_objective(config).direction
+    ledger = PatienceLedger(config.patiences, direction, config.min_delta)
     callback = SharedEarlyStopping(config.monitor, ledger, label)
     get_logger().info("%s: lr %.3g, up to %d epochs", label, lr, config.max_epochs)
     fit_trial(
