@@ -1,4 +1,4 @@
-"""Trial epoch with and without `tasks.tuning.models.XLA_CPU_FLAGS`, in alternating processes.
+"""Trial epoch with and without `tasks.core.settings.XLA_CPU_FLAGS`, in alternating processes.
 
 XLA reads its flags once per process, so the two settings cannot share a run. Each
 child process times, in turn for --rounds rounds, a trial epoch (the MLP of
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
         print(json.dumps(child(args.rounds)))
         return []
 
-    from tasks.tuning.models import XLA_CPU_FLAGS
+    from tasks.core.settings import XLA_CPU_FLAGS
 
     settings = {"ours": "", "XLA default": XLA_DEFAULT}  # "": our code adds XLA_CPU_FLAGS
     results: dict[str, list[dict[str, float]]] = {name: [] for name in settings}

@@ -10,11 +10,10 @@ warns and trains on the CPU, or fails when ``require_gpu`` is set (or
 
 from __future__ import annotations
 
-import os
-
 from prefect import flow
 
 from flows.steps import cache_dataset, lr_sweep, train_trial
+from tasks.core import settings
 from tasks.core.config import TuneConfig
 from tasks.core.logs import get_logger
 from tasks.dispatch.deployments import publish_trial
@@ -38,7 +37,7 @@ def check_devices(require_gpu: bool) -> list[str]:
 @flow(name="train-trial", log_prints=False)
 def train_trial_flow(config: TuneConfig, batch_size: int, require_gpu: bool = False) -> str:
     """Sweep and train one batch size of ``config``'s grid; return the published folder."""
-    check_devices(require_gpu or os.environ.get("NIGHTTUNE_REQUIRE_GPU") == "1")
+    check_devices(require_gpu or settings.current().require_gpu)
     cached = cache_dataset(config.dataset, config.cache_dir)
     sweep = lr_sweep(
         cached, config.model, batch_size, config.lr_range, config.seed, config.cache_dir

@@ -13,8 +13,9 @@ import pytest
 import tensorflow as tf
 
 from tasks.core.config import ModelSpec
+from tasks.core.settings import XLA_CPU_FLAGS, use_xla_cpu_flags
 from tasks.tuning.epoch_loop import epoch_inputs, examples_per_epoch, fuse_epochs
-from tasks.tuning.models import XLA_CPU_FLAGS, build_model, use_xla_cpu_flags
+from tasks.tuning.models import build_model
 from tests.conftest import ROOT
 
 N, SHAPE = 203, (8, 8, 1)
@@ -110,7 +111,7 @@ def test_our_xla_flags_join_the_environments(monkeypatch, given: str, expected: 
 def test_this_xla_accepts_our_flags() -> None:
     """XLA aborts the process on a flag it does not know: a compile under ours must run."""
     code = (
-        "from tasks.tuning.models import use_xla_cpu_flags; use_xla_cpu_flags()\n"
+        "from tasks.core.settings import use_xla_cpu_flags; use_xla_cpu_flags()\n"
         "import tensorflow as tf\n"
         "f = tf.function(lambda x: tf.reduce_sum(x @ x), jit_compile=True)\n"
         "print(float(f(tf.ones((4, 4)))))\n"

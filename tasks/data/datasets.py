@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from tasks.core import settings
 from tasks.core.config import DatasetSpec
 from tasks.core.errors import DatasetUnavailable
 from tasks.core.logs import get_logger
@@ -71,10 +72,7 @@ def resolve_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     """The flag if given, else ``$NIGHTTUNE_CACHE_DIR``, else ``~/.cache/nighttune``."""
     if cache_dir:
         return Path(cache_dir).expanduser().resolve()
-    if env := os.environ.get("NIGHTTUNE_CACHE_DIR"):
-        return Path(env).expanduser().resolve()
-    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(xdg).expanduser().resolve() / "nighttune"
+    return settings.current().cache_dir
 
 
 def load_dataset(spec: DatasetSpec, cache_dir: str | os.PathLike | None = None) -> CachedDataset:

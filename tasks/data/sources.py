@@ -15,6 +15,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from tasks.core import settings
 from tasks.core.config import DatasetSpec
 from tasks.core.errors import ConfigError, DatasetUnavailable, first_line
 from tasks.core.logs import get_logger
@@ -28,8 +29,6 @@ from tasks.data.images import (
     tf_path,
 )
 from tasks.storage.files import file_lock
-
-NETWORK_PROBE = os.environ.get("NIGHTTUNE_NETWORK_PROBE", "storage.googleapis.com:443")
 
 
 def open_source(spec: DatasetSpec, cache_root: Path) -> CatalogSource | ImageFolder:
@@ -206,7 +205,7 @@ def _check_downloadable(builder: Any, spec: DatasetSpec) -> None:
         return
     problem = network_problem()
     if problem:
-        where = spec.data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
+        where = spec.data_dir or settings.current().tfds_data_dir or "~/tensorflow_datasets"
         raise DatasetUnavailable(
             f"dataset {spec.name} is not prepared in {where} and cannot be downloaded "
             f"({problem}); {_download_hint(spec)}"
@@ -232,7 +231,8 @@ def network_problem(timeout: float = 3.0) -> str | None:
 
     TFDS retries an unreachable host for minutes; one short connect tells us first.
     """
-    target = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy") or NETWORK_PROBE
+    machine = settings.current()
+    target = machine.https_proxy or machine.network_probe
     hostport = target.split("://")[-1].split("/")[0].split("@")[-1]
     host, _, port_text = hostport.rpartition(":")
     host, port = (host, int(port_text)) if host and port_text.isdigit() else (hostport, 443)

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tasks.core import settings
 from tasks.core.errors import ObjectMissing, S3Error, short_repr
 from tasks.core.urls import endpoint_problem, redact
 
@@ -81,18 +81,6 @@ def is_s3(target: str) -> bool:
     return target.startswith("s3://")
 
 
-# Where botocore finds an endpoint when none is passed (the S3-specific one first).
-ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
-
-
-def check_environment_endpoint() -> None:
-    """Refuse an endpoint URL from the environment that carries credentials (or is not one)."""
-    for name in ENDPOINT_VARIABLES:
-        value = os.environ.get(name)
-        if value and (problem := endpoint_problem(value)):
-            raise S3Error(f"{name} {problem}")
-
-
 def client(
     endpoint_url: str | None = None, timeout: float | None = None, attempts: int | None = None
 ) -> Any:
@@ -106,16 +94,16 @@ def client(
 
     if endpoint_url and (problem := endpoint_problem(endpoint_url)):
         raise S3Error(f"S3 endpoint URL {problem}")
-    check_environment_endpoint()
-    timeout = timeout or float(os.environ.get("NIGHTTUNE_S3_TIMEOUT", "20"))
-    attempts = attempts or int(os.environ.get("NIGHTTUNE_S3_ATTEMPTS", "5"))
+    machine = settings.current()
+    if machine.s3_endpoint and (problem := endpoint_problem(machine.s3_endpoint[1])):
+        raise S3Error(f"{machine.s3_endpoint[0]} {problem}")
+    timeout = timeout or machine.s3_timeout_s
+    attempts = attempts or machine.s3_attempts
     config = Config(
         retries={"mode": "standard", "max_attempts": attempts},
         connect_timeout=timeout,
         read_timeout=timeout,
-        s3={"addressing_style": "path"}
-        if endpoint_url or any(os.environ.get(name) for name in ENDPOINT_VARIABLES)
-        else {},
+        s3={"addressing_style": "path"} if endpoint_url or machine.s3_endpoint else {},
     )
     return boto3.client("s3", endpoint_url=endpoint_url or None, config=config)
 

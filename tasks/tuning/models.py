@@ -8,31 +8,12 @@ Models output logits and are compiled with sparse categorical cross-entropy and 
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 from collections.abc import Iterator
 from typing import Any
 
 from tasks.core.config import ModelSpec
-
-# XLA's CPU scheduler "optimized for concurrency" runs a step's independent kernels
-# side by side on the thread pool. A trial step's extra kernels are tiny (Adam updates
-# each weight, bias and moment separately), and dispatching them that way costs more
-# than it gains: a trial epoch took a median 1.13-1.15x the time of its GEMMs alone
-# with it turned off vs 1.32-1.39x with it on, XLA's CPU default (bench/xla_flags.py,
-# 18 process pairs; lower in 12 of them, README "Performance").
-XLA_CPU_FLAGS = ("--xla_cpu_enable_concurrency_optimized_scheduler=false",)
-
-
-def use_xla_cpu_flags() -> None:
-    """Add `XLA_CPU_FLAGS` to ``XLA_FLAGS``, except flags the environment already sets.
-
-    XLA reads ``XLA_FLAGS`` once, at the process's first XLA compile: call this before.
-    """
-    flags = os.environ.get("XLA_FLAGS", "").split()
-    names = {flag.split("=")[0] for flag in flags}
-    flags += [flag for flag in XLA_CPU_FLAGS if flag.split("=")[0] not in names]
-    os.environ["XLA_FLAGS"] = " ".join(flags)
+from tasks.core.settings import use_xla_cpu_flags
 
 
 def build_model(
