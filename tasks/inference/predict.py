@@ -286,8 +286,7 @@ def predict_to_csv(
     check_writable_dir(target.parent, "folder of --out")
     found = find_images(folders)
     model, manifest = load_run_model(model_ref, cache_dir, endpoint_url)
-    input_shape = manifest.input_shape
-    batch_size = batch_size or auto_batch_size(input_shape)
+    batch_size = batch_size or auto_batch_size(manifest.input_shape)
     k = max(1, min(top_k, len(manifest.class_names)))
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_orphans(target.parent)  # CSVs of killed runs
@@ -295,32 +294,25 @@ def predict_to_csv(
     total = len(found.paths) + len(found.rejected)
     start = time.perf_counter()
     summary = PredictSummary(total, 0, 0, 0.0, str(target), outside=len(found.outside))
+    batches = (
+        predict_batches(
+            model,
+            manifest.class_names,
+            manifest.input_shape,
+            found.paths,
+            batch_size,
+            k,
+            manifest.outputs == "logits",
+        )
+        if found.paths
+        else iter([])
+    )
     try:
         with open(tmp, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             writer.writerow(header(k))
-            batches = (
-                predict_batches(
-                    model,
-                    manifest.class_names,
-                    input_shape,
-                    found.paths,
-                    batch_size,
-                    k,
-                    manifest.outputs == "logits",
-                )
-                if found.paths
-                else iter([])
-            )
             for rows in _with_rejected(batches, found.rejected, k):
-                for row in rows:
-                    shown = printable(row[0])
-                    summary.renamed += shown is not row[0]
-                    row[0] = shown
-                writer.writerows(rows)
-                failed = sum(1 for row in rows if row[3])
-                summary.errors += failed
-                summary.predicted += len(rows) - failed
+                writer.writerows(_counted(rows, summary))
                 if progress:
                     progress(summary.predicted + summary.errors, total)
         os.replace(tmp, target)
@@ -329,6 +321,19 @@ def predict_to_csv(
             tmp.unlink()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _counted(rows: list[list[Any]], summary: PredictSummary) -> list[list[Any]]:
+    """``rows`` with printable paths, counted into ``summary`` (renamed, errors, predicted)."""
+    for row in rows:
+        shown = printable(row[0])
+        summary.renamed += shown is not row[0]
+        row[0] = shown
+        if row[3]:
+            summary.errors += 1
+        else:
+            summary.predicted += 1
+    return rows
 
 
 def _with_rejected(
