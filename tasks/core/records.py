@@ -13,6 +13,10 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+# How a trial's LR was chosen: a rule of the range test (`tasks.tuning.lr_suggest`), or
+# the fallback when no rule found a descent.
+LRMethod = Literal["minimum", "steepest", "valley", "fallback"]
+
 
 def sweep_files(batch_size: int) -> tuple[str, str]:
     """The one place that names a sweep's files: (JSON, PNG)."""
@@ -25,7 +29,7 @@ class TrialResult(BaseModel):
     batch_size: int
     patience: int
     lr: float | None  # None when the trial failed before its LR was known
-    lr_method: str | None
+    lr_method: LRMethod | None
     status: Literal["ok", "failed"] = "ok"
     epochs_run: int | None = None
     stop_epoch: int | None = None  # None: ran to max_epochs without stopping
@@ -51,7 +55,7 @@ class LRSweep(BaseModel):
     suggestions: dict[str, float | None]
     notes: dict[str, str]
     chosen_lr: float
-    method: str
+    method: LRMethod
     steps: int
     stop_reason: str
     seconds: float

@@ -25,7 +25,7 @@ import keras
 from tasks.core.config import TuneConfig
 from tasks.core.errors import TrialFailed, first_line
 from tasks.core.logs import get_logger
-from tasks.core.records import TrialResult
+from tasks.core.records import LRMethod, TrialResult
 from tasks.data.datasets import CachedDataset, resolve_cache_dir
 from tasks.storage.store import get_or_build
 from tasks.tuning.epoch_loop import epoch_inputs, examples_per_epoch, fuse_epochs
@@ -170,7 +170,7 @@ def _rows(
     entry: Path,
     batch_size: int,
     lr: float,
-    lr_method: str,
+    lr_method: LRMethod,
     config: TuneConfig,
     trained_per_epoch: int,
 ) -> list[TrialResult]:
@@ -247,7 +247,7 @@ def failure_reason(batch_size: int, exc: BaseException) -> str:
 
 
 def train_trial(
-    cached: CachedDataset, config: TuneConfig, batch_size: int, lr: float, lr_method: str
+    cached: CachedDataset, config: TuneConfig, batch_size: int, lr: float, lr_method: LRMethod
 ) -> list[TrialResult]:
     """Rows for every patience at ``batch_size`` and ``lr``; reused if already stored."""
     root = resolve_cache_dir(config.cache_dir)
