@@ -103,7 +103,7 @@ class TemporaryServer:
                 break
         self.stop(keep_log=True)
         tail = self.log.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
-        raise RuntimeError(
+        raise ConnectionError(  # an OSError: the CLI says it in one line, exit 1
             f"the temporary Prefect server did not start within {self.startup_s:.0f} s "
             f"({tail[0][:200]}; log: {self.log}); set PREFECT_API_URL to a running server "
             "(make server) or PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
