@@ -93,7 +93,7 @@ def publish_trial(
                     shutil.copyfile(row.model_path, staging / name)
                 row = row.model_copy(update={"model_path": name})
             published.append(row.model_dump())
-        from tasks.runs.export import trial_histories
+        from tasks.reporting.histories import trial_histories
 
         history = trial_histories(rows).get(batch_size)
         return {"sweep": sweep.model_dump(exclude={"path"}), "rows": published, "history": history}

@@ -23,24 +23,25 @@ import platform
 import secrets
 import shutil
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from tasks.core.config import TuneConfig
 from tasks.core.errors import UserError
 from tasks.core.logs import get_logger
 from tasks.core.records import ExportResult, LRSweep, TrialResult, sweep_files
 from tasks.data.datasets import CachedDataset
+from tasks.reporting.histories import trial_histories, write_tensorboard
 from tasks.reporting.html import confusion_matrix, make_plots, portable, render_html
 from tasks.reporting.tables import write_reports
 from tasks.runs.manifest import LATEST, MANIFEST, MAX_LATEST_BYTES, parse_latest
 from tasks.runs.reader import run_cache_dir
 from tasks.storage import s3
 from tasks.storage.files import file_digests, file_lock, staged_dir, write_text_atomic
+from tasks.tuning.evaluation import predict_split
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -92,7 +93,8 @@ def export_run(
         final = Path(config.export_to).expanduser().resolve() / run_id
     log.info("export: writing %s", final)
     with staged_dir(final) as staging:
-        _write_run(staging, config, cached, sweeps, rows, winner, run_id, dict(seconds or {}))
+        bundle = RunBundle(config, cached, sweeps, rows, winner, run_id, dict(seconds or {}))
+        _write_run(staging, bundle)
     if s3.is_s3(config.export_to):
         return _publish_s3(final, uri, run_id, config.s3_endpoint_url)
     target = final.parent
@@ -178,55 +180,91 @@ def _publish_s3(local: Path, uri: s3.S3Uri, run_id: str, endpoint_url: str | Non
     return ExportResult(run_id=run_id, uri=run_uri, path=str(local), latest=uri.child(LATEST))
 
 
-def _write_run(
-    staging: Path,
-    config: TuneConfig,
-    cached: CachedDataset,
-    sweeps: list[LRSweep],
-    rows: list[TrialResult],
-    winner: TrialResult,
-    run_id: str,
-    seconds: dict[str, float],
-) -> None:
+@dataclass(frozen=True)
+class RunBundle:
+    """Everything one export writes from: what the writers below share."""
+
+    config: TuneConfig
+    cached: CachedDataset
+    sweeps: list[LRSweep]
+    rows: list[TrialResult]
+    winner: TrialResult
+    run_id: str
+    seconds: dict[str, float]
+
+
+def _write_run(staging: Path, run: RunBundle) -> None:
+    started = time.perf_counter()
+    model = _write_model(staging, run)
+    histories = trial_histories(run.rows)
+    if (
+        run.config.tensorboard
+        if run.config.tensorboard is not None
+        else not s3.is_s3(run.config.export_to)
+    ):
+        write_tensorboard(staging / "tensorboard", histories)
+    labels, predicted = predict_split(model, run.cached, "test")
+    confusion = confusion_matrix(labels, predicted, len(run.cached.class_names))
+    make_plots(
+        staging / "plots",
+        run.rows,
+        histories,
+        confusion,
+        run.cached.class_names,
+        run.config.monitor,
+    )
+    _copy_sweeps(staging / "lr_sweeps", run.sweeps)
+    run.seconds["export"] = round(time.perf_counter() - started, 3)
+    config_shown = portable(
+        run.config.model_dump(mode="json")
+        | {"s3_endpoint_url": s3.redact(run.config.s3_endpoint_url)}
+    )
+    _write_pages(staging, run, config_shown)
+    _write_manifest(staging, run, config_shown)
+
+
+def _write_model(staging: Path, run: RunBundle) -> Any:
+    """``model.keras`` (the winner, reloaded with safe_mode) and its SavedModel."""
     import keras
 
-    started = time.perf_counter()
-    assert winner.model_path is not None
-    shutil.copyfile(winner.model_path, staging / "model.keras")
+    assert run.winner.model_path is not None
+    shutil.copyfile(run.winner.model_path, staging / "model.keras")
     model = keras.models.load_model(staging / "model.keras", safe_mode=True)
     model.export(str(staging / "saved_model"), format="tf_saved_model", verbose=False)
-    histories = trial_histories(rows)
-    if config.tensorboard if config.tensorboard is not None else not s3.is_s3(config.export_to):
-        write_tensorboard(staging / "tensorboard", histories)
-    labels, predicted = [], []
-    for images, batch_labels in cached.batches("test", 1024):
-        predicted.append(np.argmax(model.predict(images, verbose=0), axis=1))
-        labels.append(batch_labels.numpy())
-    n = len(cached.class_names)
-    confusion = confusion_matrix(np.concatenate(labels), np.concatenate(predicted), n)
-    make_plots(staging / "plots", rows, histories, confusion, cached.class_names, config.monitor)
-    (staging / "lr_sweeps").mkdir()
+    return model
+
+
+def _copy_sweeps(folder: Path, sweeps: list[LRSweep]) -> None:
+    folder.mkdir()
     for sweep in sweeps:
         if sweep.path:
             for name in sweep_files(sweep.batch_size):
-                shutil.copyfile(Path(sweep.path) / name, staging / "lr_sweeps" / name)
+                shutil.copyfile(Path(sweep.path) / name, folder / name)
+
+
+def _write_pages(staging: Path, run: RunBundle, config_shown: dict[str, Any]) -> None:
+    """report.csv / report.md, then report.html."""
+    winner = run.winner
     summary = (
         f"Winner: batch size {winner.batch_size}, patience {winner.patience}, "
         f"lr {winner.lr:.3g} ({winner.lr_method}); "
         f"val accuracy {winner.val_accuracy:.4f}, test accuracy {winner.test_accuracy:.4f}."
     )
-    frame = write_reports(rows, winner, staging, f"nighttune run {run_id}", summary)
-    seconds["export"] = round(time.perf_counter() - started, 3)
-    config_shown = portable(
-        config.model_dump(mode="json") | {"s3_endpoint_url": s3.redact(config.s3_endpoint_url)}
+    frame = write_reports(run.rows, winner, staging, f"nighttune run {run.run_id}", summary)
+    page = render_html(
+        staging, run.run_id, config_shown, frame, winner, run.seconds, run.cached.class_names
     )
-    page = render_html(staging, run_id, config_shown, frame, winner, seconds, cached.class_names)
     write_text_atomic(staging / "report.html", page)
+
+
+def _write_manifest(staging: Path, run: RunBundle, config_shown: dict[str, Any]) -> None:
+    """``manifest.json``, written last: the sha256 of every other file of the run."""
+    cached = run.cached
     manifest = {
-        "run_id": run_id,
+        "run_id": run.run_id,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "config": config_shown,
-        "timings": seconds,
+        "timings": run.seconds,
         "dataset": {
             "source": cached.source,
             "fingerprint": cached.fingerprint,
@@ -240,50 +278,20 @@ def _write_run(
             "range": [0.0, 1.0],
             "resize": "bilinear, antialiased",
         },
-        "winner": _portable(winner),
-        "trials": [_portable(r) for r in rows],
+        "winner": _portable(run.winner),
+        "trials": [_portable(r) for r in run.rows],
         "lr_sweeps": {
             str(s.batch_size): {
                 "chosen_lr": s.chosen_lr,
                 "method": s.method,
                 "suggestions": s.suggestions,
             }
-            for s in sweeps
+            for s in run.sweeps
         },
         "versions": library_versions(),
         "files": {rel: d["sha256"] for rel, d in file_digests(staging).items()},
     }
     write_text_atomic(staging / MANIFEST, json.dumps(manifest, indent=2))
-
-
-def trial_histories(rows: list[TrialResult]) -> dict[int, list[dict[str, float]]]:
-    """Per batch size, the epoch logs of its fit, read from where its models are kept."""
-    histories: dict[int, list[dict[str, float]]] = {}
-    for row in rows:
-        if row.model_path and row.batch_size not in histories:
-            meta = Path(row.model_path).parent / "meta.json"
-            try:
-                history = json.loads(meta.read_text())["data"].get("history")
-            except (OSError, ValueError, KeyError):
-                history = None
-            if history:
-                histories[row.batch_size] = history
-    return histories
-
-
-def write_tensorboard(out: Path, histories: dict[int, list[dict[str, float]]]) -> None:
-    """Per trial, its epoch metrics as TensorBoard scalars (``b<batch>/train|validation``)."""
-    import tensorflow as tf
-
-    for batch_size, history in histories.items():
-        for split, prefix in (("train", ""), ("validation", "val_")):
-            writer = tf.summary.create_file_writer(str(out / f"b{batch_size}" / split))
-            with writer.as_default():
-                for epoch, logs in enumerate(history, 1):
-                    for name, value in logs.items():
-                        if name.startswith("val_") == bool(prefix):
-                            tf.summary.scalar(name.removeprefix("val_"), value, step=epoch)
-            writer.close()
 
 
 def _portable(row: TrialResult) -> dict[str, Any]:

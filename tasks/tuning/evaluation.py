@@ -1,0 +1,20 @@
+"""Evaluating a trained model on a cached split (the winner's confusion matrix)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tasks.data.datasets import CachedDataset
+
+EVAL_BATCH = 1024
+
+
+def predict_split(model: Any, cached: CachedDataset, split: str) -> tuple[Any, Any]:
+    """``(labels, predicted classes)`` of every example of ``split``, as NumPy arrays."""
+    labels, predicted = [], []
+    for images, batch_labels in cached.batches(split, EVAL_BATCH):
+        predicted.append(np.argmax(model.predict(images, verbose=0), axis=1))
+        labels.append(batch_labels.numpy())
+    return np.concatenate(labels), np.concatenate(predicted)
