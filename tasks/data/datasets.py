@@ -25,6 +25,7 @@ from tasks.core.config import DatasetSpec
 from tasks.core.errors import DatasetUnavailable
 from tasks.core.logs import get_logger
 from tasks.data.sources import ImageFolder, open_source
+from tasks.storage.files import existing_ancestor
 from tasks.storage.store import get_or_build
 
 # Bump when the cached layout or the preprocessing code changes meaning.
@@ -151,9 +152,7 @@ def check_space(
     import shutil
 
     need = examples * 4 * (input_shape[0] * input_shape[1] * input_shape[2] + 2)
-    probe = folder
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
+    probe = existing_ancestor(folder)
     free = shutil.disk_usage(probe).free
     if need > 0.9 * free:
         height, width, channels = input_shape

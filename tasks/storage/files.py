@@ -65,11 +65,16 @@ def safe_join(parent: Path, rel: object, what: str = "path") -> Path:
     return path
 
 
+def existing_ancestor(path: Path) -> Path:
+    """``path`` itself if it exists, else its nearest parent that does."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def check_writable_dir(path: Path, what: str) -> None:
     """Raise `UserError` now unless ``path`` is (or can be made) a folder we can write in."""
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
+    probe = existing_ancestor(path)
     if probe.exists() and not probe.is_dir():
         raise UserError(
             f"{what} {path} is not usable: {probe} is a file, not a folder; give a folder"
