@@ -34,7 +34,8 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks.core.config import TuneConfig, load_tune_config  # noqa: E402
+from tasks.core.config import TuneConfig
+from tasks.core.config_file import load_tune_config  # noqa: E402
 
 
 def config(root: Path) -> TuneConfig:

@@ -66,7 +66,7 @@ BAD_INPUTS: tuple[BadInput, ...] = (
         "batch-sizes-not-ints",
         "flags",
         ("tune", "--batch-sizes", "32,x"),
-        "--batch-sizes wants comma-separated integers",
+        "'--batch-sizes': wants comma-separated integers",
     ),
     BadInput(
         "batch-sizes-duplicate",
@@ -93,12 +93,12 @@ BAD_INPUTS: tuple[BadInput, ...] = (
         ("tune", "--monitor", "sparse_categorical_accuracy"),
         "not a metric the model logs",
     ),
-    BadInput("lr-method-unknown", "flags", ("tune", "--lr-method", "best"), "lr_range.method"),
+    BadInput("lr-method-unknown", "flags", ("tune", "--lr-method", "best"), "'best' is not one of"),
     BadInput(
         "image-size-one-number",
         "flags",
         ("tune", "--image-size", "28"),
-        "--image-size wants HEIGHT,WIDTH",
+        "'--image-size': wants HEIGHT,WIDTH",
     ),
     BadInput("image-size-zero", "flags", ("tune", "--image-size", "0,28"), "dataset.image_size"),
     BadInput(

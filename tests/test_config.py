@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.core.config import DatasetSpec, parse
+from tasks.core.config import DatasetSpec
+from tasks.core.config_file import parse
 from tasks.core.errors import ConfigError
 
 
@@ -47,7 +48,8 @@ def test_parse_errors_are_one_line(data: dict, expected: str) -> None:
 
 # --------------------------------------------------------------------------- TuneConfig
 
-from tasks.core.config import TuneConfig, load_tune_config  # noqa: E402
+from tasks.core.config import TuneConfig  # noqa: E402
+from tasks.core.config_file import load_tune_config  # noqa: E402
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.core.config import TuneConfig, load_tune_config
+from tasks.core.config import TuneConfig
+from tasks.core.config_file import load_tune_config
 from tasks.core.errors import ConfigError
 from tasks.storage.files import sha256_file
 from tests.conftest import ROOT, Processes, start_prefect_server

@@ -61,7 +61,7 @@ def test_nan_and_oom_trials_fail_with_reasons_and_the_rest_win(
     prefect_harness, tmp_path, faults
 ) -> None:
     from flows.tune import tune
-    from tasks.core.config import load_tune_config
+    from tasks.core.config_file import load_tune_config
 
     config = load_tune_config(
         None,

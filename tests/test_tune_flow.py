@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tasks.core.config import TuneConfig, load_tune_config
+from tasks.core.config import TuneConfig
+from tasks.core.config_file import load_tune_config
 from tasks.data.datasets import load_dataset
 from tasks.storage.files import sha256_file
 

@@ -1,17 +1,23 @@
-"""Reading a YAML config file that may not be what it says: bounded before it is trusted.
+"""Configs from outside (a YAML file, flags on top) into a `TuneConfig`, one-line errors.
 
-A config is a few hundred bytes; a file over `MAX_CONFIG_BYTES` is refused unread. YAML
+A YAML file may not be what it says, so it is bounded before it is trusted. A config
+is a few hundred bytes; a file over `MAX_CONFIG_BYTES` is refused unread. YAML
 aliases (``&anchor`` / ``*alias``) let a small file stand for an exponentially large
-value (an alias bomb): parsing is cheap, but anything that walks the value — a repr
-in an error message, validation of a list — is not. The document is composed first
+value (an alias bomb): parsing is cheap, but anything that walks the value (a repr
+in an error message, validation of a list) is not. The document is composed first
 and its size as if every alias were written out counted without expanding it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
-from tasks.core.errors import ConfigError
+from pydantic import BaseModel, ValidationError
+
+from tasks.core.config import TuneConfig
+from tasks.core.errors import ConfigError, short_repr
+
+M = TypeVar("M", bound=BaseModel)
 
 MAX_CONFIG_BYTES = 1 * 2**20
 MAX_CONFIG_NODES = 100_000  # YAML nodes once aliases are expanded (a real config: < 200)
@@ -73,3 +79,65 @@ def _expanded_size(root: Any) -> int:
             children = []
         sizes[id(node)] = min(1 + sum(sizes.get(id(c), 1) for c in children), 2**62)
     return sizes[id(root)]
+
+
+def load_tune_config(path: str | None, overrides: dict[str, Any]) -> TuneConfig:
+    """A YAML file (if any) with flag ``overrides`` on top; dotted keys reach nested specs.
+
+    Raises:
+        ConfigError: unreadable file, YAML that is not a mapping, an unknown key, or
+            a value the models refuse.
+    """
+
+    data: dict[str, Any] = {}
+    if path:
+        loaded = read_yaml(path)
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(
+                f"config {path} must be a mapping of keys (dataset:, batch_sizes:, ...), "
+                f"not a {type(loaded).__name__}"
+            )
+        data = loaded or {}
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        node = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"config key '{part}' must be a mapping (got {child!r})")
+            node = child
+        node[leaf] = value
+    return parse(TuneConfig, data)
+
+
+def parse(model: type[M], data: dict[str, Any], where: str = "") -> M:
+    """Validate ``data`` into ``model``, raising a one-line `ConfigError` on failure.
+
+    Args:
+        model: the pydantic model class.
+        data: raw values (from YAML, flags, or code).
+        where: a prefix naming the section, e.g. ``"dataset."``.
+    """
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, where)) from None
+
+
+# Keys whose values may hold a secret: their errors never repeat the raw value.
+QUIET_KEYS = {"s3_endpoint_url"}
+
+
+def describe_validation_error(exc: ValidationError, where: str = "") -> str:
+    """The first problem of a pydantic error, as ``key: problem (got value)``."""
+    first = exc.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    key = (where + loc) if loc else (where.rstrip(".") or "config")
+    if first["type"] == "extra_forbidden":
+        return f"unknown key '{key}'; remove it or check its spelling"
+    message = first["msg"].removeprefix("Value error, ")
+    if not loc or key in QUIET_KEYS:  # the message names the values (secrets redacted)
+        return f"{key}: {message}"
+    return f"{key}: {message} (got {short_repr(first.get('input'))})"

@@ -23,6 +23,11 @@ def sweep_files(batch_size: int) -> tuple[str, str]:
     return f"lr_sweep_b{batch_size}.json", f"lr_sweep_b{batch_size}.png"
 
 
+def curves_file(batch_size: int) -> str:
+    """The one place that names a batch size's learning-curve plot."""
+    return f"learning_curves_b{batch_size}.png"
+
+
 class TrialResult(BaseModel):
     """One (batch size, patience) cell of the grid. Epochs are counted from 1."""
 

@@ -19,23 +19,9 @@ import pandas as pd
 import yaml
 
 from tasks.core.objective import selection_column
-from tasks.core.records import TrialResult
+from tasks.core.records import TrialResult, curves_file, sweep_files
 from tasks.reporting.figures import plot_confusion, plot_heatmap, plot_learning_curves
-
-# The trials table in the page; report.csv has every column.
-SHOWN = [
-    "batch_size",
-    "patience",
-    "lr",
-    "status",
-    "epochs_run",
-    "best_epoch",
-    "val_accuracy",
-    "test_loss",
-    "test_accuracy",
-    "train_seconds",
-    "error",
-]
+from tasks.reporting.tables import SUMMARY
 
 CSS = """
 body { font-family: system-ui, -apple-system, Segoe UI, sans-serif; margin: 2em auto;
@@ -85,9 +71,7 @@ def make_plots(
     patiences = sorted({r.patience for r in rows})
     for batch_size, history in sorted(histories.items()):
         stops = {r.patience: r.stop_epoch for r in rows if r.batch_size == batch_size}
-        plot_learning_curves(
-            history, stops, batch_size, monitor, out / f"learning_curves_b{batch_size}.png"
-        )
+        plot_learning_curves(history, stops, batch_size, monitor, out / curves_file(batch_size))
     metric = selection_column(monitor)
     grid = np.full((len(batch_sizes), len(patiences)), np.nan)
     for r in rows:
@@ -134,13 +118,9 @@ def render_html(
     winner_index = (
         next((i for i, w in enumerate(trials["winner"]) if w), None) if "winner" in trials else None
     )
-    sweeps = sorted(
-        (run_dir / "lr_sweeps").glob("lr_sweep_b*.png"), key=lambda p: int(p.stem.split("_b")[-1])
-    )
-    curves = sorted(
-        (run_dir / "plots").glob("learning_curves_b*.png"),
-        key=lambda p: int(p.stem.split("_b")[-1]),
-    )
+    batch_sizes = sorted(set(trials["batch_size"]))
+    sweeps = [run_dir / "lr_sweeps" / sweep_files(b)[1] for b in batch_sizes]
+    curves = [run_dir / "plots" / curves_file(b) for b in batch_sizes]
     config_yaml = yaml.safe_dump(portable(config), sort_keys=False, default_flow_style=None)
     timing = pd.DataFrame(
         {"stage": list(seconds), "seconds": [round(v, 2) for v in seconds.values()]}
@@ -160,13 +140,13 @@ def render_html(
         "<h2>Trials</h2>",
         "<p class='muted'>One fit per batch size; every patience is read off it. "
         "The highlighted row won (ties: fewer epochs, then smaller batch size).</p>",
-        _table(trials[[c for c in SHOWN if c in trials]], winner_index),
+        _table(trials[[c for c in (*SUMMARY, "error") if c in trials]], winner_index),
         "<h2>Monitored metric by batch size and patience</h2>",
         _image(run_dir / "plots" / "heatmap.png", "heatmap"),
         "<h2>Learning-rate range tests</h2>",
-        *[_image(p, p.stem) for p in sweeps],
+        *[_image(p, p.stem) for p in sweeps if p.is_file()],
         "<h2>Learning curves</h2>",
-        *[_image(p, p.stem) for p in curves],
+        *[_image(p, p.stem) for p in curves if p.is_file()],
         "<h2>Confusion matrix of the winner (test split)</h2>",
         _image(run_dir / "plots" / "confusion.png", "confusion matrix"),
         "<h2>Timing</h2>",

@@ -28,6 +28,19 @@ COLUMNS = [
     "examples_per_s",
     "error",
 ]
+# The short table: the terminal's after `tune`, the run page's (which adds errors).
+SUMMARY = [
+    "batch_size",
+    "patience",
+    "lr",
+    "status",
+    "epochs_run",
+    "best_epoch",
+    "val_accuracy",
+    "test_loss",
+    "test_accuracy",
+    "train_seconds",
+]
 
 
 def trials_frame(rows: Sequence[TrialResult], winner: TrialResult | None = None) -> pd.DataFrame:

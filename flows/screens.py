@@ -1,0 +1,77 @@
+"""What a command prints when it is done: short, aligned, the paths a user opens next."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the commands import these before they call us
+    from pathlib import Path
+
+    from tasks.core.config import DatasetSpec
+    from tasks.core.records import LRSweep, TuneResult
+    from tasks.data.datasets import CachedDataset
+    from tasks.inference.predict import PredictSummary
+
+
+def _number(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def print_tune_result(result: TuneResult) -> None:
+    """The trials table, the winner and where the run went."""
+    from tasks.reporting.tables import SUMMARY, trials_frame
+
+    frame = trials_frame(result.rows, result.winner)
+    print()
+    print(frame[[*SUMMARY, "winner"]].to_string(index=False, float_format=_number))
+    w = result.winner
+    print()
+    print(
+        f"winner      batch size {w.batch_size}, patience {w.patience}, lr {w.lr:.3g} "
+        f"({w.lr_method}): val accuracy {w.val_accuracy:.4f}, test accuracy "
+        f"{w.test_accuracy:.4f}"
+    )
+    exported = result.export
+    print(f"exported    {exported.path if exported.uri.startswith('file:') else exported.uri}")
+    print(f"latest      {exported.latest}")
+
+
+def print_dataset(spec: DatasetSpec, cached: CachedDataset) -> None:
+    height, width, channels = cached.input_shape
+    state = "cache hit" if cached.cache_hit else "built"
+    print(f"dataset     {spec.name}  ({state}: {cached.path})")
+    print(f"classes     {len(cached.class_names)}: {' '.join(cached.class_names)}")
+    print(f"input       {height}x{width}x{channels} float32 in [0, 1]")
+    for split, count in cached.num_examples.items():
+        print(f"{split:<11} {count:>7} examples")
+
+
+def print_sweep(sweep: LRSweep, written: tuple[Path, Path]) -> None:
+    """Every method's suggestion, the one chosen, and the files written."""
+    print(f"lr range test, batch size {sweep.batch_size}: {sweep.steps} steps, {sweep.stop_reason}")
+    for name, lr in sweep.suggestions.items():
+        shown = f"{lr:.3e}" if lr is not None else "none"
+        mark = "  <- chosen" if name == sweep.method else ""
+        print(f"  {name:<9} {shown:>10}  {sweep.notes[name]}{mark}")
+    if sweep.method == "fallback":
+        print(f"  no method found a descent; chosen fallback {sweep.chosen_lr:.3e}")
+    print(f"chosen lr   {sweep.chosen_lr:.3e}")
+    print(f"wrote       {written[0]}")
+    print(f"            {written[1]}")
+
+
+def print_predictions(summary: PredictSummary) -> None:
+    print(f"files       {summary.files}")
+    print(f"predicted   {summary.predicted}")
+    print(f"errors      {summary.errors}")
+    if summary.renamed:
+        print(
+            f"note        {summary.renamed} file name(s) not valid UTF-8: written "
+            "with \\xNN escapes"
+        )
+    if summary.outside:
+        print(
+            f"note        {summary.outside} symlinked folder(s) not followed: they lead "
+            "outside the --images folders"
+        )
+    print(f"wrote       {summary.out}  ({summary.images_per_s:.0f} images/s)")
