@@ -8,10 +8,15 @@ a rerun reuses what finished whichever process or machine did it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
+from tasks.core.logs import get_logger
 from tasks.data.datasets import load_dataset
+from tasks.inference.predict import PredictSummary, predict_to_csv
 from tasks.preflight import preflight as check_input
 from tasks.runs.export import export_run as write_export
 from tasks.tuning.lr_range import stored_lr_range_test
@@ -22,3 +27,34 @@ cache_dataset = task(name="cache_dataset", tags=["cpu"], cache_policy=NO_CACHE)(
 lr_sweep = task(name="lr_sweep", tags=["gpu"], cache_policy=NO_CACHE)(stored_lr_range_test)
 train_trial = task(name="train_trial", tags=["gpu"], cache_policy=NO_CACHE)(fit_trial)
 export_run = task(name="export_run", tags=["cpu"], cache_policy=NO_CACHE)(write_export)
+
+
+@task(name="predict_folder", tags=["gpu"], cache_policy=NO_CACHE)
+def predict_folder(
+    model: str,
+    images: list[str],
+    out: str,
+    batch_size: int | None = None,
+    top_k: int = 1,
+    cache_dir: str | None = None,
+    s3_endpoint_url: str | None = None,
+) -> PredictSummary:
+    """Prefect task: `predict_to_csv`, reporting progress to an artifact."""
+    artifact: Any = create_progress_artifact(
+        0.0, key="predict-progress", description=f"Predicting {', '.join(images)}"
+    )
+
+    def progress(done: int, total: int) -> None:
+        update_progress_artifact(artifact_id=artifact, progress=100.0 * done / total)
+
+    summary = predict_to_csv(
+        model, images, out, batch_size, top_k, cache_dir, s3_endpoint_url, progress
+    )
+    get_logger().info(
+        "predicted %d files (%d errors) in %.1f s into %s",
+        summary.files,
+        summary.errors,
+        summary.seconds,
+        summary.out,
+    )
+    return summary

@@ -185,3 +185,14 @@ def test_default_batch_size_follows_the_image_size() -> None:
     assert auto_batch_size((28, 28, 1)) == 1024  # capped
     assert auto_batch_size((64, 64, 3)) == 341  # 16 MiB of float32 input
     assert auto_batch_size((512, 512, 3)) == 32  # at least 32
+
+
+def test_a_row_is_the_same_cells_for_a_prediction_and_an_error() -> None:
+    from tasks.inference.rows import PredictionRow, header
+
+    good = PredictionRow("a.png", ("cat", "dog"), ("0.900000", "0.100000"))
+    bad = PredictionRow.failed("b.png", "empty file")
+    assert header(2) == ["path", "label", "confidence", "error", "label_2", "confidence_2"]
+    assert good.cells(2) == ["a.png", "cat", "0.900000", "", "dog", "0.100000"]
+    assert bad.cells(2) == ["b.png", "", "", "empty file", "", ""]
+    assert len(bad.cells(1)) == len(header(1))

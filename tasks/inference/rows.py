@@ -1,0 +1,35 @@
+"""One CSV row per image file: a prediction (top-k labels and confidences) or an error.
+
+Columns: ``path,label,confidence,error`` and, with top-k, ``label_2,confidence_2,...``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class PredictionRow(NamedTuple):
+    """A file's row: its ``k`` best labels and confidences (best first), or an error."""
+
+    path: str
+    labels: tuple[str, ...] = ()
+    confidences: tuple[str, ...] = ()  # formatted, six decimals
+    error: str = ""
+
+    @classmethod
+    def failed(cls, path: str, error: str) -> PredictionRow:
+        return cls(path, error=error)
+
+    def cells(self, k: int) -> list[str]:
+        """The row as CSV cells for a ``k``-label header (an error row: empty labels)."""
+        labels = self.labels or ("",) * k
+        confidences = self.confidences or ("",) * k
+        cells = [self.path, labels[0], confidences[0], self.error]
+        for label, confidence in zip(labels[1:], confidences[1:], strict=True):
+            cells += [label, confidence]
+        return cells
+
+
+def header(k: int) -> list[str]:
+    extra = [f"{name}_{i}" for i in range(2, k + 1) for name in ("label", "confidence")]
+    return ["path", "label", "confidence", "error", *extra]
