@@ -3,7 +3,7 @@
 Deployed as ``train-trial/gpu`` on the ``gpu`` work pool. It loads the dataset into
 the worker's own cache, runs the sweep and the shared-patience trial, and publishes
 the result under the export target for the parent `tune` run to read
-(`tasks.dispatch.deployments`). It logs the devices TensorFlow sees; with no GPU visible it
+(`tasks.dispatch.handoff`). It logs the devices TensorFlow sees; with no GPU visible it
 warns and trains on the CPU, or fails when ``require_gpu`` is set (or
 ``NIGHTTUNE_REQUIRE_GPU=1`` on the worker).
 """
@@ -16,7 +16,7 @@ from flows.steps import cache_dataset, lr_sweep, train_trial
 from tasks.core import settings
 from tasks.core.config import TuneConfig
 from tasks.core.logs import get_logger
-from tasks.dispatch.deployments import publish_trial
+from tasks.dispatch.handoff import publish_trial
 
 
 def check_devices(require_gpu: bool) -> list[str]:

@@ -163,7 +163,7 @@ def test_a_worker_result_naming_files_outside_is_refused(
     exported_run, s3_server, bucket, tmp_path, victim
 ) -> None:
     from tasks.core.config import TuneConfig
-    from tasks.dispatch.deployments import WORK, handoff_key, read_published, work_root
+    from tasks.dispatch.handoff import WORK, handoff_key, read_published, work_root
     from tasks.storage.store import entry_path
 
     config = TuneConfig(

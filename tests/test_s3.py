@@ -272,7 +272,7 @@ def test_history_of_an_s3_target(trained, s3_server, bucket, tmp_path) -> None:
 
 
 def test_trials_hand_over_through_s3_between_machines(trained, s3_server, bucket, tmp_path) -> None:
-    from tasks.dispatch.deployments import publish_trial, read_published
+    from tasks.dispatch.handoff import publish_trial, read_published
 
     config, _, sweeps, rows, _ = trained
     target = {

@@ -1,0 +1,137 @@
+"""Children hand their results to the parent through the export target, not a local disk.
+
+Workers may be on other machines: a child run publishes its LR sweep, rows and models
+under the export target (``<export_to>/.work/trials/b<batch>-<fp>/``, staged and
+verified like every stored result), and the parent reads them from there. With an
+``s3://`` target the entry is built locally and uploaded (every object verified,
+``meta.json`` last); the parent downloads it into its cache and verifies it again.
+The folder is keyed by everything the trial depends on, so a parent that is rerun
+finds finished children's work and does not start them again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from tasks.core.config import TuneConfig
+from tasks.core.errors import UnsafePath
+from tasks.core.records import LRSweep, TrialResult, sweep_files
+from tasks.data.datasets import resolve_cache_dir
+from tasks.storage import s3
+from tasks.storage.files import discard_dir, safe_join, safe_relpath, staged_dir
+from tasks.storage.store import META, entry_path, get_or_build, read_entry
+from tasks.tuning.lr_range import SWEEP_VERSION
+from tasks.tuning.training import TRIAL_VERSION
+
+WORK = ".work"
+
+
+def work_root(config: TuneConfig) -> Path:
+    """Where hand-over entries are built and read: the shared export folder itself, or
+    for an S3 target a local mirror (in the cache) of ``<prefix>/.work/``."""
+    if s3.is_s3(config.export_to):
+        uri = s3.S3Uri.parse(config.export_to)
+        prefix = hashlib.sha256(uri.prefix.encode()).hexdigest()[:12]
+        return resolve_cache_dir(config.cache_dir) / "handoff" / uri.bucket / prefix
+    return Path(config.export_to).expanduser().resolve() / WORK
+
+
+def _remote(config: TuneConfig, entry: Path) -> tuple[s3.S3Uri, str]:
+    """The S3 target and the key prefix of an entry's remote copy."""
+    uri = s3.S3Uri.parse(config.export_to)
+    return uri, uri.key(WORK, "trials", entry.name)
+
+
+def handoff_key(config: TuneConfig, batch_size: int) -> dict[str, Any]:
+    """Everything a child's published result depends on (not where it is exported)."""
+    relevant = config.model_dump(
+        mode="json",
+        exclude={
+            "export_to",
+            "cache_dir",
+            "dispatch",
+            "s3_endpoint_url",
+            "trial_deployment",
+            "trial_timeout_s",
+        },
+    )
+    return {
+        "config": relevant,
+        "batch_size": batch_size,
+        "versions": [SWEEP_VERSION, TRIAL_VERSION],
+    }
+
+
+def publish_trial(
+    config: TuneConfig, batch_size: int, sweep: LRSweep, rows: list[TrialResult]
+) -> Path:
+    """Child side: copy the sweep files, rows and models into the shared folder."""
+
+    def build(staging: Path) -> dict[str, Any]:
+        if sweep.path:
+            for name in sweep_files(batch_size):
+                shutil.copyfile(Path(sweep.path) / name, staging / name)
+        published = []
+        for row in rows:
+            if row.model_path:
+                name = Path(row.model_path).name
+                if not (staging / name).exists():
+                    shutil.copyfile(row.model_path, staging / name)
+                row = row.model_copy(update={"model_path": name})
+            published.append(row.model_dump())
+        from tasks.reporting.histories import trial_histories
+
+        history = trial_histories(rows).get(batch_size)
+        return {"sweep": sweep.model_dump(exclude={"path"}), "rows": published, "history": history}
+
+    key = handoff_key(config, batch_size)
+    entry, meta, _ = get_or_build(work_root(config), "trials", f"b{batch_size}", key, build)
+    if s3.is_s3(config.export_to):  # upload every file, verified; meta.json (the seal) last
+        uri, prefix = _remote(config, entry)
+        client = s3.client(config.s3_endpoint_url)
+        for rel in [*sorted(meta["files"]), META]:
+            s3.upload_verified(client, entry / rel, uri.bucket, f"{prefix}/{rel}")
+    return entry
+
+
+def read_published(config: TuneConfig, batch_size: int) -> tuple[LRSweep, list[TrialResult]] | None:
+    """Parent side: the child's verified result, or None if there is none (yet)."""
+    key = handoff_key(config, batch_size)
+    entry = entry_path(work_root(config), "trials", f"b{batch_size}", key)
+    meta = read_entry(entry, key)
+    if meta is None and s3.is_s3(config.export_to):
+        meta = _download_entry(config, entry, key)
+    if meta is None:
+        return None
+    data = meta["data"]
+    sweep = LRSweep.model_validate(data["sweep"]).model_copy(update={"path": str(entry)})
+    rows = []
+    for row in data["rows"]:
+        model = row["model_path"] and safe_join(entry, row["model_path"], "published model file")
+        rows.append(TrialResult.model_validate(dict(row, model_path=str(model) if model else None)))
+    return sweep, rows
+
+
+def _download_entry(config: TuneConfig, entry: Path, key: dict[str, Any]) -> dict | None:
+    """Fetch a child's published entry from S3 into the local mirror; None if not there."""
+    uri, prefix = _remote(config, entry)
+    client = s3.client(config.s3_endpoint_url)
+    text = s3.get_text(client, uri.bucket, f"{prefix}/{META}")
+    if text is None:
+        return None
+    try:
+        files = json.loads(text)["files"]
+        names = [safe_relpath(rel, "published file name") for rel in dict(files)]
+    except (ValueError, KeyError, TypeError):
+        raise UnsafePath(f"s3://{uri.bucket}/{prefix}/{META} is not a published result") from None
+    discard_dir(entry)
+    with staged_dir(entry) as staging:
+        for rel in names:
+            destination = safe_join(staging, rel, "published file name")
+            s3.download(client, uri.bucket, f"{prefix}/{rel}", destination)
+        (staging / META).write_text(text)
+    return read_entry(entry, key)

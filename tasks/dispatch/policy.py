@@ -1,0 +1,70 @@
+"""What the parent decides about its children, apart from how it asks Prefect.
+
+`run_deployment` does not raise when a child fails or times out: each child's final
+state is read, and a child that did not complete becomes failed rows. Idempotency
+keys carry the parent run and an attempt number: a retried parent gets its running
+or finished children back, and starts a failed child again under the next attempt,
+up to `MAX_ATTEMPTS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tasks.core.records import TrialResult
+
+POLL_SECONDS = 2.0
+MAX_ATTEMPTS = 3
+MAX_ERROR_CHARS = 500
+
+
+@dataclass(frozen=True)
+class ChildState:
+    """A child run's state as the parent sees it (Prefect's, reduced to what decides)."""
+
+    name: str
+    final: bool = False
+    completed: bool = False
+    kind: str = "PENDING"  # Prefect's state type: COMPLETED, FAILED, CRASHED, ...
+    message: str | None = None
+
+
+def idempotency_key(parent_id: str, batch_size: int, attempt: int) -> str:
+    return f"{parent_id}:b{batch_size}:attempt{attempt}"
+
+
+def next_attempt(reused: bool, state: ChildState | None, attempt: int) -> int | None:
+    """The attempt to start when the child handed back is an earlier try's failure and
+    tries are left; None: wait on the child handed back."""
+    failed_before = reused and state is not None and state.final and not state.completed
+    if failed_before and attempt + 1 < MAX_ATTEMPTS:
+        return attempt + 1
+    return None
+
+
+def failure(state: ChildState) -> str:
+    """Why a finished child gave no result (a completed one that published nothing too)."""
+    why = f"train-trial run {state.name} ended {state.kind}"
+    why += f": {state.message}" if state.message else ""
+    if state.completed:
+        why += " without publishing a result"
+    return why
+
+
+def timed_out(name: str, timeout_s: int) -> str:
+    return f"train-trial run {name} did not finish within {timeout_s} s"
+
+
+def failed_rows(patiences: tuple[int, ...], batch_size: int, error: str) -> list[TrialResult]:
+    """The rows of a batch size whose child gave no result: one failed row per patience."""
+    return [
+        TrialResult(
+            batch_size=batch_size,
+            patience=p,
+            lr=None,
+            lr_method=None,
+            status="failed",
+            error=error[:MAX_ERROR_CHARS],
+        )
+        for p in sorted(patiences)
+    ]

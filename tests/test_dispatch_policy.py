@@ -1,0 +1,49 @@
+"""The parent's decisions about its children, without Prefect: retries, failures, keys."""
+
+from __future__ import annotations
+
+from tasks.dispatch.policy import (
+    MAX_ATTEMPTS,
+    ChildState,
+    failed_rows,
+    failure,
+    idempotency_key,
+    next_attempt,
+    timed_out,
+)
+
+FAILED = ChildState("brave-fox", final=True, kind="FAILED", message="OOM")
+DONE = ChildState("calm-owl", final=True, completed=True, kind="COMPLETED")
+RUNNING = ChildState("busy-bee", kind="RUNNING")
+
+
+def test_a_reused_failed_child_runs_again_until_the_attempts_run_out() -> None:
+    attempts, attempt = [0], 0
+    while (attempt := next_attempt(True, FAILED, attempt)) is not None:  # type: ignore[assignment]
+        attempts.append(attempt)
+    assert attempts == list(range(MAX_ATTEMPTS))
+
+
+def test_new_running_or_completed_children_are_waited_on() -> None:
+    assert next_attempt(False, FAILED, 0) is None  # just started: its own failure is final
+    assert next_attempt(True, RUNNING, 0) is None
+    assert next_attempt(True, DONE, 0) is None
+    assert next_attempt(True, None, 0) is None
+
+
+def test_keys_differ_by_parent_batch_and_attempt() -> None:
+    keys = {idempotency_key(p, b, a) for p in ("r1", "r2") for b in (32, 64) for a in (0, 1)}
+    assert len(keys) == 8
+
+
+def test_failures_say_which_run_and_why() -> None:
+    assert failure(FAILED) == "train-trial run brave-fox ended FAILED: OOM"
+    assert failure(DONE).endswith("ended COMPLETED without publishing a result")
+    assert timed_out("slow-cat", 60) == "train-trial run slow-cat did not finish within 60 s"
+
+
+def test_a_batch_without_result_is_one_failed_row_per_patience() -> None:
+    rows = failed_rows((6, 3), 64, "x" * 2000)
+    assert [r.patience for r in rows] == [3, 6]
+    assert all(r.status == "failed" and r.batch_size == 64 and r.lr is None for r in rows)
+    assert len(rows[0].error or "") == 500
