@@ -15,7 +15,7 @@ from tasks.core.config import DatasetSpec
 from tasks.core.errors import ConfigError, DatasetUnavailable
 from tasks.data.datasets import CachedDataset, load_dataset, resolve_cache_dir
 from tasks.data.digits import Digits
-from tasks.data.sources import carve_codes
+from tasks.data.splits import carve_codes
 from tests.images import class_folder, pattern, write_image
 
 

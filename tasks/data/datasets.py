@@ -24,7 +24,8 @@ from tasks.core import settings
 from tasks.core.config import DatasetSpec
 from tasks.core.errors import DatasetUnavailable
 from tasks.core.logs import get_logger
-from tasks.data.sources import ImageFolder, open_source
+from tasks.data.folders import ImageFolder
+from tasks.data.sources import open_source
 from tasks.storage.files import existing_ancestor
 from tasks.storage.store import get_or_build
 
