@@ -163,8 +163,7 @@ def test_a_worker_result_naming_files_outside_is_refused(
     exported_run, s3_server, bucket, tmp_path, victim
 ) -> None:
     from tasks.core.config import TuneConfig
-    from tasks.dispatch.handoff import WORK, handoff_key, read_published, work_root
-    from tasks.storage.store import entry_path
+    from tasks.dispatch.handoff import WORK, handoff_slot, read_published
 
     config = TuneConfig(
         export_to=f"s3://{bucket}/{PREFIX}",
@@ -172,7 +171,7 @@ def test_a_worker_result_naming_files_outside_is_refused(
         cache_dir=str(tmp_path / "cache"),
         batch_sizes=(32,),
     )
-    entry = entry_path(work_root(config), "trials", "b32", handoff_key(config, 32))
+    entry = handoff_slot(config, 32).path
     prefix = f"{PREFIX}/{WORK}/trials/{entry.name}"
     rel = "../../../../../../../../../" + str(victim / "planted.txt").lstrip("/")
     client = s3_server.client()

@@ -27,7 +27,7 @@ from tasks.core.logs import get_logger
 from tasks.data.folders import ImageFolder
 from tasks.data.sources import open_source
 from tasks.storage.files import existing_ancestor
-from tasks.storage.store import get_or_build
+from tasks.storage.store import Slot
 
 # Bump when the cached layout or the preprocessing code changes meaning.
 CACHE_FORMAT = 3
@@ -120,20 +120,20 @@ def load_dataset(spec: DatasetSpec, cache_dir: str | os.PathLike | None = None) 
             "num_examples": counts,
         }
 
-    entry, meta, hit = get_or_build(root, "datasets", _slug(source.identity), key, build)
-    log.info("dataset %s: %s %s", spec.name, "cache hit" if hit else "cached in", entry)
-    data = meta["data"]
+    entry = Slot(root, "datasets", _slug(source.identity), key).get_or_build(build)
+    log.info("dataset %s: %s %s", spec.name, "cache hit" if entry.hit else "cached in", entry.path)
+    data = entry.data
     kept = sum(data["num_examples"].values())  # as recorded when the entry was built
     if isinstance(source, ImageFolder) and (lost := len(source.files) - kept):
         log.warning("dataset %s: skipped %d unreadable image file(s)", spec.name, lost)
     return CachedDataset(
-        path=str(entry),
-        fingerprint=meta["fingerprint"],
+        path=str(entry.path),
+        fingerprint=entry.fingerprint,
         source=source.identity,
         class_names=data["class_names"],
         input_shape=tuple(data["input_shape"]),
         num_examples=data["num_examples"],
-        cache_hit=hit,
+        cache_hit=entry.hit,
     )
 
 

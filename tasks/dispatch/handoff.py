@@ -23,7 +23,7 @@ from tasks.core.records import LRSweep, TrialResult, sweep_files
 from tasks.data.datasets import resolve_cache_dir
 from tasks.storage import s3
 from tasks.storage.files import discard_dir, safe_join, safe_relpath, staged_dir
-from tasks.storage.store import META, entry_path, get_or_build, read_entry
+from tasks.storage.store import META, Entry, Slot
 from tasks.tuning.lr_range import SWEEP_VERSION
 from tasks.tuning.training import TRIAL_VERSION
 
@@ -66,6 +66,11 @@ def handoff_key(config: TuneConfig, batch_size: int) -> dict[str, Any]:
     }
 
 
+def handoff_slot(config: TuneConfig, batch_size: int) -> Slot:
+    """Where a child's result for ``batch_size`` is kept under the work root."""
+    return Slot(work_root(config), "trials", f"b{batch_size}", handoff_key(config, batch_size))
+
+
 def publish_trial(
     config: TuneConfig, batch_size: int, sweep: LRSweep, rows: list[TrialResult]
 ) -> Path:
@@ -88,36 +93,35 @@ def publish_trial(
         history = trial_histories(rows).get(batch_size)
         return {"sweep": sweep.model_dump(exclude={"path"}), "rows": published, "history": history}
 
-    key = handoff_key(config, batch_size)
-    entry, meta, _ = get_or_build(work_root(config), "trials", f"b{batch_size}", key, build)
+    entry = handoff_slot(config, batch_size).get_or_build(build)
     if s3.is_s3(config.export_to):  # upload every file, verified; meta.json (the seal) last
-        uri, prefix = _remote(config, entry)
+        uri, prefix = _remote(config, entry.path)
         client = s3.client(config.s3_endpoint_url)
-        for rel in [*sorted(meta["files"]), META]:
-            s3.upload_verified(client, entry / rel, uri.bucket, f"{prefix}/{rel}")
-    return entry
+        for rel in [*sorted(entry.files), META]:
+            s3.upload_verified(client, entry.path / rel, uri.bucket, f"{prefix}/{rel}")
+    return entry.path
 
 
 def read_published(config: TuneConfig, batch_size: int) -> tuple[LRSweep, list[TrialResult]] | None:
     """Parent side: the child's verified result, or None if there is none (yet)."""
-    key = handoff_key(config, batch_size)
-    entry = entry_path(work_root(config), "trials", f"b{batch_size}", key)
-    meta = read_entry(entry, key)
-    if meta is None and s3.is_s3(config.export_to):
-        meta = _download_entry(config, entry, key)
-    if meta is None:
+    slot = handoff_slot(config, batch_size)
+    entry = slot.read()
+    if entry is None and s3.is_s3(config.export_to):
+        entry = _download_entry(config, slot)
+    if entry is None:
         return None
-    data = meta["data"]
-    sweep = LRSweep.model_validate(data["sweep"]).model_copy(update={"path": str(entry)})
+    data, folder = entry.data, entry.path
+    sweep = LRSweep.model_validate(data["sweep"]).model_copy(update={"path": str(folder)})
     rows = []
     for row in data["rows"]:
-        model = row["model_path"] and safe_join(entry, row["model_path"], "published model file")
+        model = row["model_path"] and safe_join(folder, row["model_path"], "published model file")
         rows.append(TrialResult.model_validate(dict(row, model_path=str(model) if model else None)))
     return sweep, rows
 
 
-def _download_entry(config: TuneConfig, entry: Path, key: dict[str, Any]) -> dict | None:
+def _download_entry(config: TuneConfig, slot: Slot) -> Entry | None:
     """Fetch a child's published entry from S3 into the local mirror; None if not there."""
+    entry = slot.path
     uri, prefix = _remote(config, entry)
     client = s3.client(config.s3_endpoint_url)
     text = s3.get_text(client, uri.bucket, f"{prefix}/{META}")
@@ -134,4 +138,4 @@ def _download_entry(config: TuneConfig, entry: Path, key: dict[str, Any]) -> dic
             destination = safe_join(staging, rel, "published file name")
             s3.download(client, uri.bucket, f"{prefix}/{rel}", destination)
         (staging / META).write_text(text)
-    return read_entry(entry, key)
+    return slot.read()

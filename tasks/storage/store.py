@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,52 +31,71 @@ def fingerprint(key: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def entry_path(root: Path, kind: str, name: str, key: dict[str, Any]) -> Path:
-    """Where the entry for ``key`` lives (whether or not it exists yet)."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:40] or kind
-    return root / kind / f"{safe}-{fingerprint(key)[:16]}"
+@dataclass(frozen=True)
+class Entry:
+    """A stored, verified result: its folder, the builder's data, and whether it was
+    found (``hit``) rather than built by this call."""
+
+    path: Path
+    data: dict[str, Any]
+    files: dict[str, Any]  # relative path -> {"sha256", "size"}
+    fingerprint: str
+    hit: bool
 
 
-def read_entry(entry: Path, key: dict[str, Any]) -> dict[str, Any] | None:
-    """The entry's metadata if it is complete, for this key, and every file verifies."""
-    try:
-        meta = json.loads((entry / META).read_text())
-        if meta.get("fingerprint") != fingerprint(key) or verify_digests(entry, meta["files"]):
-            return None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, UnsafePath):  # damaged
-        return None
-    return meta
+@dataclass(frozen=True)
+class Slot:
+    """Where the result for ``key`` is kept, whether or not it exists yet: the only
+    place that names a store folder."""
 
+    root: Path
+    kind: str
+    name: str
+    key: dict[str, Any]
 
-def get_or_build(
-    root: Path,
-    kind: str,
-    name: str,
-    key: dict[str, Any],
-    build: Callable[[Path], dict[str, Any]],
-) -> tuple[Path, dict[str, Any], bool]:
-    """Return ``(entry, meta, hit)``, running ``build(staging_dir)`` only on a miss.
+    @property
+    def path(self) -> Path:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.name)[:40]
+        return self.root / self.kind / f"{safe or self.kind}-{fingerprint(self.key)[:16]}"
 
-    ``build`` writes its files into the staging folder and returns JSON-able metadata,
-    stored under ``meta["data"]``.
-    """
-    entry = entry_path(root, kind, name, key)
-    meta = read_entry(entry, key)
-    if meta is not None:
-        return entry, meta, True
-    if entry.exists():
-        get_logger().warning("%s %s: stored result %s is damaged; redoing it", kind, name, entry)
-        discard_dir(entry)
-    with staged_dir(entry) as staging:
-        data = build(staging)
-        meta = {
-            "fingerprint": fingerprint(key),
-            "key": key,
-            "data": data,
-            "files": file_digests(staging),
-        }
-        (staging / META).write_text(json.dumps(meta, indent=2, default=str))
-    meta = read_entry(entry, key)
-    if meta is None:  # pragma: no cover - we just wrote it
-        raise RuntimeError(f"{entry} failed verification right after writing")
-    return entry, meta, False
+    def read(self, hit: bool = True) -> Entry | None:
+        """The entry if it is complete, for this key, and every file verifies."""
+        entry = self.path
+        try:
+            meta = json.loads((entry / META).read_text())
+            if meta.get("fingerprint") != fingerprint(self.key):
+                return None
+            if verify_digests(entry, meta["files"]):
+                return None
+            return Entry(entry, meta["data"], meta["files"], meta["fingerprint"], hit)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, UnsafePath):
+            return None  # damaged
+
+    def get_or_build(self, build: Callable[[Path], dict[str, Any]]) -> Entry:
+        """The stored entry, running ``build(staging_dir)`` only on a miss.
+
+        ``build`` writes its files into the staging folder and returns JSON-able
+        metadata, kept as the entry's ``data``.
+        """
+        found = self.read()
+        if found is not None:
+            return found
+        entry = self.path
+        if entry.exists():
+            get_logger().warning(
+                "%s %s: stored result %s is damaged; redoing it", self.kind, self.name, entry
+            )
+            discard_dir(entry)
+        with staged_dir(entry) as staging:
+            data = build(staging)
+            meta = {
+                "fingerprint": fingerprint(self.key),
+                "key": self.key,
+                "data": data,
+                "files": file_digests(staging),
+            }
+            (staging / META).write_text(json.dumps(meta, indent=2, default=str))
+        built = self.read(hit=False)
+        if built is None:  # pragma: no cover - we just wrote it
+            raise RuntimeError(f"{entry} failed verification right after writing")
+        return built

@@ -23,7 +23,7 @@ from tasks.core.logs import get_logger
 from tasks.core.records import LRSweep, sweep_files
 from tasks.data.datasets import CachedDataset, resolve_cache_dir
 from tasks.storage.files import write_text_atomic
-from tasks.storage.store import get_or_build
+from tasks.storage.store import Slot
 from tasks.tuning.lr_suggest import choose, smooth, suggest_all
 
 FALLBACK_LR = 1e-3  # Adam's default, used only when no method finds a descent
@@ -215,7 +215,9 @@ def stored_lr_range_test(
         return sweep.model_dump()
 
     root = resolve_cache_dir(cache_dir)
-    entry, meta, hit = get_or_build(root, "sweeps", f"b{batch_size}", key, build)
-    if hit:
-        get_logger().info("lr sweep, batch size %d: finished before, reusing %s", batch_size, entry)
-    return LRSweep.model_validate(meta["data"]).model_copy(update={"path": str(entry)})
+    entry = Slot(root, "sweeps", f"b{batch_size}", key).get_or_build(build)
+    if entry.hit:
+        get_logger().info(
+            "lr sweep, batch size %d: finished before, reusing %s", batch_size, entry.path
+        )
+    return LRSweep.model_validate(entry.data).model_copy(update={"path": str(entry.path)})

@@ -27,7 +27,7 @@ from tasks.core.errors import TrialFailed, first_line
 from tasks.core.logs import get_logger
 from tasks.core.records import LRMethod, TrialResult
 from tasks.data.datasets import CachedDataset, resolve_cache_dir
-from tasks.storage.store import get_or_build
+from tasks.storage.store import Slot
 from tasks.tuning.epoch_loop import epoch_inputs, examples_per_epoch, fuse_epochs
 from tasks.tuning.objective import resolve_objective
 from tasks.tuning.patience import PatienceLedger, Stop
@@ -253,12 +253,8 @@ def train_trial(
     root = resolve_cache_dir(config.cache_dir)
     key = _trial_key(cached, config, batch_size, lr)
     try:
-        entry, meta, hit = get_or_build(
-            root,
-            "trials",
-            f"b{batch_size}",
-            key,
-            lambda out: _fit_and_evaluate(cached, config, batch_size, lr, out),
+        entry = Slot(root, "trials", f"b{batch_size}", key).get_or_build(
+            lambda out: _fit_and_evaluate(cached, config, batch_size, lr, out)
         )
     except Exception as exc:  # the grid goes on; not stored, so a rerun tries again
         if not expected_failure(exc):
@@ -277,10 +273,10 @@ def train_trial(
             )
             for p in sorted(config.patiences)
         ]
-    if hit:
-        get_logger().info("trial b%d: finished before, reusing %s", batch_size, entry)
+    if entry.hit:
+        get_logger().info("trial b%d: finished before, reusing %s", batch_size, entry.path)
     trained = examples_per_epoch(cached.num_examples["train"], batch_size)
-    return _rows(meta["data"], entry, batch_size, lr, lr_method, config, trained)
+    return _rows(entry.data, entry.path, batch_size, lr, lr_method, config, trained)
 
 
 # Prefect task: `train_trial`. Finished trials are kept in the store, not in Prefect.
