@@ -65,7 +65,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/lint-imports
 
 docs: $(BIN)/python
-	$(BIN)/python -m tests.reliability
+	$(BIN)/python -m tests.support.reliability
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/run_all.py $(ARGS)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.support.harness import ROOT
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 

@@ -15,8 +15,8 @@ import tensorflow as tf
 
 from tasks.data.images import find_images, load_image
 from tasks.inference.predict import predict_to_csv
-from tests.conftest import nighttune_cmd
-from tests.images import class_folder, pattern, write_image
+from tests.support.harness import nighttune_cmd
+from tests.support.images import class_folder, pattern, write_image
 
 
 @pytest.fixture(scope="module")

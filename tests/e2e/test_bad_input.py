@@ -1,4 +1,4 @@
-"""The bad-input matrix: every case in `tests.reliability.BAD_INPUTS`, as a user runs it.
+"""The bad-input matrix: every case in `tests.support.reliability.BAD_INPUTS`, as a user runs it.
 
 Each case is `nighttune ...` in a subprocess, in its own folder (working directory,
 HOME, cache and export target): exit status 2, exactly one ``nighttune: error:`` line
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, nighttune_cmd
-from tests.images import class_folder
-from tests.reliability import (
+from tests.support.harness import ROOT, nighttune_cmd
+from tests.support.images import class_folder
+from tests.support.reliability import (
     BAD_INPUTS,
     CRAFTED_MANIFESTS,
     DOC,

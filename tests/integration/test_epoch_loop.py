@@ -16,7 +16,7 @@ from tasks.core.config import ModelSpec
 from tasks.core.settings import XLA_CPU_FLAGS, use_xla_cpu_flags
 from tasks.tuning.epoch_loop import epoch_inputs, examples_per_epoch, fuse_epochs
 from tasks.tuning.models import build_model
-from tests.conftest import ROOT
+from tests.support.harness import ROOT
 
 N, SHAPE = 203, (8, 8, 1)
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from tasks.runs.history import run_history, write_history
-from tests.test_tune_flow import small_config
+from tests.support.harness import small_config
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,7 @@ from tasks.storage import s3
 from tasks.tuning.lr_range import stored_lr_range_test
 from tasks.tuning.selection import select_best
 from tasks.tuning.training import train_trial
-from tests.conftest import QUICK_TUNE, MotoServer, nighttune_cmd, on_temporary_server
+from tests.support.harness import QUICK_TUNE, MotoServer, nighttune_cmd, on_temporary_server
 
 PREFIX = "nightly runs/été"  # a space and unicode in the prefix
 
@@ -240,7 +240,7 @@ def test_cli_tune_to_s3_never_shows_the_secret(
 
 def test_predict_with_a_model_from_s3_latest(trained, s3_server, bucket, tmp_path) -> None:
     from tasks.inference.predict import predict_to_csv
-    from tests.images import write_image
+    from tests.support.images import write_image
 
     export_to(trained, f"s3://{bucket}/{PREFIX}", s3_server.url, tmp_path / "exporter")
     for i in range(6):

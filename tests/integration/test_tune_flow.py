@@ -10,27 +10,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tasks.core.config import TuneConfig
-from tasks.core.config_file import load_tune_config
 from tasks.data.datasets import load_dataset
 from tasks.storage.files import sha256_file
+from tests.support.harness import small_config
 
 pytestmark = pytest.mark.slow
-
-
-def small_config(tmp_path: Path, **extra) -> TuneConfig:
-    return load_tune_config(
-        None,
-        {
-            "batch_sizes": [32, 64],
-            "patiences": [2, 3],
-            "max_epochs": 5,
-            "lr_range.steps": 20,
-            "export_to": str(tmp_path / "exports"),
-            "cache_dir": str(tmp_path / "cache"),
-            **extra,
-        },
-    )
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """`nighttune` with its expensive work counted, for the resume tests.
 
-``python -m tests.counting_cli ARGS`` runs the real CLI. Each LR sweep and each trial
+``python -m tests.support.counting_cli ARGS`` runs the real CLI. Each LR sweep and each trial
 fit that starts appends one line (``sweep b32``, ``trial b64``) to the file named by
 ``NIGHTTUNE_WORK_LOG``, written and flushed before the work begins, so a process
 killed in the middle still leaves its line.

@@ -16,7 +16,7 @@ from tasks.core.errors import ConfigError, DatasetUnavailable
 from tasks.data.datasets import CachedDataset, load_dataset, resolve_cache_dir
 from tasks.data.digits import Digits
 from tasks.data.splits import carve_codes
-from tests.images import class_folder, pattern, write_image
+from tests.support.images import class_folder, pattern, write_image
 
 
 def as_arrays(cached: CachedDataset, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -272,7 +272,7 @@ def test_two_processes_preparing_digits_at_once_both_succeed(tmp_path) -> None:
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
+    from tests.support.harness import ROOT
 
     script = (
         "import sys; from tasks.core.config import DatasetSpec; "

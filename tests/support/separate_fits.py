@@ -1,4 +1,4 @@
-"""Run as ``python -m tests.separate_fits CACHE``: the shared fit vs one fit per patience.
+"""Run as ``python -m tests.support.separate_fits CACHE``: the shared fit vs one fit per patience.
 
 Prints one JSON line: each patience's epochs, best epoch and metrics, from our shared
 fit and from separate fits (the same epoch loop) with Keras's

@@ -16,7 +16,7 @@ import keras
 import pytest
 import tensorflow as tf
 
-from tests.reliability import TRAINING_FAULTS
+from tests.support.reliability import TRAINING_FAULTS
 
 pytestmark = pytest.mark.slow
 

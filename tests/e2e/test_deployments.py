@@ -22,9 +22,9 @@ from tasks.core.config import TuneConfig
 from tasks.core.config_file import load_tune_config
 from tasks.core.errors import ConfigError
 from tasks.storage.files import sha256_file
-from tests.conftest import ROOT, Processes, start_prefect_server
+from tests.support.harness import ROOT, Processes, start_prefect_server
 
-pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
 GRID = {"batch_sizes": [32, 64], "patiences": [2, 3], "max_epochs": 4, "lr_range": {"steps": 20}}

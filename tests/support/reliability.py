@@ -1,6 +1,6 @@
 """Every fault and bad input the reliability tests try, as data.
 
-The tests parametrize over these tables, and ``python -m tests.reliability`` renders
+The tests parametrize over these tables, and ``python -m tests.support.reliability`` renders
 them as ``docs/reliability.md`` (`make docs`); `test_reliability_doc_is_current`
 fails when the file and the tables disagree, so the document cannot drift from what
 is tested. Kept free of heavy imports: rendering must not load TensorFlow.
@@ -442,7 +442,7 @@ TRAINING_FAULTS: tuple[Fault, ...] = (
         "the LR chosen for batch size 32 is replaced by 1e20; real training diverges",
         "its rows are failed with the reason shown; the other trials finish; the winner "
         "is one of them",
-        "tests/test_faults.py::test_nan_and_oom_trials_fail_with_reasons_and_the_rest_win",
+        "tests/integration/test_faults.py::test_nan_and_oom_trials_fail_with_reasons_and_the_rest_win",
         ("loss became NaN in epoch 1 at lr 1e+20 (TerminateOnNaN stopped the fit)",),
     ),
     Fault(
@@ -451,7 +451,7 @@ TRAINING_FAULTS: tuple[Fault, ...] = (
         "ResourceExhaustedError)",
         "its rows are failed with the reason shown; the winner is among the others; the "
         "failed trial is not stored, so a rerun tries it again",
-        "tests/test_faults.py::test_nan_and_oom_trials_fail_with_reasons_and_the_rest_win",
+        "tests/integration/test_faults.py::test_nan_and_oom_trials_fail_with_reasons_and_the_rest_win",
         (
             "trial b64 ran out of memory (ResourceExhaustedError: ",
             "OOM when allocating tensor",
@@ -466,20 +466,20 @@ OTHER_FAULTS: tuple[Fault, ...] = (
         "two `nighttune tune` processes at once, same cache, same export folder",
         "both exit 0; both run folders verify against their manifests; `latest.json` is "
         "valid JSON naming the newer run; no staging folder left",
-        "tests/test_resume.py::test_two_runs_at_once_to_one_target_both_export_intact",
+        "tests/e2e/test_resume.py::test_two_runs_at_once_to_one_target_both_export_intact",
     ),
     Fault(
         "no-secrets",
         "a tune run to S3 (moto_server) with a unique AWS secret key and session token",
         "neither appears in stdout/stderr, in any S3 object, or in any file under HOME — "
         "Prefect's database with its logs, parameters and artifacts included",
-        "tests/test_s3.py::test_cli_tune_to_s3_never_shows_the_secret",
+        "tests/integration/test_s3.py::test_cli_tune_to_s3_never_shows_the_secret",
     ),
     Fault(
         "damaged-cache",
         "a cached dataset file truncated",
         "the entry fails its sha256 check and is rebuilt, not trusted",
-        "tests/test_data.py::test_truncated_entry_is_rebuilt",
+        "tests/integration/test_data.py::test_truncated_entry_is_rebuilt",
     ),
     Fault(
         "s3-manifest-escapes",
@@ -487,14 +487,14 @@ OTHER_FAULTS: tuple[Fault, ...] = (
         "an absolute path (with matching sha256, objects uploaded); `predict --model "
         "s3://…/latest`",
         "exit 2, one line (`is refused`); no file written anywhere, the cache included",
-        "tests/test_hostile.py::test_s3_manifest_naming_files_outside_the_copy_writes_nothing",
+        "tests/e2e/test_hostile.py::test_s3_manifest_naming_files_outside_the_copy_writes_nothing",
     ),
     Fault(
         "s3-latest-run-id-path",
         "an S3 `latest.json` whose run id is an absolute folder, `../../victim`, `..` or "
         "`a/../../b`; also `s3://…/..` as the reference",
         "exit 2, one line (`is not a run folder name`); the victim folder untouched",
-        "tests/test_hostile.py::test_s3_latest_naming_a_path_removes_nothing",
+        "tests/e2e/test_hostile.py::test_s3_latest_naming_a_path_removes_nothing",
     ),
     Fault(
         "s3-damaged-documents",
@@ -502,20 +502,20 @@ OTHER_FAULTS: tuple[Fault, ...] = (
         "100 kB; a manifest listing an object that is not in the bucket",
         "exit 2, one line each (`is damaged (…)`, `is over 65536 bytes`, `listed in its "
         "manifest, is not in the bucket`)",
-        "tests/test_hostile.py::test_s3_damaged_documents_and_missing_objects_are_one_line",
+        "tests/e2e/test_hostile.py::test_s3_damaged_documents_and_missing_objects_are_one_line",
     ),
     Fault(
         "worker-result-escapes",
         "a worker's published trial result in the bucket listing `../../…/victim/planted.txt`",
         "refused before any download (`UnsafePath`); nothing written",
-        "tests/test_hostile.py::test_a_worker_result_naming_files_outside_is_refused",
+        "tests/e2e/test_hostile.py::test_a_worker_result_naming_files_outside_is_refused",
     ),
     Fault(
         "s3-latest-older-wins",
         "an older run finishing after a newer one, and a writer whose read is stale",
         "`latest.json` keeps the newer run (compare, then a conditional PUT: If-Match / "
         "If-None-Match); the stale writer's PUT fails",
-        "tests/test_hostile.py::test_s3_latest_never_goes_back_to_an_older_run",
+        "tests/e2e/test_hostile.py::test_s3_latest_never_goes_back_to_an_older_run",
     ),
     Fault(
         "image-folder-traps",
@@ -524,20 +524,20 @@ OTHER_FAULTS: tuple[Fault, ...] = (
         "`predict` exits 0 at once: the FIFO and `/dev/zero` are rows `not a regular file`, "
         "`/` is not walked, the odd name is predicted and written with `\\x` escapes "
         "(the CSV is valid UTF-8); a note says so",
-        "tests/test_hostile.py::test_predict_reads_only_regular_files_and_keeps_odd_names",
+        "tests/e2e/test_hostile.py::test_predict_reads_only_regular_files_and_keeps_odd_names",
     ),
     Fault(
         "training-folder-traps",
         "the same folder as a training dataset (`nighttune cache --dataset`)",
         "caches the 7 readable images; one warning line for the 2 not read, one for the "
         "link not followed",
-        "tests/test_hostile.py::test_a_training_folder_with_odd_files_caches",
+        "tests/e2e/test_hostile.py::test_a_training_folder_with_odd_files_caches",
     ),
     Fault(
         "disk-full",
         "`predict --out` on a 64 KiB file system (tmpfs in a mount namespace) for 1,200 images",
         "exit 1, one line (`No space left on device`), no traceback, no partial file left",
-        "tests/test_hostile.py::test_a_full_disk_is_one_line_and_leaves_no_partial_file",
+        "tests/e2e/test_hostile.py::test_a_full_disk_is_one_line_and_leaves_no_partial_file",
     ),
     Fault(
         "export-disk-full",
@@ -545,33 +545,33 @@ OTHER_FAULTS: tuple[Fault, ...] = (
         "(TensorFlow's ResourceExhaustedError)",
         "exit 1, one line (`No space left on device`); Prefect's failure logs one line "
         "each, no traceback on the screen; the staged run folder removed",
-        "tests/test_hostile.py::test_a_full_export_disk_is_one_line",
+        "tests/e2e/test_hostile.py::test_a_full_export_disk_is_one_line",
     ),
     Fault(
         "cache-would-not-fit",
         "`nighttune cache` of 36 images at `--image-size 4096,4096` with the cache on a "
         "1 MiB file system",
         "exit 2 before writing, one line (`needs about 2.3 GiB and … 1.0 MiB free`)",
-        "tests/test_hostile.py::test_a_dataset_that_would_not_fit_the_disk_is_refused_before_writing",
+        "tests/e2e/test_hostile.py::test_a_dataset_that_would_not_fit_the_disk_is_refused_before_writing",
     ),
     Fault(
         "s3-connection-cut",
         "the S3 server stops answering (SIGSTOP) before `predict --model s3://…/latest` reads",
         "exit 1, one line (`Read timeout on endpoint URL`), no traceback",
-        "tests/test_hostile.py::test_a_connection_cut_mid_download_is_one_line",
+        "tests/e2e/test_hostile.py::test_a_connection_cut_mid_download_is_one_line",
     ),
     Fault(
         "signals",
         "SIGTERM to `nighttune tune`, or SIGINT to its process group (Ctrl-C), mid-trial",
         "exit 143 / 130 within seconds with one line (`interrupted; rerun …`), no "
         "traceback; every child process, the temporary Prefect server included, is gone",
-        "tests/test_cli.py::test_a_signal_stops_tune_at_once_with_its_server",
+        "tests/e2e/test_cli.py::test_a_signal_stops_tune_at_once_with_its_server",
     ),
     Fault(
         "s3-interrupted",
         "the S3 server frozen (SIGSTOP) during an upload",
         "the export fails with one line; `latest.json` still names the previous complete run",
-        "tests/test_s3.py::test_server_stopped_mid_export_keeps_latest_on_the_complete_run",
+        "tests/integration/test_s3.py::test_server_stopped_mid_export_keeps_latest_on_the_complete_run",
     ),
 )
 
@@ -595,11 +595,11 @@ def render() -> str:
     out = [
         "# Reliability: faults and bad input tried",
         "",
-        "Generated by `make docs` (`python -m tests.reliability`) from the parameters of",
-        "the tests that try them (`tests/reliability.py`); `make test` fails if this file",
+        "Generated by `make docs` (`python -m tests.support.reliability`) from the parameters of",
+        "the tests that try them (`tests/support/reliability.py`); `make test` fails if this file",
         "is out of date. Every row is asserted by a test that runs the real thing.",
         "",
-        f"## Bad input ({len(BAD_INPUTS)} cases, `tests/test_bad_input.py`)",
+        f"## Bad input ({len(BAD_INPUTS)} cases, `tests/e2e/test_bad_input.py`)",
         "",
         "Each runs `nighttune` as a subprocess and must exit 2 with exactly one line",
         "`nighttune: error: ...` on stderr containing the text shown, no traceback, no",
@@ -623,7 +623,7 @@ def render() -> str:
     out += _table(("area", "case", "input", "error line contains"), rows)
     out += [
         "",
-        "## Killed and resumed (`tests/test_resume.py`)",
+        "## Killed and resumed (`tests/e2e/test_resume.py`)",
         "",
         "`nighttune tune --batch-sizes 32,64` on digits is SIGKILLed (its whole process",
         "group) at each point, then the same command runs again. Every time:",
@@ -651,7 +651,7 @@ def render() -> str:
         "cases `model-checksum-mismatch`, `model-corrupt-keras` and `model-lambda-layer`",
         "above are the refusals.",
         "",
-        "## Training faults (`tests/test_faults.py`)",
+        "## Training faults (`tests/integration/test_faults.py`)",
         "",
     ]
     out += _table(
@@ -669,7 +669,7 @@ def render() -> str:
     return "\n".join(out) + "\n"
 
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "reliability.md"
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--check"]:

@@ -59,7 +59,7 @@ def test_the_records_and_the_ranking_load_no_framework() -> None:
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
+    from tests.support.harness import ROOT
 
     code = (
         "import sys; import tasks.core.records, tasks.tuning.selection; "

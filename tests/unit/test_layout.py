@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 
-from tests.conftest import ROOT
+from tests.support.harness import ROOT
 
 
 def test_only_the_settings_module_touches_the_environment() -> None:

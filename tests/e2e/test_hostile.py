@@ -20,8 +20,8 @@ import pytest
 
 from tasks.core.errors import UnsafePath
 from tasks.storage import s3
-from tests.conftest import nighttune_cmd
-from tests.images import class_folder
+from tests.support.harness import nighttune_cmd
+from tests.support.images import class_folder
 
 PREFIX = "team/nightly"
 
@@ -292,7 +292,7 @@ def test_a_full_disk_is_one_line_and_leaves_no_partial_file(exported_run, cli_en
 def test_a_full_export_disk_is_one_line(cli_env, tmp_path, prefect_database) -> None:
     """`tune --export-to` a 200 KiB file system: the SavedModel write fails (TensorFlow's
     ResourceExhaustedError); Prefect's failure logs and the end stay one line each."""
-    from tests.conftest import QUICK_TUNE, on_temporary_server
+    from tests.support.harness import QUICK_TUNE, on_temporary_server
 
     on_temporary_server(cli_env, prefect_database, tmp_path / "prefect-home")
     disk = tmp_path / "exports"
@@ -317,7 +317,7 @@ def test_a_connection_cut_mid_download_is_one_line(exported_run, cli_env, tmp_pa
     """The S3 server stops answering (SIGSTOP) once the run is there: exit 1, one line."""
     import signal
 
-    from tests.conftest import MotoServer
+    from tests.support.harness import MotoServer
 
     server = MotoServer(tmp_path / "moto.log")
     try:

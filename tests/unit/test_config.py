@@ -138,7 +138,7 @@ def test_unknown_monitor_names_what_the_model_logs() -> None:
 
 @pytest.mark.parametrize("name", ["seed_mnist.yaml", "digits_cnn.yaml", "image_folder.yaml"])
 def test_example_configs_are_valid(name: str) -> None:
-    from tests.conftest import ROOT
+    from tests.support.harness import ROOT
 
     config = load_tune_config(str(ROOT / "examples" / name), {})
     assert config.export_to.startswith("./exports/")
@@ -147,7 +147,7 @@ def test_example_configs_are_valid(name: str) -> None:
 def test_alias_bombs_are_refused_before_they_expand(tmp_path) -> None:
     import time
 
-    from tests.reliability import ALIAS_BOMB
+    from tests.support.reliability import ALIAS_BOMB
 
     path = tmp_path / "bomb.yaml"
     for where in ("monitor: *a8\n", "dataset:\n  name: *a8\n"):

@@ -1,7 +1,7 @@
 """Killed and resumed: `nighttune tune` SIGKILLed at each point of `KILL_POINTS`, then
 rerun; and two runs at once sharing one cache and one export target.
 
-The command is the real CLI in its own process group (`tests.counting_cli`, which
+The command is the real CLI in its own process group (`tests.support.counting_cli`, which
 also logs every sweep and fit as it starts), talking to a real Prefect server. It is
 killed when a line of its own progress output appears (and, for the cache and the
 export, once the folder being written exists), then the same command runs again.
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
-from tests.reliability import ALL_WORK, KILL_POINTS, KillPoint
+from tests.support.harness import ROOT
+from tests.support.reliability import ALL_WORK, KILL_POINTS, KillPoint
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,7 @@ def command(tmp: Path) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "tests.counting_cli",
+        "tests.support.counting_cli",
         "tune",
         *GRID,
         "--export-to",

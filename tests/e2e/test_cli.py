@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import QUICK_TUNE, nighttune_cmd, on_temporary_server
-from tests.images import class_folder
+from tests.support.harness import QUICK_TUNE, nighttune_cmd, on_temporary_server
+from tests.support.images import class_folder
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -59,7 +59,7 @@ def test_cache_command_on_an_image_folder(cli_env, tmp_path) -> None:
 
 
 def test_seed_mnist_example_offline_exits_2_at_once(cli_env, tmp_path) -> None:
-    from tests.conftest import ROOT
+    from tests.support.harness import ROOT
 
     cli_env.update(HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9")
     result = run(
@@ -87,7 +87,7 @@ def test_the_temporary_server_is_ours_and_stops_with_the_command(
     )
 
     from flows.server import local_flow_settings
-    from tests.conftest import prefect_home_with
+    from tests.support.harness import prefect_home_with
 
     home = prefect_home_with(prefect_database, tmp_path / "home")
     with temporary_settings(updates={PREFECT_API_URL: None, PREFECT_HOME: home}):
@@ -117,7 +117,7 @@ def test_server_settings_leave_what_the_environment_sets() -> None:
 
 
 def test_server_command_starts_prefect_with_the_batched_recorder(prefect_server) -> None:
-    """The tests' servers are `nighttune server` (tests/conftest.py): ask one its settings."""
+    """The tests' servers are `nighttune server` (tests.support.harness): ask one its settings."""
     with urllib.request.urlopen(f"{prefect_server['api']}/admin/settings", timeout=10) as reply:
         recorder = json.load(reply)["server"]["services"]["task_run_recorder"]
     assert (recorder["batch_size"], recorder["flush_interval"]) == (100, 1)

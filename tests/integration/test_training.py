@@ -16,14 +16,14 @@ from flows.trial import check_devices
 from tasks.core.config import TuneConfig
 from tasks.data.datasets import CachedDataset
 from tasks.tuning.training import _rows, train_trial
-from tests.conftest import ROOT
+from tests.support.harness import ROOT
 
 
 @pytest.mark.slow
 def test_shared_fit_equals_separate_fits(digits: CachedDataset, tmp_path) -> None:
     # Op determinism is process-wide (and turns XLA off): run it in a process of its own.
     done = subprocess.run(
-        [sys.executable, "-m", "tests.separate_fits", str(tmp_path)],
+        [sys.executable, "-m", "tests.support.separate_fits", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=600,
