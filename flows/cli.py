@@ -159,28 +159,25 @@ def predict(
     s3_endpoint_url: Annotated[
         str | None, typer.Option("--s3-endpoint-url", help="S3-compatible endpoint (MinIO).")
     ] = None,
+    code_dir: Annotated[
+        str,
+        typer.Option(
+            "--code-dir",
+            help="Folder of the builder module a run was made with (its custom layers); "
+            "only modules found there are imported.",
+        ),
+    ] = ".",
     verbose: VerboseOpt = False,
 ) -> None:
     """Predict every image under the folders with an exported run; one CSV row per file."""
-    from flows.screens import print_predictions
+    from flows.screens import ProgressBar, print_predictions
     from tasks.inference.predict import predict_to_csv
 
     _set_verbose(verbose)
-    bar = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            from tqdm import tqdm
-
-            bar = tqdm(total=total, unit="img", file=sys.stderr, disable=None)
-        bar.update(done - bar.n)
-
-    summary = predict_to_csv(
-        model, images, out, batch_size, top_k, cache_dir, s3_endpoint_url, progress
-    )
-    if bar is not None:
-        bar.close()
+    with ProgressBar("img") as progress:
+        summary = predict_to_csv(
+            model, images, out, batch_size, top_k, cache_dir, s3_endpoint_url, progress, code_dir
+        )
     print_predictions(summary)
 
 

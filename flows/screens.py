@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import sys
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the commands import these before they call us
     from pathlib import Path
@@ -28,8 +29,7 @@ def print_tune_result(result: TuneResult) -> None:
     print()
     print(
         f"winner      batch size {w.batch_size}, patience {w.patience}, lr {w.lr:.3g} "
-        f"({w.lr_method}): val accuracy {w.val_accuracy:.4f}, test accuracy "
-        f"{w.test_accuracy:.4f}"
+        f"({w.lr_method}): {w.scores_text()}"
     )
     exported = result.export
     print(f"exported    {exported.path if exported.uri.startswith('file:') else exported.uri}")
@@ -58,6 +58,29 @@ def print_sweep(sweep: LRSweep, written: tuple[Path, Path]) -> None:
     print(f"chosen lr   {sweep.chosen_lr:.3e}")
     print(f"wrote       {written[0]}")
     print(f"            {written[1]}")
+
+
+class ProgressBar:
+    """A bar on stderr (when it is a terminal), made on the first report of progress;
+    call it with ``(done, total)``."""
+
+    def __init__(self, unit: str) -> None:
+        self.unit = unit
+        self.bar: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit=self.unit, file=sys.stderr, disable=None)
+        self.bar.update(done - self.bar.n)
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def print_predictions(summary: PredictSummary) -> None:

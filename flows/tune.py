@@ -72,6 +72,8 @@ def tune(config: TuneConfig | None = None) -> TuneResult:
         clock = now
 
     cached = cache_dataset(config.dataset, config.cache_dir)
+    # The model against the real data (a user's builder is first built here).
+    objective = resolve_objective(config, cached.input_shape, len(cached.class_names))
     lap("data")
     if config.dispatch == "deployments":
         # One child run per batch size on the trial deployment's pool; each does its
@@ -92,14 +94,13 @@ def tune(config: TuneConfig | None = None) -> TuneResult:
     for sweep in sweeps:
         log.info("batch size %d: lr %.3g (%s)", sweep.batch_size, sweep.chosen_lr, sweep.method)
     lap("trials")
-    objective = resolve_objective(config)
     winner = select_best(rows, objective.column, objective.direction)
     log.info(
         "winner: batch size %d, patience %d, %s %.4f",
         winner.batch_size,
         winner.patience,
         objective.column,
-        getattr(winner, objective.column),
+        winner.value(objective.column),
     )
     export = export_run(config, cached, sweeps, rows, winner, run_id, dict(seconds))
     lap("export")

@@ -22,9 +22,14 @@ def preflight(config: TuneConfig) -> None:
     from tasks.data.datasets import check_dataset
 
     check_dataset(config.dataset, config.cache_dir)
-    from tasks.tuning.objective import resolve_objective
+    if config.model.builder:  # its model is checked against the data once that is cached
+        from tasks.core.code import load_builder
 
-    resolve_objective(config)
+        load_builder(config.model.builder, config.model.code_path)
+    else:
+        from tasks.tuning.objective import resolve_objective
+
+        resolve_objective(config)
     if config.dispatch == "deployments":
         from tasks.dispatch.deployments import check_deployment
 

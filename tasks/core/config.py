@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -107,6 +107,20 @@ class ModelSpec(BaseModel):
     kind: Literal["mlp", "cnn"] = Field(
         "mlp", description="mlp (flatten, dense layers) or cnn (3x3 conv blocks, then dense)."
     )
+    builder: str | None = Field(
+        None,
+        description="Your own model: module:function, called as function(input_shape, "
+        "num_classes, **kwargs) -> keras.Model (compiled: its loss, metrics and optimizer "
+        "are kept and only the learning rate is driven). Default: the built-in kind.",
+    )
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments passed to the builder."
+    )
+    code_path: tuple[str, ...] = Field(
+        (),
+        description="Folders searched for the builder's module before the working "
+        "directory; set from code_dir and the config file's folder.",
+    )
     hidden_units: tuple[int, ...] = Field((128,), description="Width of each hidden dense layer.")
     filters: tuple[int, ...] = Field(
         (16, 32), description="Channels of each conv block (cnn only)."
@@ -114,6 +128,20 @@ class ModelSpec(BaseModel):
     dropout: float = Field(
         0.0, ge=0.0, lt=1.0, description="Dropout rate after each hidden layer (0: none)."
     )
+
+    @field_validator("builder")
+    @classmethod
+    def _builder_name(cls, value: str | None) -> str | None:
+        from tasks.core.code import builder_problem
+
+        if value is not None and (problem := builder_problem(value)):
+            raise ValueError(problem)
+        return value
+
+    @property
+    def label(self) -> str:
+        """What the model is, for logs and reports: the builder's name or the kind."""
+        return self.builder or self.kind
 
     @field_validator("hidden_units", "filters")
     @classmethod
@@ -201,6 +229,11 @@ class TuneConfig(BaseModel):
         None,
         description="TensorBoard logs of every trial in the export. "
         "Default: on for local targets, off for S3.",
+    )
+    code_dir: str | None = Field(
+        None,
+        description="Folder of your builders' modules (relative to the config file). "
+        "Default: the config file's folder, then the working directory.",
     )
     cache_dir: str | None = Field(
         None,

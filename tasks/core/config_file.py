@@ -10,6 +10,7 @@ and its size as if every alias were written out counted without expanding it.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -109,7 +110,24 @@ def load_tune_config(path: str | None, overrides: dict[str, Any]) -> TuneConfig:
                 raise ConfigError(f"config key '{part}' must be a mapping (got {child!r})")
             node = child
         node[leaf] = value
+    _set_code_path(data, path)
     return parse(TuneConfig, data)
+
+
+def _set_code_path(data: dict[str, Any], path: str | None) -> None:
+    """Where a builder's module is looked for: ``code_dir`` (relative to the config
+    file), then the config file's folder (then, at import, the working directory)."""
+    model = data.get("model")
+    if not isinstance(model, dict) or not model.get("builder") or "code_path" in model:
+        return
+    base = Path(path).expanduser().resolve().parent if path else None
+    dirs = []
+    code_dir = data.get("code_dir")
+    if isinstance(code_dir, str) and code_dir:
+        dirs.append(str(base / Path(code_dir).expanduser()) if base else code_dir)
+    if base is not None:
+        dirs.append(str(base))
+    model["code_path"] = dirs
 
 
 def parse(model: type[M], data: dict[str, Any], where: str = "") -> M:

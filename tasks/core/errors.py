@@ -23,6 +23,11 @@ class ConfigError(UserError):
     """A configuration value (flag, YAML key, dataset spec) is invalid."""
 
 
+class BuilderError(UserError):
+    """A user's builder (``module:function``) cannot be found, fails, or returns the
+    wrong thing."""
+
+
 class DatasetUnavailable(UserError):
     """A dataset cannot be found or prepared from here (unknown name, offline, empty folder)."""
 

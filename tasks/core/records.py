@@ -9,7 +9,7 @@ its Tuner.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -44,10 +44,34 @@ class TrialResult(BaseModel):
     val_accuracy: float | None = None
     test_loss: float | None = None
     test_accuracy: float | None = None
+    metrics: dict[str, float] = {}  # every val_/test_ metric the model logs, by name
     train_seconds: float | None = None
     examples_per_s: float | None = None
     model_path: str | None = None
     error: str | None = None
+
+    def scores_text(self) -> str:
+        """``val accuracy 0.9778, test accuracy 0.9667`` (loss where accuracy is not logged)."""
+        name = "accuracy" if self.value("val_accuracy") is not None else "loss"
+        parts = []
+        for split in ("val", "test"):
+            value = self.value(f"{split}_{name}")
+            parts.append(f"{split} {name} " + (f"{value:.4f}" if value is not None else "n/a"))
+        return ", ".join(parts)
+
+    def value(self, name: str) -> float | None:
+        """A column (``val_accuracy``) or any logged metric (``val_auc``); None if absent."""
+        found = getattr(self, name, None) if name in TrialResult.model_fields else None
+        return found if isinstance(found, float) else self.metrics.get(name)
+
+
+ROW_METRICS = ("val_loss", "val_accuracy", "test_loss", "test_accuracy")
+
+
+def scored(scores: dict[str, float]) -> dict[str, Any]:
+    """A trial's evaluated ``scores`` as row fields: the four columns every report shows
+    (when logged), and all of them under ``metrics``."""
+    return {k: scores[k] for k in ROW_METRICS if k in scores} | {"metrics": dict(scores)}
 
 
 class LRSweep(BaseModel):

@@ -25,6 +25,7 @@ from tasks.storage import s3
 from tasks.storage.files import discard_dir, safe_join, safe_relpath, staged_dir
 from tasks.storage.store import META, Entry, Slot
 from tasks.tuning.lr_range import SWEEP_VERSION
+from tasks.tuning.models import model_key
 from tasks.tuning.training import TRIAL_VERSION
 
 WORK = ".work"
@@ -57,10 +58,12 @@ def handoff_key(config: TuneConfig, batch_size: int) -> dict[str, Any]:
             "s3_endpoint_url",
             "trial_deployment",
             "trial_timeout_s",
+            "model",
         },
     )
     return {
         "config": relevant,
+        "model": model_key(config.model),
         "batch_size": batch_size,
         "versions": [SWEEP_VERSION, TRIAL_VERSION],
     }

@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from tasks.core.code import import_for_loading
 from tasks.core.errors import UserError, first_line
+from tasks.core.logs import get_logger
 from tasks.data.images import find_images, printable
 from tasks.inference.pipeline import predict_batches
 from tasks.inference.rows import PredictionRow, header
@@ -45,12 +47,24 @@ class PredictSummary:
 
 
 def load_run_model(
-    ref: str, cache_dir: str | None = None, endpoint_url: str | None = None
+    ref: str,
+    cache_dir: str | None = None,
+    endpoint_url: str | None = None,
+    code_dir: str | None = None,
 ) -> tuple[Any, Manifest]:
     """The run's model (loaded with ``safe_mode=True``) and its verified manifest, which
-    must agree with the model on the input shape and the number of classes."""
+    must agree with the model on the input shape and the number of classes. A run made
+    by a user's builder has that builder's module imported first, from ``code_dir``
+    (default: the working directory), for the custom objects it registers."""
     run, manifest = open_run(ref, cache_dir, endpoint_url)  # before TensorFlow loads
     import keras
+
+    builder = manifest.model.get("builder")
+    if isinstance(builder, str):
+        code = manifest.model.get("code") or {}
+        warning = import_for_loading(builder, code_dir or ".", code.get("sha256"))
+        if warning:
+            get_logger().warning("model %s: %s", ref, warning)
 
     try:
         model = keras.models.load_model(run / "model.keras", safe_mode=True)
@@ -99,6 +113,7 @@ def predict_to_csv(
     cache_dir: str | None = None,
     endpoint_url: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    code_dir: str | None = None,
 ) -> PredictSummary:
     """Predict every image under ``folders`` into the CSV ``out`` (renamed into place at the end).
 
@@ -117,7 +132,7 @@ def predict_to_csv(
         raise UserError(f"--out {out} is a folder; give the CSV file to write, e.g. {out}/p.csv")
     check_writable_dir(target.parent, "folder of --out")
     found = find_images(folders)
-    model, manifest = load_run_model(model_ref, cache_dir, endpoint_url)
+    model, manifest = load_run_model(model_ref, cache_dir, endpoint_url, code_dir)
     k = max(1, min(top_k, len(manifest.class_names)))
     batches = (
         predict_batches(

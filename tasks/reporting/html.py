@@ -75,7 +75,7 @@ def make_plots(
     metric = selection_column(monitor)
     grid = np.full((len(batch_sizes), len(patiences)), np.nan)
     for r in rows:
-        value = getattr(r, metric, None)
+        value = r.value(metric)
         if r.status == "ok" and value is not None:
             grid[batch_sizes.index(r.batch_size), patiences.index(r.patience)] = value
     plot_heatmap(grid, batch_sizes, patiences, metric, out / "heatmap.png")
@@ -135,8 +135,7 @@ def render_html(
         f"<p class='summary'>Winner: batch size <b>{winner.batch_size}</b>, patience "
         f"<b>{winner.patience}</b>, learning rate <b>{winner.lr:.3g}</b> ({winner.lr_method}); "
         f"trained {winner.epochs_run} epochs, best epoch {winner.best_epoch}.<br>"
-        f"Test accuracy <b>{winner.test_accuracy:.4f}</b>, test loss {winner.test_loss:.4f}; "
-        f"validation accuracy {winner.val_accuracy:.4f}.</p>",
+        f"Scores: <b>{html.escape(winner.scores_text())}</b>.</p>",
         "<h2>Trials</h2>",
         "<p class='muted'>One fit per batch size; every patience is read off it. "
         "The highlighted row won (ties: fewer epochs, then smaller batch size).</p>",

@@ -30,18 +30,19 @@ from pathlib import Path
 from typing import Any
 
 from tasks.core.config import TuneConfig
-from tasks.core.errors import UserError
 from tasks.core.logs import get_logger
 from tasks.core.records import ExportResult, LRSweep, TrialResult, sweep_files
 from tasks.data.datasets import CachedDataset
 from tasks.reporting.histories import trial_histories, write_tensorboard
 from tasks.reporting.html import confusion_matrix, make_plots, portable, render_html
 from tasks.reporting.tables import write_reports
-from tasks.runs.manifest import LATEST, MANIFEST, MAX_LATEST_BYTES, parse_latest
+from tasks.runs.latest import point_latest, point_latest_s3
+from tasks.runs.manifest import LATEST, MANIFEST
 from tasks.runs.reader import run_cache_dir
 from tasks.storage import s3
-from tasks.storage.files import file_digests, file_lock, staged_dir, write_text_atomic
+from tasks.storage.files import file_digests, staged_dir, write_text_atomic
 from tasks.tuning.evaluation import predict_split
+from tasks.tuning.models import model_key, outputs_kind
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -107,60 +108,6 @@ def export_run(
     )
 
 
-def point_latest(target: Path, run_id: str, uri: str) -> bool:
-    """Make ``<target>/latest.json`` name ``run_id`` unless it names a newer run already.
-
-    Run ids sort by start time; under a lock, so two runs finishing together leave the
-    newer one named, whichever finished last. Returns whether the file now names it.
-    """
-    with file_lock(target / ".latest.lock"):
-        if _current_run_id(_read_or_none(target / LATEST)) > run_id:
-            return False
-        write_text_atomic(target / LATEST, _latest_text(run_id, uri))
-        return True
-
-
-def point_latest_s3(client: Any, uri: s3.S3Uri, run_id: str, run_uri: str) -> bool:
-    """`point_latest` for a bucket: read, compare, and write only if the object is still
-    the one read (a conditional PUT), so an older run finishing later never wins."""
-    key = uri.key(LATEST)
-    for _ in range(LATEST_ATTEMPTS):
-        found = s3.get_versioned_text(client, uri.bucket, key, MAX_LATEST_BYTES)
-        text, etag = found if found else (None, None)
-        if _current_run_id(text) > run_id:
-            return False
-        try:
-            s3.put_json(client, uri.bucket, key, _latest_text(run_id, run_uri), etag, found is None)
-            return True
-        except s3.Conflict:
-            continue  # another run wrote it meanwhile: compare again
-    raise OSError(f"{uri.child(LATEST)} kept changing under {LATEST_ATTEMPTS} attempts to write it")
-
-
-LATEST_ATTEMPTS = 8
-
-
-def _read_or_none(path: Path) -> str | None:
-    try:
-        return path.read_text(errors="replace")
-    except OSError:
-        return None
-
-
-def _current_run_id(text: str | None) -> str:
-    """The run id a ``latest.json`` names; "" when there is none or it is damaged."""
-    if text is None:
-        return ""
-    try:
-        return parse_latest(text, LATEST).run_id
-    except UserError:
-        return ""
-
-
-def _latest_text(run_id: str, uri: str) -> str:
-    return json.dumps({"run_id": run_id, "uri": uri}, indent=2)
-
-
 def _publish_s3(local: Path, uri: s3.S3Uri, run_id: str, endpoint_url: str | None) -> ExportResult:
     """Upload every file, verify each, and put ``latest.json`` last."""
     log = get_logger()
@@ -220,7 +167,7 @@ def _write_run(staging: Path, run: RunBundle) -> None:
         | {"s3_endpoint_url": s3.redact(run.config.s3_endpoint_url)}
     )
     _write_pages(staging, run, config_shown)
-    _write_manifest(staging, run, config_shown)
+    _write_manifest(staging, run, config_shown, outputs_kind(model))
 
 
 def _write_model(staging: Path, run: RunBundle) -> Any:
@@ -248,7 +195,7 @@ def _write_pages(staging: Path, run: RunBundle, config_shown: dict[str, Any]) ->
     summary = (
         f"Winner: batch size {winner.batch_size}, patience {winner.patience}, "
         f"lr {winner.lr:.3g} ({winner.lr_method}); "
-        f"val accuracy {winner.val_accuracy:.4f}, test accuracy {winner.test_accuracy:.4f}."
+        f"{winner.scores_text()}."
     )
     frame = write_reports(run.rows, winner, staging, f"nighttune run {run.run_id}", summary)
     page = render_html(
@@ -257,7 +204,9 @@ def _write_pages(staging: Path, run: RunBundle, config_shown: dict[str, Any]) ->
     write_text_atomic(staging / "report.html", page)
 
 
-def _write_manifest(staging: Path, run: RunBundle, config_shown: dict[str, Any]) -> None:
+def _write_manifest(
+    staging: Path, run: RunBundle, config_shown: dict[str, Any], outputs: str
+) -> None:
     """``manifest.json``, written last: the sha256 of every other file of the run."""
     cached = run.cached
     manifest = {
@@ -272,7 +221,8 @@ def _write_manifest(staging: Path, run: RunBundle, config_shown: dict[str, Any])
         },
         "class_names": cached.class_names,
         "input_shape": list(cached.input_shape),
-        "outputs": "logits",
+        "outputs": outputs,
+        "model": model_key(run.config.model),
         "preprocessing": {
             "dtype": "float32",
             "range": [0.0, 1.0],

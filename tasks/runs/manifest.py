@@ -74,6 +74,7 @@ class Manifest(BaseModel):
     class_names: list[ClassName] = Field(min_length=1, max_length=MAX_CLASSES)
     input_shape: tuple[int, int, int]
     outputs: Literal["logits", "probabilities"] = "logits"
+    model: dict[str, Any] = {}  # the model spec, with a builder's name and code sha256
     created: str | None = None
     config: dict[str, Any] = {}
     winner: dict[str, Any] = {}

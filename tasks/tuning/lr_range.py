@@ -25,6 +25,7 @@ from tasks.data.datasets import CachedDataset, resolve_cache_dir
 from tasks.storage.files import write_text_atomic
 from tasks.storage.store import Slot
 from tasks.tuning.lr_suggest import choose, smooth, suggest_all
+from tasks.tuning.models import model_key
 
 FALLBACK_LR = 1e-3  # Adam's default, used only when no method finds a descent
 MIN_STEPS, MAX_STEPS = 10, 200  # 10: the fewest `LRRangeSpec.steps` takes
@@ -203,7 +204,7 @@ def stored_lr_range_test(
     key = {
         "version": SWEEP_VERSION,
         "dataset": cached.fingerprint,
-        "model": model_spec.model_dump(),
+        "model": model_key(model_spec),
         "batch_size": batch_size,
         "lr_range": spec.model_dump(),
         "seed": seed,

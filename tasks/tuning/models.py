@@ -1,8 +1,11 @@
-"""Keras model builders: small MLPs and CNNs for image classification.
+"""The model a sweep or trial trains: a built-in MLP / CNN, or the user's own builder.
 
-Models output logits and are compiled with sparse categorical cross-entropy and an
-``accuracy`` metric, so ``fit`` logs ``loss``, ``accuracy``, ``val_loss`` and
-``val_accuracy`` — the names early stopping and reports refer to.
+Built-in models output logits and are compiled with sparse categorical cross-entropy
+and an ``accuracy`` metric, so ``fit`` logs ``loss``, ``accuracy``, ``val_loss`` and
+``val_accuracy``. A user's builder (``model.builder``) returns a `keras.Model`: when
+it comes back compiled, its loss, metrics and optimizer (class and every setting) are
+kept and only the learning rate is set; uncompiled, it is compiled as the built-ins
+are (from logits unless its last layer is a softmax).
 """
 
 from __future__ import annotations
@@ -12,13 +15,15 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
+from tasks.core.code import call_builder, code_version, load_builder
 from tasks.core.config import ModelSpec
+from tasks.core.errors import BuilderError
 from tasks.core.settings import use_xla_cpu_flags
 
 
 def build_model(
     spec: ModelSpec,
-    input_shape: tuple[int, int, int],
+    input_shape: tuple[int, ...],
     num_classes: int,
     learning_rate: float = 1e-3,
     seed: int = 0,
@@ -36,6 +41,8 @@ def build_model(
 
     with python_random_restored():
         keras.utils.set_random_seed(seed)
+        if spec.builder:
+            return _user_model(spec, input_shape, num_classes, learning_rate, jit_compile)
         inputs = keras.Input(shape=input_shape, name="image")
         x = inputs
         if spec.kind == "cnn":
@@ -62,6 +69,61 @@ def build_model(
     return model
 
 
+def _user_model(
+    spec: ModelSpec,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    learning_rate: float,
+    jit_compile: bool | str,
+) -> Any:
+    """The builder's model, compiled (kept, or as the built-ins), at ``learning_rate``."""
+    import keras
+
+    assert spec.builder is not None
+    function = load_builder(spec.builder, spec.code_path)
+    model = call_builder(spec.builder, function, tuple(input_shape), num_classes, **spec.kwargs)
+    if not isinstance(model, keras.Model):
+        raise BuilderError(
+            f"builder {spec.builder!r} returned {type(model).__name__}, not a keras.Model"
+        )
+    if getattr(model, "optimizer", None) is None or not model.compiled:
+        logits = outputs_kind(model) == "logits"
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=logits),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            jit_compile=jit_compile,
+        )
+        return model
+    set_learning_rate(model, learning_rate, spec.builder)
+    model.jit_compile = jit_compile  # Keras turns it off for models that cannot
+    return model
+
+
+def model_key(spec: ModelSpec) -> dict[str, Any]:
+    """What a stored sweep or trial of ``spec`` depends on: the spec without where its
+    code was found, and for a builder the sha256 of its module (a changed builder is
+    trained again)."""
+    key = spec.model_dump(mode="json", exclude={"code_path"})
+    if spec.builder:
+        load_builder(spec.builder, spec.code_path)
+        key["code"] = code_version(spec.builder)
+    return key
+
+
+def set_learning_rate(model: Any, learning_rate: float, label: str) -> None:
+    """Set the optimizer's learning rate; one line when a schedule owns it."""
+    import keras
+
+    schedule = keras.optimizers.schedules.LearningRateSchedule
+    if isinstance(getattr(model.optimizer, "_learning_rate", None), schedule):
+        raise BuilderError(
+            f"builder {label!r}: the model's optimizer takes its learning rate from a "
+            "schedule; nighttune drives the learning rate: compile with a number"
+        )
+    model.optimizer.learning_rate = learning_rate
+
+
 @contextlib.contextmanager
 def python_random_restored() -> Iterator[None]:
     """Python's global `random` put back as it was on leaving.
@@ -77,3 +139,11 @@ def python_random_restored() -> Iterator[None]:
         yield
     finally:
         random.setstate(state)
+
+
+def outputs_kind(model: Any) -> str:
+    """``probabilities`` when the model ends in a softmax, else ``logits``."""
+    import keras
+
+    last = getattr(model.layers[-1], "activation", None) if model.layers else None
+    return "probabilities" if last is keras.activations.softmax else "logits"

@@ -3,7 +3,9 @@
 A model built from the config's model spec is compiled and evaluated once on a dummy
 batch (what `fit` would log); each logged metric's direction is read off the metric
 object (Keras 3 metrics carry ``_direction``: "up" for accuracy, AUC, precision...),
-losses go down. The answer is kept per model spec for the process (0.3 s a build).
+losses go down. The answer is kept per model spec and input for the process (0.3 s a
+build). A user's builder is asked with the dataset's real input shape and classes, so
+its model is checked once the dataset is cached (`preflight` checks built-in models).
 """
 
 from __future__ import annotations
@@ -12,20 +14,29 @@ import functools
 
 from tasks.core.config import ModelSpec, TuneConfig
 from tasks.core.errors import ConfigError
-from tasks.core.objective import Direction, Objective, selection_column
-from tasks.core.records import TrialResult
+from tasks.core.objective import Direction, Objective
+
+
+def metric_directions(
+    model_spec: ModelSpec, input_shape: tuple[int, ...] = (8, 8, 1), num_classes: int = 2
+) -> dict[str, Direction | None]:
+    """Every name `fit` logs for models of ``model_spec`` (validation forms included), and
+    whether it improves up (max) or down (min); None where the metric does not say."""
+    spec = model_spec.model_dump_json()
+    return dict(_directions(spec, tuple(input_shape), num_classes))
 
 
 @functools.lru_cache(maxsize=8)
-def metric_directions(model_spec: ModelSpec) -> dict[str, Direction | None]:
-    """Every name `fit` logs for models of ``model_spec`` (validation forms included), and
-    whether it improves up (max) or down (min); None where the metric does not say."""
+def _directions(
+    spec_json: str, input_shape: tuple[int, ...], num_classes: int
+) -> tuple[tuple[str, Direction | None], ...]:
     import numpy as np
 
     from tasks.tuning.models import build_model
 
-    model = build_model(model_spec, (8, 8, 1), 2)
-    logged = model.evaluate(np.zeros((1, 8, 8, 1)), np.zeros(1), verbose=0, return_dict=True)
+    model = build_model(ModelSpec.model_validate_json(spec_json), input_shape, num_classes)
+    x, y = np.zeros((1, *input_shape), "float32"), np.zeros(1, "int64")
+    logged = model.evaluate(x, y, verbose=0, return_dict=True)
     found: dict[str, str | None] = {}
 
     def walk(metrics: list) -> None:
@@ -40,14 +51,20 @@ def metric_directions(model_spec: ModelSpec) -> dict[str, Direction | None]:
     directions: dict[str, Direction | None] = {}
     for name in logged:
         directions[name] = "min" if name.endswith("loss") else said.get(found.get(name) or "")
-    return directions | {f"val_{name}": d for name, d in directions.items()}
+    both = directions | {f"val_{name}": d for name, d in directions.items()}
+    return tuple(both.items())
 
 
-def resolve_objective(config: TuneConfig) -> Objective:
+def resolve_objective(
+    config: TuneConfig, input_shape: tuple[int, ...] | None = None, num_classes: int = 2
+) -> Objective:
     """``config``'s objective, or a one-line `ConfigError` before any training: a monitor
-    the model does not log (Keras only warns), one whose direction nobody states, or one
-    the grid's rows do not record."""
-    directions = metric_directions(config.model)
+    the model does not log (Keras only warns), or one whose direction nobody states.
+    ``input_shape`` and ``num_classes``: the dataset's (needed for a user's builder)."""
+    if input_shape is None:
+        directions = metric_directions(config.model)
+    else:
+        directions = metric_directions(config.model, input_shape, num_classes)
     if config.monitor not in directions:
         raise ConfigError(
             f"monitor '{config.monitor}' is not a metric the model logs; "
@@ -58,10 +75,5 @@ def resolve_objective(config: TuneConfig) -> Objective:
         raise ConfigError(
             f"monitor '{config.monitor}': its metric does not say whether higher is better; "
             "set monitor_mode: max or min"
-        )
-    if selection_column(config.monitor) not in TrialResult.model_fields:
-        raise ConfigError(
-            f"monitor '{config.monitor}': the grid's rows record val_loss and val_accuracy "
-            "only; monitor one of loss, accuracy (or their val_ forms)"
         )
     return Objective(monitor=config.monitor, direction=direction)

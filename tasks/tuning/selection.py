@@ -24,18 +24,13 @@ def select_best(
     Raises:
         TrialFailed: no row succeeded with a finite ``metric`` (the message lists why).
     """
-    usable = [
-        r
-        for r in rows
-        if r.status == "ok"
-        and isinstance(getattr(r, metric, None), float)
-        and math.isfinite(getattr(r, metric))
-    ]
+    scores = {id(r): r.value(metric) for r in rows}
+    usable = [r for r in rows if r.status == "ok" and math.isfinite(scores[id(r)] or math.nan)]
     if not usable:
         reasons = sorted({r.error or f"no finite {metric}" for r in rows}) or ["no trials ran"]
         raise TrialFailed(f"every trial failed, nothing to select: {'; '.join(reasons)[:600]}")
     sign = -1.0 if direction == "max" else 1.0
     return min(
         usable,
-        key=lambda r: (sign * getattr(r, metric), r.epochs_run or 0, r.batch_size, r.patience),
+        key=lambda r: (sign * (scores[id(r)] or 0.0), r.epochs_run or 0, r.batch_size, r.patience),
     )

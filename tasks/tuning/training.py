@@ -25,10 +25,11 @@ import keras
 from tasks.core.config import TuneConfig
 from tasks.core.errors import TrialFailed, first_line
 from tasks.core.logs import get_logger
-from tasks.core.records import LRMethod, TrialResult
+from tasks.core.records import LRMethod, TrialResult, scored
 from tasks.data.datasets import CachedDataset, resolve_cache_dir
 from tasks.storage.store import Slot
 from tasks.tuning.epoch_loop import epoch_inputs, examples_per_epoch, fuse_epochs
+from tasks.tuning.models import model_key
 from tasks.tuning.objective import resolve_objective
 from tasks.tuning.patience import PatienceLedger, Stop
 
@@ -91,7 +92,7 @@ def _trial_key(cached: CachedDataset, config: TuneConfig, batch_size: int, lr: f
     return {
         "version": TRIAL_VERSION,
         "dataset": cached.fingerprint,
-        "model": config.model.model_dump(),
+        "model": model_key(config.model),
         "batch_size": batch_size,
         "lr": lr,
         "patiences": sorted(config.patiences),
@@ -125,7 +126,8 @@ def _fit_and_evaluate(
     """The one fit, then every kept best epoch evaluated and saved; JSON-able result."""
     label = f"trial b{batch_size}"
     model = trial_model(cached, config, batch_size, lr)
-    direction = resolve_objective(config).direction
+    shape, classes = cached.input_shape, len(cached.class_names)
+    direction = resolve_objective(config, shape, classes).direction
     ledger = PatienceLedger(config.patiences, direction, config.min_delta)
     callback = SharedEarlyStopping(config.monitor, ledger, label)
     get_logger().info("%s: lr %.3g, up to %d epochs", label, lr, config.max_epochs)
@@ -147,7 +149,7 @@ def _fit_and_evaluate(
         for split in ("validation", "test"):
             result = model.evaluate(cached.batches(split, EVAL_BATCH), verbose=0, return_dict=True)
             prefix = "val" if split == "validation" else "test"
-            scores |= {f"{prefix}_loss": result["loss"], f"{prefix}_accuracy": result["accuracy"]}
+            scores |= {f"{prefix}_{name}": float(value) for name, value in result.items()}
         model.save(out / f"model_e{best_epoch + 1}.keras")
         evaluated[best_epoch] = scores
     return {
@@ -203,7 +205,7 @@ def _rows(
                     "stop_epoch": stopped_at,
                     "best_epoch": stop.best_epoch + 1,
                     "stopped_early": stopped_at is not None,
-                    **data["scores"][str(stop.best_epoch)],
+                    **scored(data["scores"][str(stop.best_epoch)]),
                     "train_seconds": round(train_seconds, 3),
                     "examples_per_s": round(trained_per_epoch * epochs / train_seconds, 1)
                     if train_seconds

@@ -100,7 +100,8 @@ def _argv(case: BadInput, tmp: Path, places: dict[str, str]) -> list[str]:
 def _run(case: BadInput, tmp: Path, places: dict[str, str]) -> subprocess.CompletedProcess:
     tmp.mkdir(parents=True)
     if case.yaml is not None:
-        (tmp / "tune.yaml").write_text(case.yaml)
+        project = ROOT / "tests" / "support" / "user_project"  # a user's builders
+        (tmp / "tune.yaml").write_text(case.yaml.replace("{project}", str(project)))
     env = dict(
         os.environ,
         HOME=str(tmp),

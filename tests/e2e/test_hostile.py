@@ -185,7 +185,7 @@ def test_a_worker_result_naming_files_outside_is_refused(
 
 
 def test_s3_latest_never_goes_back_to_an_older_run(s3_server, bucket) -> None:
-    from tasks.runs.export import point_latest_s3
+    from tasks.runs.latest import point_latest_s3
 
     client = s3_server.client()
     target = s3.S3Uri(bucket, PREFIX)

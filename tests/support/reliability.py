@@ -176,6 +176,28 @@ BAD_INPUTS: tuple[BadInput, ...] = (
         ("tune", "--config", "{tmp}/no-such.yaml"),
         "cannot read config",
     ),
+    # --- the user's builders
+    BadInput(
+        "builder-no-colon",
+        "builders",
+        ("tune", "--config", "{yaml}"),
+        "model.builder: must be module:function",
+        yaml="model: {builder: my_models.build}\n",
+    ),
+    BadInput(
+        "builder-module-missing",
+        "builders",
+        ("tune", "--config", "{yaml}"),
+        "no module 'my_models' in ",
+        yaml="model: {builder: 'my_models:build'}\n",
+    ),
+    BadInput(
+        "builder-function-missing",
+        "builders",
+        ("tune", "--config", "{yaml}"),
+        "has no function 'biuld'",
+        yaml="code_dir: {project}\nmodel: {builder: 'my_models:biuld'}\n",
+    ),
     # --- datasets
     BadInput(
         "dataset-typo",

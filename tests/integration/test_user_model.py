@@ -1,0 +1,137 @@
+"""The user's own model: a builder named module:function, its compile kept, the LR driven."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tasks.core.config import ModelSpec
+from tasks.core.config_file import load_tune_config
+from tasks.core.errors import BuilderError, ConfigError
+from tasks.tuning.models import build_model
+from tests.support.harness import ROOT, nighttune_cmd
+
+PROJECT = ROOT / "tests" / "support" / "user_project"
+
+
+def spec(function: str = "build", **kwargs) -> ModelSpec:
+    return ModelSpec(builder=f"my_models:{function}", kwargs=kwargs, code_path=(str(PROJECT),))
+
+
+def test_a_compiled_model_keeps_its_optimizer_and_takes_the_lr() -> None:
+    model = build_model(spec(width=8), (8, 8, 1), 10, learning_rate=0.003, jit_compile=True)
+    optimizer = model.optimizer
+    assert type(optimizer).__name__ == "SGD"
+    assert float(optimizer.learning_rate) == pytest.approx(0.003)
+    assert (optimizer.momentum, optimizer.clipnorm) == (0.9, 1.0)
+    assert model.get_layer(index=-1).units == 10 and model.layers[3].units == 8  # kwargs
+
+
+def test_an_uncompiled_model_is_compiled_as_the_builtins() -> None:
+    model = build_model(spec("build_uncompiled"), (8, 8, 1), 10, learning_rate=0.01)
+    assert type(model.optimizer).__name__ == "Adam"
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.01)
+    assert model.loss.get_config()["from_logits"] is False  # it ends in a softmax
+    assert "accuracy" in model.evaluate(np.zeros((2, 8, 8, 1)), np.zeros(2), return_dict=True)
+
+
+@pytest.mark.parametrize(
+    ("builder", "needle"),
+    [
+        ("my_models:missing", "has no function 'missing'"),
+        ("no_such_module:build", "no module 'no_such_module' in "),
+        ("my_models:build_raises", "raised ValueError: width must be even"),
+        ("my_models:build_not_a_model", "returned str, not a keras.Model"),
+        ("my_models:build_with_schedule", "learning rate from a schedule"),
+    ],
+)
+def test_builder_mistakes_are_one_line(builder: str, needle: str) -> None:
+    model_spec = ModelSpec(builder=builder, code_path=(str(PROJECT),))
+    with pytest.raises(BuilderError) as raised:
+        build_model(model_spec, (8, 8, 1), 10)
+    assert needle in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_a_builder_without_a_colon_is_refused_by_the_config() -> None:
+    with pytest.raises(ConfigError, match=r"model.builder: must be module:function"):
+        load_tune_config(None, {"model.builder": "my_models.build"})
+
+
+def test_the_config_files_folder_and_code_dir_come_first(tmp_path) -> None:
+    path = tmp_path / "conf" / "tune.yaml"
+    path.parent.mkdir()
+    path.write_text("code_dir: ../src\nmodel: {builder: 'my_models:build'}\n")
+    config = load_tune_config(str(path), {})
+    assert config.model.code_path == (str(tmp_path / "conf" / ".." / "src"), str(path.parent))
+
+
+def test_the_range_test_restores_momentum_state_exactly(digits) -> None:
+    from tasks.tuning.lr_range import run_range_test
+
+    model = build_model(spec(), digits.input_shape, 10, learning_rate=0.01)
+    batches = digits.batches("train", 32)
+    model.fit(batches.take(3), epochs=1, verbose=0, shuffle=False)  # momentum buffers: not 0
+    before = [v.numpy().copy() for v in [*model.variables, *model.optimizer.variables]]
+    lrs, losses, _ = run_range_test(model, batches, 1e-4, 1.0, 15)
+    after = [v.numpy() for v in [*model.variables, *model.optimizer.variables]]
+    assert len(lrs) >= 5 and all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+    assert type(model.optimizer).__name__ == "SGD" and model.optimizer.momentum == 0.9
+
+
+@pytest.mark.slow
+def test_a_user_model_tunes_exports_and_predicts(prefect_harness, tmp_path) -> None:
+    """The flow on digits with the user's model (custom layer, BatchNorm, SGD momentum):
+    exported with the builder's name and code hash; predict imports the module only from
+    --code-dir, and without it says which module is missing."""
+    from flows.tune import tune
+    from tests.support.images import class_folder
+
+    config = load_tune_config(
+        None,
+        {
+            "model.builder": "my_models:build",
+            "model.kwargs": {"width": 16},
+            "model.code_path": [str(PROJECT)],
+            "batch_sizes": [32],
+            "patiences": [2],
+            "max_epochs": 3,
+            "lr_range.steps": 15,
+            "export_to": str(tmp_path / "exports"),
+            "cache_dir": str(tmp_path / "cache"),
+        },
+    )
+    result = tune(config)
+    run = Path(result.export.path)
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["model"]["builder"] == "my_models:build"
+    assert manifest["model"]["kwargs"] == {"width": 16}
+    assert manifest["model"]["code"]["file"] == "my_models.py"
+    assert len(manifest["model"]["code"]["sha256"]) == 64
+    assert "code_path" not in manifest["model"]
+    assert result.winner.metrics["val_accuracy"] == result.winner.val_accuracy
+
+    images = class_folder(tmp_path / "images", classes=("a", "b"), per_class=2)
+    out = tmp_path / "p.csv"
+    argv = ["predict", "--model", str(run), "--images", str(images), "--out", str(out)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HOME=str(tmp_path))
+    done = subprocess.run(
+        nighttune_cmd(*argv, "--code-dir", str(PROJECT)),
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(out.read_text().splitlines()) == 1 + 4
+    refused = subprocess.run(
+        nighttune_cmd(*argv), capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert "no module 'my_models' in" in refused.stderr and "--code-dir" in refused.stderr
+    assert "Traceback" not in refused.stderr
