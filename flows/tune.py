@@ -47,8 +47,7 @@ def publish_artifacts(
     create_markdown_artifact(
         f"## nighttune run {export.run_id}\n\n"
         f"Winner: batch size **{winner.batch_size}**, patience **{winner.patience}**, "
-        f"lr {winner.lr:.3g}; test accuracy **{winner.test_accuracy:.4f}** "
-        f"(validation {winner.val_accuracy:.4f}).\n\nTiming: {timing}.\n\n"
+        f"lr {winner.lr:.3g}; **{winner.scores_text()}**.\n\nTiming: {timing}.\n\n"
         f"Export: `{export.uri}`",
         key="tune-summary",
     )
@@ -73,7 +72,7 @@ def tune(config: TuneConfig | None = None) -> TuneResult:
 
     cached = cache_dataset(config.dataset, config.cache_dir)
     # The model against the real data (a user's builder is first built here).
-    objective = resolve_objective(config, cached.input_shape, len(cached.class_names))
+    objective = resolve_objective(config, cached)
     lap("data")
     if config.dispatch == "deployments":
         # One child run per batch size on the trial deployment's pool; each does its

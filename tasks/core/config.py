@@ -10,20 +10,29 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    field_validator,
-    model_validator,
-)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DEFAULT_DATASET = "digits"
 MAX_IMAGE_SIDE = 8192
 MAX_IMAGE_PIXELS = 4096 * 4096  # 64 MiB of float32 per gray image, 192 MiB per RGB one
 MAX_SEED = 2**32 - 1  # NumPy's seeds (keras.utils.set_random_seed seeds NumPy too)
+
+
+def _builder_ref(value: str) -> str:
+    from tasks.core.code import builder_problem
+
+    if problem := builder_problem(value):
+        raise ValueError(problem)
+    return value
+
+
+BuilderRef = Annotated[str, AfterValidator(_builder_ref)]  # module:function
+CODE_PATH_HELP = (
+    "Folders searched for the builder's module before the working directory; "
+    "set from code_dir and the config file's folder."
+)
 
 
 class DatasetSpec(BaseModel):
@@ -67,6 +76,19 @@ class DatasetSpec(BaseModel):
     seed: int = Field(
         0, ge=0, le=MAX_SEED, description="Seed of the carving: the same seed, the same splits."
     )
+    builder: BuilderRef | None = Field(
+        None,
+        description="Your own data: module:function, called as function(**kwargs) -> "
+        "{'train': (x, y), 'validation'?, 'test'?, 'class_names'?}; each split a pair "
+        "of arrays or a tf.data.Dataset of (x, y). Default: name.",
+    )
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments passed to the data builder."
+    )
+    code_path: tuple[str, ...] = Field((), description=CODE_PATH_HELP)
+    cache: bool = Field(
+        True, description="Reuse the cached splits when the data is unchanged; false rebuilds."
+    )
 
     @field_validator("name")
     @classmethod
@@ -90,8 +112,11 @@ class DatasetSpec(BaseModel):
         return value
 
     @property
-    def kind(self) -> Literal["digits", "folder", "catalog"]:
-        """How the name is read: the bundled digits, a local folder, or a TFDS name."""
+    def kind(self) -> Literal["digits", "folder", "catalog", "builder"]:
+        """How the name is read: the bundled digits, a local folder, or a TFDS name (or
+        the user's builder, which wins over the name)."""
+        if self.builder:
+            return "builder"
         if self.name == DEFAULT_DATASET:
             return "digits"
         if looks_like_path(self.name):
@@ -107,7 +132,7 @@ class ModelSpec(BaseModel):
     kind: Literal["mlp", "cnn"] = Field(
         "mlp", description="mlp (flatten, dense layers) or cnn (3x3 conv blocks, then dense)."
     )
-    builder: str | None = Field(
+    builder: BuilderRef | None = Field(
         None,
         description="Your own model: module:function, called as function(input_shape, "
         "num_classes, **kwargs) -> keras.Model (compiled: its loss, metrics and optimizer "
@@ -116,11 +141,7 @@ class ModelSpec(BaseModel):
     kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Keyword arguments passed to the builder."
     )
-    code_path: tuple[str, ...] = Field(
-        (),
-        description="Folders searched for the builder's module before the working "
-        "directory; set from code_dir and the config file's folder.",
-    )
+    code_path: tuple[str, ...] = Field((), description=CODE_PATH_HELP)
     hidden_units: tuple[int, ...] = Field((128,), description="Width of each hidden dense layer.")
     filters: tuple[int, ...] = Field(
         (16, 32), description="Channels of each conv block (cnn only)."
@@ -128,15 +149,6 @@ class ModelSpec(BaseModel):
     dropout: float = Field(
         0.0, ge=0.0, lt=1.0, description="Dropout rate after each hidden layer (0: none)."
     )
-
-    @field_validator("builder")
-    @classmethod
-    def _builder_name(cls, value: str | None) -> str | None:
-        from tasks.core.code import builder_problem
-
-        if value is not None and (problem := builder_problem(value)):
-            raise ValueError(problem)
-        return value
 
     @property
     def label(self) -> str:

@@ -115,11 +115,8 @@ def load_tune_config(path: str | None, overrides: dict[str, Any]) -> TuneConfig:
 
 
 def _set_code_path(data: dict[str, Any], path: str | None) -> None:
-    """Where a builder's module is looked for: ``code_dir`` (relative to the config
+    """Where builders' modules are looked for: ``code_dir`` (relative to the config
     file), then the config file's folder (then, at import, the working directory)."""
-    model = data.get("model")
-    if not isinstance(model, dict) or not model.get("builder") or "code_path" in model:
-        return
     base = Path(path).expanduser().resolve().parent if path else None
     dirs = []
     code_dir = data.get("code_dir")
@@ -127,7 +124,10 @@ def _set_code_path(data: dict[str, Any], path: str | None) -> None:
         dirs.append(str(base / Path(code_dir).expanduser()) if base else code_dir)
     if base is not None:
         dirs.append(str(base))
-    model["code_path"] = dirs
+    for section in ("model", "dataset"):
+        spec = data.get(section)
+        if isinstance(spec, dict) and spec.get("builder") and "code_path" not in spec:
+            spec["code_path"] = dirs
 
 
 def parse(model: type[M], data: dict[str, Any], where: str = "") -> M:

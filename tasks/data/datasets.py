@@ -26,7 +26,7 @@ from tasks.core.errors import DatasetUnavailable
 from tasks.core.logs import get_logger
 from tasks.data.folders import ImageFolder
 from tasks.data.sources import open_source
-from tasks.storage.files import existing_ancestor
+from tasks.storage.files import discard_dir, existing_ancestor
 from tasks.storage.store import Slot
 
 # Bump when the cached layout or the preprocessing code changes meaning.
@@ -41,12 +41,14 @@ class CachedDataset(BaseModel):
     fingerprint: str
     source: str
     class_names: list[str]
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]  # one example's: (height, width, channels) for images
+    label_shape: tuple[int, ...] = ()  # (): integer classes; (k,): one-hot rows
     num_examples: dict[str, int]
     cache_hit: bool = False
 
     def split(self, name: str) -> Any:
-        """The split as a `tf.data.Dataset` of ``(float32 image, int64 label)``."""
+        """The split as a `tf.data.Dataset` of ``(float32 input, label)``: int64 classes
+        (one-hot float32 rows where a data builder gave those)."""
         import tensorflow as tf
 
         if name not in self.num_examples:
@@ -89,18 +91,7 @@ def load_dataset(spec: DatasetSpec, cache_dir: str | os.PathLike | None = None) 
     log = get_logger()
     root = resolve_cache_dir(cache_dir)
     source = open_source(spec, root)
-    key = {
-        "format": CACHE_FORMAT,
-        "source": source.identity,
-        "version": source.version,
-        "splits": source.split_plan,
-        "preprocessing": {
-            "dtype": "float32",
-            "range": [0.0, 1.0],
-            "input_shape": list(source.input_shape),
-            "seed": spec.seed,
-        },
-    }
+    key = _cache_key(source, spec)
 
     def build(staging: Path) -> dict[str, Any]:
         log.info("dataset %s: preprocessing and caching", spec.name)
@@ -117,10 +108,15 @@ def load_dataset(spec: DatasetSpec, cache_dir: str | os.PathLike | None = None) 
         return {
             "class_names": source.class_names,
             "input_shape": list(source.input_shape),
+            "label_shape": list(splits["train"].element_spec[1].shape),
             "num_examples": counts,
         }
 
-    entry = Slot(root, "datasets", _slug(source.identity), key).get_or_build(build)
+    slot = Slot(root, "datasets", _slug(source.identity), key)
+    if not spec.cache and slot.path.exists():
+        log.info("dataset %s: cache: false, rebuilding %s", spec.name, slot.path)
+        discard_dir(slot.path)
+    entry = slot.get_or_build(build)
     log.info("dataset %s: %s %s", spec.name, "cache hit" if entry.hit else "cached in", entry.path)
     data = entry.data
     kept = sum(data["num_examples"].values())  # as recorded when the entry was built
@@ -132,9 +128,27 @@ def load_dataset(spec: DatasetSpec, cache_dir: str | os.PathLike | None = None) 
         source=source.identity,
         class_names=data["class_names"],
         input_shape=tuple(data["input_shape"]),
+        label_shape=tuple(data.get("label_shape", ())),
         num_examples=data["num_examples"],
         cache_hit=entry.hit,
     )
+
+
+def _cache_key(source: Any, spec: DatasetSpec) -> dict[str, Any]:
+    """Everything a cached entry depends on: the source's identity and version (for a
+    data builder: a hash of what it returned), the splits and the preprocessing."""
+    return {
+        "format": CACHE_FORMAT,
+        "source": source.identity,
+        "version": source.version,
+        "splits": source.split_plan,
+        "preprocessing": {
+            "dtype": "float32",
+            "range": [0.0, 1.0],
+            "input_shape": list(source.input_shape),
+            "seed": spec.seed,
+        },
+    }
 
 
 def check_dataset(spec: DatasetSpec, cache_dir: str | os.PathLike | None = None) -> None:
@@ -147,18 +161,19 @@ def check_dataset(spec: DatasetSpec, cache_dir: str | os.PathLike | None = None)
 
 
 def check_space(
-    spec: DatasetSpec, folder: Path, examples: int, input_shape: tuple[int, int, int]
+    spec: DatasetSpec, folder: Path, examples: int, input_shape: tuple[int, ...]
 ) -> None:
-    """Refuse a cache entry that would not fit the disk (float32 images, before writing)."""
+    """Refuse a cache entry that would not fit the disk (float32 inputs, before writing)."""
+    import math
     import shutil
 
-    need = examples * 4 * (input_shape[0] * input_shape[1] * input_shape[2] + 2)
+    need = examples * 4 * (math.prod(input_shape) + 2)
     probe = existing_ancestor(folder)
     free = shutil.disk_usage(probe).free
     if need > 0.9 * free:
-        height, width, channels = input_shape
+        shape = "x".join(map(str, input_shape))
         raise DatasetUnavailable(
-            f"dataset {spec.name}: caching {examples} images of {height}x{width}x{channels} "
+            f"dataset {spec.name}: caching {examples} examples of {shape} "
             f"(float32) needs about {_size(need)} and {probe} has {_size(free)} free; "
             "give a smaller --image-size, or a --cache-dir on a disk with room"
         )

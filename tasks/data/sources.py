@@ -13,10 +13,13 @@ from pathlib import Path
 from tasks.core.config import DatasetSpec
 from tasks.data.catalog import CatalogSource
 from tasks.data.folders import ImageFolder
+from tasks.data.user import BuilderSource
 
 
-def open_source(spec: DatasetSpec, cache_root: Path) -> CatalogSource | ImageFolder:
+def open_source(spec: DatasetSpec, cache_root: Path) -> CatalogSource | ImageFolder | BuilderSource:
     """The source a spec names; the bundled digits are prepared under ``cache_root/tfds``."""
+    if spec.kind == "builder":
+        return BuilderSource(spec)
     if spec.kind == "folder":
         return ImageFolder(spec)
     return CatalogSource(spec, cache_root)

@@ -133,6 +133,11 @@ def predict_to_csv(
     check_writable_dir(target.parent, "folder of --out")
     found = find_images(folders)
     model, manifest = load_run_model(model_ref, cache_dir, endpoint_url, code_dir)
+    if len(manifest.input_shape) != 3:
+        raise UserError(
+            f"model {model_ref!r} takes inputs of shape {list(manifest.input_shape)}, not "
+            "images (height, width, channels); predicting image folders needs an image model"
+        )
     k = max(1, min(top_k, len(manifest.class_names)))
     batches = (
         predict_batches(

@@ -9,6 +9,7 @@ read or removed. Nothing here imports TensorFlow or Prefect.
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -72,7 +73,7 @@ class Manifest(BaseModel):
     run_id: RunId
     files: dict[RelPath, Sha256] = Field(max_length=MAX_FILES)
     class_names: list[ClassName] = Field(min_length=1, max_length=MAX_CLASSES)
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...] = Field(min_length=1, max_length=4)  # images: H, W, C
     outputs: Literal["logits", "probabilities"] = "logits"
     model: dict[str, Any] = {}  # the model spec, with a builder's name and code sha256
     created: str | None = None
@@ -82,7 +83,11 @@ class Manifest(BaseModel):
 
     @field_validator("input_shape")
     @classmethod
-    def _bounded(cls, shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    def _bounded(cls, shape: tuple[int, ...]) -> tuple[int, ...]:
+        if len(shape) != 3:  # not an image model (feature vectors, sequences)
+            if any(d < 1 for d in shape) or math.prod(shape) > 3 * MAX_IMAGE_PIXELS:
+                raise ValueError(f"sides must be positive, at most {3 * MAX_IMAGE_PIXELS} values")
+            return shape
         height, width, channels = shape
         if not (0 < height <= MAX_IMAGE_SIDE and 0 < width <= MAX_IMAGE_SIDE):
             raise ValueError(f"height and width must be 1..{MAX_IMAGE_SIDE}")

@@ -16,5 +16,6 @@ def predict_split(model: Any, cached: CachedDataset, split: str) -> tuple[Any, A
     labels, predicted = [], []
     for images, batch_labels in cached.batches(split, EVAL_BATCH):
         predicted.append(np.argmax(model.predict(images, verbose=0), axis=1))
-        labels.append(batch_labels.numpy())
+        batch = batch_labels.numpy()
+        labels.append(np.argmax(batch, axis=1) if batch.ndim == 2 else batch)  # one-hot rows
     return np.concatenate(labels), np.concatenate(predicted)

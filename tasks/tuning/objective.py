@@ -13,30 +13,45 @@ from __future__ import annotations
 import functools
 
 from tasks.core.config import ModelSpec, TuneConfig
-from tasks.core.errors import ConfigError
+from tasks.core.errors import BuilderError, ConfigError, clean_tf_message, first_line
 from tasks.core.objective import Direction, Objective
+from tasks.data.datasets import CachedDataset
 
 
 def metric_directions(
-    model_spec: ModelSpec, input_shape: tuple[int, ...] = (8, 8, 1), num_classes: int = 2
+    model_spec: ModelSpec,
+    input_shape: tuple[int, ...] = (8, 8, 1),
+    num_classes: int = 2,
+    label_shape: tuple[int, ...] = (),
 ) -> dict[str, Direction | None]:
     """Every name `fit` logs for models of ``model_spec`` (validation forms included), and
     whether it improves up (max) or down (min); None where the metric does not say."""
     spec = model_spec.model_dump_json()
-    return dict(_directions(spec, tuple(input_shape), num_classes))
+    return dict(_directions(spec, tuple(input_shape), num_classes, tuple(label_shape)))
 
 
 @functools.lru_cache(maxsize=8)
 def _directions(
-    spec_json: str, input_shape: tuple[int, ...], num_classes: int
+    spec_json: str, input_shape: tuple[int, ...], num_classes: int, label_shape: tuple[int, ...]
 ) -> tuple[tuple[str, Direction | None], ...]:
     import numpy as np
 
     from tasks.tuning.models import build_model
 
-    model = build_model(ModelSpec.model_validate_json(spec_json), input_shape, num_classes)
-    x, y = np.zeros((1, *input_shape), "float32"), np.zeros(1, "int64")
-    logged = model.evaluate(x, y, verbose=0, return_dict=True)
+    spec = ModelSpec.model_validate_json(spec_json)
+    x = np.zeros((1, *input_shape), "float32")
+    y = np.zeros((1, *label_shape), "float32" if label_shape else "int64")
+    try:
+        model = build_model(spec, input_shape, num_classes)
+        logged = model.evaluate(x, y, verbose=0, return_dict=True)
+    except BuilderError:
+        raise
+    except Exception as exc:  # a model that does not fit the data: one line, no traceback
+        raise BuilderError(
+            f"model {spec.label!r} does not fit the data (inputs {list(input_shape)}, "
+            f"labels {list(label_shape) or 'integer classes'} of {num_classes}): "
+            f"{clean_tf_message(first_line(exc))[:300]}"
+        ) from None
     found: dict[str, str | None] = {}
 
     def walk(metrics: list) -> None:
@@ -55,16 +70,15 @@ def _directions(
     return tuple(both.items())
 
 
-def resolve_objective(
-    config: TuneConfig, input_shape: tuple[int, ...] | None = None, num_classes: int = 2
-) -> Objective:
+def resolve_objective(config: TuneConfig, cached: CachedDataset | None = None) -> Objective:
     """``config``'s objective, or a one-line `ConfigError` before any training: a monitor
     the model does not log (Keras only warns), or one whose direction nobody states.
-    ``input_shape`` and ``num_classes``: the dataset's (needed for a user's builder)."""
-    if input_shape is None:
+    ``cached``: the dataset (its shapes are needed for a user's builder or data)."""
+    if cached is None:
         directions = metric_directions(config.model)
     else:
-        directions = metric_directions(config.model, input_shape, num_classes)
+        shapes = cached.input_shape, len(cached.class_names), cached.label_shape
+        directions = metric_directions(config.model, *shapes)
     if config.monitor not in directions:
         raise ConfigError(
             f"monitor '{config.monitor}' is not a metric the model logs; "

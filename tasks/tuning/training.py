@@ -126,8 +126,7 @@ def _fit_and_evaluate(
     """The one fit, then every kept best epoch evaluated and saved; JSON-able result."""
     label = f"trial b{batch_size}"
     model = trial_model(cached, config, batch_size, lr)
-    shape, classes = cached.input_shape, len(cached.class_names)
-    direction = resolve_objective(config, shape, classes).direction
+    direction = resolve_objective(config, cached).direction
     ledger = PatienceLedger(config.patiences, direction, config.min_delta)
     callback = SharedEarlyStopping(config.monitor, ledger, label)
     get_logger().info("%s: lr %.3g, up to %d epochs", label, lr, config.max_epochs)

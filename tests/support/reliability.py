@@ -198,6 +198,20 @@ BAD_INPUTS: tuple[BadInput, ...] = (
         "has no function 'biuld'",
         yaml="code_dir: {project}\nmodel: {builder: 'my_models:biuld'}\n",
     ),
+    BadInput(
+        "data-builder-no-train",
+        "builders",
+        ("tune", "--config", "{yaml}"),
+        "must return a mapping with a 'train' split",
+        yaml="code_dir: {project}\ndataset: {builder: 'my_data:no_train'}\n",
+    ),
+    BadInput(
+        "model-does-not-fit-data",
+        "builders",
+        ("tune", "--config", "{yaml}"),
+        "does not fit the data (inputs [6]",
+        yaml="code_dir: {project}\ndataset: {builder: 'my_data:blobs'}\nmodel: {kind: cnn}\n",
+    ),
     # --- datasets
     BadInput(
         "dataset-typo",

@@ -53,3 +53,16 @@ def build_raises(input_shape, num_classes):
 
 def build_not_a_model(input_shape, num_classes):
     return "a model, honestly"
+
+
+def build_one_hot(input_shape, num_classes, width=16):
+    """For one-hot labels: compiled with categorical cross-entropy and Adam(amsgrad)."""
+    inputs = keras.Input(input_shape)
+    hidden = keras.layers.Dense(width, activation="relu")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(hidden))
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.1, amsgrad=True),
+        loss="categorical_crossentropy",
+        metrics=[keras.metrics.CategoricalAccuracy(name="acc")],
+    )
+    return model

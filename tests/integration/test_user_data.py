@@ -1,0 +1,113 @@
+"""The user's own data: a builder's splits cached, carved, checked, and trained on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tasks.core.config import DatasetSpec
+from tasks.core.config_file import load_tune_config
+from tasks.core.errors import BuilderError
+from tasks.data.datasets import load_dataset
+from tests.support.harness import ROOT
+
+PROJECT = ROOT / "tests" / "support" / "user_project"
+
+
+def spec(function: str = "blobs", **kwargs) -> DatasetSpec:
+    return DatasetSpec(builder=f"my_data:{function}", kwargs=kwargs, code_path=(str(PROJECT),))
+
+
+def test_arrays_are_cached_and_reused_until_they_change(tmp_path) -> None:
+    first = load_dataset(spec(), tmp_path)
+    assert first.input_shape == (6,) and first.class_names == ["low", "mid", "high"]
+    assert first.num_examples == {"train": 150, "validation": 75, "test": 75}
+    assert first.label_shape == () and not first.cache_hit
+    again = load_dataset(spec(), tmp_path)
+    assert again.cache_hit and again.fingerprint == first.fingerprint
+    other = load_dataset(spec(seed=1), tmp_path)  # other kwargs, other data
+    assert other.fingerprint != first.fingerprint
+    fresh = load_dataset(spec().model_copy(update={"cache": False}), tmp_path)
+    assert not fresh.cache_hit and fresh.fingerprint == first.fingerprint
+    x, y = first.arrays("train")
+    assert x.dtype.name == "float32" and y.dtype.name == "int64"
+
+
+def test_a_dataset_without_validation_or_test_is_carved_from_train(tmp_path) -> None:
+    cached = load_dataset(spec("as_dataset"), tmp_path)
+    assert sum(cached.num_examples.values()) == 100  # as_dataset(200) keeps blobs' train half
+    assert cached.num_examples["validation"] == cached.num_examples["test"] == 10
+    assert cached.class_names == ["0", "1", "2"]  # none given: the label values
+
+
+def test_one_hot_labels_are_kept(tmp_path) -> None:
+    cached = load_dataset(spec(one_hot=True), tmp_path)
+    assert cached.label_shape == (3,)
+    assert cached.arrays("test")[1].shape == (75, 3)
+
+
+@pytest.mark.parametrize(
+    ("function", "needle"),
+    [
+        ("no_train", "must return a mapping with a 'train' split"),
+        ("mismatched", "x has shape (10, 2) and y (9,)"),
+        ("empty_split", "split 'test' is empty"),
+        ("labels_out_of_range", "labels run from 0 to 9, outside 0..1 for 2 classes"),
+        ("missing", "has no function 'missing'"),
+    ],
+)
+def test_data_builder_mistakes_are_one_line(tmp_path, function: str, needle: str) -> None:
+    with pytest.raises(BuilderError) as raised:
+        load_dataset(spec(function), tmp_path)
+    assert needle in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_a_model_that_does_not_fit_the_data_is_one_line(tmp_path) -> None:
+    from tasks.tuning.objective import resolve_objective
+
+    cached = load_dataset(spec(one_hot=True), tmp_path)
+    config = load_tune_config(None, {"model.kind": "cnn"})  # a CNN on feature vectors
+    with pytest.raises(BuilderError, match=r"does not fit the data \(inputs \[6\]"):
+        resolve_objective(config, cached)
+
+
+@pytest.mark.slow
+def test_your_model_on_your_one_hot_data_tunes_and_exports(prefect_harness, tmp_path) -> None:
+    """Feature vectors with one-hot labels and a model compiled with categorical
+    cross-entropy and a metric named `acc`: monitored as val_acc, exported; the image
+    predictor refuses the run in one line."""
+    from flows.tune import tune
+    from tasks.core.errors import UserError
+    from tasks.inference.predict import predict_to_csv
+    from tests.support.images import class_folder
+
+    config = load_tune_config(
+        None,
+        {
+            "dataset.builder": "my_data:blobs",
+            "dataset.kwargs": {"one_hot": True},
+            "dataset.code_path": [str(PROJECT)],
+            "model.builder": "my_models:build_one_hot",
+            "model.code_path": [str(PROJECT)],
+            "monitor": "val_acc",
+            "batch_sizes": [16, 32],
+            "patiences": [2],
+            "max_epochs": 6,
+            "lr_range.steps": 12,
+            "export_to": str(tmp_path / "exports"),
+            "cache_dir": str(tmp_path / "cache"),
+        },
+    )
+    result = tune(config)
+    winner = result.winner
+    assert winner.value("val_acc") is not None and winner.value("val_acc") > 0.9
+    assert winner.val_accuracy is None and "test_acc" in winner.metrics
+    run = Path(result.export.path)
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["input_shape"] == [6] and manifest["outputs"] == "probabilities"
+    assert (run / "plots" / "confusion.png").is_file()
+    images = class_folder(tmp_path / "images", classes=("a",), per_class=1)
+    with pytest.raises(UserError, match=r"takes inputs of shape \[6\], not images"):
+        predict_to_csv(str(run), [str(images)], str(tmp_path / "p.csv"), code_dir=str(PROJECT))
