@@ -46,6 +46,11 @@ class CachedDataset(BaseModel):
     num_examples: dict[str, int]
     cache_hit: bool = False
 
+    @property
+    def num_classes(self) -> int | None:
+        """The classes' count; None for a regression (a data builder's float targets)."""
+        return len(self.class_names) or None
+
     def split(self, name: str) -> Any:
         """The split as a `tf.data.Dataset` of ``(float32 input, label)``: int64 classes
         (one-hot float32 rows where a data builder gave those)."""

@@ -110,6 +110,13 @@ def _checked(ref: str, returned: Any) -> tuple[dict[str, tuple[Any, Any]], list[
         raise BuilderError(f"data builder {ref!r}: the splits' inputs differ in shape: {shapes}")
     names = returned.get("class_names")
     labels = [y for _, y in arrays.values()]
+    if _regression(labels[0]):  # float targets: no classes
+        for name, (x, y) in arrays.items():
+            if not np.issubdtype(y.dtype, np.floating) or not np.isfinite(y).all():
+                where = f"data builder {ref!r}, split {name!r}"
+                raise BuilderError(f"{where}: regression targets must be finite floats")
+            arrays[name] = (x, y.astype(np.float32))
+        return arrays, []
     width = labels[0].shape[1] if labels[0].ndim == 2 else None
     classes = width or int(max(int(y.max()) for y in labels)) + 1
     class_names = [str(n) for n in names] if names is not None else [str(i) for i in range(classes)]
@@ -140,6 +147,14 @@ def _pair(ref: str, split: str, value: Any) -> tuple[Any, Any]:
             f"{where}: x has shape {x.shape} and y {y.shape}; they need one row per example"
         )
     return x, y
+
+
+def _regression(y: Any) -> bool:
+    """Float targets that are not one-hot rows: a regression."""
+    if not np.issubdtype(y.dtype, np.floating):
+        return False
+    one_hot = y.ndim == 2 and np.isin(y, (0.0, 1.0)).all() and np.allclose(y.sum(axis=1), 1.0)
+    return not one_hot
 
 
 def _check_labels(ref: str, split: str, y: Any, classes: int) -> None:

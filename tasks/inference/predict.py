@@ -75,7 +75,8 @@ def load_run_model(
         raise RunUnavailable(f"model {ref!r} will not load: {reason[:300]}") from None
     takes = tuple(getattr(model, "input_shape", ())[1:])
     gives = tuple(getattr(model, "output_shape", ())[1:])
-    if takes != tuple(manifest.input_shape) or gives != (len(manifest.class_names),):
+    classes = len(manifest.class_names)
+    if takes != tuple(manifest.input_shape) or (classes and gives != (classes,)):
         raise RunUnavailable(
             f"model {ref!r}: its manifest says input {list(manifest.input_shape)} and "
             f"{len(manifest.class_names)} classes, the model takes {list(takes)} and gives "
@@ -133,19 +134,15 @@ def predict_to_csv(
     check_writable_dir(target.parent, "folder of --out")
     found = find_images(folders)
     model, manifest = load_run_model(model_ref, cache_dir, endpoint_url, code_dir)
-    if len(manifest.input_shape) != 3:
-        raise UserError(
-            f"model {model_ref!r} takes inputs of shape {list(manifest.input_shape)}, not "
-            "images (height, width, channels); predicting image folders needs an image model"
-        )
+    image_shape = _check_image_classifier(model_ref, manifest)
     k = max(1, min(top_k, len(manifest.class_names)))
     batches = (
         predict_batches(
             model,
             manifest.class_names,
-            manifest.input_shape,
+            image_shape,
             found.paths,
-            batch_size or auto_batch_size(manifest.input_shape),
+            batch_size or auto_batch_size(image_shape),
             k,
             manifest.outputs == "logits",
         )
@@ -160,6 +157,22 @@ def predict_to_csv(
     _write_csv(target, header(k), written, lambda n: progress(n, total) if progress else None)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _check_image_classifier(model_ref: str, manifest: Manifest) -> tuple[int, int, int]:
+    """The run's image shape; a run that does not classify images refused in one line."""
+    if not manifest.class_names:
+        raise UserError(
+            f"model {model_ref!r} is a regression (it gives values, not classes); "
+            "predicting image folders writes class labels"
+        )
+    if len(manifest.input_shape) != 3:
+        raise UserError(
+            f"model {model_ref!r} takes inputs of shape {list(manifest.input_shape)}, not "
+            "images (height, width, channels); predicting image folders needs an image model"
+        )
+    height, width, channels = manifest.input_shape
+    return height, width, channels
 
 
 def _write_csv(

@@ -61,7 +61,7 @@ def make_plots(
     out: Path,
     rows: list[TrialResult],
     histories: dict[int, list[dict[str, float]]],
-    confusion: np.ndarray,
+    confusion: np.ndarray | None,
     class_names: list[str],
     monitor: str,
 ) -> None:
@@ -79,7 +79,8 @@ def make_plots(
         if r.status == "ok" and value is not None:
             grid[batch_sizes.index(r.batch_size), patiences.index(r.patience)] = value
     plot_heatmap(grid, batch_sizes, patiences, metric, out / "heatmap.png")
-    plot_confusion(confusion, class_names, "Winner on the test split", out / "confusion.png")
+    if confusion is not None:  # a classifier
+        plot_confusion(confusion, class_names, "Winner on the test split", out / "confusion.png")
 
 
 def _image(path: Path, alt: str) -> str:
@@ -121,6 +122,12 @@ def render_html(
     batch_sizes = sorted(set(trials["batch_size"]))
     sweeps = [run_dir / "lr_sweeps" / sweep_files(b)[1] for b in batch_sizes]
     curves = [run_dir / "plots" / curves_file(b) for b in batch_sizes]
+    matrix = run_dir / "plots" / "confusion.png"  # classifiers only
+    confusion = (
+        ["<h2>Confusion matrix of the winner (test split)</h2>", _image(matrix, "confusion matrix")]
+        if matrix.is_file()
+        else []
+    )
     config_yaml = yaml.safe_dump(portable(config), sort_keys=False, default_flow_style=None)
     timing = pd.DataFrame(
         {"stage": list(seconds), "seconds": [round(v, 2) for v in seconds.values()]}
@@ -130,7 +137,8 @@ def render_html(
         f"<title>nighttune run {html.escape(run_id)}</title><style>{CSS}</style></head><body>",
         f"<h1>nighttune run {html.escape(run_id)}</h1>",
         f"<p class='muted'>dataset {html.escape(str(config['dataset']['name']))}, "
-        f"model {html.escape(config['model']['kind'])}, {len(class_names)} classes</p>",
+        f"model {html.escape(config['model'].get('builder') or config['model']['kind'])}, "
+        f"{f'{len(class_names)} classes' if class_names else 'regression'}</p>",
         "<h2>Summary</h2>",
         f"<p class='summary'>Winner: batch size <b>{winner.batch_size}</b>, patience "
         f"<b>{winner.patience}</b>, learning rate <b>{winner.lr:.3g}</b> ({winner.lr_method}); "
@@ -146,8 +154,7 @@ def render_html(
         *[_image(p, p.stem) for p in sweeps if p.is_file()],
         "<h2>Learning curves</h2>",
         *[_image(p, p.stem) for p in curves if p.is_file()],
-        "<h2>Confusion matrix of the winner (test split)</h2>",
-        _image(run_dir / "plots" / "confusion.png", "confusion matrix"),
+        *confusion,
         "<h2>Timing</h2>",
         _table(timing),
         "<h2>Configuration</h2>",

@@ -150,8 +150,10 @@ def _write_run(staging: Path, run: RunBundle) -> None:
         else not s3.is_s3(run.config.export_to)
     ):
         write_tensorboard(staging / "tensorboard", histories)
-    labels, predicted = predict_split(model, run.cached, "test")
-    confusion = confusion_matrix(labels, predicted, len(run.cached.class_names))
+    confusion = None
+    if run.cached.num_classes:  # a classifier: its confusion matrix on the test split
+        labels, predicted = predict_split(model, run.cached, "test")
+        confusion = confusion_matrix(labels, predicted, run.cached.num_classes)
     make_plots(
         staging / "plots",
         run.rows,
@@ -167,7 +169,8 @@ def _write_run(staging: Path, run: RunBundle) -> None:
         | {"s3_endpoint_url": s3.redact(run.config.s3_endpoint_url)}
     )
     _write_pages(staging, run, config_shown)
-    _write_manifest(staging, run, config_shown, outputs_kind(model))
+    outputs = outputs_kind(model) if run.cached.num_classes else "values"
+    _write_manifest(staging, run, config_shown, outputs)
 
 
 def _write_model(staging: Path, run: RunBundle) -> Any:

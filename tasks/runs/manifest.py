@@ -72,9 +72,9 @@ class Manifest(BaseModel):
 
     run_id: RunId
     files: dict[RelPath, Sha256] = Field(max_length=MAX_FILES)
-    class_names: list[ClassName] = Field(min_length=1, max_length=MAX_CLASSES)
+    class_names: list[ClassName] = Field(max_length=MAX_CLASSES)  # []: a regression
     input_shape: tuple[int, ...] = Field(min_length=1, max_length=4)  # images: H, W, C
-    outputs: Literal["logits", "probabilities"] = "logits"
+    outputs: Literal["logits", "probabilities", "values"] = "logits"
     model: dict[str, Any] = {}  # the model spec, with a builder's name and code sha256
     created: str | None = None
     config: dict[str, Any] = {}

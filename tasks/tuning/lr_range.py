@@ -155,7 +155,7 @@ def lr_range_test(
     """Build a fresh model and sweep it on the cached train split at ``batch_size``."""
     from tasks.tuning.models import build_model
 
-    model = build_model(model_spec, cached.input_shape, len(cached.class_names), seed=seed)
+    model = build_model(model_spec, cached.input_shape, cached.num_classes, seed=seed)
     batches = cached.batches("train", batch_size, shuffle=True, seed=seed)
     steps = spec.steps or default_steps(cached.num_examples["train"], batch_size)
     get_logger().info(

@@ -24,7 +24,7 @@ from tasks.core.settings import use_xla_cpu_flags
 def build_model(
     spec: ModelSpec,
     input_shape: tuple[int, ...],
-    num_classes: int,
+    num_classes: int | None,
     learning_rate: float = 1e-3,
     seed: int = 0,
     steps_per_execution: int = 1,
@@ -57,22 +57,33 @@ def build_model(
             x = keras.layers.Dense(units, activation="relu", name=f"dense{i}")(x)
             if spec.dropout:
                 x = keras.layers.Dropout(spec.dropout, seed=seed + i, name=f"dropout{i}")(x)
-        outputs = keras.layers.Dense(num_classes, name="logits")(x)
+        outputs = keras.layers.Dense(num_classes or 1, name="logits" if num_classes else "value")(x)
         model = keras.Model(inputs, outputs, name=f"nighttune_{spec.kind}")
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        **_loss_and_metrics(num_classes, logits=True),
         steps_per_execution=steps_per_execution,
         jit_compile=jit_compile,
     )
     return model
 
 
+def _loss_and_metrics(num_classes: int | None, logits: bool) -> dict[str, Any]:
+    """Classes: sparse cross-entropy and ``accuracy``; a regression: MSE and ``mae``."""
+    import keras
+
+    if num_classes is None:
+        return {"loss": "mean_squared_error", "metrics": [keras.metrics.MeanAbsoluteError("mae")]}
+    return {
+        "loss": keras.losses.SparseCategoricalCrossentropy(from_logits=logits),
+        "metrics": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    }
+
+
 def _user_model(
     spec: ModelSpec,
     input_shape: tuple[int, ...],
-    num_classes: int,
+    num_classes: int | None,
     learning_rate: float,
     jit_compile: bool | str,
 ) -> Any:
@@ -87,11 +98,9 @@ def _user_model(
             f"builder {spec.builder!r} returned {type(model).__name__}, not a keras.Model"
         )
     if getattr(model, "optimizer", None) is None or not model.compiled:
-        logits = outputs_kind(model) == "logits"
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=logits),
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            **_loss_and_metrics(num_classes, logits=outputs_kind(model) == "logits"),
             jit_compile=jit_compile,
         )
         return model

@@ -21,7 +21,7 @@ from tasks.data.datasets import CachedDataset
 def metric_directions(
     model_spec: ModelSpec,
     input_shape: tuple[int, ...] = (8, 8, 1),
-    num_classes: int = 2,
+    num_classes: int | None = 2,
     label_shape: tuple[int, ...] = (),
 ) -> dict[str, Direction | None]:
     """Every name `fit` logs for models of ``model_spec`` (validation forms included), and
@@ -32,7 +32,10 @@ def metric_directions(
 
 @functools.lru_cache(maxsize=8)
 def _directions(
-    spec_json: str, input_shape: tuple[int, ...], num_classes: int, label_shape: tuple[int, ...]
+    spec_json: str,
+    input_shape: tuple[int, ...],
+    num_classes: int | None,
+    label_shape: tuple[int, ...],
 ) -> tuple[tuple[str, Direction | None], ...]:
     import numpy as np
 
@@ -40,7 +43,8 @@ def _directions(
 
     spec = ModelSpec.model_validate_json(spec_json)
     x = np.zeros((1, *input_shape), "float32")
-    y = np.zeros((1, *label_shape), "float32" if label_shape else "int64")
+    floats = label_shape or num_classes is None  # one-hot rows or regression targets
+    y = np.zeros((1, *label_shape), "float32" if floats else "int64")
     try:
         model = build_model(spec, input_shape, num_classes)
         logged = model.evaluate(x, y, verbose=0, return_dict=True)
@@ -49,7 +53,7 @@ def _directions(
     except Exception as exc:  # a model that does not fit the data: one line, no traceback
         raise BuilderError(
             f"model {spec.label!r} does not fit the data (inputs {list(input_shape)}, "
-            f"labels {list(label_shape) or 'integer classes'} of {num_classes}): "
+            f"labels {list(label_shape) or 'integer classes'} of {num_classes or 'values'}): "
             f"{clean_tf_message(first_line(exc))[:300]}"
         ) from None
     found: dict[str, str | None] = {}
@@ -77,7 +81,7 @@ def resolve_objective(config: TuneConfig, cached: CachedDataset | None = None) -
     if cached is None:
         directions = metric_directions(config.model)
     else:
-        shapes = cached.input_shape, len(cached.class_names), cached.label_shape
+        shapes = cached.input_shape, cached.num_classes, cached.label_shape
         directions = metric_directions(config.model, *shapes)
     if config.monitor not in directions:
         raise ConfigError(

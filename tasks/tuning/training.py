@@ -112,7 +112,7 @@ def trial_model(cached: CachedDataset, config: TuneConfig, batch_size: int, lr: 
     model = build_model(
         config.model,
         cached.input_shape,
-        len(cached.class_names),
+        cached.num_classes,
         lr,
         config.seed,
         jit_compile=JIT_COMPILE,

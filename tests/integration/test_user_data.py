@@ -9,7 +9,7 @@ import pytest
 
 from tasks.core.config import DatasetSpec
 from tasks.core.config_file import load_tune_config
-from tasks.core.errors import BuilderError
+from tasks.core.errors import BuilderError, ConfigError
 from tasks.data.datasets import load_dataset
 from tests.support.harness import ROOT
 
@@ -111,3 +111,47 @@ def test_your_model_on_your_one_hot_data_tunes_and_exports(prefect_harness, tmp_
     images = class_folder(tmp_path / "images", classes=("a",), per_class=1)
     with pytest.raises(UserError, match=r"takes inputs of shape \[6\], not images"):
         predict_to_csv(str(run), [str(images)], str(tmp_path / "p.csv"), code_dir=str(PROJECT))
+
+
+def test_float_targets_are_a_regression(tmp_path) -> None:
+    from tasks.tuning.objective import resolve_objective
+
+    cached = load_dataset(spec("linear"), tmp_path)
+    assert cached.class_names == [] and cached.num_classes is None
+    assert cached.arrays("train")[1].dtype.name == "float32"
+    assert sum(cached.num_examples.values()) == 400
+    config = load_tune_config(None, {"monitor": "val_mae"})  # the built-in MLP, one output
+    assert resolve_objective(config, cached).direction == "min"
+    with pytest.raises(ConfigError, match="use one of: loss, mae, val_loss, val_mae"):
+        resolve_objective(load_tune_config(None, {}), cached)  # val_accuracy: not logged
+
+
+@pytest.mark.slow
+def test_a_regression_tunes_and_exports_without_classes(prefect_harness, tmp_path) -> None:
+    from flows.tune import tune
+
+    config = load_tune_config(
+        None,
+        {
+            "dataset.builder": "my_data:linear",
+            "dataset.code_path": [str(PROJECT)],
+            "model.builder": "my_models:build_regressor",
+            "model.code_path": [str(PROJECT)],
+            "monitor": "val_mae",
+            "batch_sizes": [32],
+            "patiences": [2, 4],
+            "max_epochs": 8,
+            "lr_range.steps": 12,
+            "export_to": str(tmp_path / "exports"),
+            "cache_dir": str(tmp_path / "cache"),
+        },
+    )
+    result = tune(config)
+    maes = [r.value("val_mae") for r in result.rows]
+    assert result.winner.value("val_mae") == min(m for m in maes if m is not None)
+    assert result.winner.value("val_mae") < 0.8  # the targets' spread is about 1.6
+    run = Path(result.export.path)
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["class_names"] == [] and manifest["outputs"] == "values"
+    assert not (run / "plots" / "confusion.png").exists()
+    assert "regression" in (run / "report.html").read_text()

@@ -38,3 +38,11 @@ def empty_split():
 
 def labels_out_of_range():
     return {"train": (np.zeros((10, 2)), np.arange(10)), "class_names": ["a", "b"]}
+
+
+def linear(n=400, features=5, seed=0):
+    """A regression: float targets, a linear function of the features plus noise."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, features)).astype("float32")
+    y = (x @ np.linspace(-1.0, 1.0, features) + 0.1 * rng.normal(size=n)).astype("float32")
+    return {"train": (x, y)}

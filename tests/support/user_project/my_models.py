@@ -66,3 +66,11 @@ def build_one_hot(input_shape, num_classes, width=16):
         metrics=[keras.metrics.CategoricalAccuracy(name="acc")],
     )
     return model
+
+
+def build_regressor(input_shape, num_classes):
+    """Uncompiled, one output: nighttune compiles it with MSE and an `mae` metric."""
+    assert num_classes is None
+    inputs = keras.Input(input_shape)
+    hidden = keras.layers.Dense(16, activation="relu")(inputs)
+    return keras.Model(inputs, keras.layers.Dense(1)(hidden))
