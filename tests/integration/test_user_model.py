@@ -135,3 +135,17 @@ def test_a_user_model_tunes_exports_and_predicts(prefect_harness, tmp_path) -> N
     assert refused.returncode == 2, refused.stderr
     assert "no module 'my_models' in" in refused.stderr and "--code-dir" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_a_model_with_its_own_train_step_runs_it_in_the_fused_loop(digits) -> None:
+    """The epoch loop calls the model's own per-batch train_step: every batch counts."""
+    from tasks.core.config import TuneConfig
+    from tasks.tuning.epoch_loop import epoch_inputs, examples_per_epoch
+    from tasks.tuning.training import trial_model
+
+    model = trial_model(digits, TuneConfig(model=spec("build_counting")), 64, 0.01)
+    data = epoch_inputs(*digits.arrays("train"), seed=0)
+    history = model.fit(data, steps_per_epoch=1, epochs=2, verbose=0, shuffle=False)
+    batches = examples_per_epoch(digits.num_examples["train"], 64) // 64
+    assert int(model.steps_run.numpy()) == 2 * batches
+    assert history.history["accuracy"][-1] > 0.3

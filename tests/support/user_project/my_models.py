@@ -74,3 +74,27 @@ def build_regressor(input_shape, num_classes):
     inputs = keras.Input(input_shape)
     hidden = keras.layers.Dense(16, activation="relu")(inputs)
     return keras.Model(inputs, keras.layers.Dense(1)(hidden))
+
+
+class CountingModel(keras.Model):
+    """A model with its own train_step (it counts the steps it ran)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.steps_run = keras.Variable(0, dtype="int64", trainable=False)
+
+    def train_step(self, data):
+        self.steps_run.assign_add(1)
+        return super().train_step(data)
+
+
+def build_counting(input_shape, num_classes):
+    inputs = keras.Input(input_shape)
+    hidden = keras.layers.Dense(16, activation="relu")(keras.layers.Flatten()(inputs))
+    model = CountingModel(inputs, keras.layers.Dense(num_classes)(hidden))
+    model.compile(
+        optimizer="adam",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
