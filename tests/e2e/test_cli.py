@@ -168,7 +168,8 @@ def test_a_signal_stops_tune_at_once_with_its_server(
     import psutil
 
     on_temporary_server(cli_env, prefect_database, tmp_path / "prefect-home")
-    args = [*QUICK_TUNE, "--max-epochs", "200", "--patiences", "150", "--batch-sizes", "32"]
+    # Long enough (5,000 epochs: minutes) that the run cannot finish before the signal.
+    args = [*QUICK_TUNE, "--max-epochs", "5000", "--patiences", "4000", "--batch-sizes", "32"]
     args += ["--export-to", str(tmp_path / "exports")]
     log = tmp_path / "stderr.txt"
     with open(log, "w") as err:
