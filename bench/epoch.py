@@ -32,8 +32,8 @@ import tensorflow as tf  # noqa: E402
 from tasks.core.config import ModelSpec  # noqa: E402
 from tasks.data.datasets import CachedDataset  # noqa: E402
 from tasks.tuning.epoch_loop import epoch_inputs, fuse_epochs  # noqa: E402
+from tasks.tuning.loops import JIT_COMPILE  # noqa: E402
 from tasks.tuning.models import build_model  # noqa: E402
-from tasks.tuning.training import JIT_COMPILE  # noqa: E402
 
 N, BATCH = 60_000, 128
 

@@ -28,8 +28,9 @@ import keras  # noqa: E402
 
 from tasks.core.config import DatasetSpec, TuneConfig  # noqa: E402
 from tasks.data.datasets import CachedDataset, load_dataset  # noqa: E402
+from tasks.tuning.loops import EVAL_BATCH  # noqa: E402
 from tasks.tuning.models import build_model  # noqa: E402
-from tasks.tuning.training import EVAL_BATCH, train_trial  # noqa: E402
+from tasks.tuning.training import train_trial  # noqa: E402
 
 BATCHES, PATIENCES = (32, 64, 128), (3, 6, 10)
 

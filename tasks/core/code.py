@@ -15,7 +15,9 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator
 
 from tasks.core.errors import BuilderError, first_line
 
@@ -27,6 +29,19 @@ def builder_problem(ref: str) -> str | None:
     if BUILDER_PATTERN.match(ref):
         return None
     return "must be module:function, e.g. my_models:build (a Python module and a function in it)"
+
+
+def _builder_ref(value: str) -> str:
+    if problem := builder_problem(value):
+        raise ValueError(problem)
+    return value
+
+
+BuilderRef = Annotated[str, AfterValidator(_builder_ref)]  # module:function
+CODE_PATH_HELP = (
+    "Folders searched for the builder's module before the working directory; "
+    "set from code_dir and the config file's folder."
+)
 
 
 def search_path(dirs: Sequence[str]) -> list[str]:

@@ -10,29 +10,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from tasks.core.code import CODE_PATH_HELP, BuilderRef
 
 DEFAULT_DATASET = "digits"
 MAX_IMAGE_SIDE = 8192
 MAX_IMAGE_PIXELS = 4096 * 4096  # 64 MiB of float32 per gray image, 192 MiB per RGB one
 MAX_SEED = 2**32 - 1  # NumPy's seeds (keras.utils.set_random_seed seeds NumPy too)
-
-
-def _builder_ref(value: str) -> str:
-    from tasks.core.code import builder_problem
-
-    if problem := builder_problem(value):
-        raise ValueError(problem)
-    return value
-
-
-BuilderRef = Annotated[str, AfterValidator(_builder_ref)]  # module:function
-CODE_PATH_HELP = (
-    "Folders searched for the builder's module before the working directory; "
-    "set from code_dir and the config file's folder."
-)
 
 
 class DatasetSpec(BaseModel):
@@ -221,6 +208,11 @@ class TuneConfig(BaseModel):
     )
     min_delta: float = Field(
         0.0, ge=0.0, description="Smallest change of the monitor that counts as improvement."
+    )
+    training_loop: Literal["auto", "fused", "fit"] = Field(
+        "auto",
+        description="How trials train: fused (each epoch one compiled loop), fit (plain "
+        "Keras fit), or auto (fused, falling back to fit when the model cannot run there).",
     )
     lr_range: LRRangeSpec = Field(LRRangeSpec(), description="The learning-rate range test.")
     seed: int = Field(

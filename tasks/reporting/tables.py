@@ -26,6 +26,7 @@ COLUMNS = [
     "test_accuracy",
     "train_seconds",
     "examples_per_s",
+    "training_loop",
     "error",
 ]
 # The short table: the terminal's after `tune`, the run page's (which adds errors).

@@ -13,6 +13,11 @@ Every epoch trains on ``n // batch_size`` full batches of a fresh seeded permuta
 the fewer than ``batch_size`` examples left over differ from epoch to epoch (one
 compiled shape, no second compile for a ragged last batch). Measured in
 `bench/epoch.py` and README "Performance".
+
+`batch_inputs` is the same sequence of batches for plain ``fit`` (``steps_per_epoch=
+n // batch_size``): the path a trial falls back to when a model cannot run in the fused
+loop (`tasks.tuning.training`). The same seed gives the same batches, in the same
+order, on both paths.
 """
 
 from __future__ import annotations
@@ -29,12 +34,39 @@ def epoch_inputs(x: Any, y: Any, seed: int) -> Any:
 
     n = int(x.shape[0])
     x, y = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
+    return _orders(n, seed).map(lambda order: (x, y, order)).prefetch(1)
 
-    def epoch(draw: Any) -> tuple[Any, Any, Any]:
+
+def batch_inputs(x: Any, y: Any, batch_size: int, seed: int) -> Any:
+    """Endless `tf.data.Dataset` of ``(x, y)`` batches: each epoch's `examples_per_epoch`
+    rows in the order `epoch_inputs` gives the fused loop for the same ``seed``."""
+    import tensorflow as tf
+
+    n = int(x.shape[0])
+    size = min(batch_size, n)
+    x, y = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
+
+    def batches(order: Any) -> Any:
+        rows = tf.reshape(order[: n // size * size], [n // size, size])
+        return tf.data.Dataset.from_tensor_slices(rows)
+
+    return (
+        _orders(n, seed)
+        .flat_map(batches)
+        .map(lambda rows: (tf.gather(x, rows), tf.gather(y, rows)))
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def _orders(n: int, seed: int) -> Any:
+    """Endless seeded permutations of ``range(n)``, one per epoch."""
+    import tensorflow as tf
+
+    def order(draw: Any) -> Any:
         key = tf.stack([tf.constant(seed, tf.int64), draw])
-        return x, y, tf.random.experimental.stateless_shuffle(tf.range(n), seed=key)
+        return tf.random.experimental.stateless_shuffle(tf.range(n), seed=key)
 
-    return tf.data.Dataset.random(seed=seed).map(epoch).prefetch(1)
+    return tf.data.Dataset.random(seed=seed).map(order)
 
 
 def examples_per_epoch(n: int, batch_size: int) -> int:

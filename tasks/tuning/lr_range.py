@@ -1,8 +1,8 @@
 """The learning-rate range test: ramp the LR exponentially, record each batch's loss.
 
 `run_range_test` trains a compiled model for ``num_steps`` batches while the LR grows
-from ``start_lr`` to ``end_lr``, recording every batch's own loss (computed in our
-train step, not read from Keras's epoch-running mean in ``logs``). It stops early
+from ``start_lr`` to ``end_lr``, recording every batch's own loss (the model's own
+``train_step``, its metrics reset before each batch: not Keras's epoch-running mean). It stops early
 when the smoothed loss passes ``diverge_factor`` times its minimum or turns NaN/inf,
 and always puts the model's variables and the optimizer's (moments, iteration count,
 LR) back exactly as they were. `lr_range_test` wraps it for a cached dataset and a
@@ -60,12 +60,11 @@ def run_range_test(
 
     @tf.function(reduce_retracing=True)
     def train_step(x: Any, y: Any) -> Any:
-        with tf.GradientTape() as tape:
-            y_pred = model(x, training=True)
-            loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-        return loss
+        # The model's own step (a user's `train_step` override too); its metrics reset
+        # first, so the logged "loss" is this batch's, not a running mean.
+        for metric in model.metrics:
+            metric.reset_state()
+        return model.train_step((x, y))["loss"]
 
     log = get_logger()
     growth = (end_lr / start_lr) ** (1.0 / max(num_steps - 1, 1))
@@ -183,7 +182,8 @@ def lr_range_test(
 
 
 # Bump when what a sweep computes changes, so stored sweeps are not reused.
-SWEEP_VERSION = 1
+# 2: the sweep runs the model's own train_step (a user's override too).
+SWEEP_VERSION = 2
 
 
 def stored_lr_range_test(

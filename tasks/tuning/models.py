@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +20,10 @@ from tasks.core.code import call_builder, code_version, load_builder
 from tasks.core.config import ModelSpec
 from tasks.core.errors import BuilderError
 from tasks.core.settings import use_xla_cpu_flags
+
+# Keras turns XLA off, with this warning, for a model with a layer that does not support
+# it (or with op determinism on); a trial's log line says which way it trains instead.
+warnings.filterwarnings("ignore", message="Model doesn't support `jit_compile=True`")
 
 
 def build_model(

@@ -1,10 +1,11 @@
 """Trials: one fit per batch size, every patience of the grid read off it.
 
-`train_trial` fits once with early stopping at the largest patience. A callback
-feeds a `PatienceLedger` each epoch and keeps, for every patience, the weights of
-its best epoch at the moment it would have stopped (Keras's restore-best-weights
-semantics). Each patience's weights are then evaluated on validation and test and
-saved as ``model_e<best>.keras``; one `TrialResult` row per (batch size, patience).
+`train_trial` fits once (`tasks.tuning.loops`: in the fused epoch loop, or with plain
+``fit``) with early stopping at the largest patience. A callback feeds a
+`PatienceLedger` each epoch and keeps, for every patience, the weights of its best
+epoch at the moment it would have stopped (Keras's restore-best-weights semantics).
+Each patience's weights are then evaluated on validation and test and saved as
+``model_e<best>.keras``; one `TrialResult` row per (batch size, patience).
 
 Finished trials are kept by `tasks.storage.store`, keyed by everything they depend on, so a
 rerun skips them. A trial that runs out of memory or meets a resource or numeric
@@ -28,7 +29,8 @@ from tasks.core.logs import get_logger
 from tasks.core.records import LRMethod, TrialResult, scored
 from tasks.data.datasets import CachedDataset, resolve_cache_dir
 from tasks.storage.store import Slot
-from tasks.tuning.epoch_loop import epoch_inputs, examples_per_epoch, fuse_epochs
+from tasks.tuning.epoch_loop import examples_per_epoch
+from tasks.tuning.loops import EVAL_BATCH, JIT_COMPILE, fit_in_a_loop
 from tasks.tuning.models import model_key
 from tasks.tuning.objective import resolve_objective
 from tasks.tuning.patience import PatienceLedger, Stop
@@ -36,8 +38,6 @@ from tasks.tuning.patience import PatienceLedger, Stop
 # Bump when what a trial computes changes, so stored trials are not reused.
 # 2: each epoch is one compiled loop over a fresh permutation (tasks.tuning.epoch_loop).
 TRIAL_VERSION = 2
-JIT_COMPILE = True
-EVAL_BATCH = 1024
 
 
 class SharedEarlyStopping(keras.callbacks.Callback):
@@ -102,45 +102,21 @@ def _trial_key(cached: CachedDataset, config: TuneConfig, batch_size: int, lr: f
         "min_delta": config.min_delta,
         "seed": config.seed,
         "jit_compile": JIT_COMPILE,
+        **({"loop": config.training_loop} if config.training_loop != "auto" else {}),
     }
-
-
-def trial_model(cached: CachedDataset, config: TuneConfig, batch_size: int, lr: float) -> Any:
-    """The compiled model a trial fits: ``config.model`` with its epoch loop installed."""
-    from tasks.tuning.models import build_model
-
-    model = build_model(
-        config.model,
-        cached.input_shape,
-        cached.num_classes,
-        lr,
-        config.seed,
-        jit_compile=JIT_COMPILE,
-    )
-    return fuse_epochs(model, batch_size)
 
 
 def _fit_and_evaluate(
     cached: CachedDataset, config: TuneConfig, batch_size: int, lr: float, out: Path
 ) -> dict[str, Any]:
     """The one fit, then every kept best epoch evaluated and saved; JSON-able result."""
-    label = f"trial b{batch_size}"
-    model = trial_model(cached, config, batch_size, lr)
     direction = resolve_objective(config, cached).direction
-    ledger = PatienceLedger(config.patiences, direction, config.min_delta)
-    callback = SharedEarlyStopping(config.monitor, ledger, label)
-    get_logger().info("%s: lr %.3g, up to %d epochs", label, lr, config.max_epochs)
-    fit_trial(
-        model,
-        batch_size,
-        epoch_inputs(*cached.arrays("train"), seed=config.seed),
-        steps_per_epoch=1,
-        epochs=config.max_epochs,
-        validation_data=cached.batches("validation", EVAL_BATCH),
-        callbacks=[keras.callbacks.TerminateOnNaN(), callback],
-        verbose=0,
-        shuffle=False,
-    )
+
+    def stopper() -> SharedEarlyStopping:
+        ledger = PatienceLedger(config.patiences, direction, config.min_delta)
+        return SharedEarlyStopping(config.monitor, ledger, f"trial b{batch_size}")
+
+    model, callback, loop = fit_in_a_loop(cached, config, batch_size, lr, stopper)
     evaluated: dict[int, dict[str, float]] = {}
     for best_epoch, weights in sorted(callback.kept.items()):
         model.set_weights(weights)
@@ -152,18 +128,13 @@ def _fit_and_evaluate(
         model.save(out / f"model_e{best_epoch + 1}.keras")
         evaluated[best_epoch] = scores
     return {
-        "stops": {str(p): vars(s) for p, s in ledger.stops.items()},
+        "stops": {str(p): vars(s) for p, s in callback.ledger.stops.items()},
         "scores": {str(k): v for k, v in evaluated.items()},
         "epoch_seconds": callback.epoch_seconds,
         "history": callback.history,
         "nan_epoch": callback.nan_epoch,
+        "loop": loop,
     }
-
-
-def fit_trial(model: Any, batch_size: int, data: Any, **kwargs: Any) -> Any:
-    """`model.fit` of the trial at ``batch_size``; a named seam where tests count fits
-    and inject faults."""
-    return model.fit(data, **kwargs)
 
 
 def _rows(
@@ -209,6 +180,7 @@ def _rows(
                     "examples_per_s": round(trained_per_epoch * epochs / train_seconds, 1)
                     if train_seconds
                     else None,
+                    "training_loop": data.get("loop", "fused"),
                     "model_path": str(entry / f"model_e{stop.best_epoch + 1}.keras"),
                 }
             )

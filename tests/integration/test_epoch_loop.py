@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from tasks.core.config import ModelSpec
 from tasks.core.settings import XLA_CPU_FLAGS, use_xla_cpu_flags
-from tasks.tuning.epoch_loop import epoch_inputs, examples_per_epoch, fuse_epochs
+from tasks.tuning.epoch_loop import batch_inputs, epoch_inputs, examples_per_epoch, fuse_epochs
 from tasks.tuning.models import build_model
 from tests.support.harness import ROOT
 
@@ -33,6 +33,19 @@ def model(jit: bool = True) -> keras.Model:
 def permutations(x: np.ndarray, y: np.ndarray, seed: int, count: int) -> list[np.ndarray]:
     it = iter(epoch_inputs(x, y, seed))
     return [next(it)[2].numpy() for _ in range(count)]
+
+
+def test_plain_fit_gets_the_fused_loops_batches_in_its_order() -> None:
+    x, y = data()
+    batch = 32
+    per_epoch = examples_per_epoch(N, batch) // batch  # 6 full batches of 203
+    got = list(batch_inputs(x, y, batch, seed=5).take(2 * per_epoch))
+    for epoch, order in enumerate(permutations(x, y, seed=5, count=2)):
+        for b in range(per_epoch):
+            rows = order[b * batch : (b + 1) * batch]
+            xb, yb = got[epoch * per_epoch + b]
+            np.testing.assert_array_equal(xb.numpy(), x[rows])
+            np.testing.assert_array_equal(yb.numpy(), y[rows])
 
 
 def test_each_epoch_is_a_fresh_seeded_permutation() -> None:

@@ -34,10 +34,10 @@ class AllocateTooMuch(keras.callbacks.Callback):
 @pytest.fixture
 def faults(monkeypatch) -> dict[str, int]:
     import flows.tune
-    import tasks.tuning.training
+    import tasks.tuning.loops
 
     seen = {"nan": 0, "oom": 0}
-    sweep_task, fit = flows.tune.lr_sweep, tasks.tuning.training.fit_trial
+    sweep_task, fit = flows.tune.lr_sweep, tasks.tuning.loops.fit_trial
 
     def sweep_with_a_bad_lr(cached, model, batch_size, *args, **kwargs):
         sweep = sweep_task(cached, model, batch_size, *args, **kwargs)
@@ -53,7 +53,7 @@ def faults(monkeypatch) -> dict[str, int]:
         return fit(model, batch_size, data, **kwargs)
 
     monkeypatch.setattr(flows.tune, "lr_sweep", sweep_with_a_bad_lr)
-    monkeypatch.setattr(tasks.tuning.training, "fit_trial", fit_that_runs_out_of_memory)
+    monkeypatch.setattr(tasks.tuning.loops, "fit_trial", fit_that_runs_out_of_memory)
     return seen
 
 

@@ -20,7 +20,7 @@ from tests.support.harness import ROOT
 
 
 @pytest.mark.slow
-def test_shared_fit_equals_separate_fits(digits: CachedDataset, tmp_path) -> None:
+def test_shared_fit_equals_separate_fits_and_the_fit_path(digits: CachedDataset, tmp_path) -> None:
     # Op determinism is process-wide (and turns XLA off): run it in a process of its own.
     done = subprocess.run(
         [sys.executable, "-m", "tests.support.separate_fits", str(tmp_path)],
@@ -31,10 +31,13 @@ def test_shared_fit_equals_separate_fits(digits: CachedDataset, tmp_path) -> Non
     )
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    shared, separate = result["shared"], result["separate"]
+    shared, separate, fit = result["shared"], result["separate"], result["fit"]
     assert shared["2"]["epochs_run"] < shared["4"]["epochs_run"]  # the patiences do differ
     for patience in ("2", "4"):
-        assert shared[patience] == separate[patience]
+        assert shared[patience].pop("training_loop") == "fused"
+        assert fit[patience].pop("training_loop") == "fit"
+        # The fallback path (plain fit over the same batches) stops, keeps and scores alike.
+        assert shared[patience] == separate[patience] == fit[patience]
 
 
 def test_rows_are_complete_and_models_saved(digits: CachedDataset, tmp_path) -> None:
@@ -60,7 +63,7 @@ def test_a_trial_that_raises_becomes_failed_rows(
     def out_of_memory(*args, **kwargs):
         raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
 
-    monkeypatch.setattr("tasks.tuning.training.fit_trial", out_of_memory)
+    monkeypatch.setattr("tasks.tuning.loops.fit_trial", out_of_memory)
     config = TuneConfig(patiences=(2, 3), max_epochs=3, cache_dir=str(tmp_path))
     rows = train_trial(digits, config, 32, 1e-3, "minimum")
     assert [r.status for r in rows] == ["failed", "failed"]
@@ -78,7 +81,7 @@ def test_a_bug_in_a_trial_propagates_instead_of_failed_rows(
     def bug(*args, **kwargs):
         raise TypeError("unsupported operand type(s) for +: 'int' and 'str'")
 
-    monkeypatch.setattr("tasks.tuning.training.fit_trial", bug)
+    monkeypatch.setattr("tasks.tuning.loops.fit_trial", bug)
     config = TuneConfig(patiences=(2,), max_epochs=3, cache_dir=str(tmp_path))
     with pytest.raises(TypeError, match="unsupported operand"):
         train_trial(digits, config, 32, 1e-3, "minimum")

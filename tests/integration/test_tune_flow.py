@@ -20,16 +20,16 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def fits(monkeypatch) -> list[int]:
     """Counts real fits (the trial's one `model.fit` call)."""
-    import tasks.tuning.training
+    import tasks.tuning.loops
 
     calls: list[int] = []
-    original = tasks.tuning.training.fit_trial
+    original = tasks.tuning.loops.fit_trial
 
     def counting(model, *args, **kwargs):
         calls.append(1)
         return original(model, *args, **kwargs)
 
-    monkeypatch.setattr(tasks.tuning.training, "fit_trial", counting)
+    monkeypatch.setattr(tasks.tuning.loops, "fit_trial", counting)
     return calls
 
 

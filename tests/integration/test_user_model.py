@@ -141,7 +141,7 @@ def test_a_model_with_its_own_train_step_runs_it_in_the_fused_loop(digits) -> No
     """The epoch loop calls the model's own per-batch train_step: every batch counts."""
     from tasks.core.config import TuneConfig
     from tasks.tuning.epoch_loop import epoch_inputs, examples_per_epoch
-    from tasks.tuning.training import trial_model
+    from tasks.tuning.loops import trial_model
 
     model = trial_model(digits, TuneConfig(model=spec("build_counting")), 64, 0.01)
     data = epoch_inputs(*digits.arrays("train"), seed=0)
@@ -149,3 +149,44 @@ def test_a_model_with_its_own_train_step_runs_it_in_the_fused_loop(digits) -> No
     batches = examples_per_epoch(digits.num_examples["train"], 64) // 64
     assert int(model.steps_run.numpy()) == 2 * batches
     assert history.history["accuracy"][-1] > 0.3
+
+
+def test_a_model_xla_cannot_compile_trains_with_plain_fit(digits, tmp_path, caplog) -> None:
+    """The fused loop (XLA) refuses a tf.numpy_function: the trial says so in one line and
+    trains with plain fit; asked for the fused loop only, it fails."""
+    import tensorflow as tf
+
+    from tasks.core.config import TuneConfig
+    from tasks.tuning.training import train_trial
+
+    config = TuneConfig(
+        model=spec("build_numpy_op"), patiences=(1, 2), max_epochs=4, cache_dir=str(tmp_path)
+    )
+    with caplog.at_level("INFO", logger="nighttune"):
+        rows = train_trial(digits, config, 64, 0.05, "minimum")
+    assert [(r.status, r.training_loop) for r in rows] == [("ok", "fit"), ("ok", "fit")]
+    assert rows[0].val_accuracy > 0.5
+    fallback = [line for line in caplog.messages if "plain Keras fit instead" in line]
+    assert fallback == [
+        "trial b64: the fused epoch loop cannot run this model (XLA cannot compile its "
+        "PyFuncStateless op); training with plain Keras fit instead"
+    ]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="PyFuncStateless"):
+        train_trial(digits, config.model_copy(update={"training_loop": "fused"}), 64, 0.05, "x")
+
+
+def test_a_model_computing_its_own_loss_sweeps_and_trains(digits, tmp_path) -> None:
+    """Compiled with an optimizer only; its train_step computes the loss: the LR range
+    test records that step's per-batch loss, and the trial monitors its val_accuracy."""
+    from tasks.core.config import LRRangeSpec, TuneConfig
+    from tasks.tuning.lr_range import lr_range_test
+    from tasks.tuning.training import train_trial
+
+    sweep = lr_range_test(digits, spec("build_own_loss"), 64, LRRangeSpec(steps=30))
+    assert sweep.stop_reason == "completed" and sweep.method != "fallback"
+    assert 2.0 < sweep.losses[0] < 2.6  # ~ln(10): this batch's cross-entropy, untrained
+    config = TuneConfig(
+        model=spec("build_own_loss"), patiences=(2,), max_epochs=4, cache_dir=str(tmp_path)
+    )
+    (row,) = train_trial(digits, config, 64, sweep.chosen_lr, sweep.method)
+    assert row.status == "ok" and row.training_loop == "fused" and row.val_accuracy > 0.8

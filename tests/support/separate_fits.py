@@ -1,9 +1,10 @@
 """Run as ``python -m tests.support.separate_fits CACHE``: the shared fit vs one fit per patience.
 
 Prints one JSON line: each patience's epochs, best epoch and metrics, from our shared
-fit and from separate fits (the same epoch loop) with Keras's
-`EarlyStopping(restore_best_weights=True)`, with op determinism on. A process of its
-own, because determinism cannot be switched off.
+fit in the fused epoch loop, from the same shared fit with plain Keras ``fit``
+(``training_loop: fit``, the fallback path), and from separate fits (the fused loop)
+with Keras's `EarlyStopping(restore_best_weights=True)`, with op determinism on. A
+process of its own, because determinism cannot be switched off.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import tensorflow as tf  # noqa: E402
 from tasks.core.config import DatasetSpec, TuneConfig  # noqa: E402
 from tasks.data.datasets import load_dataset  # noqa: E402
 from tasks.tuning.epoch_loop import epoch_inputs  # noqa: E402
-from tasks.tuning.training import EVAL_BATCH, train_trial, trial_model  # noqa: E402
+from tasks.tuning.loops import EVAL_BATCH, trial_model  # noqa: E402
+from tasks.tuning.training import train_trial  # noqa: E402
 
 BATCH, LR = 64, 3e-3
 KEYS = ("epochs_run", "best_epoch", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
@@ -52,12 +54,21 @@ def main() -> None:
     cache = sys.argv[1]
     config = TuneConfig(patiences=(2, 4), max_epochs=25, cache_dir=cache)
     cached = load_dataset(DatasetSpec(), cache)
-    shared = {
-        str(r.patience): {k: getattr(r, k) for k in KEYS}
-        for r in train_trial(cached, config, BATCH, LR, "minimum")
-    }
     apart = {str(p): separate(cached, config, p) for p in config.patiences}
-    print(json.dumps({"shared": shared, "separate": apart}))
+    print(
+        json.dumps(
+            {
+                "shared": shared(cached, config),
+                "separate": apart,
+                "fit": shared(cached, config.model_copy(update={"training_loop": "fit"})),
+            }
+        )
+    )
+
+
+def shared(cached, config: TuneConfig) -> dict:
+    rows = train_trial(cached, config, BATCH, LR, "minimum")
+    return {str(r.patience): {k: getattr(r, k) for k in (*KEYS, "training_loop")} for r in rows}
 
 
 if __name__ == "__main__":

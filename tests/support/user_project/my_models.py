@@ -98,3 +98,74 @@ def build_counting(input_shape, num_classes):
         metrics=["accuracy"],
     )
     return model
+
+
+@keras.saving.register_keras_serializable(package="my_models")
+class NumpyDouble(keras.layers.Layer):
+    """Doubles its input in NumPy (tf.numpy_function): XLA cannot compile it."""
+
+    def call(self, x):
+        import tensorflow as tf
+
+        @tf.custom_gradient
+        def double(x):
+            doubled = tf.numpy_function(lambda a: a * 2, [x], tf.float32, stateful=False)
+            return tf.ensure_shape(doubled, x.shape), lambda upstream: 2 * upstream
+
+        return double(x)
+
+
+def build_numpy_op(input_shape, num_classes):
+    inputs = keras.Input(input_shape)
+    hidden = keras.layers.Dense(16, activation="relu")(keras.layers.Flatten()(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(num_classes)(NumpyDouble()(hidden)))
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+class OwnLossModel(keras.Model):
+    """Compiled with an optimizer only: its train_step and test_step compute the loss
+    and the metrics themselves (Keras's "customizing what happens in fit" pattern)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.accuracy]
+
+    def _update(self, y, logits):
+        loss = self.loss_fn(y, logits)
+        self.loss_tracker.update_state(loss)
+        self.accuracy.update_state(y, logits)
+        return loss
+
+    def train_step(self, data):
+        import tensorflow as tf
+
+        x, y = data
+        with tf.GradientTape() as tape:
+            loss = self._update(y, self(x, training=True))
+        gradients = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply(gradients, self.trainable_variables)
+        return {m.name: m.result() for m in self.metrics}
+
+    def test_step(self, data):
+        x, y = data
+        self._update(y, self(x, training=False))
+        return {m.name: m.result() for m in self.metrics}
+
+
+def build_own_loss(input_shape, num_classes):
+    inputs = keras.Input(input_shape)
+    hidden = keras.layers.Dense(32, activation="relu")(keras.layers.Flatten()(inputs))
+    model = OwnLossModel(inputs, keras.layers.Dense(num_classes)(hidden))
+    model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
+    return model

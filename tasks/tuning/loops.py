@@ -1,0 +1,121 @@
+"""The two ways a trial's one fit trains: the fused epoch loop, or plain Keras ``fit``.
+
+The fused loop (`tasks.tuning.epoch_loop`, under XLA where the model allows it) is the
+fast path. Some models cannot run there: XLA refuses one of their ops (a
+``tf.numpy_function``, an op with no XLA kernel), their ``train_step`` does not trace
+inside a ``tf.while_loop``, or the whole train split does not fit on the device at
+once. With ``training_loop: auto`` such a model trains with plain ``fit`` (no XLA) over
+`batch_inputs`: the same batches in the same order, so the same early stopping. A
+failure before the first epoch ends is the loop's; one after it is the model's, and is
+not retried. One log line says which path a trial takes and why.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, Literal
+
+import keras
+
+from tasks.core.config import TuneConfig
+from tasks.core.errors import first_line
+from tasks.core.logs import get_logger
+from tasks.data.datasets import CachedDataset
+from tasks.tuning.epoch_loop import batch_inputs, epoch_inputs, examples_per_epoch, fuse_epochs
+
+JIT_COMPILE = True
+EVAL_BATCH = 1024
+Loop = Literal["fused", "fit"]
+
+
+def trial_model(
+    cached: CachedDataset, config: TuneConfig, batch_size: int, lr: float, fused: bool = True
+) -> Any:
+    """The compiled model a trial fits: ``config.model`` with the fused epoch loop
+    installed (XLA on where the model supports it), or as built for plain ``fit``."""
+    from tasks.tuning.models import build_model
+
+    model = build_model(
+        config.model,
+        cached.input_shape,
+        cached.num_classes,
+        lr,
+        config.seed,
+        jit_compile=JIT_COMPILE and fused,
+    )
+    return fuse_epochs(model, batch_size) if fused else model
+
+
+def fit_trial(model: Any, batch_size: int, data: Any, **kwargs: Any) -> Any:
+    """`model.fit` of the trial at ``batch_size``; a named seam where tests count fits
+    and inject faults."""
+    return model.fit(data, **kwargs)
+
+
+def fit_in_a_loop(
+    cached: CachedDataset,
+    config: TuneConfig,
+    batch_size: int,
+    lr: float,
+    callback: Callable[[], Any],
+) -> tuple[Any, Any, Loop]:
+    """Fit once, each epoch ending in a fresh ``callback()``; return the fitted model,
+    that callback and the loop it trained in."""
+    label, log = f"trial b{batch_size}", get_logger()
+    x, y = cached.arrays("train")
+    n = int(x.shape[0])
+    steps = examples_per_epoch(n, batch_size) // min(batch_size, n)
+    common = {
+        "epochs": config.max_epochs,
+        "validation_data": cached.batches("validation", EVAL_BATCH),
+        "verbose": 0,
+        "shuffle": False,
+    }
+    start = f"{label}: lr {lr:.3g}, up to {config.max_epochs} epochs"
+    if config.training_loop != "fit":
+        model, stopper = trial_model(cached, config, batch_size, lr), callback()
+        xla = "XLA" if model.jit_compile else "no XLA: a layer or op determinism rules it out"
+        log.info("%s, fused epoch loop (%s)", start, xla)
+        try:
+            fit_trial(
+                model,
+                batch_size,
+                epoch_inputs(x, y, seed=config.seed),
+                steps_per_epoch=1,
+                callbacks=[keras.callbacks.TerminateOnNaN(), stopper],
+                **common,
+            )
+            return model, stopper, "fused"
+        except Exception as exc:
+            if config.training_loop == "fused" or stopper.history:
+                raise  # asked for, or it trained an epoch: not the loop's failure
+            log.warning(
+                "%s: the fused epoch loop cannot run this model (%s); "
+                "training with plain Keras fit instead",
+                label,
+                loop_failure(exc),
+            )
+            del model  # what the failed loop held, before the second model is built
+    else:
+        log.info("%s, plain Keras fit (training_loop: fit)", start)
+    model, stopper = trial_model(cached, config, batch_size, lr, fused=False), callback()
+    fit_trial(
+        model,
+        batch_size,
+        batch_inputs(x, y, batch_size, seed=config.seed),
+        steps_per_epoch=steps,
+        callbacks=[keras.callbacks.TerminateOnNaN(), stopper],
+        **common,
+    )
+    return model, stopper, "fit"
+
+
+_XLA_REFUSAL = re.compile(r"Detected unsupported operations when trying to compile .*?: (\w+)")
+
+
+def loop_failure(exc: BaseException) -> str:
+    """What stopped the fused loop, in a few words: the op XLA refused, or the error."""
+    if found := _XLA_REFUSAL.search(str(exc)):
+        return f"XLA cannot compile its {found.group(1)} op"
+    return f"{type(exc).__name__}: {first_line(exc)}"[:200]
