@@ -100,7 +100,7 @@ def decode_only(paths: list[str]) -> float:
 def ours(run: Path, folder: Path, out: Path) -> float:
     summary = predict_to_csv(str(run), [str(folder)], str(out))  # the default batch size
     assert summary.errors == 0
-    return summary.images_per_s
+    return summary.per_s
 
 
 def rss_growth(run: Path, folder: Path, out: Path) -> tuple[float, float]:

@@ -39,6 +39,20 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+ImagesOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--images", help="Folder of images (searched recursively); repeat for more folders."
+    ),
+]
+InputsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--inputs",
+        help="Instead of --images: a .npy (n, *input shape) or .csv (one example a line) "
+        "file; one row per example, path FILE:INDEX.",
+    ),
+]
 VerboseOpt = Annotated[
     bool,
     typer.Option(
@@ -136,12 +150,8 @@ def predict(
             "s3://bucket/prefix/latest or s3://bucket/prefix/<run-id>.",
         ),
     ],
-    images: Annotated[
-        list[str],
-        typer.Option(
-            "--images", help="Folder of images (searched recursively); repeat for more folders."
-        ),
-    ],
+    images: ImagesOpt = None,
+    inputs: InputsOpt = None,
     out: Annotated[str, typer.Option("--out", help="CSV to write.")] = "predictions.csv",
     batch_size: Annotated[
         int | None,
@@ -169,15 +179,23 @@ def predict(
     ] = ".",
     verbose: VerboseOpt = False,
 ) -> None:
-    """Predict every image under the folders with an exported run; one CSV row per file."""
+    """Predict every image under the folders (or every example of --inputs) with an
+    exported run; one CSV row per file or example."""
     from flows.screens import ProgressBar, print_predictions
-    from tasks.inference.predict import predict_to_csv
 
     _set_verbose(verbose)
-    with ProgressBar("img") as progress:
-        summary = predict_to_csv(
-            model, images, out, batch_size, top_k, cache_dir, s3_endpoint_url, progress, code_dir
-        )
+    if bool(images) == bool(inputs):
+        raise UserError("give --images FOLDER (image files) or --inputs FILE.npy|FILE.csv")
+    args = (out, batch_size, top_k, cache_dir, s3_endpoint_url)
+    with ProgressBar("img" if images else "ex") as progress:
+        if inputs:
+            from tasks.inference.arrays import predict_inputs_to_csv
+
+            summary = predict_inputs_to_csv(model, inputs, *args, progress, code_dir)
+        else:
+            from tasks.inference.predict import predict_to_csv
+
+            summary = predict_to_csv(model, images or [], *args, progress, code_dir)
     print_predictions(summary)
 
 

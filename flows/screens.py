@@ -84,7 +84,7 @@ class ProgressBar:
 
 
 def print_predictions(summary: PredictSummary) -> None:
-    print(f"files       {summary.files}")
+    print(f"{summary.unit:<12}{summary.files}")
     print(f"predicted   {summary.predicted}")
     print(f"errors      {summary.errors}")
     if summary.renamed:
@@ -97,4 +97,5 @@ def print_predictions(summary: PredictSummary) -> None:
             f"note        {summary.outside} symlinked folder(s) not followed: they lead "
             "outside the --images folders"
         )
-    print(f"wrote       {summary.out}  ({summary.images_per_s:.0f} images/s)")
+    unit = "images" if summary.unit == "files" else summary.unit
+    print(f"wrote       {summary.out}  ({summary.per_s:.0f} {unit}/s)")

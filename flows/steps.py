@@ -14,8 +14,10 @@ from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
+from tasks.core.errors import UserError
 from tasks.core.logs import get_logger
 from tasks.data.datasets import load_dataset
+from tasks.inference.arrays import predict_inputs_to_csv
 from tasks.inference.predict import PredictSummary, predict_to_csv
 from tasks.preflight import preflight as check_input
 from tasks.runs.export import export_run as write_export
@@ -29,30 +31,38 @@ train_trial = task(name="train_trial", tags=["gpu"], cache_policy=NO_CACHE)(fit_
 export_run = task(name="export_run", tags=["cpu"], cache_policy=NO_CACHE)(write_export)
 
 
-@task(name="predict_folder", tags=["gpu"], cache_policy=NO_CACHE)
-def predict_folder(
+@task(name="predict", tags=["gpu"], cache_policy=NO_CACHE)
+def predict_rows(
     model: str,
-    images: list[str],
+    images: list[str] | None,
+    inputs: str | None,
     out: str,
     batch_size: int | None = None,
     top_k: int = 1,
     cache_dir: str | None = None,
     s3_endpoint_url: str | None = None,
 ) -> PredictSummary:
-    """Prefect task: `predict_to_csv`, reporting progress to an artifact."""
+    """Prefect task: `predict_to_csv` over image folders, or `predict_inputs_to_csv` over
+    an array file, reporting progress to an artifact."""
+    if bool(images) == bool(inputs):
+        raise UserError("give images (folders of image files) or inputs (a .npy or .csv file)")
+    what = inputs or ", ".join(images or [])
     artifact: Any = create_progress_artifact(
-        0.0, key="predict-progress", description=f"Predicting {', '.join(images)}"
+        0.0, key="predict-progress", description=f"Predicting {what}"
     )
 
     def progress(done: int, total: int) -> None:
         update_progress_artifact(artifact_id=artifact, progress=100.0 * done / total)
 
-    summary = predict_to_csv(
-        model, images, out, batch_size, top_k, cache_dir, s3_endpoint_url, progress
-    )
+    args = (out, batch_size, top_k, cache_dir, s3_endpoint_url, progress)
+    if inputs:
+        summary = predict_inputs_to_csv(model, inputs, *args)
+    else:
+        summary = predict_to_csv(model, images or [], *args)
     get_logger().info(
-        "predicted %d files (%d errors) in %.1f s into %s",
+        "predicted %d %s (%d errors) in %.1f s into %s",
         summary.files,
+        summary.unit,
         summary.errors,
         summary.seconds,
         summary.out,

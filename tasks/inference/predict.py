@@ -38,11 +38,12 @@ class PredictSummary:
     errors: int
     seconds: float
     out: str
+    unit: str = "files"  # or "examples" (tasks.inference.arrays)
     renamed: int = 0  # names not valid UTF-8, written with \\xNN escapes
     outside: int = 0  # symlinked folders not followed (they lead outside --images)
 
     @property
-    def images_per_s(self) -> float:
+    def per_s(self) -> float:
         return self.files / self.seconds if self.seconds else 0.0
 
 
@@ -126,12 +127,7 @@ def predict_to_csv(
         UserError: a missing folder, no images at all, an unusable ``out``, or a model
             that will not load.
     """
-    if batch_size is not None and batch_size < 1:
-        raise UserError(f"--batch-size must be a positive integer (got {batch_size})")
-    target = Path(out).expanduser()
-    if target.is_dir():
-        raise UserError(f"--out {out} is a folder; give the CSV file to write, e.g. {out}/p.csv")
-    check_writable_dir(target.parent, "folder of --out")
+    target = out_path(out, batch_size)
     found = find_images(folders)
     model, manifest = load_run_model(model_ref, cache_dir, endpoint_url, code_dir)
     image_shape = _check_image_classifier(model_ref, manifest)
@@ -153,10 +149,21 @@ def predict_to_csv(
     summary = PredictSummary(total, 0, 0, 0.0, str(target), outside=len(found.outside))
     start = time.perf_counter()
     rows = _with_rejected(batches, found.rejected)
-    written = (_counted(batch, summary, k) for batch in rows)
-    _write_csv(target, header(k), written, lambda n: progress(n, total) if progress else None)
+    written = (counted(batch, summary, k) for batch in rows)
+    write_csv(target, header(k), written, lambda n: progress(n, total) if progress else None)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def out_path(out: str, batch_size: int | None) -> Path:
+    """The CSV to write, checked with the batch size before anything loads."""
+    if batch_size is not None and batch_size < 1:
+        raise UserError(f"--batch-size must be a positive integer (got {batch_size})")
+    target = Path(out).expanduser()
+    if target.is_dir():
+        raise UserError(f"--out {out} is a folder; give the CSV file to write, e.g. {out}/p.csv")
+    check_writable_dir(target.parent, "folder of --out")
+    return target
 
 
 def _check_image_classifier(model_ref: str, manifest: Manifest) -> tuple[int, int, int]:
@@ -175,7 +182,7 @@ def _check_image_classifier(model_ref: str, manifest: Manifest) -> tuple[int, in
     return height, width, channels
 
 
-def _write_csv(
+def write_csv(
     target: Path,
     head: list[str],
     batches: Iterator[list[list[str]]],
@@ -201,7 +208,7 @@ def _write_csv(
             tmp.unlink()
 
 
-def _counted(rows: list[PredictionRow], summary: PredictSummary, k: int) -> list[list[str]]:
+def counted(rows: Sequence[Any], summary: PredictSummary, k: int) -> list[list[str]]:
     """CSV cells of ``rows`` with printable paths, counted into ``summary``."""
     cells = []
     for row in rows:

@@ -1,6 +1,8 @@
-"""One CSV row per image file: a prediction (top-k labels and confidences) or an error.
+"""One CSV row per image file or example: a prediction or an error.
 
-Columns: ``path,label,confidence,error`` and, with top-k, ``label_2,confidence_2,...``.
+A classifier's columns: ``path,label,confidence,error`` and, with top-k,
+``label_2,confidence_2,...``. A regression's (`ValueRow`): ``path,value,error``, or
+``value_1,...,value_n`` for n outputs.
 """
 
 from __future__ import annotations
@@ -33,3 +35,23 @@ class PredictionRow(NamedTuple):
 def header(k: int) -> list[str]:
     extra = [f"{name}_{i}" for i in range(2, k + 1) for name in ("label", "confidence")]
     return ["path", "label", "confidence", "error", *extra]
+
+
+class ValueRow(NamedTuple):
+    """An example's row from a regression: its output values, or an error."""
+
+    path: str
+    values: tuple[str, ...] = ()  # formatted, %.6g
+    error: str = ""
+
+    @classmethod
+    def failed(cls, path: str, error: str) -> ValueRow:
+        return cls(path, error=error)
+
+    def cells(self, n: int) -> list[str]:
+        """The row as CSV cells for an ``n``-value header (an error row: empty values)."""
+        return [self.path, *(self.values or ("",) * n), self.error]
+
+
+def value_header(n: int) -> list[str]:
+    return ["path", *(["value"] if n == 1 else [f"value_{i}" for i in range(1, n + 1)]), "error"]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tasks.core.config import DatasetSpec
@@ -155,3 +157,16 @@ def test_a_regression_tunes_and_exports_without_classes(prefect_harness, tmp_pat
     assert manifest["class_names"] == [] and manifest["outputs"] == "values"
     assert not (run / "plots" / "confusion.png").exists()
     assert "regression" in (run / "report.html").read_text()
+    # predict --inputs: one value per example, near the targets
+    from tasks.core.code import load_builder
+    from tasks.inference.arrays import predict_inputs_to_csv
+
+    x, y = load_builder("my_data:linear", [str(PROJECT)])(n=50, seed=7)["train"]
+    np.save(tmp_path / "x.npy", x)
+    out = str(tmp_path / "p.csv")
+    predict_inputs_to_csv(str(run), str(tmp_path / "x.npy"), out, code_dir=str(PROJECT))
+    with open(tmp_path / "p.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["path", "value", "error"] and len(rows) == 50
+    values = np.array([float(r["value"]) for r in rows])
+    assert np.mean(np.abs(values - y)) < 0.8
