@@ -67,6 +67,7 @@ TUNE_FLAGS = (
     flag("--s3-endpoint-url", "s3_endpoint_url"),
     flag("--tensorboard", "tensorboard"),
     flag("--dispatch", "dispatch"),
+    flag("--fresh", "fresh"),
 )
 LR_FIND_FLAGS = (
     *DATA_FLAGS,

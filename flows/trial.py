@@ -38,9 +38,17 @@ def check_devices(require_gpu: bool) -> list[str]:
 def train_trial_flow(config: TuneConfig, batch_size: int, require_gpu: bool = False) -> str:
     """Sweep and train one batch size of ``config``'s grid; return the published folder."""
     check_devices(require_gpu or settings.current().require_gpu)
-    cached = cache_dataset(config.dataset, config.cache_dir)
+    # Never rebuilt here (`cache: false`, `fresh`): the parent did that before its
+    # children started, and siblings on this machine may be reading the entry.
+    cached = cache_dataset(config.dataset.model_copy(update={"cache": True}), config.cache_dir)
     sweep = lr_sweep(
-        cached, config.model, batch_size, config.lr_range, config.seed, config.cache_dir
+        cached,
+        config.model,
+        batch_size,
+        config.lr_range,
+        config.seed,
+        config.cache_dir,
+        fresh=config.fresh,
     )
     rows = train_trial(cached, config, batch_size, sweep.chosen_lr, sweep.method)
     entry = publish_trial(config, batch_size, sweep, rows)

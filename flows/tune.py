@@ -70,7 +70,8 @@ def tune(config: TuneConfig | None = None) -> TuneResult:
         seconds[name] = round(now - clock, 3)
         clock = now
 
-    cached = cache_dataset(config.dataset, config.cache_dir)
+    dataset = config.dataset.model_copy(update={"cache": False}) if config.fresh else config.dataset
+    cached = cache_dataset(dataset, config.cache_dir)  # rebuilt here, if at all: not by children
     # The model against the real data (a user's builder is first built here).
     objective = resolve_objective(config, cached)
     lap("data")
@@ -81,7 +82,15 @@ def tune(config: TuneConfig | None = None) -> TuneResult:
         seconds["sweeps"] = 0.0
     else:
         sweeps = [
-            lr_sweep(cached, config.model, b, config.lr_range, config.seed, config.cache_dir)
+            lr_sweep(
+                cached,
+                config.model,
+                b,
+                config.lr_range,
+                config.seed,
+                config.cache_dir,
+                fresh=config.fresh,
+            )
             for b in config.batch_sizes
         ]
         lap("sweeps")

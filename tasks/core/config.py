@@ -244,6 +244,11 @@ class TuneConfig(BaseModel):
         description="Dataset, sweep and trial store. "
         "Default: $NIGHTTUNE_CACHE_DIR or ~/.cache/nighttune.",
     )
+    fresh: bool = Field(
+        False,
+        description="Rebuild the cached dataset and rerun every LR sweep and trial "
+        "instead of reusing the store (the new results are stored).",
+    )
     dispatch: Literal["local", "deployments"] = Field(
         "local",
         description="local: train here; deployments: one trial_deployment run per batch "

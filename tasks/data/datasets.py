@@ -26,7 +26,7 @@ from tasks.core.errors import DatasetUnavailable
 from tasks.core.logs import get_logger
 from tasks.data.folders import ImageFolder
 from tasks.data.sources import open_source
-from tasks.storage.files import discard_dir, existing_ancestor
+from tasks.storage.files import existing_ancestor
 from tasks.storage.store import Slot
 
 # Bump when the cached layout or the preprocessing code changes meaning.
@@ -117,11 +117,9 @@ def load_dataset(spec: DatasetSpec, cache_dir: str | os.PathLike | None = None) 
             "num_examples": counts,
         }
 
-    slot = Slot(root, "datasets", _slug(source.identity), key)
-    if not spec.cache and slot.path.exists():
-        log.info("dataset %s: cache: false, rebuilding %s", spec.name, slot.path)
-        discard_dir(slot.path)
-    entry = slot.get_or_build(build)
+    entry = Slot(root, "datasets", _slug(source.identity), key).get_or_build(
+        build, fresh=not spec.cache
+    )
     log.info("dataset %s: %s %s", spec.name, "cache hit" if entry.hit else "cached in", entry.path)
     data = entry.data
     kept = sum(data["num_examples"].values())  # as recorded when the entry was built

@@ -71,16 +71,20 @@ class Slot:
         except (OSError, ValueError, KeyError, TypeError, AttributeError, UnsafePath):
             return None  # damaged
 
-    def get_or_build(self, build: Callable[[Path], dict[str, Any]]) -> Entry:
-        """The stored entry, running ``build(staging_dir)`` only on a miss.
+    def get_or_build(self, build: Callable[[Path], dict[str, Any]], fresh: bool = False) -> Entry:
+        """The stored entry, running ``build(staging_dir)`` only on a miss (always when
+        ``fresh``: the stored entry is discarded first).
 
         ``build`` writes its files into the staging folder and returns JSON-able
         metadata, kept as the entry's ``data``.
         """
+        entry = self.path
+        if fresh and entry.exists():
+            get_logger().info("%s %s: fresh, so not reusing %s", self.kind, self.name, entry)
+            discard_dir(entry)
         found = self.read()
         if found is not None:
             return found
-        entry = self.path
         if entry.exists():
             get_logger().warning(
                 "%s %s: stored result %s is damaged; redoing it", self.kind, self.name, entry

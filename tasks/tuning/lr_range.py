@@ -193,8 +193,10 @@ def stored_lr_range_test(
     spec: LRRangeSpec,
     seed: int = 0,
     cache_dir: str | None = None,
+    fresh: bool = False,
 ) -> LRSweep:
-    """`lr_range_test`, kept in the store with its JSON and PNG; a rerun reuses it.
+    """`lr_range_test`, kept in the store with its JSON and PNG; a rerun reuses it
+    (unless ``fresh``).
 
     The spec is keyed with the steps the sweep runs filled in: None means the default,
     which may change between versions.
@@ -216,7 +218,7 @@ def stored_lr_range_test(
         return sweep.model_dump()
 
     root = resolve_cache_dir(cache_dir)
-    entry = Slot(root, "sweeps", f"b{batch_size}", key).get_or_build(build)
+    entry = Slot(root, "sweeps", f"b{batch_size}", key).get_or_build(build, fresh)
     if entry.hit:
         get_logger().info(
             "lr sweep, batch size %d: finished before, reusing %s", batch_size, entry.path

@@ -227,7 +227,7 @@ def train_trial(
     key = _trial_key(cached, config, batch_size, lr)
     try:
         entry = Slot(root, "trials", f"b{batch_size}", key).get_or_build(
-            lambda out: _fit_and_evaluate(cached, config, batch_size, lr, out)
+            lambda out: _fit_and_evaluate(cached, config, batch_size, lr, out), config.fresh
         )
     except Exception as exc:  # the grid goes on; not stored, so a rerun tries again
         if not expected_failure(exc):

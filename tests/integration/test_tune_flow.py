@@ -83,6 +83,18 @@ def test_tune_exports_a_verified_run_and_reuses_trials(prefect_harness, tmp_path
         [first.run_id, second.run_id, "latest.json"]
     )
 
+    # fresh: the dataset rebuilt, every sweep and trial run again, and the same results.
+    stored = list((tmp_path / "cache").glob("*/*/meta.json"))
+    assert {p.parts[-3] for p in stored} == {"datasets", "sweeps", "trials"}
+    before = {p: p.stat().st_mtime_ns for p in stored}
+    third = tune(config.model_copy(update={"fresh": True}))
+    assert len(fits) == 4
+    assert all(p.stat().st_mtime_ns > when for p, when in before.items())
+    same = ("batch_size", "patience", "epochs_run", "best_epoch")
+    assert [r.model_dump(include=set(same)) for r in third.rows] == [
+        r.model_dump(include=set(same)) for r in first.rows
+    ]
+
 
 def test_the_flow_checks_its_own_input_before_any_sweep_or_trial(prefect_harness, tmp_path) -> None:
     """What a scheduled or `prefect deployment run` run does with an unreachable bucket:
