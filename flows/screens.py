@@ -20,16 +20,17 @@ def _number(value: float) -> str:
 
 def print_tune_result(result: TuneResult) -> None:
     """The trials table, the winner and where the run went."""
-    from tasks.reporting.tables import SUMMARY, trials_frame
+    from tasks.reporting.tables import summary_columns, trials_frame
 
     frame = trials_frame(result.rows, result.winner)
+    columns = [*summary_columns(frame, result.monitor), "winner"]
     print()
-    print(frame[[*SUMMARY, "winner"]].to_string(index=False, float_format=_number))
+    print(frame[columns].to_string(index=False, float_format=_number))
     w = result.winner
     print()
     print(
         f"winner      batch size {w.batch_size}, patience {w.patience}, lr {w.lr:.3g} "
-        f"({w.lr_method}): {w.scores_text()}"
+        f"({w.lr_method}): {w.scores_text(result.monitor)}"
     )
     exported = result.export
     print(f"exported    {exported.path if exported.uri.startswith('file:') else exported.uri}")

@@ -16,7 +16,7 @@ from flows.steps import cache_dataset, lr_sweep, train_trial
 from tasks.core import settings
 from tasks.core.config import TuneConfig
 from tasks.core.logs import get_logger
-from tasks.dispatch.handoff import publish_trial
+from tasks.dispatch.handoff import check_code, publish_trial
 
 
 def check_devices(require_gpu: bool) -> list[str]:
@@ -35,8 +35,16 @@ def check_devices(require_gpu: bool) -> list[str]:
 
 
 @flow(name="train-trial", log_prints=False)
-def train_trial_flow(config: TuneConfig, batch_size: int, require_gpu: bool = False) -> str:
-    """Sweep and train one batch size of ``config``'s grid; return the published folder."""
+def train_trial_flow(
+    config: TuneConfig,
+    batch_size: int,
+    require_gpu: bool = False,
+    code: dict[str, str] | None = None,
+) -> str:
+    """Sweep and train one batch size of ``config``'s grid; return the published folder.
+    ``code``: the sha256 of each builder's module as the parent has it (a worker with
+    other code refuses before training)."""
+    check_code(config, code or {})
     check_devices(require_gpu or settings.current().require_gpu)
     # Never rebuilt here (`cache: false`, `fresh`): the parent did that before its
     # children started, and siblings on this machine may be reading the entry.

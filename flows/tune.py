@@ -24,7 +24,11 @@ from tasks.tuning.selection import select_best
 
 
 def publish_artifacts(
-    rows: list[TrialResult], winner: TrialResult, export: ExportResult, seconds: dict[str, float]
+    rows: list[TrialResult],
+    winner: TrialResult,
+    export: ExportResult,
+    seconds: dict[str, float],
+    monitor: str,
 ) -> None:
     """The run in the Prefect UI: trials table, summary, link to the export."""
     import json
@@ -47,7 +51,7 @@ def publish_artifacts(
     create_markdown_artifact(
         f"## nighttune run {export.run_id}\n\n"
         f"Winner: batch size **{winner.batch_size}**, patience **{winner.patience}**, "
-        f"lr {winner.lr:.3g}; **{winner.scores_text()}**.\n\nTiming: {timing}.\n\n"
+        f"lr {winner.lr:.3g}; **{winner.scores_text(monitor)}**.\n\nTiming: {timing}.\n\n"
         f"Export: `{export.uri}`",
         key="tune-summary",
     )
@@ -112,5 +116,12 @@ def tune(config: TuneConfig | None = None) -> TuneResult:
     )
     export = export_run(config, cached, sweeps, rows, winner, run_id, dict(seconds))
     lap("export")
-    publish_artifacts(rows, winner, export, seconds)
-    return TuneResult(run_id=run_id, export=export, winner=winner, rows=rows, seconds=seconds)
+    publish_artifacts(rows, winner, export, seconds, config.monitor)
+    return TuneResult(
+        run_id=run_id,
+        export=export,
+        winner=winner,
+        rows=rows,
+        seconds=seconds,
+        monitor=config.monitor,
+    )

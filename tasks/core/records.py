@@ -51,9 +51,12 @@ class TrialResult(BaseModel):
     model_path: str | None = None
     error: str | None = None
 
-    def scores_text(self) -> str:
-        """``val accuracy 0.9778, test accuracy 0.9667`` (loss where accuracy is not logged)."""
-        name = "accuracy" if self.value("val_accuracy") is not None else "loss"
+    def scores_text(self, monitor: str = "val_accuracy") -> str:
+        """``val auc 0.9912, test auc 0.9870``: the monitored metric on both splits
+        (accuracy, else loss, where it is not a val_ metric the row has)."""
+        name = monitor.removeprefix("val_")
+        if self.value(f"val_{name}") is None:
+            name = "accuracy" if self.value("val_accuracy") is not None else "loss"
         parts = []
         for split in ("val", "test"):
             value = self.value(f"{split}_{name}")
@@ -109,3 +112,4 @@ class TuneResult(BaseModel):
     winner: TrialResult
     rows: list[TrialResult]
     seconds: dict[str, float]
+    monitor: str = "val_accuracy"

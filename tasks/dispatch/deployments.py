@@ -13,7 +13,7 @@ from tasks.core.config import TuneConfig
 from tasks.core.errors import ConfigError
 from tasks.core.logs import get_logger
 from tasks.core.records import LRSweep, TrialResult
-from tasks.dispatch.handoff import read_published
+from tasks.dispatch.handoff import expected_code, read_published
 from tasks.dispatch.policy import (
     POLL_SECONDS,
     ChildState,
@@ -69,6 +69,7 @@ class ChildRuns:
 
     def __init__(self, config: TuneConfig, parent_id: str) -> None:
         self.config, self.parent_id = config, parent_id
+        self.code = expected_code(config)  # the builders every child must train with
         self.results: dict[int, Result] = {}
         self.waiting: dict[int, Any] = {}
         self.log = get_logger()
@@ -81,7 +82,11 @@ class ChildRuns:
         called = time.time()
         run: Any = run_deployment(
             self.config.trial_deployment,
-            parameters={"config": self.config.model_dump(mode="json"), "batch_size": batch_size},
+            parameters={
+                "config": self.config.model_dump(mode="json"),
+                "batch_size": batch_size,
+                "code": self.code,
+            },
             timeout=0,
             idempotency_key=idempotency_key(self.parent_id, batch_size, attempt),
             as_subflow=True,

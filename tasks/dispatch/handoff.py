@@ -17,8 +17,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from tasks.core.code import code_version, load_builder
 from tasks.core.config import TuneConfig
-from tasks.core.errors import UnsafePath
+from tasks.core.errors import BuilderError, UnsafePath
 from tasks.core.records import LRSweep, TrialResult, sweep_files
 from tasks.data.datasets import resolve_cache_dir
 from tasks.storage import s3
@@ -142,3 +143,27 @@ def _download_entry(config: TuneConfig, slot: Slot) -> Entry | None:
             s3.download(client, uri.bucket, f"{prefix}/{rel}", destination)
         (staging / META).write_text(text)
     return slot.read()
+
+
+def expected_code(config: TuneConfig) -> dict[str, str]:
+    """The sha256 of each builder's module (model and data) as the parent imports it:
+    what every child must train with."""
+    found: dict[str, str] = {}
+    for spec in (config.model, config.dataset):
+        if spec.builder:
+            load_builder(spec.builder, spec.code_path)
+            found[spec.builder] = code_version(spec.builder).get("sha256", "")
+    return found
+
+
+def check_code(config: TuneConfig, expected: dict[str, str]) -> None:
+    """Child side: refuse, in one line, to train with builders other than the parent's
+    (a worker whose checkout or image holds another version of the module)."""
+    for ref, digest in expected_code(config).items():
+        want = expected.get(ref)
+        if want is not None and want != digest:
+            raise BuilderError(
+                f"builder {ref!r}: this worker's module (sha256 {digest[:12]}) differs from "
+                f"the one the run started with ({want[:12]}); give the workers the same code "
+                "(the deployment's pull step, or the image)"
+            )

@@ -21,7 +21,7 @@ import yaml
 from tasks.core.objective import selection_column
 from tasks.core.records import TrialResult, curves_file, sweep_files
 from tasks.reporting.figures import plot_confusion, plot_heatmap, plot_learning_curves
-from tasks.reporting.tables import SUMMARY
+from tasks.reporting.tables import summary_columns
 
 CSS = """
 body { font-family: system-ui, -apple-system, Segoe UI, sans-serif; margin: 2em auto;
@@ -143,11 +143,11 @@ def render_html(
         f"<p class='summary'>Winner: batch size <b>{winner.batch_size}</b>, patience "
         f"<b>{winner.patience}</b>, learning rate <b>{winner.lr:.3g}</b> ({winner.lr_method}); "
         f"trained {winner.epochs_run} epochs, best epoch {winner.best_epoch}.<br>"
-        f"Scores: <b>{html.escape(winner.scores_text())}</b>.</p>",
+        f"Scores: <b>{html.escape(winner.scores_text(config['monitor']))}</b>.</p>",
         "<h2>Trials</h2>",
         "<p class='muted'>One fit per batch size; every patience is read off it. "
         "The highlighted row won (ties: fewer epochs, then smaller batch size).</p>",
-        _table(trials[[c for c in (*SUMMARY, "error") if c in trials]], winner_index),
+        _table(trials[[*summary_columns(trials, config["monitor"]), "error"]], winner_index),
         "<h2>Monitored metric by batch size and patience</h2>",
         _image(run_dir / "plots" / "heatmap.png", "heatmap"),
         "<h2>Learning-rate range tests</h2>",

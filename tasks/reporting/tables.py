@@ -44,9 +44,23 @@ SUMMARY = [
 ]
 
 
+def summary_columns(frame: pd.DataFrame, monitor: str) -> list[str]:
+    """`SUMMARY`, with the monitored metric on validation and test after the epochs
+    where it is not there already, less the columns no row has a value in."""
+    extra = [monitor, "test_" + monitor.removeprefix("val_")] if monitor not in SUMMARY else []
+    at = SUMMARY.index("best_epoch") + 1
+    wanted = [*SUMMARY[:at], *extra, *SUMMARY[at:]]
+    return [c for c in dict.fromkeys(wanted) if c in frame and frame[c].notna().any()]
+
+
 def trials_frame(rows: Sequence[TrialResult], winner: TrialResult | None = None) -> pd.DataFrame:
-    """One row per (batch size, patience), sorted, with a ``winner`` flag column."""
-    frame = pd.DataFrame([r.model_dump() for r in rows], columns=[*COLUMNS, "model_path"])
+    """One row per (batch size, patience), sorted, with a ``winner`` flag column; every
+    metric a model logs (``val_auc``, ``test_mae``) has its own column after `COLUMNS`."""
+    logged = sorted({name for r in rows for name in r.metrics} - set(COLUMNS))
+    frame = pd.DataFrame(
+        [r.model_dump() | {name: r.metrics.get(name) for name in logged} for r in rows],
+        columns=[*COLUMNS, *logged, "model_path"],
+    )
     frame["winner"] = [
         winner is not None and (r.batch_size, r.patience) == (winner.batch_size, winner.patience)
         for r in rows

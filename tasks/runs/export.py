@@ -198,7 +198,7 @@ def _write_pages(staging: Path, run: RunBundle, config_shown: dict[str, Any]) ->
     summary = (
         f"Winner: batch size {winner.batch_size}, patience {winner.patience}, "
         f"lr {winner.lr:.3g} ({winner.lr_method}); "
-        f"{winner.scores_text()}."
+        f"{winner.scores_text(run.config.monitor)}."
     )
     frame = write_reports(run.rows, winner, staging, f"nighttune run {run.run_id}", summary)
     page = render_html(

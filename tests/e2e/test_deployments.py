@@ -212,3 +212,52 @@ def test_missing_deployment_is_a_clear_error(cluster) -> None:
         ConfigError, match="deployment 'train-trial/cpu' not found on .*make deploy"
     ):
         check_deployment("train-trial/cpu")
+
+
+def builder_config(tmp_path: Path) -> TuneConfig:
+    """A grid of a user's model builder on a user's data builder (tests/support/user_project)."""
+    project = str(ROOT / "tests" / "support" / "user_project")
+    return load_tune_config(
+        None,
+        dict(
+            GRID,
+            batch_sizes=[16, 32],
+            monitor="val_accuracy",
+            export_to=str(tmp_path),
+            dispatch="deployments",
+            trial_timeout_s=300,
+            dataset={"builder": "my_data:blobs", "code_path": [project]},
+            model={"builder": "my_models:build", "kwargs": {"width": 8}, "code_path": [project]},
+        ),
+    )
+
+
+def test_user_builders_train_on_the_workers(cluster, tmp_path) -> None:
+    """Each gpu worker (its own process, home and cache) imports the user's model and
+    data builders from the config's code_path and trains them."""
+    from tasks.dispatch.deployments import run_trials_on_deployments
+    from tasks.dispatch.handoff import expected_code
+
+    config = builder_config(tmp_path)
+    sweeps, rows = run_trials_on_deployments(config, parent_id="builders-parent")
+    assert [r.status for r in rows] == ["ok"] * 4, [r.error for r in rows]
+    assert len(sweeps) == 2 and all(0.0 <= r.val_accuracy <= 1.0 for r in rows)
+    started = [c for c in trial_runs() if c.parameters["config"]["export_to"] == str(tmp_path)]
+    assert len(started) == 2, "one child per batch size, on the workers"
+    assert all(c.state.is_completed() for c in started)
+    code = expected_code(config)
+    assert set(code) == {"my_models:build", "my_data:blobs"}
+    assert all(c.parameters["code"] == code for c in started)
+
+
+def test_a_worker_with_other_code_refuses_in_one_line(cluster, tmp_path, monkeypatch) -> None:
+    from tasks.dispatch.deployments import run_trials_on_deployments
+
+    config = builder_config(tmp_path).model_copy(update={"batch_sizes": (16,)})
+    # The run "started with" another version of my_models.py than the workers have.
+    other = {"my_models:build": "0" * 64}
+    monkeypatch.setattr("tasks.dispatch.deployments.expected_code", lambda _config: other)
+    sweeps, rows = run_trials_on_deployments(config, parent_id="other-code-parent")
+    assert sweeps == [] and [r.status for r in rows] == ["failed", "failed"]
+    assert "this worker's module" in rows[0].error and "differs from" in rows[0].error
+    assert "(000000000000)" in rows[0].error
