@@ -9,6 +9,7 @@ rest. Tasks are tagged ``cpu`` or ``gpu`` for work pools and concurrency limits.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from prefect import flow
 from prefect.runtime import flow_run
@@ -16,7 +17,8 @@ from prefect.runtime import flow_run
 from flows.steps import cache_dataset, export_run, lr_sweep, preflight, train_trial
 from tasks.core.config import TuneConfig
 from tasks.core.logs import get_logger
-from tasks.core.records import ExportResult, TrialResult, TuneResult
+from tasks.core.records import ExportResult, LRSweep, TrialResult, TuneResult
+from tasks.data.datasets import CachedDataset
 from tasks.dispatch.deployments import run_trials_on_deployments
 from tasks.runs.export import new_run_id
 from tasks.tuning.objective import resolve_objective
@@ -58,6 +60,29 @@ def publish_artifacts(
     create_link_artifact(export.uri, link_text=f"export {export.run_id}", key="tune-export")
 
 
+def _local_grid(
+    config: TuneConfig, cached: CachedDataset, lap: Callable[[str], None]
+) -> tuple[list[LRSweep], list[TrialResult]]:
+    """The sweeps, then the trials, here: one of each per batch size."""
+    sweeps = [
+        lr_sweep(
+            cached,
+            config.model,
+            b,
+            *(config.lr_range, config.seed, config.cache_dir),
+            fresh=config.fresh,
+        )
+        for b in config.batch_sizes
+    ]
+    lap("sweeps")
+    rows = [
+        row
+        for sweep in sweeps
+        for row in train_trial(cached, config, sweep.batch_size, sweep.chosen_lr, sweep.method)
+    ]
+    return sweeps, rows
+
+
 @flow(name="tune", log_prints=False)
 def tune(config: TuneConfig | None = None) -> TuneResult:
     """Tune batch size x patience for ``config`` and export the best model."""
@@ -85,24 +110,7 @@ def tune(config: TuneConfig | None = None) -> TuneResult:
         sweeps, rows = run_trials_on_deployments(config, str(flow_run.id))
         seconds["sweeps"] = 0.0
     else:
-        sweeps = [
-            lr_sweep(
-                cached,
-                config.model,
-                b,
-                config.lr_range,
-                config.seed,
-                config.cache_dir,
-                fresh=config.fresh,
-            )
-            for b in config.batch_sizes
-        ]
-        lap("sweeps")
-        rows = [
-            row
-            for sweep in sweeps
-            for row in train_trial(cached, config, sweep.batch_size, sweep.chosen_lr, sweep.method)
-        ]
+        sweeps, rows = _local_grid(config, cached, lap)
     for sweep in sweeps:
         log.info("batch size %d: lr %.3g (%s)", sweep.batch_size, sweep.chosen_lr, sweep.method)
     lap("trials")
