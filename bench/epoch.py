@@ -123,10 +123,11 @@ def interleaved_seconds(
     return samples
 
 
-SEED, KERAS_FAST, TRIAL, GEMMS = (
+SEED, KERAS_FAST, TRIAL, NO_XLA, GEMMS = (
     "seed: plain fit, shuffle buffer",
     "Keras fit, steps_per_execution=16 + XLA",
     "trial: one compiled loop per epoch",
+    "the same loop without XLA",
     "the step's GEMMs alone, XLA loop",
 )
 
@@ -154,6 +155,12 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
             KERAS_FAST: fit_epoch(model(steps_per_execution=16, jit_compile=True), buffered),
             TRIAL: fit_epoch(
                 fuse_epochs(model(jit_compile=JIT_COMPILE), BATCH),
+                epoch_inputs(*cached.arrays("train"), seed=0),
+                steps_per_epoch=1,
+                shuffle=False,
+            ),
+            NO_XLA: fit_epoch(
+                fuse_epochs(model(jit_compile=False), BATCH),
                 epoch_inputs(*cached.arrays("train"), seed=0),
                 steps_per_epoch=1,
                 shuffle=False,
@@ -192,6 +199,11 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
             "trial epoch / Keras fit with steps_per_execution=16 + XLA",
             f"{ours / times[KERAS_FAST]:.2f}",
             "-",
+        ),
+        (
+            "trial epoch / the same fused loop without XLA (tuning.loops.use_xla)",
+            f"{ours / times[NO_XLA]:.2f}",
+            "< 1: XLA on for the built-in MLP",
         ),
         (
             "trial epoch / the step's GEMMs alone (XLA loop)",

@@ -49,7 +49,7 @@ def model_for(cached: CachedDataset, lr: float, seed: int) -> keras.Model:
 
 def ours(cached: CachedDataset, lr: float, epochs: int, seed: int, cache: str) -> float:
     config = TuneConfig(patiences=PATIENCES, max_epochs=epochs, seed=seed, cache_dir=cache)
-    rows = [r for b in BATCHES for r in train_trial(cached, config, b, lr, "fixed")]
+    rows = [r for b in BATCHES for r in train_trial(cached, config, b, lr, "minimum")]
     return max(r.val_accuracy for r in rows if r.status == "ok")
 
 

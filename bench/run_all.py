@@ -28,6 +28,7 @@ SCRIPTS = {  # name -> arguments; --quick trims the slow ones
     "predict": ([], ["--files", "5000", "--rounds", "4", "--rss-files", "10000"]),
     "walk": ([], ["--files", "20000", "--rounds", "5"]),
     "overhead": ([], []),
+    "user_model": ([], ["--max-epochs", "20"]),
 }
 
 

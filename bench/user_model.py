@@ -1,10 +1,11 @@
 """A user's own models, timed side by side in one run.
 
-(1) The same user CNN (examples/your_model: a registered ConvBlock layer with
-    BatchNormalization and Dropout, SGD with Nesterov momentum) on digits, trained as a
-    trial on both paths: the fused epoch loop (XLA) and the plain Keras `fit` that
-    trials fall back to (`training_loop: fit`). Rounds alternate the two; prints the
-    median seconds per epoch of each, their ratio, and each path's stop epochs.
+(1) Per model — the built-in MLP and CNN on digits, the user CNN of examples/your_model
+    (a registered ConvBlock layer with BatchNormalization and Dropout, SGD with
+    Nesterov momentum) on digits, the user tabular MLP on breast cancer — one trial on
+    each path: the fused epoch loop with XLA, without, and the plain Keras `fit` that
+    trials fall back to. Prints the median epoch after the first (and the first, which
+    holds the compile) and what `xla: auto` picks (`tasks.tuning.loops.use_xla`).
 (2) A user's batch size x patience grid: the breast-cancer classifier of
     examples/your_model (its own data builder, AdamW, AUC) with nighttune's trials (one
     fit per batch size, every patience read off it) vs KerasTuner `GridSearch` over the
@@ -13,12 +14,13 @@
     ratio and the best val_auc and val_accuracy of each side by side. KerasTuner is
     needed only here (`make bench` installs it).
 
-    .venv/bin/python bench/user_model.py [--rounds 3] [--max-epochs 40]
+    .venv/bin/python bench/user_model.py [--max-epochs 40]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -36,7 +38,7 @@ import keras  # noqa: E402
 from tasks.core.code import load_builder  # noqa: E402
 from tasks.core.config import DatasetSpec, ModelSpec, TuneConfig  # noqa: E402
 from tasks.data.datasets import CachedDataset, load_dataset  # noqa: E402
-from tasks.tuning.loops import EVAL_BATCH  # noqa: E402
+from tasks.tuning.loops import EVAL_BATCH, use_xla  # noqa: E402
 from tasks.tuning.training import train_trial  # noqa: E402
 
 CNN = ModelSpec(builder="your_models:fashion_cnn", code_path=(str(EXAMPLES),))
@@ -45,44 +47,49 @@ TABLE = DatasetSpec(builder="your_data:breast_cancer", code_path=(str(EXAMPLES),
 BATCHES, PATIENCES = (16, 32, 64), (5, 10, 20)
 
 
-def trial(cached: CachedDataset, loop: str, epochs: int, store: str) -> tuple[float, list]:
-    """Seconds per epoch of one CNN trial on ``loop``, and its (patience, epochs run)."""
-    config = TuneConfig(
-        model=CNN,
-        patiences=(3, 6),
-        max_epochs=epochs,
-        training_loop=loop,
-        cache_dir=store,
-    )
-    rows = train_trial(cached, config, 64, 0.02, "fixed")
-    longest = max(r.epochs_run for r in rows)
-    seconds = max(r.train_seconds for r in rows)
-    return seconds / longest, [(r.patience, r.epochs_run) for r in rows]
+MODELS = {  # name -> (model, dataset)
+    "built-in MLP": (ModelSpec(), DatasetSpec()),
+    "built-in CNN": (ModelSpec(kind="cnn", filters=(16, 32), hidden_units=(64,)), DatasetSpec()),
+    "user CNN (BN)": (CNN, DatasetSpec()),
+    "user tabular MLP": (TABULAR, TABLE),
+}
+VARIANTS = {  # name -> config overrides
+    "fused, XLA": {"training_loop": "fused", "xla": "on"},
+    "fused, no XLA": {"training_loop": "fused", "xla": "off"},
+    "plain fit": {"training_loop": "fit"},
+}
 
 
-def paths(rounds: int, epochs: int, tmp: str) -> list[tuple[str, str, str]]:
-    cached = load_dataset(DatasetSpec(), f"{tmp}/data")
-    per_epoch: dict[str, list[float]] = {"fused": [], "fit": []}
-    stops: dict[str, list] = {}
-    for i in range(rounds):
-        for loop in ("fused", "fit") if i % 2 == 0 else ("fit", "fused"):
-            seconds, stops[loop] = trial(cached, loop, epochs, f"{tmp}/store-{loop}-{i}")
-            per_epoch[loop].append(seconds)
-    fused, fit = (statistics.median(per_epoch[k]) for k in ("fused", "fit"))
-    print(f"(1) user CNN on digits, batch 64, {rounds} rounds alternating, up to {epochs} epochs")
-    for loop in ("fused", "fit"):
-        runs = ", ".join(f"{s * 1000:.0f}" for s in per_epoch[loop])
-        median = 1000 * statistics.median(per_epoch[loop])
-        print(f"    {loop:<6} ms/epoch {runs}  (median {median:.0f})")
-        print(f"           (patience, epochs run): {stops[loop]}")
-    print(f"    fit / fused = {fit / fused:.2f}")
-    return [
-        (
-            "user CNN epoch: plain fit (fallback) / fused loop",
-            f"{fit / fused:.2f} (stops {'equal' if stops['fit'] == stops['fused'] else 'differ'})",
-            "> 1: the fused loop is the fast path",
+def epoch_times(cached: CachedDataset, model: ModelSpec, variant: dict, store: str) -> tuple:
+    """(first epoch s, median later epoch s, (patience, epochs run)) of one trial."""
+    config = TuneConfig(model=model, patiences=(3,), max_epochs=10, cache_dir=store, **variant)
+    (row,) = train_trial(cached, config, 64, 0.01, "minimum")
+    meta = json.loads((Path(row.model_path or "").parent / "meta.json").read_text())
+    seconds = meta["data"]["epoch_seconds"]
+    return seconds[0], statistics.median(seconds[1:]), row.epochs_run
+
+
+def loops(tmp: str) -> list[tuple[str, str, str]]:
+    print("(1) ms per epoch after the first (first epoch, with its compile, in brackets); batch 64")
+    print(f"    {'model':<18}" + "".join(f"{v:>22}" for v in VARIANTS) + "   xla: auto picks")
+    out = []
+    for name, (model, data) in MODELS.items():
+        cached = load_dataset(data, f"{tmp}/data")
+        times = {
+            v: epoch_times(cached, model, over, f"{tmp}/{name}-{v}") for v, over in VARIANTS.items()
+        }
+        cells = "".join(f"{1000 * t[1]:>12.0f} ({1000 * t[0]:>6.0f})" for t in times.values())
+        xla, _ = use_xla(TuneConfig(model=model))
+        print(f"    {name:<18}{cells}   {'XLA' if xla else 'no XLA'}")
+        on, off, fit = (times[v][1] for v in VARIANTS)
+        out.append(
+            (
+                f"{name}: epoch XLA / no XLA, fit / fused (auto)",
+                f"{on / off:.2f}, {fit / (on if xla else off):.2f}",
+                "auto picks the faster",
+            )
         )
-    ]
+    return out
 
 
 def ours(cached: CachedDataset, epochs: int, store: str) -> dict[str, float]:
@@ -94,7 +101,7 @@ def ours(cached: CachedDataset, epochs: int, store: str) -> dict[str, float]:
         monitor="val_auc",
         cache_dir=store,
     )
-    rows = [r for b in BATCHES for r in train_trial(cached, config, b, 1e-3, "fixed")]
+    rows = [r for b in BATCHES for r in train_trial(cached, config, b, 1e-3, "minimum")]
     best = max(rows, key=lambda r: r.value("val_auc") or 0.0)
     return {"val_auc": best.value("val_auc") or 0.0, "val_accuracy": best.val_accuracy or 0.0}
 
@@ -166,11 +173,10 @@ def grid(epochs: int, tmp: str) -> list[tuple[str, str, str]]:
 
 def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-epochs", type=int, default=40)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        return paths(args.rounds, min(args.max_epochs, 20), tmp) + grid(args.max_epochs, tmp)
+        return loops(tmp) + grid(args.max_epochs, tmp)
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ TUNE_FLAGS = (
     flag("--monitor-mode", "monitor_mode"),
     flag("--min-delta", "min_delta"),
     flag("--training-loop", "training_loop"),
+    flag("--xla", "xla"),
     flag("--lr-method", "lr_range.method"),
     flag("--start-lr", "lr_range.start_lr"),
     flag("--end-lr", "lr_range.end_lr"),

@@ -214,6 +214,11 @@ class TuneConfig(BaseModel):
         description="How trials train: fused (each epoch one compiled loop), fit (plain "
         "Keras fit), or auto (fused, falling back to fit when the model cannot run there).",
     )
+    xla: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="XLA for the fused loop: auto (on with a GPU and for the built-in MLP; "
+        "off on the CPU for the rest, where it measured slower), on, or off.",
+    )
     lr_range: LRRangeSpec = Field(LRRangeSpec(), description="The learning-rate range test.")
     seed: int = Field(
         0,

@@ -24,16 +24,38 @@ from tasks.core.logs import get_logger
 from tasks.data.datasets import CachedDataset
 from tasks.tuning.epoch_loop import batch_inputs, epoch_inputs, examples_per_epoch, fuse_epochs
 
-JIT_COMPILE = True
+JIT_COMPILE = True  # the built-in MLP's fused loop, and any on a GPU (see `use_xla`)
 EVAL_BATCH = 1024
 Loop = Literal["fused", "fit"]
+
+
+def use_xla(config: TuneConfig) -> tuple[bool, str]:
+    """Whether the fused loop compiles with XLA, and why.
+
+    Measured on this project's 2-core CPU, per epoch after the first: XLA made the
+    built-in MLP's loop 2.1x faster at MNIST scale (0.34 vs 0.72 s, bench/epoch.py; a
+    tie on digits), and every other model slower or no faster: the built-in CNN 2.1x
+    slower (119 vs 56 ms), a user CNN with BatchNormalization 8.5x (1513 vs 178 ms), a
+    user tabular MLP a tie (20 vs 22 ms), each compiling 1.5-2.6x longer
+    (bench/user_model.py). With a GPU it stays on (not measured here: no GPU lent).
+    """
+    if config.xla != "auto":
+        return config.xla == "on", f"xla: {config.xla}"
+    if config.model.builder is None and config.model.kind == "mlp":
+        return JIT_COMPILE, "the built-in MLP"
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        return JIT_COMPILE, "a GPU"
+    return False, "on the CPU it is slower for this model"
 
 
 def trial_model(
     cached: CachedDataset, config: TuneConfig, batch_size: int, lr: float, fused: bool = True
 ) -> Any:
     """The compiled model a trial fits: ``config.model`` with the fused epoch loop
-    installed (XLA on where the model supports it), or as built for plain ``fit``."""
+    installed (XLA as `use_xla` says, where the model supports it), or as built for
+    plain ``fit``."""
     from tasks.tuning.models import build_model
 
     model = build_model(
@@ -42,7 +64,7 @@ def trial_model(
         cached.num_classes,
         lr,
         config.seed,
-        jit_compile=JIT_COMPILE and fused,
+        jit_compile=fused and use_xla(config)[0],
     )
     return fuse_epochs(model, batch_size) if fused else model
 
@@ -75,8 +97,11 @@ def fit_in_a_loop(
     start = f"{label}: lr {lr:.3g}, up to {config.max_epochs} epochs"
     if config.training_loop != "fit":
         model, stopper = trial_model(cached, config, batch_size, lr), callback()
-        xla = "XLA" if model.jit_compile else "no XLA: a layer or op determinism rules it out"
-        log.info("%s, fused epoch loop (%s)", start, xla)
+        wanted, why = use_xla(config)
+        if wanted and not model.jit_compile:
+            why = "a layer or op determinism rules it out"
+        xla = "XLA" if model.jit_compile else "no XLA"
+        log.info("%s, fused epoch loop (%s: %s)", start, xla, why)
         try:
             fit_trial(
                 model,

@@ -30,7 +30,7 @@ from tasks.core.records import LRMethod, TrialResult, scored
 from tasks.data.datasets import CachedDataset, resolve_cache_dir
 from tasks.storage.store import Slot
 from tasks.tuning.epoch_loop import examples_per_epoch
-from tasks.tuning.loops import EVAL_BATCH, JIT_COMPILE, fit_in_a_loop
+from tasks.tuning.loops import EVAL_BATCH, fit_in_a_loop, use_xla
 from tasks.tuning.models import model_key
 from tasks.tuning.objective import resolve_objective
 from tasks.tuning.patience import PatienceLedger, Stop
@@ -101,7 +101,7 @@ def _trial_key(cached: CachedDataset, config: TuneConfig, batch_size: int, lr: f
         **({"monitor_mode": config.monitor_mode} if config.monitor_mode != "auto" else {}),
         "min_delta": config.min_delta,
         "seed": config.seed,
-        "jit_compile": JIT_COMPILE,
+        "jit_compile": use_xla(config)[0],
         **({"loop": config.training_loop} if config.training_loop != "auto" else {}),
     }
 

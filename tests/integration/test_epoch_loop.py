@@ -151,3 +151,16 @@ def test_build_model_is_seeded_and_leaves_python_random_as_it_was() -> None:
     assert random.getstate() == before
     assert all(np.array_equal(u, v) for u, v in zip(a.get_weights(), b.get_weights(), strict=True))
     assert not np.array_equal(a.get_weights()[0], c.get_weights()[0])
+
+
+def test_xla_is_on_for_the_builtin_mlp_and_off_on_the_cpu_for_the_rest() -> None:
+    from tasks.core.config import TuneConfig
+    from tasks.tuning.loops import use_xla
+
+    user = ModelSpec(builder="my_models:build", code_path=("tests/support/user_project",))
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    assert use_xla(TuneConfig()) == (True, "the built-in MLP")
+    assert use_xla(TuneConfig(model=ModelSpec(kind="cnn")))[0] is gpu
+    assert use_xla(TuneConfig(model=user))[0] is gpu
+    assert use_xla(TuneConfig(model=user, xla="on")) == (True, "xla: on")
+    assert use_xla(TuneConfig(xla="off")) == (False, "xla: off")

@@ -160,7 +160,11 @@ def test_a_model_xla_cannot_compile_trains_with_plain_fit(digits, tmp_path, capl
     from tasks.tuning.training import train_trial
 
     config = TuneConfig(
-        model=spec("build_numpy_op"), patiences=(1, 2), max_epochs=4, cache_dir=str(tmp_path)
+        model=spec("build_numpy_op"),
+        patiences=(1, 2),
+        max_epochs=4,
+        xla="on",  # auto leaves it off on the CPU for a user model
+        cache_dir=str(tmp_path),
     )
     with caplog.at_level("INFO", logger="nighttune"):
         rows = train_trial(digits, config, 64, 0.05, "minimum")
