@@ -132,12 +132,13 @@ def render_html(
     timing = pd.DataFrame(
         {"stage": list(seconds), "seconds": [round(v, 2) for v in seconds.values()]}
     )
+    data = config["dataset"].get("builder") or config["dataset"]["name"]
+    model = config["model"].get("builder") or config["model"]["kind"]
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>nighttune run {html.escape(run_id)}</title><style>{CSS}</style></head><body>",
         f"<h1>nighttune run {html.escape(run_id)}</h1>",
-        f"<p class='muted'>dataset {html.escape(str(config['dataset']['name']))}, "
-        f"model {html.escape(config['model'].get('builder') or config['model']['kind'])}, "
+        f"<p class='muted'>dataset {html.escape(str(data))}, model {html.escape(str(model))}, "
         f"{f'{len(class_names)} classes' if class_names else 'regression'}</p>",
         "<h2>Summary</h2>",
         f"<p class='summary'>Winner: batch size <b>{winner.batch_size}</b>, patience "

@@ -88,8 +88,10 @@ def run_history(target: str, endpoint_url: str | None = None) -> pd.DataFrame:
             {
                 "run_id": manifest.run_id,
                 "date": manifest.created,
-                "dataset": _get(manifest.config, "dataset", "name"),
-                "model": _get(manifest.config, "model", "kind"),
+                "dataset": _get(manifest.config, "dataset", "builder")
+                or _get(manifest.config, "dataset", "name"),
+                "model": _get(manifest.config, "model", "builder")
+                or _get(manifest.config, "model", "kind"),
                 **{k: _get(winner, k) for k in ("batch_size", "patience", "lr")},
                 "val_accuracy": _get(winner, "val_accuracy"),
                 "test_accuracy": _get(winner, "test_accuracy"),

@@ -1,7 +1,7 @@
 """The two ways a trial's one fit trains: the fused epoch loop, or plain Keras ``fit``.
 
-The fused loop (`tasks.tuning.epoch_loop`, under XLA where the model allows it) is the
-fast path. Some models cannot run there: XLA refuses one of their ops (a
+The fused loop (`tasks.tuning.epoch_loop`; under XLA where `use_xla` measured it faster)
+is the fast path. Some models cannot run there: XLA refuses one of their ops (a
 ``tf.numpy_function``, an op with no XLA kernel), their ``train_step`` does not trace
 inside a ``tf.while_loop``, or the whole train split does not fit on the device at
 once. With ``training_loop: auto`` such a model trains with plain ``fit`` (no XLA) over
