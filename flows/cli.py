@@ -16,14 +16,19 @@ import typer
 # typer >= 0.29 vendors click; its exceptions live here, not in the `click` package.
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
-# TensorFlow's import-time chatter is not for our users; set before it loads.
+# Before TensorFlow and Prefect load, unless the user chose: TF's C++ INFO lines (flows.quiet
+# filters the rest) and Prefect's telemetry (offline, its server logs ERRORs sending it).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
 
 # (after the environment is set)
 from flows.flags import (  # noqa: E402
     DATA_FLAGS,
     LR_FIND_FLAGS,
     TUNE_FLAGS,
+    ImagesOpt,
+    InputsOpt,
     Overrides,
     field_help,
     with_flags,
@@ -39,20 +44,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-ImagesOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--images", help="Folder of images (searched recursively); repeat for more folders."
-    ),
-]
-InputsOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--inputs",
-        help="Instead of --images: a .npy (n, *input shape) or .csv (one example a line) "
-        "file; one row per example, path FILE:INDEX.",
-    ),
-]
 VerboseOpt = Annotated[
     bool,
     typer.Option(
@@ -63,9 +54,12 @@ _VERBOSE = False
 
 
 def _set_verbose(verbose: bool) -> None:
-    """Remember ``--verbose`` for `main`, and show or hide tracebacks in Prefect's logs."""
+    """Remember ``--verbose`` for `main`, and set the screen's logging for it."""
+    from flows.console import screen_logging
+
     global _VERBOSE
     _VERBOSE = verbose
+    screen_logging(verbose)
 
 
 @app.command()
@@ -88,13 +82,12 @@ def tune(
 
     preflight(cfg)  # before the temporary server starts: a mistake is one line at once
 
-    from flows.console import hide_tracebacks
+    from flows.console import screen_logging
     from flows.screens import print_tune_result
     from flows.server import local_flow_settings
     from flows.tune import tune as tune_flow
 
-    if not _VERBOSE:
-        hide_tracebacks()
+    screen_logging(_VERBOSE)  # Prefect's console handler exists now
     with local_flow_settings():
         result = tune_flow(cfg)
     print_tune_result(result)

@@ -3,7 +3,7 @@
 A user's mistake is a `UserError` (exit 2, `flows.cli`). A failure of the machine or
 the network — a full disk, a cut connection, an S3 timeout — is one line and exit 1
 (`environmental`); Prefect's own console logs of a failed task or flow keep their
-one-line message and lose the traceback (`hide_tracebacks`; its API handler still
+one-line message and lose the traceback (`screen_logging`; its API handler still
 sends it to the server, where the UI shows it). ``--verbose`` keeps every traceback.
 """
 
@@ -40,14 +40,52 @@ class WithoutTraceback(logging.Formatter):
             record.exc_info, record.exc_text, record.stack_info = saved
 
 
-def hide_tracebacks() -> None:
-    """Prefect logs a failed task's or flow's traceback on the console (~100 lines each);
-    the command ends with one line saying what failed instead (`--verbose` keeps them)."""
-    for handler in logging.getLogger().handlers:
-        if type(handler).__name__ == "PrefectConsoleHandler" and not isinstance(
-            handler.formatter, WithoutTraceback
-        ):
-            handler.setFormatter(WithoutTraceback(handler.formatter))
+# Prefect's lines that say nothing a person needs on a good run (the UI keeps them).
+ENGINE_CHATTER = ("Finished in state Completed()", "Beginning flow run", "Created task run")
+
+
+class ForTheScreen(logging.Filter):
+    """Drops what belongs in the logs but not on the default screen: lines marked
+    `tasks.core.logs.DETAIL` (each epoch, each sweep step), Prefect's engine chatter,
+    and INFO from libraries (absl)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return record.name != "absl" or record.levelno >= logging.ERROR
+        if getattr(record, "nighttune_detail", False):
+            return False
+        if record.name.startswith(("prefect.flow_runs", "prefect.task_runs")):
+            return not record.getMessage().startswith(ENGINE_CHATTER)
+        return record.name.startswith("nighttune")
+
+
+class ScreenFormat(logging.Formatter):
+    """``03:53:31 dataset digits: cached in ...``; ``warning:``/``error:`` before the
+    message when it is one; never a traceback (`WithoutTraceback`)."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(message)s", datefmt="%H:%M:%S")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        text = super().formatMessage(record)
+        if record.levelno >= logging.WARNING:
+            stamp, _, message = text.partition(" ")
+            return f"{stamp} {record.levelname.lower()}: {message}"
+        return text
+
+
+def screen_logging(verbose: bool) -> None:
+    """The console as a person reads it: `ForTheScreen` and `ScreenFormat` on Prefect's
+    console handler and ours. ``verbose`` leaves Prefect's console as Prefect sets it
+    (every line, tracebacks too) and lets our detail lines through."""
+    root = logging.getLogger().handlers
+    prefect = [h for h in root if type(h).__name__ == "PrefectConsoleHandler"]
+    for handler in [*logging.getLogger("nighttune").handlers, *prefect]:
+        for f in [f for f in handler.filters if isinstance(f, ForTheScreen)]:
+            handler.removeFilter(f)
+        if not verbose:
+            handler.addFilter(ForTheScreen())
+            handler.setFormatter(WithoutTraceback(ScreenFormat()))
 
 
 # TensorFlow's errors for what the machine did: a full disk ("ResourceExhausted: No

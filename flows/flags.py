@@ -176,3 +176,20 @@ def with_flags(*flags: Flag) -> Callable[[F], F]:
         return run  # type: ignore[return-value]
 
     return decorate
+
+
+# predict's inputs: image folders, or one array file of examples.
+ImagesOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--images", help="Folder of images (searched recursively); repeat for more folders."
+    ),
+]
+InputsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--inputs",
+        help="Instead of --images: a .npy (n, *input shape) or .csv (one example a line) "
+        "file; one row per example, path FILE:INDEX.",
+    ),
+]

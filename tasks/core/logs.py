@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import logging
 
+# `extra=` of a line for the logs (Prefect keeps it) but not the default screen: each
+# epoch, each step of a sweep. `nighttune --verbose` shows them (flows.console).
+DETAIL = {"nighttune_detail": True}
+
 
 def get_logger() -> logging.Logger | logging.LoggerAdapter:
     """The current Prefect run's logger when there is one, else the ``nighttune`` logger."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import io
 import socket
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,10 @@ class CatalogSource:
                 import tensorflow_datasets as tfds
 
                 tfds.disable_progress_bar()  # under a second of work: no bars
-                self.builder.download_and_prepare()
+                # nor TFDS's "Downloading and preparing dataset Unknown size" print for
+                # data bundled with the package (our log line says what happens)
+                with contextlib.redirect_stdout(io.StringIO()):
+                    self.builder.download_and_prepare()
                 tfds.enable_progress_bar()
             else:
                 _prepare_catalog(self.builder, self.spec)

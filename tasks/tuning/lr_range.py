@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.core.config import LRRangeSpec, ModelSpec
-from tasks.core.logs import get_logger
+from tasks.core.logs import DETAIL, get_logger
 from tasks.core.records import LRSweep, sweep_files
 from tasks.data.datasets import CachedDataset, resolve_cache_dir
 from tasks.storage.files import write_text_atomic
@@ -90,13 +90,17 @@ def run_range_test(
                 stop_reason = f"diverged at lr {lr:.3g} (smoothed loss > {diverge_factor:g}x min)"
                 break
             if (step + 1) % report_every == 0:
-                log.info("lr sweep: step %d/%d, lr %.2e, loss %.4f", step + 1, num_steps, lr, loss)
+                log.info(*_step_line(step + 1, num_steps, lr, loss), extra=DETAIL)
     finally:
         for variable, value in zip(model.variables, saved_model, strict=True):
             variable.assign(value)
         for variable, value in zip(optimizer.variables, saved_optimizer, strict=True):
             variable.assign(value)
     return lrs, losses, stop_reason
+
+
+def _step_line(step: int, steps: int, lr: float, loss: float) -> tuple[Any, ...]:
+    return "lr sweep: step %d/%d, lr %.2e, loss %.4f", step, steps, lr, loss
 
 
 def sweep_from_curve(

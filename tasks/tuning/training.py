@@ -25,7 +25,7 @@ import keras
 
 from tasks.core.config import TuneConfig
 from tasks.core.errors import TrialFailed, first_line
-from tasks.core.logs import get_logger
+from tasks.core.logs import DETAIL, get_logger
 from tasks.core.records import LRMethod, TrialResult, scored
 from tasks.data.datasets import CachedDataset, resolve_cache_dir
 from tasks.storage.store import Slot
@@ -77,6 +77,7 @@ class SharedEarlyStopping(keras.callbacks.Callback):
             self.monitor,
             logs[self.monitor],
             f" (patience {', '.join(map(str, stopping))} stops here)" if stopping else "",
+            extra=DETAIL,
         )
         if self.ledger.done:
             self.model.stop_training = True
@@ -249,7 +250,15 @@ def train_trial(
     if entry.hit:
         get_logger().info("trial b%d: finished before, reusing %s", batch_size, entry.path)
     trained = examples_per_epoch(cached.num_examples["train"], batch_size)
-    return _rows(entry.data, entry.path, batch_size, lr, lr_method, config, trained)
+    rows = _rows(entry.data, entry.path, batch_size, lr, lr_method, config, trained)
+    if not entry.hit and (done := [r for r in rows if r.status == "ok"]):
+        last = max(done, key=lambda r: r.epochs_run or 0)
+        get_logger().info(
+            "trial b%d: %d epochs in %.1f s; best %s %.4f (epoch %s)",
+            *(batch_size, last.epochs_run, last.train_seconds or 0.0, config.monitor),
+            *(last.value(config.monitor) or float("nan"), last.best_epoch),
+        )
+    return rows
 
 
 # Prefect task: `train_trial`. Finished trials are kept in the store, not in Prefect.

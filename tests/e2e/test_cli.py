@@ -170,7 +170,7 @@ def test_a_signal_stops_tune_at_once_with_its_server(
     on_temporary_server(cli_env, prefect_database, tmp_path / "prefect-home")
     # Long enough (5,000 epochs: minutes) that the run cannot finish before the signal.
     args = [*QUICK_TUNE, "--max-epochs", "5000", "--patiences", "4000", "--batch-sizes", "32"]
-    args += ["--export-to", str(tmp_path / "exports")]
+    args += ["--export-to", str(tmp_path / "exports"), "--verbose"]  # --verbose: the epochs
     log = tmp_path / "stderr.txt"
     with open(log, "w") as err:
         proc = subprocess.Popen(
@@ -207,3 +207,39 @@ def test_a_signal_stops_tune_at_once_with_its_server(
     gone, alive = psutil.wait_procs(family, timeout=10)
     assert not alive, [p.cmdline() for p in alive]
     assert not (tmp_path / "exports" / "latest.json").exists()
+
+
+NOISE = ("Traceback", "ERROR", "error:", "oneDNN", "absl", "Unknown size", "telemetry")
+
+
+def test_a_default_run_in_a_clean_environment_is_quiet(tmp_path) -> None:
+    """The installed `nighttune tune`, none of the Makefile's variables set: a 2x2 digits
+    grid prints its stages, the table and the winner, and none of TensorFlow's, TFDS's
+    or Prefect's noise; --verbose brings back the epochs."""
+    import sys
+
+    clean = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    script = str(Path(sys.executable).parent / "nighttune")
+    args = ["tune", "--batch-sizes", "32,64", "--patiences", "2,4", "--max-epochs", "4"]
+    args += ["--export-to", str(tmp_path / "exports"), "--cache-dir", str(tmp_path / "cache")]
+    done = subprocess.run(
+        [script, *args], env=clean, cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
+    screen = done.stdout + done.stderr
+    assert done.returncode == 0, screen
+    assert [word for word in NOISE if word in screen] == [], screen
+    lines = screen.strip().splitlines()
+    assert len(lines) <= 45, screen
+    for stage in ("dataset digits: cached in", "lr sweep, batch size 64", "trial b32: 4 epochs"):
+        assert stage in screen, screen
+    assert "winner      batch size" in screen and "epoch 1," not in screen
+    verbose = subprocess.run(
+        [script, *args, "--fresh", "--verbose"],
+        env=clean,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert verbose.returncode == 0, verbose.stderr
+    assert "trial b32: epoch 1, loss" in verbose.stderr

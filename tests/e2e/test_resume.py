@@ -26,6 +26,8 @@ from tests.support.reliability import ALL_WORK, KILL_POINTS, KillPoint
 pytestmark = pytest.mark.slow
 
 GRID = ("--batch-sizes", "32,64", "--patiences", "2,25", "--max-epochs", "25", "--lr-steps", "20")
+# --verbose: the kill points are per-epoch and per-step lines, off the default screen.
+GRID = (*GRID, "--verbose")
 STORES = ("datasets", "sweeps", "trials")
 
 

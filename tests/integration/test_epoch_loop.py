@@ -60,14 +60,17 @@ def test_each_epoch_is_a_fresh_seeded_permutation() -> None:
 
 
 def test_one_epoch_equals_keras_steps_over_the_same_batches() -> None:
+    # Without XLA: its CPU reductions may add in another order from run to run on a
+    # loaded machine, and Adam turns the sign of a gradient ~1e-9 into a full step, so
+    # the weights then differ by far more than rounding (seen once in a full suite).
     x, y = data()
     batch = 32
-    fused = fuse_epochs(model(), batch)
+    fused = fuse_epochs(model(jit=False), batch)
     history = fused.fit(
         epoch_inputs(x, y, seed=1), steps_per_epoch=1, epochs=2, verbose=0, shuffle=False
     )
 
-    plain = model()
+    plain = model(jit=False)
     losses = []
     for order in permutations(x, y, seed=1, count=2):
         rows = order[: N // batch * batch]  # full batches only: the leftover 11 wait
