@@ -95,7 +95,7 @@ def _comma_ints(name: str, example: str, count: int | None) -> Callable[[str], l
 
     def parse(text: str) -> list[int]:
         try:
-            values = [int(part) for part in text.split(",") if part.strip()]
+            values = [int(part) for part in text.split(",")]  # "32,,64": an empty part
         except ValueError:
             values = []
         if not values or (count is not None and len(values) != count):

@@ -69,6 +69,12 @@ BAD_INPUTS: tuple[BadInput, ...] = (
         "'--batch-sizes': wants comma-separated integers",
     ),
     BadInput(
+        "batch-sizes-empty-part",
+        "flags",
+        ("tune", "--batch-sizes", "32,,64"),
+        "'--batch-sizes': wants comma-separated integers such as 32,64,128 (got '32,,64')",
+    ),
+    BadInput(
         "batch-sizes-duplicate",
         "flags",
         ("tune", "--batch-sizes", "32,32"),
