@@ -182,7 +182,7 @@ def with_flags(*flags: Flag) -> Callable[[F], F]:
 ImagesOpt = Annotated[
     list[str] | None,
     typer.Option(
-        "--images", help="Folder of images (searched recursively); repeat for more folders."
+        "--images", help="An image file or a folder of them (searched recursively); repeat."
     ),
 ]
 InputsOpt = Annotated[

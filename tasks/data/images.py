@@ -92,20 +92,30 @@ class Found:
 
 
 def find_images(folders: Sequence[str]) -> Found:
-    """Every image under the folders, each real file once, in a stable order."""
+    """Every image given, or under the folders given, each real file once, in a stable
+    order."""
+    files, inside = [], []
     for folder in folders:
         root = Path(folder).expanduser()
-        if root.is_file():
+        if root.is_dir():
+            inside.append(str(root))
+        elif not root.exists():
+            raise UserError(f"--images {folder} does not exist; give image files or folders")
+        elif root.suffix.lower() not in IMAGE_EXTENSIONS:
             raise UserError(
-                f"--images {folder} is a file; give the folder that holds it (every image "
-                "under it is predicted)"
+                f"--images {folder} is not an image file ({', '.join(sorted(IMAGE_EXTENSIONS))})"
+                " nor a folder of them"
             )
-        if not root.is_dir():
-            raise UserError(f"image folder {folder} does not exist; give a folder of images")
-    inside = [str(Path(folder).expanduser()) for folder in folders]
+        else:
+            files.append(str(root))
     found: dict[str, str] = {}
     rejected: dict[str, str] = {}
     outside: list[str] = []
+    for path in files:
+        if problem := _unreadable(Path(path)):
+            rejected[path] = problem
+        else:
+            found.setdefault(os.path.realpath(path) if len(folders) > 1 else path, path)
     for folder in inside:
         scan = scan_images(folder, inside)
         for path in scan.files:
@@ -119,7 +129,7 @@ def find_images(folders: Sequence[str]) -> Found:
     return Found(sorted(found.values()), rejected, sorted(set(outside)))
 
 
-def _unreadable(entry: os.DirEntry) -> str | None:
+def _unreadable(entry: os.DirEntry | Path) -> str | None:
     """Why an image's name must not be opened, or None for a regular file of a sane size."""
     try:
         info = entry.stat()  # follows a symlink to what it names

@@ -196,3 +196,14 @@ def test_a_row_is_the_same_cells_for_a_prediction_and_an_error() -> None:
     assert good.cells(2) == ["a.png", "cat", "0.900000", "", "dog", "0.100000"]
     assert bad.cells(2) == ["b.png", "", "", "empty file", "", ""]
     assert len(bad.cells(1)) == len(header(1))
+
+
+def test_image_files_are_taken_as_well_as_folders(run_dir, tmp_path) -> None:
+    root = class_folder(tmp_path / "imgs", per_class=2)
+    one = sorted(root.rglob("*.png"))[0]
+    out = tmp_path / "p.csv"
+    summary = predict_to_csv(str(run_dir), [str(one)], str(out))
+    assert summary.files == 1 and [r["path"] for r in read_rows(out)] == [str(one)]
+    # A file also under a folder given is predicted once.
+    summary = predict_to_csv(str(run_dir), [str(one), str(root)], str(out))
+    assert summary.files == len(list(root.rglob("*.png"))) == 6

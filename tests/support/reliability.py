@@ -384,10 +384,10 @@ BAD_INPUTS: tuple[BadInput, ...] = (
         "no image files",
     ),
     BadInput(
-        "images-a-file",
+        "images-not-an-image",
         "images",
-        ("predict", "--model", "{run}", "--images", "{an_image}"),
-        "is a file; give the folder that holds it",
+        ("predict", "--model", "{run}", "--images", "{run}/manifest.json"),
+        "is not an image file (.bmp, .gif, .jpeg, .jpg, .png) nor a folder of them",
     ),
     BadInput(
         "predict-out-a-folder",
