@@ -177,18 +177,11 @@ def predict(
     from flows.screens import ProgressBar, print_predictions
 
     _set_verbose(verbose)
-    if bool(images) == bool(inputs):
-        raise UserError("give --images FOLDER (image files) or --inputs FILE.npy|FILE.csv")
-    args = (out, batch_size, top_k, cache_dir, s3_endpoint_url)
-    with ProgressBar("img" if images else "ex") as progress:
-        if inputs:
-            from tasks.inference.arrays import predict_inputs_to_csv
+    from tasks.inference.arrays import predict_rows_to_csv
 
-            summary = predict_inputs_to_csv(model, inputs, *args, progress, code_dir)
-        else:
-            from tasks.inference.predict import predict_to_csv
-
-            summary = predict_to_csv(model, images or [], *args, progress, code_dir)
+    args = (batch_size, top_k, cache_dir, s3_endpoint_url)
+    with ProgressBar("ex" if inputs else "img") as progress:
+        summary = predict_rows_to_csv(model, images, inputs, out, *args, progress, code_dir)
     print_predictions(summary)
 
 

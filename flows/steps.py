@@ -14,11 +14,10 @@ from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tasks.core.errors import UserError
 from tasks.core.logs import get_logger
 from tasks.data.datasets import load_dataset
-from tasks.inference.arrays import predict_inputs_to_csv
-from tasks.inference.predict import PredictSummary, predict_to_csv
+from tasks.inference.arrays import predict_rows_to_csv
+from tasks.inference.predict import PredictSummary
 from tasks.preflight import preflight as check_input
 from tasks.runs.export import export_run as write_export
 from tasks.tuning.lr_range import stored_lr_range_test
@@ -44,8 +43,6 @@ def predict_rows(
 ) -> PredictSummary:
     """Prefect task: `predict_to_csv` over image folders, or `predict_inputs_to_csv` over
     an array file, reporting progress to an artifact."""
-    if bool(images) == bool(inputs):
-        raise UserError("give images (folders of image files) or inputs (a .npy or .csv file)")
     what = inputs or ", ".join(images or [])
     artifact: Any = create_progress_artifact(
         0.0, key="predict-progress", description=f"Predicting {what}"
@@ -54,11 +51,8 @@ def predict_rows(
     def progress(done: int, total: int) -> None:
         update_progress_artifact(artifact_id=artifact, progress=100.0 * done / total)
 
-    args = (out, batch_size, top_k, cache_dir, s3_endpoint_url, progress)
-    if inputs:
-        summary = predict_inputs_to_csv(model, inputs, *args)
-    else:
-        summary = predict_to_csv(model, images or [], *args)
+    args = (batch_size, top_k, cache_dir, s3_endpoint_url, progress)
+    summary = predict_rows_to_csv(model, images, inputs, out, *args)
     get_logger().info(
         "predicted %d %s (%d errors) in %.1f s into %s",
         summary.files,

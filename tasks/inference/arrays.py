@@ -16,7 +16,7 @@ import csv
 import itertools
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from tasks.inference.predict import (
     counted,
     load_run_model,
     out_path,
+    predict_to_csv,
     write_csv,
 )
 from tasks.inference.rows import PredictionRow, ValueRow, header, value_header
@@ -220,3 +221,19 @@ def _rows(block: Block, name: str, maker: RowMaker) -> list[Any]:
     found = dict(zip(block.indices, maker.predict(names, block.x), strict=True)) if names else {}
     found |= {i: maker.failed(f"{name}:{i}", why) for i, why in block.errors.items()}
     return [found[i] for i in sorted(found)]
+
+
+def predict_rows_to_csv(
+    model_ref: str,
+    images: Sequence[str] | None,
+    inputs: str | None,
+    out: str,
+    *args: Any,
+) -> PredictSummary:
+    """`predict_to_csv` over image files and folders, or `predict_inputs_to_csv` over an
+    array file: exactly one of ``images`` and ``inputs``; ``args`` as theirs after ``out``."""
+    if bool(images) == bool(inputs):
+        raise UserError("give --images (image files or folders) or --inputs (a .npy or .csv file)")
+    if inputs:
+        return predict_inputs_to_csv(model_ref, inputs, out, *args)
+    return predict_to_csv(model_ref, images or [], out, *args)
