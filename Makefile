@@ -22,7 +22,7 @@ help:
 	@echo "make test   set up .venv with the dev extra and run the whole test suite"
 	@echo "make test-fast   the suite without tests marked slow"
 	@echo "make lint   ruff, mypy and the import layers (lint-imports)"
-	@echo "make docs   regenerate docs/reliability.md from the reliability tests' tables"
+	@echo "make docs   regenerate docs/reliability.md (the reliability tables) and docs/command-line.md (--help)"
 	@echo "make bench  run the benchmarks in bench/ and print their ratios"
 	@echo "make server start the Prefect server for nightly runs (SERVER_HOST=127.0.0.1 SERVER_PORT=4200)"
 	@echo "make pools  create the cpu/gpu work pools and the gpu concurrency limit (PREFECT_API_URL)"
@@ -66,6 +66,7 @@ lint: $(VENV)/.installed-dev
 
 docs: $(BIN)/python
 	$(BIN)/python -m tests.support.reliability
+	$(BIN)/python -m tests.support.cli_doc
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/run_all.py $(ARGS)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
 
 import typer
 
@@ -23,15 +22,25 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
 # (after the environment is set)
-from flows.flags import (  # noqa: E402
-    DATA_FLAGS,
-    LR_FIND_FLAGS,
-    TUNE_FLAGS,
+from flows.flags import DATA_FLAGS, LR_FIND_FLAGS, TUNE_FLAGS, Overrides, with_flags  # noqa: E402
+from flows.options import (  # noqa: E402
+    CacheDirOpt,
+    CodeDirOpt,
+    ConfigOpt,
+    CsvOutOpt,
+    HistoryOpt,
+    HistoryOutOpt,
+    HostOpt,
     ImagesOpt,
     InputsOpt,
-    Overrides,
-    field_help,
-    with_flags,
+    PortOpt,
+    PredictBatchOpt,
+    RunOpt,
+    S3EndpointOpt,
+    SweepBatchOpt,
+    SweepOutOpt,
+    TopKOpt,
+    VerboseOpt,
 )
 from tasks.core.errors import TrialFailed, UserError, clean_tf_message, first_line  # noqa: E402
 
@@ -42,14 +51,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # click's plain help: full-width descriptions, no boxes
 )
 
-VerboseOpt = Annotated[
-    bool,
-    typer.Option(
-        "--verbose", help="Show tracebacks of failures (a one-line error is the default)."
-    ),
-]
 _VERBOSE = False
 
 
@@ -62,13 +66,10 @@ def _set_verbose(verbose: bool) -> None:
     screen_logging(verbose)
 
 
-@app.command()
+@app.command(short_help="LR range tests, then the batch size x patience grid; export the best.")
 @with_flags(*TUNE_FLAGS)
 def tune(
-    config: Annotated[
-        str | None,
-        typer.Option("--config", help="YAML file of TuneConfig keys; flags override it."),
-    ] = None,
+    config: ConfigOpt = None,
     overrides: Overrides | None = None,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -109,19 +110,16 @@ def cache(overrides: Overrides | None = None) -> None:
     print_dataset(cfg.dataset, load_dataset(cfg.dataset, cfg.cache_dir))
 
 
-@app.command("lr-find")
+@app.command("lr-find", short_help="One learning-rate range test and every method's suggestion.")
 @with_flags(*LR_FIND_FLAGS)
 def lr_find(
-    out: Annotated[str, typer.Option("--out", help="Folder for lr_sweep_b<batch>.json and .png.")],
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Batch size of the sweep.")] = 64,
+    out: SweepOutOpt,
+    batch_size: SweepBatchOpt = 64,
     overrides: Overrides | None = None,
 ) -> None:
     """Run one learning-rate range test and print every method's suggestion."""
     from tasks.core.config_file import load_tune_config
-    from tasks.core.errors import ConfigError
 
-    if batch_size < 1:
-        raise ConfigError(f"--batch-size must be a positive integer (got {batch_size})")
     cfg = load_tune_config(None, overrides or {})
 
     from flows.screens import print_sweep
@@ -133,43 +131,17 @@ def lr_find(
     print_sweep(sweep, save_sweep(sweep, out))
 
 
-@app.command()
+@app.command(short_help="Predict images or examples with an exported run; write a CSV.")
 def predict(
-    model: Annotated[
-        str,
-        typer.Option(
-            "--model",
-            help="A run: ./exports/latest, ./exports/<run-id>, "
-            "s3://bucket/prefix/latest or s3://bucket/prefix/<run-id>.",
-        ),
-    ],
+    model: RunOpt,
     images: ImagesOpt = None,
     inputs: InputsOpt = None,
-    out: Annotated[str, typer.Option("--out", help="CSV to write.")] = "predictions.csv",
-    batch_size: Annotated[
-        int | None,
-        typer.Option(
-            "--batch-size",
-            help="Images per batch. Default: as many as fit 16 MiB of input, 32 to 1024.",
-        ),
-    ] = None,
-    top_k: Annotated[
-        int, typer.Option("--top-k", help="Also write the next k-1 labels and confidences.")
-    ] = 1,
-    cache_dir: Annotated[
-        str | None, typer.Option("--cache-dir", help=field_help("cache_dir"))
-    ] = None,
-    s3_endpoint_url: Annotated[
-        str | None, typer.Option("--s3-endpoint-url", help="S3-compatible endpoint (MinIO).")
-    ] = None,
-    code_dir: Annotated[
-        str,
-        typer.Option(
-            "--code-dir",
-            help="Folder of the builder module a run was made with (its custom layers); "
-            "only modules found there are imported.",
-        ),
-    ] = ".",
+    out: CsvOutOpt = "predictions.csv",
+    batch_size: PredictBatchOpt = None,
+    top_k: TopKOpt = 1,
+    cache_dir: CacheDirOpt = None,
+    s3_endpoint_url: S3EndpointOpt = None,
+    code_dir: CodeDirOpt = ".",
     verbose: VerboseOpt = False,
 ) -> None:
     """Predict every image under the folders (or every example of --inputs) with an
@@ -185,15 +157,11 @@ def predict(
     print_predictions(summary)
 
 
-@app.command()
+@app.command(short_help="The history of runs under an export target: a table and a plot.")
 def report(
-    history: Annotated[
-        str, typer.Option("--history", help="Export target: a folder or s3://bucket/prefix.")
-    ],
-    out: Annotated[str, typer.Option("--out", help="Folder for history.csv and .png.")] = ".",
-    s3_endpoint_url: Annotated[
-        str | None, typer.Option("--s3-endpoint-url", help="S3-compatible endpoint (MinIO).")
-    ] = None,
+    history: HistoryOpt,
+    out: HistoryOutOpt = ".",
+    s3_endpoint_url: S3EndpointOpt = None,
 ) -> None:
     """One row per run under an export target (winner, accuracy, duration) and a trend plot."""
     from tasks.runs.history import run_history, write_history
@@ -205,12 +173,10 @@ def report(
     print(f"            {png_path}")
 
 
-@app.command()
+@app.command(short_help="Start the Prefect server for nightly runs.")
 def server(
-    host: Annotated[
-        str, typer.Option("--host", help="Address to listen on; 0.0.0.0 for other machines.")
-    ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port of the API and UI.")] = 4200,
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 4200,
 ) -> None:
     """Start the Prefect server for nightly runs (`prefect server start`, tuned).
 
@@ -220,10 +186,9 @@ def server(
     database: SQLite under PREFECT_HOME, or the one named by
     PREFECT_SERVER_DATABASE_CONNECTION_URL.
     """
-    from flows.server import unset_server_settings
+    from flows.server import check_listen, unset_server_settings
 
-    if not 0 < port < 65536:
-        raise UserError(f"--port must be between 1 and 65535 (got {port})")
+    check_listen(host, port)
     command = [sys.executable, "-m", "prefect", "server", "start"]
     command += ["--host", host, "--port", str(port)]
     sys.stdout.flush()

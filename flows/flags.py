@@ -117,7 +117,10 @@ def _default_text(info: FieldInfo) -> str:
     default = info.default
     if default is None or "Default:" in (info.description or ""):
         return ""
-    shown = ",".join(map(str, default)) if isinstance(default, tuple) else str(default)
+    if isinstance(default, bool):
+        shown = "on" if default else "off"
+    else:
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else str(default)
     return f" Default: {shown}."
 
 
@@ -125,6 +128,18 @@ def field_help(dotted: str) -> str:
     """A field's description and, unless it says its own, its default."""
     info = field_of(dotted)
     return (info.description or "") + _default_text(info)
+
+
+# How --help names a value, as people write it; by key, else by type.
+METAVARS = {
+    "dataset.name": "NAME|FOLDER",
+    "dataset.data_dir": "PATH",
+    "cache_dir": "PATH",
+    "export_to": "PATH|s3://BUCKET/PREFIX",
+    "s3_endpoint_url": "URL",
+    "monitor": "METRIC",
+}
+TYPE_METAVARS = {int: "INTEGER", float: "NUMBER", str: "TEXT"}
 
 
 def option(f: Flag) -> inspect.Parameter:
@@ -140,12 +155,15 @@ def option(f: Flag) -> inspect.Parameter:
         args = get_args(kind)
         if args[-1] is Ellipsis:
             extra = dict(parser=_comma_ints("comma-separated integers", "32,64,128", None))
-            extra["metavar"] = "N,N,..."
+            extra["metavar"] = "INTEGER,INTEGER,..."
         else:
-            extra = dict(parser=_comma_ints("HEIGHT,WIDTH", "28,28", len(args)), metavar="H,W")
+            extra = dict(parser=_comma_ints("HEIGHT,WIDTH", "28,28", len(args)))
+            extra["metavar"] = "HEIGHT,WIDTH"
         kind = str  # the parser makes the list
     elif get_origin(kind) is Literal:
         extra["metavar"] = "|".join(map(str, get_args(kind)))
+    else:
+        extra["metavar"] = METAVARS.get(f.keys[0], TYPE_METAVARS.get(kind))
     typed = Annotated[kind | None, typer.Option(*decls, help=help_text, **extra)]  # type: ignore[valid-type]
     return inspect.Parameter(
         f.param, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=typed
@@ -176,20 +194,3 @@ def with_flags(*flags: Flag) -> Callable[[F], F]:
         return run  # type: ignore[return-value]
 
     return decorate
-
-
-# predict's inputs: image folders, or one array file of examples.
-ImagesOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--images", help="An image file or a folder of them (searched recursively); repeat."
-    ),
-]
-InputsOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--inputs",
-        help="Instead of --images: a .npy (n, *input shape) or .csv (one example a line) "
-        "file; one row per example, path FILE:INDEX.",
-    ),
-]

@@ -19,6 +19,7 @@ Values set in the environment win, so Prefect's own defaults stay one variable a
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import socket
@@ -142,6 +143,28 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def check_listen(host: str, port: int) -> None:
+    """Fail in one line when the server could not listen on ``host:port``: the port taken
+    (another server?) or an address this machine does not have."""
+    from tasks.core.errors import UserError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        raise UserError(f"--host {host!r}: no such address; give an IP or host name") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                why = "is in use (a server already running?); choose another --port"
+            else:
+                why = f"fails ({exc.strerror}); --host 0.0.0.0 listens on every address"
+            raise UserError(f"listening on {host}:{port} {why}") from None
 
 
 TEMPORARY_SERVER_STARTUP_S = 120

@@ -22,10 +22,21 @@ MAX_IMAGE_PIXELS = 4096 * 4096  # 64 MiB of float32 per gray image, 192 MiB per 
 MAX_SEED = 2**32 - 1  # NumPy's seeds (keras.utils.set_random_seed seeds NumPy too)
 
 
-class DatasetSpec(BaseModel):
-    """Which dataset to train on and how to preprocess it."""
+class Strict(BaseModel):
+    """Every config model: unknown keys refused, values fixed once read; text stripped and
+    never empty (an empty path or name is a mistake, not "the default"); no inf or NaN."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        str_strip_whitespace=True,
+        str_min_length=1,
+        allow_inf_nan=False,
+    )
+
+
+class DatasetSpec(Strict):
+    """Which dataset to train on and how to preprocess it."""
 
     name: str = Field(
         DEFAULT_DATASET,
@@ -77,13 +88,6 @@ class DatasetSpec(BaseModel):
         True, description="Reuse the cached splits when the data is unchanged; false rebuilds."
     )
 
-    @field_validator("name")
-    @classmethod
-    def _name_not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must name a dataset, e.g. digits, mnist or ./my_images")
-        return value.strip()
-
     @field_validator("image_size")
     @classmethod
     def _positive_size(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
@@ -111,10 +115,8 @@ class DatasetSpec(BaseModel):
         return "catalog"
 
 
-class ModelSpec(BaseModel):
+class ModelSpec(Strict):
     """The Keras model to tune."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["mlp", "cnn"] = Field(
         "mlp", description="mlp (flatten, dense layers) or cnn (3x3 conv blocks, then dense)."
@@ -153,10 +155,8 @@ class ModelSpec(BaseModel):
 SuggestionMethod = Literal["steepest", "valley", "minimum"]
 
 
-class LRRangeSpec(BaseModel):
+class LRRangeSpec(Strict):
     """The learning-rate range test run once per batch size."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     start_lr: float = Field(1e-6, gt=0, description="First learning rate of the exponential ramp.")
     end_lr: float = Field(1.0, gt=0, description="Last learning rate of the ramp.")
@@ -183,10 +183,8 @@ class LRRangeSpec(BaseModel):
         return self
 
 
-class TuneConfig(BaseModel):
+class TuneConfig(Strict):
     """Everything one tuning run needs; the `tune` flow's single parameter."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     dataset: DatasetSpec = Field(DatasetSpec(), description="What to train on.")
     model: ModelSpec = Field(ModelSpec(), description="What to train.")

@@ -156,6 +156,8 @@ def describe_validation_error(exc: ValidationError, where: str = "") -> str:
     if first["type"] == "extra_forbidden":
         return f"unknown key '{key}'; remove it or check its spelling"
     message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "string_too_short" and first.get("ctx", {}).get("min_length") == 1:
+        message = "is empty; give a value or leave the key out"
     if not loc or key in QUIET_KEYS:  # the message names the values (secrets redacted)
         return f"{key}: {message}"
     return f"{key}: {message} (got {short_repr(first.get('input'))})"

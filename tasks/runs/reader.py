@@ -16,6 +16,7 @@ TensorFlow, so a wrong path or target is reported at once.
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 from tasks.core.config import TuneConfig
@@ -43,12 +44,15 @@ def run_cache_dir(uri: s3.S3Uri, run_id: str, cache_dir: str | None = None) -> P
     return safe_join(resolve_cache_dir(cache_dir) / "runs" / uri.bucket / prefix, run_id, "run id")
 
 
+URL_LIKE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:/")
+
+
 def check_target(config: TuneConfig) -> None:
     """Fail before training when the export target cannot work (bad URI, no bucket, keys,
     a file where the folder should be)."""
     if s3.is_s3(config.export_to):
         s3.check_bucket(s3.S3Uri.parse(config.export_to), config.s3_endpoint_url)
-    elif "://" in config.export_to:
+    elif URL_LIKE.match(config.export_to):  # s3:/b, S3://b, http://…: not a folder meant
         raise ConfigError(
             f"export target {config.export_to!r}: give a local folder (./exports) "
             "or s3://bucket/prefix"
@@ -105,9 +109,9 @@ def open_run(
         run_id = parse_latest(text, str(path / LATEST)).run_id
         path = safe_join(path, run_id, f"run id in {path / LATEST}")
     if not path.is_dir():
+        what = "is a file, not a run folder" if path.exists() else "does not exist"
         raise RunUnavailable(
-            f"model {ref!r} does not exist (or is not a folder); give a run folder, "
-            "<target>/latest or s3://bucket/prefix/latest"
+            f"model {ref!r} {what}; give a run folder, <target>/latest or s3://bucket/prefix/latest"
         )
     return path.resolve(), verify_run(path)
 

@@ -124,7 +124,18 @@ def test_server_command_starts_prefect_with_the_batched_recorder(prefect_server)
 
 
 def test_server_command_rejects_a_bad_port(cli_env) -> None:
-    assert_user_error(run(cli_env, "server", "--port", "70000"), "--port", "70000")
+    assert_user_error(run(cli_env, "server", "--port", "70000"), "--port", "65535")
+
+
+def test_server_command_on_a_busy_port_is_one_line(cli_env) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        result = run(cli_env, "server", "--port", port)
+    assert_user_error(result, f"127.0.0.1:{port} is in use", "choose another --port")
 
 
 @pytest.mark.slow

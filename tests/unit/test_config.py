@@ -36,7 +36,7 @@ def test_existing_folder_without_slash_is_a_folder(tmp_path, monkeypatch) -> Non
         ({"val_fraction": 0.7}, "dataset.val_fraction: Input should be less than 0.5 (got 0.7)"),
         ({"image_size": [0, 28]}, "dataset.image_size: must be two positive integers"),
         ({"channels": 2}, "dataset.channels"),
-        ({"name": "  "}, "dataset.name: must name a dataset"),
+        ({"name": "  "}, "dataset.name: is empty"),
     ],
 )
 def test_parse_errors_are_one_line(data: dict, expected: str) -> None:
