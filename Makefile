@@ -26,7 +26,7 @@ help:
 	@echo "make bench  run the benchmarks in bench/ and print their ratios"
 	@echo "make server start the Prefect server for nightly runs (SERVER_HOST=127.0.0.1 SERVER_PORT=4200)"
 	@echo "make pools  create the cpu/gpu work pools and the gpu concurrency limit (PREFECT_API_URL)"
-	@echo "make deploy deploy tune/nightly, tune/manual and train-trial/gpu (PREFECT_API_URL)"
+	@echo "make deploy deploy tune/nightly, tune/manual, train-trial/gpu and predict/batch (PREFECT_API_URL)"
 	@echo "make worker-cpu / worker-gpu   start a worker for that pool"
 	@echo "make clean  remove .venv and build leftovers (not the dataset cache)"
 

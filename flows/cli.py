@@ -7,13 +7,17 @@ Prefect) happen inside commands so that ``--help`` answers at once.
 
 from __future__ import annotations
 
-import os
-import sys
+import time
 
-import typer
+STARTED_AT = time.time()  # the command's start-up, counted in the run's timings
+
+import os  # noqa: E402
+import sys  # noqa: E402
+
+import typer  # noqa: E402
 
 # typer >= 0.29 vendors click; its exceptions live here, not in the `click` package.
-from typer._click.exceptions import NoArgsIsHelpError, UsageError
+from typer._click.exceptions import NoArgsIsHelpError, UsageError  # noqa: E402
 
 # Before TensorFlow and Prefect load, unless the user chose: TF's C++ INFO lines (flows.quiet
 # filters the rest) and Prefect's telemetry (offline, its server logs ERRORs sending it).
@@ -79,17 +83,22 @@ def tune(
     _set_verbose(verbose)
     cfg = load_tune_config(config, overrides or {})
 
-    from tasks.preflight import preflight
-
-    preflight(cfg)  # before the temporary server starts: a mistake is one line at once
-
+    from flows import startup
     from flows.console import screen_logging
     from flows.screens import print_tune_result
     from flows.server import local_flow_settings
-    from flows.tune import tune as tune_flow
 
-    screen_logging(_VERBOSE)  # Prefect's console handler exists now
-    with local_flow_settings():
+    def check_and_import() -> None:  # while the temporary server starts
+        from tasks.preflight import preflight
+
+        preflight(cfg)  # a mistake is one line at once, before any flow run
+        import flows.tune  # noqa: F401
+
+    startup.mark(STARTED_AT)
+    with local_flow_settings(while_starting=check_and_import):
+        from flows.tune import tune as tune_flow
+
+        screen_logging(_VERBOSE)  # Prefect's console handler exists now
         result = tune_flow(cfg)
     print_tune_result(result)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 
 def console_logging() -> None:
@@ -74,6 +75,45 @@ class ScreenFormat(logging.Formatter):
         return text
 
 
+class ProgressBars(logging.Handler):
+    """Long work as one bar on a terminal instead of a line per step: records carrying
+    ``nighttune_progress`` (`tasks.core.logs.progress`: each epoch, each sweep step) move
+    the bar of their label; the bar is cleared before any line the screen shows, so
+    the lines read as they would without it. Installed first, so it clears in time."""
+
+    def __init__(self, stream: Any = None) -> None:
+        super().__init__()
+        self.stream = stream or sys.stderr
+        self.screen = ForTheScreen()
+        self.bar: Any = None
+        self.label = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        state = getattr(record, "nighttune_progress", None)
+        if state is None:
+            if self.bar is not None and self.screen.filter(record):
+                self.close()
+            return
+        label, done, total, note = state
+        if self.bar is None or label != self.label or done < self.bar.n:
+            self.close()
+            from tqdm import tqdm
+
+            shape = "{desc} {n}/{total} |{bar}| {elapsed}{postfix}"
+            self.bar = tqdm(
+                total=total, desc=label, file=self.stream, leave=False, bar_format=shape
+            )
+            self.label = label
+        self.bar.set_postfix_str(note, refresh=False)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        super().close()
+
+
 def screen_logging(verbose: bool) -> None:
     """The console as a person reads it: `ForTheScreen` and `ScreenFormat` on Prefect's
     console handler and ours. ``verbose`` leaves Prefect's console as Prefect sets it
@@ -86,6 +126,12 @@ def screen_logging(verbose: bool) -> None:
         if not verbose:
             handler.addFilter(ForTheScreen())
             handler.setFormatter(WithoutTraceback(ScreenFormat()))
+    for logger in (logging.getLogger(), logging.getLogger("nighttune")):
+        for bars in [h for h in logger.handlers if isinstance(h, ProgressBars)]:
+            bars.close()
+            logger.removeHandler(bars)
+        if not verbose and sys.stderr.isatty():
+            logger.handlers.insert(0, ProgressBars())
 
 
 # TensorFlow's errors for what the machine did: a full disk ("ResourceExhausted: No

@@ -32,9 +32,23 @@ def print_tune_result(result: TuneResult) -> None:
         f"winner      batch size {w.batch_size}, patience {w.patience}, lr {w.lr:.3g} "
         f"({w.lr_method}): {w.scores_text(result.monitor)}"
     )
+    if reused := _reused_text(result):
+        print(f"reused      {reused}")
     exported = result.export
     print(f"exported    {exported.path if exported.uri.startswith('file:') else exported.uri}")
     print(f"latest      {exported.latest}")
+
+
+def _reused_text(result: TuneResult) -> str:
+    """Which work came from the store rather than being done now ("" when none did)."""
+    sizes = {row.batch_size for row in result.rows}
+    trials = len({row.batch_size for row in result.rows if row.reused})
+    if not (trials or result.sweeps_reused):
+        return ""
+    return (
+        f"LR sweeps {result.sweeps_reused} of {len(sizes)}, trials {trials} of {len(sizes)}: "
+        "from the store, trained by an earlier run (--fresh retrains)"
+    )
 
 
 def print_dataset(spec: DatasetSpec, cached: CachedDataset) -> None:

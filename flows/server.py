@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 SERVER_SETTINGS = {
@@ -68,9 +68,10 @@ class TemporaryServer:
         self.process: subprocess.Popen | None = None
         self.log = Path(tempfile.mkstemp(prefix="nighttune-prefect-server-", suffix=".log")[1])
         self.api_url = ""
+        self.deadline = 0.0  # set by the first launch
 
-    def start(self) -> str:
-        """Start it and wait until it answers; its API URL."""
+    def launch(self) -> None:
+        """Start the server process on a free port, without waiting for it (`ready` does)."""
         import prefect
         from prefect.settings import get_current_settings
 
@@ -82,26 +83,30 @@ class TemporaryServer:
             **get_current_settings().to_environment_variables(exclude_unset=True),
             **unset_server_settings(),
         }
-        deadline = time.monotonic() + self.startup_s
+        self.deadline = self.deadline or time.monotonic() + self.startup_s
+        port = _free_port()
+        self.api_url = f"http://127.0.0.1:{port}/api"
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "--app-dir"]
+                + [str(Path(prefect.__file__).parent.parent), "--factory"]
+                + ["prefect.server.api.server:create_app", "--host", "127.0.0.1"]
+                + ["--port", str(port), "--log-level", "error", "--lifespan", "on"],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def ready(self) -> str:
+        """Wait until the launched server answers; its API URL."""
         for _ in range(3):  # another process may take the port between pick and bind
-            port = _free_port()
-            self.api_url = f"http://127.0.0.1:{port}/api"
-            with open(self.log, "ab") as out:
-                self.process = subprocess.Popen(
-                    [sys.executable, "-m", "uvicorn", "--app-dir"]
-                    + [str(Path(prefect.__file__).parent.parent), "--factory"]
-                    + ["prefect.server.api.server:create_app", "--host", "127.0.0.1"]
-                    + ["--port", str(port), "--log-level", "error", "--lifespan", "on"],
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            if self._wait_healthy(deadline):
+            if self._wait_healthy(self.deadline):
                 return self.api_url
-            if time.monotonic() > deadline:
+            if time.monotonic() > self.deadline:
                 break
+            self.launch()
         self.stop(keep_log=True)
         tail = self.log.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
         raise ConnectionError(  # an OSError: the CLI says it in one line, exit 1
@@ -109,6 +114,11 @@ class TemporaryServer:
             f"({tail[0][:200]}; log: {self.log}); set PREFECT_API_URL to a running server "
             "(make server) or PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
         )
+
+    def start(self) -> str:
+        """Start it and wait until it answers; its API URL."""
+        self.launch()
+        return self.ready()
 
     def _wait_healthy(self, deadline: float) -> bool:
         import urllib.request
@@ -171,7 +181,7 @@ TEMPORARY_SERVER_STARTUP_S = 120
 
 
 @contextlib.contextmanager
-def local_flow_settings() -> Iterator[None]:
+def local_flow_settings(while_starting: Callable[[], object] = lambda: None) -> Iterator[None]:
     """Prefect settings for a flow this command runs itself.
 
     Without ``PREFECT_API_URL`` the flow talks to a temporary server of its own
@@ -182,7 +192,8 @@ def local_flow_settings() -> Iterator[None]:
     `TEMPORARY_SERVER_STARTUP_S` to start unless
     ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` says otherwise (Prefect's
     20 s ran out on a busy 2-core machine), and the server settings of
-    `flows.server`, as `nighttune server` has.
+    `flows.server`, as `nighttune server` has. ``while_starting`` runs while the server
+    starts (the command's checks and imports: most of a short run's start-up).
     """
     from prefect.settings import (
         PREFECT_API_URL,
@@ -193,13 +204,16 @@ def local_flow_settings() -> Iterator[None]:
     from flows import interrupts
 
     if PREFECT_API_URL.value():
+        while_starting()
         yield
         return
     startup = os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS")
     server = TemporaryServer(float(startup) if startup else TEMPORARY_SERVER_STARTUP_S)
     stop = interrupts.on_interrupt(server.stop)
     try:
-        api_url = server.start()
+        server.launch()
+        while_starting()
+        api_url = server.ready()
         updates = {PREFECT_API_URL: api_url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
         with temporary_settings(updates=updates):
             try:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from prefect import flow
 from prefect.runtime import flow_run
 
+from flows import startup
 from flows.steps import cache_dataset, export_run, lr_sweep, preflight, train_trial
 from tasks.core.config import TuneConfig
 from tasks.core.logs import get_logger
@@ -91,6 +92,8 @@ def tune(config: TuneConfig | None = None) -> TuneResult:
     preflight(config)  # a scheduled run with a bad target fails here, not at export
     run_id = new_run_id()
     seconds: dict[str, float] = {}
+    if (spent := startup.take()) is not None:  # run from the command line
+        seconds["start-up"] = spent
     clock = time.perf_counter()
 
     def lap(name: str) -> None:
@@ -106,14 +109,14 @@ def tune(config: TuneConfig | None = None) -> TuneResult:
     lap("data")
     if config.dispatch == "deployments":
         # One child run per batch size on the trial deployment's pool; each does its
-        # sweep and its trial, so both are timed together as "trials".
+        # sweep and its trial, so both are timed together.
         sweeps, rows = run_trials_on_deployments(config, str(flow_run.id))
-        seconds["sweeps"] = 0.0
+        lap("sweeps and trials (workers)")
     else:
         sweeps, rows = _local_grid(config, cached, lap)
+        lap("trials")
     for sweep in sweeps:
         log.info("batch size %d: lr %.3g (%s)", sweep.batch_size, sweep.chosen_lr, sweep.method)
-    lap("trials")
     winner = select_best(rows, objective.column, objective.direction)
     log.info(
         "winner: batch size %d, patience %d, %s %.4f",
@@ -132,4 +135,5 @@ def tune(config: TuneConfig | None = None) -> TuneResult:
         rows=rows,
         seconds=seconds,
         monitor=config.monitor,
+        sweeps_reused=sum(sweep.reused for sweep in sweeps),
     )

@@ -48,6 +48,7 @@ class TrialResult(BaseModel):
     train_seconds: float | None = None
     examples_per_s: float | None = None
     training_loop: Literal["fused", "fit"] | None = None  # tasks.tuning.training
+    reused: bool = False  # read from the store (trained by an earlier run), not trained now
     model_path: str | None = None
     error: str | None = None
 
@@ -93,6 +94,7 @@ class LRSweep(BaseModel):
     stop_reason: str
     seconds: float
     path: str | None = None  # folder holding the saved JSON and PNG, once stored
+    reused: bool = False  # read from the store, not run now
 
 
 class ExportResult(BaseModel):
@@ -113,3 +115,4 @@ class TuneResult(BaseModel):
     rows: list[TrialResult]
     seconds: dict[str, float]
     monitor: str = "val_accuracy"
+    sweeps_reused: int = 0  # LR sweeps read from the store (the rows say which trials)

@@ -159,24 +159,42 @@ def plot_confusion(matrix: np.ndarray, class_names: list[str], title: str, path:
     save_figure(fig, path)
 
 
-def plot_history(dates: list[str], accuracies: list[float], labels: list[str], path: Path) -> None:
-    """Test accuracy of the winner, run after run."""
+# The history plot's y-axis spans at least this much accuracy, so that the noise of a
+# small test split (1.5 points on digits is four examples) does not look like a fall.
+MIN_HISTORY_SPAN = 0.05
+
+
+def plot_history(
+    dates: list[str], accuracies: list[float], labels: list[str], setups: list[str], path: Path
+) -> None:
+    """Test accuracy of the winner, run after run: one line per setup (dataset, model,
+    grid), since only runs of one setup are comparable."""
     fig = Figure(figsize=(8, 3.8))
     ax = fig.add_subplot()
     x = np.arange(len(dates))
-    ax.plot(x, accuracies, marker="o")
+    values = np.asarray(accuracies, dtype=float)
+    for setup in dict.fromkeys(setups):
+        mine = [i for i, s in enumerate(setups) if s == setup]
+        ax.plot(x[mine], values[mine], marker="o", label=setup)
     for xi, accuracy, label in zip(x, accuracies, labels, strict=True):
         ax.annotate(
-            label,
-            (xi, accuracy),
+            f"{label}\n{accuracy:.4f}" if np.isfinite(accuracy) else label,
+            (xi, accuracy if np.isfinite(accuracy) else 0.0),
             textcoords="offset points",
             xytext=(0, 7),
             ha="center",
             fontsize=7,
         )
+    finite = values[np.isfinite(values)]
+    if finite.size:
+        middle = (finite.max() + finite.min()) / 2
+        half = max(finite.max() - finite.min(), MIN_HISTORY_SPAN) / 2 * 1.3  # room for labels
+        ax.set_ylim(max(middle - half, 0.0), min(middle + half, 1.0) + 0.01)
     ax.set_xticks(x, dates, rotation=30, ha="right", fontsize=8)
     ax.set_xlabel("run (UTC)")
     ax.set_ylabel("winner's test accuracy")
     ax.set_title("Night over night", fontsize=10)
     ax.grid(True, alpha=0.3)
+    if len(set(setups)) > 1:
+        ax.legend(fontsize=7, title="dataset model grid", title_fontsize=7)
     save_figure(fig, path)

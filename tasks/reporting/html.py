@@ -106,6 +106,44 @@ def _table(frame: pd.DataFrame, winner_index: int | None = None) -> str:
     return f"<div class='wide'>{table}</div>"
 
 
+def applicable(config: dict[str, Any]) -> dict[str, Any]:
+    """The config as the page shows it: the keys that shaped this run. Unset values go;
+    so do the built-in model's sizes for a builder (and the CNN's filters for the MLP),
+    the split fractions for digits (its split is fixed) and the child deployment's keys
+    when trials ran here."""
+    drop = {"trial_deployment", "trial_timeout_s"} if config.get("dispatch") == "local" else set()
+    model, dataset = dict(config.get("model", {})), dict(config.get("dataset", {}))
+    if model.get("builder"):
+        model = {k: v for k, v in model.items() if k not in BUILT_IN_MODEL_KEYS}
+    elif model.get("kind") == "mlp":
+        model.pop("filters", None)
+    if dataset.get("name") == "digits" and not dataset.get("builder"):
+        dataset = {k: v for k, v in dataset.items() if not k.endswith("_fraction")}
+
+    def kept(part: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in part.items() if v not in (None, {}, [], ()) and k not in drop}
+
+    return kept(config | {"dataset": kept(dataset), "model": kept(model)})
+
+
+BUILT_IN_MODEL_KEYS = {"kind", "hidden_units", "filters", "dropout"}
+
+
+def _subtitle(config: dict[str, Any], class_names: list[str], splits: dict[str, int]) -> str:
+    """What was trained on what: builders or names, the split sizes, and what one
+    validation example is worth in accuracy (a small split's differences are coarse)."""
+    data = config["dataset"].get("builder") or config["dataset"]["name"]
+    model = config["model"].get("builder") or config["model"]["kind"]
+    sizes = ", ".join(f"{name} {count}" for name, count in splits.items())
+    one = (
+        f"; one validation example is {1 / splits['validation']:.2%} accuracy"
+        if (class_names and splits.get("validation"))
+        else ""
+    )
+    kind = f"{len(class_names)} classes" if class_names else "regression"
+    return html.escape(f"dataset {data} ({sizes} examples{one}), model {model}, {kind}")
+
+
 def render_html(
     run_dir: Path,
     run_id: str,
@@ -114,6 +152,7 @@ def render_html(
     winner: TrialResult,
     seconds: dict[str, float],
     class_names: list[str],
+    splits: dict[str, int],
 ) -> str:
     """The page, with every PNG under ``run_dir/plots`` and ``lr_sweeps`` embedded."""
     winner_index = (
@@ -128,18 +167,16 @@ def render_html(
         if matrix.is_file()
         else []
     )
-    config_yaml = yaml.safe_dump(portable(config), sort_keys=False, default_flow_style=None)
+    shown = portable(applicable(config))
+    config_yaml = yaml.safe_dump(shown, sort_keys=False, default_flow_style=None)
     timing = pd.DataFrame(
         {"stage": list(seconds), "seconds": [round(v, 2) for v in seconds.values()]}
     )
-    data = config["dataset"].get("builder") or config["dataset"]["name"]
-    model = config["model"].get("builder") or config["model"]["kind"]
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>nighttune run {html.escape(run_id)}</title><style>{CSS}</style></head><body>",
         f"<h1>nighttune run {html.escape(run_id)}</h1>",
-        f"<p class='muted'>dataset {html.escape(str(data))}, model {html.escape(str(model))}, "
-        f"{f'{len(class_names)} classes' if class_names else 'regression'}</p>",
+        f"<p class='muted'>{_subtitle(config, class_names, splits)}</p>",
         "<h2>Summary</h2>",
         f"<p class='summary'>Winner: batch size <b>{winner.batch_size}</b>, patience "
         f"<b>{winner.patience}</b>, learning rate <b>{winner.lr:.3g}</b> ({winner.lr_method}); "
@@ -147,7 +184,8 @@ def render_html(
         f"Scores: <b>{html.escape(winner.scores_text(config['monitor']))}</b>.</p>",
         "<h2>Trials</h2>",
         "<p class='muted'>One fit per batch size; every patience is read off it. "
-        "The highlighted row won (ties: fewer epochs, then smaller batch size).</p>",
+        "The highlighted row won (an exact tie goes to fewer epochs run, then the smaller "
+        "batch size, then the smaller patience).</p>",
         _table(trials[[*summary_columns(trials, config["monitor"]), "error"]], winner_index),
         "<h2>Monitored metric by batch size and patience</h2>",
         _image(run_dir / "plots" / "heatmap.png", "heatmap"),
@@ -159,6 +197,8 @@ def render_html(
         "<h2>Timing</h2>",
         _table(timing),
         "<h2>Configuration</h2>",
+        "<p class='muted'>The settings that shaped this run (unset ones left out; "
+        "manifest.json has every key).</p>",
         f"<pre>{html.escape(config_yaml)}</pre>",
         "</body></html>",
     ]

@@ -27,6 +27,7 @@ COLUMNS = [
     "train_seconds",
     "examples_per_s",
     "training_loop",
+    "reused",
     "error",
 ]
 # The short table: the terminal's after `tune`, the run page's (which adds errors).
@@ -37,10 +38,12 @@ SUMMARY = [
     "status",
     "epochs_run",
     "best_epoch",
+    "val_loss",
     "val_accuracy",
     "test_loss",
     "test_accuracy",
     "train_seconds",
+    "reused",
 ]
 
 
@@ -50,7 +53,8 @@ def summary_columns(frame: pd.DataFrame, monitor: str) -> list[str]:
     extra = [monitor, "test_" + monitor.removeprefix("val_")] if monitor not in SUMMARY else []
     at = SUMMARY.index("best_epoch") + 1
     wanted = [*SUMMARY[:at], *extra, *SUMMARY[at:]]
-    return [c for c in dict.fromkeys(wanted) if c in frame and frame[c].notna().any()]
+    shown = [c for c in dict.fromkeys(wanted) if c in frame and frame[c].notna().any()]
+    return [c for c in shown if c != "reused" or frame[c].astype(bool).any()]
 
 
 def trials_frame(rows: Sequence[TrialResult], winner: TrialResult | None = None) -> pd.DataFrame:

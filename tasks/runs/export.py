@@ -32,7 +32,7 @@ from typing import Any
 from tasks.core.config import TuneConfig
 from tasks.core.logs import get_logger
 from tasks.core.records import ExportResult, LRSweep, TrialResult, sweep_files
-from tasks.data.datasets import CachedDataset
+from tasks.data.datasets import CachedDataset, resolve_cache_dir
 from tasks.reporting.histories import trial_histories, write_tensorboard
 from tasks.reporting.html import confusion_matrix, make_plots, portable, render_html
 from tasks.reporting.tables import write_reports
@@ -201,8 +201,16 @@ def _write_pages(staging: Path, run: RunBundle, config_shown: dict[str, Any]) ->
         f"{winner.scores_text(run.config.monitor)}."
     )
     frame = write_reports(run.rows, winner, staging, f"nighttune run {run.run_id}", summary)
+    cache_dir = str(resolve_cache_dir(run.config.cache_dir))  # the folder used, not "null"
     page = render_html(
-        staging, run.run_id, config_shown, frame, winner, run.seconds, run.cached.class_names
+        staging,
+        run.run_id,
+        config_shown | {"cache_dir": cache_dir},
+        frame,
+        winner,
+        run.seconds,
+        run.cached.class_names,
+        run.cached.num_examples,
     )
     write_text_atomic(staging / "report.html", page)
 

@@ -19,6 +19,7 @@ COLUMNS = [
     "date",
     "dataset",
     "model",
+    "grid",
     "batch_size",
     "patience",
     "lr",
@@ -79,6 +80,15 @@ def _get(mapping: Any, *keys: str) -> Any:
     return mapping
 
 
+def _grid(config: Any) -> str:
+    """``b32,64 p2,4 e8``: the grid a run searched (runs are comparable within one)."""
+
+    def listed(key: str) -> str:
+        return ",".join(map(str, _get(config, key) or []))
+
+    return f"b{listed('batch_sizes')} p{listed('patiences')} e{_get(config, 'max_epochs')}"
+
+
 def run_history(target: str, endpoint_url: str | None = None) -> pd.DataFrame:
     """Every complete run under ``target`` (folder or s3://), oldest first."""
     rows = []
@@ -92,6 +102,7 @@ def run_history(target: str, endpoint_url: str | None = None) -> pd.DataFrame:
                 or _get(manifest.config, "dataset", "name"),
                 "model": _get(manifest.config, "model", "builder")
                 or _get(manifest.config, "model", "kind"),
+                "grid": _grid(manifest.config),
                 **{k: _get(winner, k) for k in ("batch_size", "patience", "lr")},
                 "val_accuracy": _get(winner, "val_accuracy"),
                 "test_accuracy": _get(winner, "test_accuracy"),
@@ -115,5 +126,7 @@ def write_history(
     write_text_atomic(csv_path, frame.to_csv(index=False))
     labels = [f"b{b} p{p}" for b, p in zip(frame["batch_size"], frame["patience"], strict=True)]
     dates = [str(d)[:16].replace("T", " ") for d in frame["date"]]
-    plot_history(dates, frame["test_accuracy"].astype(float).tolist(), labels, png_path)
+    setups = frame["dataset"].astype(str) + " " + frame["model"].astype(str) + " " + frame["grid"]
+    accuracies = frame["test_accuracy"].astype(float).tolist()
+    plot_history(dates, accuracies, labels, setups.tolist(), png_path)
     return csv_path, png_path

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.core.config import LRRangeSpec, ModelSpec
-from tasks.core.logs import DETAIL, get_logger
+from tasks.core.logs import get_logger, progress
 from tasks.core.records import LRSweep, sweep_files
 from tasks.data.datasets import CachedDataset, resolve_cache_dir
 from tasks.storage.files import write_text_atomic
@@ -66,13 +66,12 @@ def run_range_test(
             metric.reset_state()
         return model.train_step((x, y))["loss"]
 
-    log = get_logger()
     growth = (end_lr / start_lr) ** (1.0 / max(num_steps - 1, 1))
     lrs: list[float] = []
     losses: list[float] = []
     stop_reason = "completed"
     average, best = 0.0, math.inf
-    report_every = max(num_steps // 4, 1)
+    report_every = max(num_steps // 10, 1)  # the screen's bar moves in tenths
     try:
         for step, (x, y) in enumerate(batches.repeat().take(num_steps)):
             lr = start_lr * growth**step
@@ -90,7 +89,7 @@ def run_range_test(
                 stop_reason = f"diverged at lr {lr:.3g} (smoothed loss > {diverge_factor:g}x min)"
                 break
             if (step + 1) % report_every == 0:
-                log.info(*_step_line(step + 1, num_steps, lr, loss), extra=DETAIL)
+                _report_step(step + 1, num_steps, lr, loss)
     finally:
         for variable, value in zip(model.variables, saved_model, strict=True):
             variable.assign(value)
@@ -99,8 +98,14 @@ def run_range_test(
     return lrs, losses, stop_reason
 
 
-def _step_line(step: int, steps: int, lr: float, loss: float) -> tuple[Any, ...]:
-    return "lr sweep: step %d/%d, lr %.2e, loss %.4f", step, steps, lr, loss
+def _report_step(step: int, steps: int, lr: float, loss: float) -> None:
+    """A line for the logs, and the screen's bar (`tasks.core.logs.progress`)."""
+    note = f"lr {lr:.2e}, loss {loss:.4f}"
+    get_logger().info(
+        "lr sweep: step %d/%d, lr %.2e, loss %.4f",
+        *(step, steps, lr, loss),
+        extra=progress("lr sweep: step", step, steps, note),
+    )
 
 
 def sweep_from_curve(
@@ -227,4 +232,5 @@ def stored_lr_range_test(
         get_logger().info(
             "lr sweep, batch size %d: finished before, reusing %s", batch_size, entry.path
         )
-    return LRSweep.model_validate(entry.data).model_copy(update={"path": str(entry.path)})
+    found = {"path": str(entry.path), "reused": entry.hit}
+    return LRSweep.model_validate(entry.data).model_copy(update=found)

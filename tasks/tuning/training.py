@@ -25,7 +25,7 @@ import keras
 
 from tasks.core.config import TuneConfig
 from tasks.core.errors import TrialFailed, first_line
-from tasks.core.logs import DETAIL, get_logger
+from tasks.core.logs import get_logger, progress
 from tasks.core.records import LRMethod, TrialResult, scored
 from tasks.data.datasets import CachedDataset, resolve_cache_dir
 from tasks.storage.store import Slot
@@ -43,9 +43,9 @@ TRIAL_VERSION = 2
 class SharedEarlyStopping(keras.callbacks.Callback):
     """Feeds a `PatienceLedger` each epoch; keeps each patience's best weights at its stop."""
 
-    def __init__(self, monitor: str, ledger: PatienceLedger, label: str) -> None:
+    def __init__(self, monitor: str, ledger: PatienceLedger, label: str, epochs: int) -> None:
         super().__init__()
-        self.monitor, self.ledger, self.label = monitor, ledger, label
+        self.monitor, self.ledger, self.label, self.epochs = monitor, ledger, label, epochs
         self.best_weights: list[Any] | None = None
         self.kept: dict[int, list[Any]] = {}  # best epoch (0-based) -> weights
         self.epoch_seconds: list[float] = []
@@ -69,6 +69,9 @@ class SharedEarlyStopping(keras.callbacks.Callback):
             self.best_weights = self.model.get_weights()
         if stopping and self.best_weights is not None and self.ledger.best_epoch is not None:
             self.kept[self.ledger.best_epoch] = self.best_weights
+        stopped = sorted(self.ledger.stops)
+        note = f"{self.monitor} {logs[self.monitor]:.4f}"
+        note += f", patience {', '.join(map(str, stopped))} stopped" if stopped else ""
         get_logger().info(
             "%s: epoch %d, loss %.4f, %s %.4f%s",
             self.label,
@@ -77,7 +80,7 @@ class SharedEarlyStopping(keras.callbacks.Callback):
             self.monitor,
             logs[self.monitor],
             f" (patience {', '.join(map(str, stopping))} stops here)" if stopping else "",
-            extra=DETAIL,
+            extra=progress(f"{self.label}: epoch", epoch + 1, self.epochs, note),
         )
         if self.ledger.done:
             self.model.stop_training = True
@@ -115,7 +118,8 @@ def _fit_and_evaluate(
 
     def stopper() -> SharedEarlyStopping:
         ledger = PatienceLedger(config.patiences, direction, config.min_delta)
-        return SharedEarlyStopping(config.monitor, ledger, f"trial b{batch_size}")
+        label = f"trial b{batch_size}"
+        return SharedEarlyStopping(config.monitor, ledger, label, config.max_epochs)
 
     model, callback, loop = fit_in_a_loop(cached, config, batch_size, lr, stopper)
     evaluated: dict[int, dict[str, float]] = {}
@@ -251,6 +255,7 @@ def train_trial(
         get_logger().info("trial b%d: finished before, reusing %s", batch_size, entry.path)
     trained = examples_per_epoch(cached.num_examples["train"], batch_size)
     rows = _rows(entry.data, entry.path, batch_size, lr, lr_method, config, trained)
+    rows = [row.model_copy(update={"reused": entry.hit}) for row in rows]
     if not entry.hit and (done := [r for r in rows if r.status == "ok"]):
         last = max(done, key=lambda r: r.epochs_run or 0)
         get_logger().info(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -244,6 +245,13 @@ def test_a_default_run_in_a_clean_environment_is_quiet(tmp_path) -> None:
     for stage in ("dataset digits: cached in", "lr sweep, batch size 64", "trial b32: 4 epochs"):
         assert stage in screen, screen
     assert "winner      batch size" in screen and "epoch 1," not in screen
+    assert "reused" not in screen  # the first run trained everything
+    manifest = json.loads(next((tmp_path / "exports").glob("*/manifest.json")).read_text())
+    assert list(manifest["timings"])[0] == "start-up" and manifest["timings"]["start-up"] > 0
+    again = subprocess.run(
+        [script, *args], env=clean, cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
+    assert "reused      LR sweeps 2 of 2, trials 2 of 2: from the store" in again.stdout
     verbose = subprocess.run(
         [script, *args, "--fresh", "--verbose"],
         env=clean,
@@ -254,3 +262,52 @@ def test_a_default_run_in_a_clean_environment_is_quiet(tmp_path) -> None:
     )
     assert verbose.returncode == 0, verbose.stderr
     assert "trial b32: epoch 1, loss" in verbose.stderr
+
+
+def _on_a_terminal(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str]:
+    """Run ``argv`` with a 100-column pseudo-terminal as its stdin, stdout and stderr."""
+    import fcntl
+    import select
+    import struct
+    import termios
+
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd)
+    os.close(slave)
+    chunks, deadline = [], time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if select.select([master], [], [], 1.0)[0]:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's other side closed
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    return proc.wait(timeout=60), b"".join(chunks).decode(errors="replace")
+
+
+def test_on_a_terminal_long_work_is_a_bar_and_the_lines_stay(tmp_path) -> None:
+    """On a terminal each sweep and trial shows as a bar (steps, epochs, the monitor,
+    the patiences stopped) that is cleared before the next line: what stays reads as
+    the plain screen does."""
+    import sys
+
+    clean = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    script = str(Path(sys.executable).parent / "nighttune")
+    args = ["tune", "--batch-sizes", "32", "--patiences", "1,3", "--max-epochs", "12"]
+    args += ["--export-to", str(tmp_path / "exports"), "--cache-dir", str(tmp_path / "cache")]
+    status, screen = _on_a_terminal([script, *args], clean, tmp_path)
+    assert status == 0, screen
+    assert re.search(r"lr sweep: step \d+/40 \|", screen), screen
+    assert re.search(r"trial b32: epoch \d+/12 \|.*val_accuracy 0\.\d{4}", screen), screen
+    # Each bar is cleared before the next line: what is left visible is the plain screen.
+    visible = [line.rsplit("\r", 1)[-1] for line in screen.replace("\r\n", "\n").split("\n")]
+    assert not [line for line in visible if re.search(r"\d+/\d+ \|", line)], visible
+    assert any("trial b32: " in line and "epochs in" in line for line in visible), visible
+    assert any(line.startswith("winner      batch size 32") for line in visible), visible
+    assert [word for word in NOISE if word in screen] == [], screen

@@ -128,7 +128,8 @@ def test_lr_sweep_task_is_stored_and_reused(
     runs: list[int] = []
     monkeypatch.setattr("tasks.tuning.lr_range.run_range_test", lambda *a, **k: runs.append(1))
     again = sweeps(str(tmp_path))  # stored: not run again
-    assert runs == [] and again == first
+    assert runs == [] and not any(s.reused for s in first)
+    assert again == [s.model_copy(update={"reused": True}) for s in first]
 
 
 def test_a_stored_sweep_of_another_default_length_is_not_reused(

@@ -64,6 +64,13 @@ def test_report_html_has_every_section_and_plot(run) -> None:
     for row in rows:
         assert f"<td>{float(row['test_accuracy']):.4g}</td>" in page
     assert page.count('class="winner"') == 1
+    assert "train 1257, validation 270, test 270 examples" in page
+    assert "one validation example is 0.37% accuracy" in page
+    shown = page.split("<h2>Configuration</h2>", 1)[1]
+    assert "cache_dir: ~/" in shown  # the folder used, not null
+    for unused in ("null", "filters:", "val_fraction", "trial_deployment", "builder:"):
+        assert unused not in shown, unused
+    assert "an exact tie goes to fewer epochs run" in page
     for stage in ("data", "sweeps", "trials", "export"):
         assert f'<td class="text">{stage}</td>' in page
     for png in (run_dir / "plots").glob("*.png"):
@@ -108,6 +115,8 @@ def test_history_over_three_runs(run, tmp_path) -> None:
     frame = run_history(str(home / "exports"))
     assert list(frame["run_id"]) == [first.run_id] + [r.run_id for r in later]
     assert (frame["test_accuracy"] == first.winner.test_accuracy).all()
+    grid = f"b32,64 p{','.join(map(str, small_config(home).patiences))} e"
+    assert frame["grid"].str.startswith(grid).all(), frame["grid"]
     csv_path, png_path = write_history(str(home / "exports"), str(tmp_path))
     assert len(csv_path.read_text().splitlines()) == 4
     with Image.open(png_path) as image:

@@ -76,7 +76,10 @@ def test_tune_exports_a_verified_run_and_reuses_trials(prefect_harness, tmp_path
     second = tune(config)
     assert len(fits) == 2  # nothing trained again: sweeps and trials came from the store
     assert second.run_id != first.run_id
-    assert [r.model_dump() for r in second.rows] == [r.model_dump() for r in first.rows]
+    assert [r.model_dump() | {"reused": True} for r in first.rows] == [
+        r.model_dump() for r in second.rows
+    ]
+    assert not any(r.reused for r in first.rows) and second.sweeps_reused == 2
     latest = json.loads((run.parent / "latest.json").read_text())
     assert latest["run_id"] == second.run_id
     assert sorted(p.name for p in run.parent.iterdir() if not p.name.startswith(".")) == sorted(
