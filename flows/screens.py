@@ -113,4 +113,7 @@ def print_predictions(summary: PredictSummary) -> None:
             "outside the --images folders"
         )
     unit = "images" if summary.unit == "files" else summary.unit
-    print(f"wrote       {summary.out}  ({summary.per_s:.0f} {unit}/s)")
+    print(
+        f"wrote       {summary.out}  ({summary.files} {unit} in {summary.seconds:.1f} s: "
+        f"{summary.per_s:.0f} {unit}/s, after {summary.load_seconds:.1f} s loading the model)"
+    )

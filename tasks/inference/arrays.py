@@ -172,12 +172,14 @@ def predict_inputs_to_csv(
     the end). Raises `UserError` for a missing or malformed file or an unusable ``out``."""
     target = out_path(out, batch_size)
     source = check_inputs(inputs)
+    loading = time.perf_counter()
     model, manifest = load_run_model(model_ref, cache_dir, endpoint_url, code_dir)
     shape = tuple(manifest.input_shape)
     total, examples = blocks(source, shape, batch_size or auto_batch_size(shape))
     maker = _row_maker(model, manifest.class_names, manifest.outputs, top_k)
     summary = PredictSummary(total, 0, 0, 0.0, str(target), unit="examples")
     start = time.perf_counter()
+    summary.load_seconds = start - loading
     rows = (_rows(block, str(inputs), maker) for block in examples)
     written = (counted(batch, summary, maker.k) for batch in rows)
     write_csv(target, maker.head, written, lambda n: progress(n, total) if progress else None)

@@ -41,6 +41,7 @@ class PredictSummary:
     unit: str = "files"  # or "examples" (tasks.inference.arrays)
     renamed: int = 0  # names not valid UTF-8, written with \\xNN escapes
     outside: int = 0  # symlinked folders not followed (they lead outside --images)
+    load_seconds: float = 0.0  # finding and verifying the run, loading its model (not in per_s)
 
     @property
     def per_s(self) -> float:
@@ -129,6 +130,7 @@ def predict_to_csv(
     """
     target = out_path(out, batch_size)
     found = find_images(folders)
+    loading = time.perf_counter()
     model, manifest = load_run_model(model_ref, cache_dir, endpoint_url, code_dir)
     image_shape = _check_image_classifier(model_ref, manifest)
     k = max(1, min(top_k, len(manifest.class_names)))
@@ -148,6 +150,7 @@ def predict_to_csv(
     total = len(found.paths) + len(found.rejected)
     summary = PredictSummary(total, 0, 0, 0.0, str(target), outside=len(found.outside))
     start = time.perf_counter()
+    summary.load_seconds = start - loading
     rows = _with_rejected(batches, found.rejected)
     written = (counted(batch, summary, k) for batch in rows)
     write_csv(target, header(k), written, lambda n: progress(n, total) if progress else None)

@@ -1,8 +1,8 @@
 """One CSV row per image file or example: a prediction or an error.
 
-A classifier's columns: ``path,label,confidence,error`` and, with top-k,
-``label_2,confidence_2,...``. A regression's (`ValueRow`): ``path,value,error``, or
-``value_1,...,value_n`` for n outputs.
+A classifier's columns: ``path,label,confidence,error``; with top-k
+``label_2,confidence_2,...`` come before ``error``. A regression's (`ValueRow`):
+``path,value,error``, or ``value_1,...,value_n`` for n outputs.
 """
 
 from __future__ import annotations
@@ -26,15 +26,15 @@ class PredictionRow(NamedTuple):
         """The row as CSV cells for a ``k``-label header (an error row: empty labels)."""
         labels = self.labels or ("",) * k
         confidences = self.confidences or ("",) * k
-        cells = [self.path, labels[0], confidences[0], self.error]
-        for label, confidence in zip(labels[1:], confidences[1:], strict=True):
+        cells = [self.path]
+        for label, confidence in zip(labels, confidences, strict=True):
             cells += [label, confidence]
-        return cells
+        return [*cells, self.error]
 
 
 def header(k: int) -> list[str]:
     extra = [f"{name}_{i}" for i in range(2, k + 1) for name in ("label", "confidence")]
-    return ["path", "label", "confidence", "error", *extra]
+    return ["path", "label", "confidence", *extra, "error"]  # the error last, as for values
 
 
 class ValueRow(NamedTuple):

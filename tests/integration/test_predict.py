@@ -192,9 +192,9 @@ def test_a_row_is_the_same_cells_for_a_prediction_and_an_error() -> None:
 
     good = PredictionRow("a.png", ("cat", "dog"), ("0.900000", "0.100000"))
     bad = PredictionRow.failed("b.png", "empty file")
-    assert header(2) == ["path", "label", "confidence", "error", "label_2", "confidence_2"]
-    assert good.cells(2) == ["a.png", "cat", "0.900000", "", "dog", "0.100000"]
-    assert bad.cells(2) == ["b.png", "", "", "empty file", "", ""]
+    assert header(2) == ["path", "label", "confidence", "label_2", "confidence_2", "error"]
+    assert good.cells(2) == ["a.png", "cat", "0.900000", "dog", "0.100000", ""]
+    assert bad.cells(2) == ["b.png", "", "", "", "", "empty file"]
     assert len(bad.cells(1)) == len(header(1))
 
 

@@ -41,7 +41,7 @@ def test_a_npy_gives_the_models_labels_in_order(exported_run, examples, tmp_path
     assert summary.unit == "examples"
     assert [r["path"] for r in rows] == [f"{tmp_path / 'x.npy'}:{i}" for i in range(12)]
     assert [r["label"] for r in rows] == labels.tolist()
-    assert list(rows[0]) == ["path", "label", "confidence", "error", "label_2", "confidence_2"]
+    assert list(rows[0]) == ["path", "label", "confidence", "label_2", "confidence_2", "error"]
 
 
 def test_csv_lines_are_examples_and_bad_lines_are_rows(exported_run, examples, tmp_path) -> None:
