@@ -92,11 +92,11 @@ class ProgressBars(logging.Handler):
         state = getattr(record, "nighttune_progress", None)
         if state is None:
             if self.bar is not None and self.screen.filter(record):
-                self.close()
+                self.clear()
             return
         label, done, total, note = state
         if self.bar is None or label != self.label or done < self.bar.n:
-            self.close()
+            self.clear()
             from tqdm import tqdm
 
             shape = "{desc} {n}/{total} |{bar}| {elapsed}{postfix}"
@@ -107,10 +107,14 @@ class ProgressBars(logging.Handler):
         self.bar.set_postfix_str(note, refresh=False)
         self.bar.update(done - self.bar.n)
 
-    def close(self) -> None:
+    def clear(self) -> None:
+        """Take the bar off the screen (the next line is written where it was)."""
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+    def close(self) -> None:
+        self.clear()
         super().close()
 
 

@@ -176,7 +176,8 @@ def plot_history(
     for setup in dict.fromkeys(setups):
         mine = [i for i, s in enumerate(setups) if s == setup]
         ax.plot(x[mine], values[mine], marker="o", label=setup)
-    for xi, accuracy, label in zip(x, accuracies, labels, strict=True):
+    shown = zip(x, accuracies, labels, strict=True) if len(dates) <= 12 else []  # legible
+    for xi, accuracy, label in shown:
         ax.annotate(
             f"{label}\n{accuracy:.4f}" if np.isfinite(accuracy) else label,
             (xi, accuracy if np.isfinite(accuracy) else 0.0),

@@ -167,6 +167,7 @@ def render_html(
         if matrix.is_file()
         else []
     )
+    errors = ["error"] if trials["error"].fillna("").astype(bool).any() else []
     shown = portable(applicable(config))
     config_yaml = yaml.safe_dump(shown, sort_keys=False, default_flow_style=None)
     timing = pd.DataFrame(
@@ -186,7 +187,7 @@ def render_html(
         "<p class='muted'>One fit per batch size; every patience is read off it. "
         "The highlighted row won (an exact tie goes to fewer epochs run, then the smaller "
         "batch size, then the smaller patience).</p>",
-        _table(trials[[*summary_columns(trials, config["monitor"]), "error"]], winner_index),
+        _table(trials[[*summary_columns(trials, config["monitor"]), *errors]], winner_index),
         "<h2>Monitored metric by batch size and patience</h2>",
         _image(run_dir / "plots" / "heatmap.png", "heatmap"),
         "<h2>Learning-rate range tests</h2>",
