@@ -15,7 +15,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 
-.PHONY: help setup run test test-fast lint docs bench server pools deploy worker-cpu worker-gpu clean
+.PHONY: help setup fashion-mnist run test test-fast lint docs bench server pools deploy worker-cpu worker-gpu clean
 
 help:
 	@echo "make run    set up .venv and run 'nighttune tune' on the offline default (digits)"
@@ -47,15 +47,30 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --disable-pip-version-check -e '.[cpu,dev,bench]'
 	@touch $@ $(VENV)/.installed-dev $(VENV)/.installed-run
 
+# Real data for the tests and benches: Debian's Fashion-MNIST (the four IDX archives,
+# MIT, ~30 MB), installed where we can (root and apt). Where we cannot, the tests that
+# need it fail saying how to install it; nothing is downloaded at run time.
+FASHION_MNIST := /usr/share/datasets/fashion-mnist
+
+fashion-mnist:
+	@if [ ! -f $(FASHION_MNIST)/train-images-idx3-ubyte.gz ] && [ "$$(id -u)" = 0 ] \
+	    && command -v apt-get >/dev/null; then \
+	  echo "installing dataset-fashion-mnist (Debian) into $(FASHION_MNIST)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 \
+	  || { apt-get update -q >/dev/null 2>&1 && \
+	       DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1; } \
+	  || echo "could not install dataset-fashion-mnist; the tests that need it will say so"; \
+	fi
+
 setup: $(VENV)/.installed-dev
 
 run: $(VENV)/.installed-run
 	$(BIN)/nighttune tune $(ARGS)
 
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev fashion-mnist
 	$(PYTEST) $(PYTEST_ARGS)
 
-test-fast: $(VENV)/.installed-dev
+test-fast: $(VENV)/.installed-dev fashion-mnist
 	$(PYTEST) -m 'not slow' $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
@@ -68,7 +83,7 @@ docs: $(BIN)/python
 	$(BIN)/python -m tests.support.reliability
 	$(BIN)/python -m tests.support.cli_doc
 
-bench: $(VENV)/.installed-bench
+bench: $(VENV)/.installed-bench fashion-mnist
 	$(BIN)/python bench/run_all.py $(ARGS)
 
 # Deployment settings, read by deployments/prefect.yaml when deploying.

@@ -32,6 +32,7 @@ from flows.options import (  # noqa: E402
     CodeDirOpt,
     ConfigOpt,
     CsvOutOpt,
+    DataDirOpt,
     HistoryOpt,
     HistoryOutOpt,
     HostOpt,
@@ -39,8 +40,10 @@ from flows.options import (  # noqa: E402
     InputsOpt,
     PortOpt,
     PredictBatchOpt,
+    PrepareNameArg,
     RunOpt,
     S3EndpointOpt,
+    SourceOpt,
     SweepBatchOpt,
     SweepOutOpt,
     TopKOpt,
@@ -117,6 +120,24 @@ def cache(overrides: Overrides | None = None) -> None:
 
     cfg = load_tune_config(None, overrides or {})
     print_dataset(cfg.dataset, load_dataset(cfg.dataset, cfg.cache_dir))
+
+
+data_app = typer.Typer(
+    help="Datasets offline: prepare a catalog dataset from local copies of its files.",
+    no_args_is_help=True,
+)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("prepare", short_help="Prepare fashion_mnist or mnist from local IDX files.")
+def data_prepare(name: PrepareNameArg, source: SourceOpt, data_dir: DataDirOpt = None) -> None:
+    """Prepare a TFDS catalog dataset (fashion_mnist, mnist) from local copies of its
+    source files, through TFDS's own builder, into --data-dir; their content is checked
+    first (see docs/datasets.md). No network is used."""
+    from flows.screens import print_prepared
+    from tasks.data.prepare import prepare_catalog
+
+    print_prepared(prepare_catalog(name, source, data_dir), source)
 
 
 @app.command("lr-find", short_help="One learning-rate range test and every method's suggestion.")
@@ -227,8 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         print(exc.ctx.get_help() if exc.ctx else "nighttune --help")
         return 0
     except UsageError as exc:
-        where = f"nighttune {exc.ctx.info_name} --help" if exc.ctx else "nighttune --help"
-        where = where.replace("nighttune nighttune", "nighttune")
+        where = f"{exc.ctx.command_path} --help" if exc.ctx else "nighttune --help"
         message = exc.format_message().replace("Value error, ", "")  # typer's choices
         return _fail(f"{message} (see `{where}`)", 2)
     except (typer.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort

@@ -122,9 +122,15 @@ def screen_logging(verbose: bool) -> None:
     """The console as a person reads it: `ForTheScreen` and `ScreenFormat` on Prefect's
     console handler and ours. ``verbose`` leaves Prefect's console as Prefect sets it
     (every line, tracebacks too) and lets our detail lines through."""
-    root = logging.getLogger().handlers
-    prefect = [h for h in root if type(h).__name__ == "PrefectConsoleHandler"]
-    for handler in [*logging.getLogger("nighttune").handlers, *prefect]:
+    # Prefect's console handler, and any other that writes to the terminal: TFDS calls
+    # logging.basicConfig() when it makes a catalog builder, and when that happens before
+    # Prefect sets up its logging the root keeps that plain handler instead.
+    consoles = [
+        h
+        for h in logging.getLogger().handlers
+        if isinstance(h, logging.StreamHandler) and not isinstance(h, ProgressBars)
+    ]
+    for handler in [*logging.getLogger("nighttune").handlers, *consoles]:
         for f in [f for f in handler.filters if isinstance(f, ForTheScreen)]:
             handler.removeFilter(f)
         if not verbose:

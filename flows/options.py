@@ -6,7 +6,7 @@ A text option refuses an empty or blank value (`nonblank`): `--out ""` is a mist
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -113,3 +113,18 @@ PortOpt = Annotated[
     int,
     typer.Option("--port", metavar="INTEGER", min=1, max=65535, help="Port of the API and UI."),
 ]
+
+# data prepare
+PrepareNameArg = Annotated[
+    Literal["fashion_mnist", "mnist"], typer.Argument(help="The catalog dataset.")
+]
+SourceOpt = Annotated[
+    str,
+    text(
+        "--from",
+        "FOLDER",
+        "The folder holding its four IDX .gz files (train/t10k images and labels), e.g. "
+        "/usr/share/datasets/fashion-mnist from Debian's dataset-fashion-mnist.",
+    ),
+]
+DataDirOpt = Annotated[str | None, text("--data-dir", "PATH", field_help("dataset.data_dir"))]

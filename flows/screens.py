@@ -11,6 +11,7 @@ if TYPE_CHECKING:  # the commands import these before they call us
     from tasks.core.config import DatasetSpec
     from tasks.core.records import LRSweep, TuneResult
     from tasks.data.datasets import CachedDataset
+    from tasks.data.prepare import Prepared
     from tasks.inference.predict import PredictSummary
 
 
@@ -59,6 +60,15 @@ def print_dataset(spec: DatasetSpec, cached: CachedDataset) -> None:
     print(f"input       {height}x{width}x{channels} float32 in [0, 1]")
     for split, count in cached.num_examples.items():
         print(f"{split:<11} {count:>7} examples")
+
+
+def print_prepared(done: Prepared, source: str) -> None:
+    """Where the dataset is now, and the command that trains on it."""
+    state = "already prepared" if done.already else f"prepared from {source}"
+    print(f"dataset     {done.name}  ({state}; {done.checked} checked)")
+    print(f"splits      {', '.join(f'{k} {v}' for k, v in done.splits.items())}")
+    print(f"data_dir    {done.data_dir}")
+    print(f"next        nighttune tune --dataset {done.name} --data-dir {done.data_dir}")
 
 
 def print_sweep(sweep: LRSweep, written: tuple[Path, Path]) -> None:

@@ -31,6 +31,7 @@ REQUIRED = {
     "predict": ("--model", "{run}", "--images", "{images}"),
     "lr-find": ("--out", "{tmp}/lr"),
     "report": ("--history", "{tmp}/exports"),
+    "data prepare": ("fashion_mnist", "--from", "{tmp}/sources"),
 }
 # Were a bad value accepted, tune would train: keep that short, so the failure is fast.
 SMALL = {"tune": ("--batch-sizes", "32", "--patiences", "1", "--max-epochs", "1")}
@@ -65,14 +66,18 @@ def _without(args: list[str], option: str) -> list[str]:
     return args[:at] + args[at + 2 :]
 
 
-def walk() -> Iterator[tuple[str, str, str, str]]:
-    command = typer.main.get_command(app)
-    for name, sub in command.commands.items():  # type: ignore[attr-defined]
+def walk(group: Any = None, prefix: str = "") -> Iterator[tuple[str, str, str, str]]:
+    """(command, option, label, value) for every option of every command, subcommands
+    (``data prepare``) too; arguments are not options and are left out."""
+    for name, sub in (group or typer.main.get_command(app)).commands.items():
+        if hasattr(sub, "commands"):
+            yield from walk(sub, f"{prefix}{name} ")
+            continue
         for param in sub.params:
-            if param.is_flag or param.name == "help":
+            if getattr(param, "is_flag", True) or param.name == "help":
                 continue
             for label, value in _bad_values(param):
-                yield name, param.opts[0], label, value
+                yield prefix + name, param.opts[0], label, value
 
 
 CASES = sorted(set(walk()))
@@ -86,6 +91,7 @@ def test_the_walk_covers_every_command() -> None:
         "predict",
         "report",
         "server",
+        "data prepare",
     }
     assert len(CASES) > 100
 
@@ -110,7 +116,8 @@ def outcomes(exported_run, tmp_path_factory) -> dict[str, tuple[Path, list[str],
         folder.mkdir()
         fill = {"run": str(exported_run), "images": str(images), "tmp": str(folder)}
         given = [a.format(**fill) for a in REQUIRED.get(command, ()) + SMALL.get(command, ())]
-        planned[_case_id(case)] = folder, [command, *_without(given, option), option, value]
+        argv = [*command.split(), *_without(given, option), option, value]
+        planned[_case_id(case)] = folder, argv
     cases_file, results_file = root / "cases.json", root / "results.json"
     cases_file.write_text(json.dumps([{"argv": a, "cwd": str(f)} for f, a in planned.values()]))
     env = dict(

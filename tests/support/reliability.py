@@ -298,6 +298,18 @@ BAD_INPUTS: tuple[BadInput, ...] = (
         ("predict", "--model", "s3://bucket/runs/latest", "--images", "{images}"),
         "s3://bucket: cannot connect to http://127.0.0.1:9",
     ),
+    BadInput(
+        "prepare-missing-files",
+        "dataset",
+        ("data", "prepare", "fashion_mnist", "--from", "{empty}"),
+        "lacks train-images-idx3-ubyte.gz",
+    ),
+    BadInput(
+        "prepare-other-dataset",
+        "dataset",
+        ("data", "prepare", "cifar10", "--from", "{empty}"),
+        "'cifar10' is not one of 'fashion_mnist', 'mnist'",
+    ),
     # --- model paths
     BadInput(
         "model-missing",
