@@ -57,7 +57,8 @@ def print_dataset(spec: DatasetSpec, cached: CachedDataset) -> None:
     state = "cache hit" if cached.cache_hit else "built"
     print(f"dataset     {spec.name}  ({state}: {cached.path})")
     print(f"classes     {len(cached.class_names)}: {' '.join(cached.class_names)}")
-    print(f"input       {height}x{width}x{channels} float32 in [0, 1]")
+    kept = "uint8, converted as read" if cached.stored == "uint8" else "float32"
+    print(f"input       {height}x{width}x{channels} float32 in [0, 1]  (cached as {kept})")
     for split, count in cached.num_examples.items():
         print(f"{split:<11} {count:>7} examples")
 

@@ -17,7 +17,7 @@ from tasks.core import settings
 from tasks.core.config import DatasetSpec
 from tasks.core.errors import ConfigError, DatasetUnavailable, first_line
 from tasks.core.logs import get_logger
-from tasks.data.images import preprocess_image
+from tasks.data.images import compact_image, preprocess_image
 from tasks.data.splits import carve_codes
 from tasks.storage.files import file_lock
 
@@ -64,6 +64,9 @@ class CatalogSource:
         height, width = spec.image_size or native[:2]
         channels = spec.channels or (1 if native[2] in (1, 2) else 3)
         self.input_shape = (int(height), int(width), int(channels))
+        # Images already at the model's size are cached as they are stored (uint8),
+        # the rest as float32 after resizing (tasks.data.images.compact_image).
+        self.stored = "uint8" if tuple(native[:2]) == (height, width) else "float32"
         self.class_names = list(label_feature.names)
         self.identity = "digits" if spec.kind == "digits" else info.full_name
         self.version = str(info.version)
@@ -126,8 +129,10 @@ class CatalogSource:
 
         def read(split: str) -> Any:
             ds = self.builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+            shape = self.input_shape
+            keep = compact_image if self.stored == "uint8" else lambda x: preprocess_image(x, shape)
             return ds.map(
-                lambda image, label: (preprocess_image(image, self.input_shape), label),
+                lambda image, label: (keep(image), label),
                 num_parallel_calls=tf.data.AUTOTUNE,
                 deterministic=True,
             )

@@ -2,8 +2,9 @@
 
 A `DatasetSpec` names a TFDS catalog dataset, the bundled offline ``digits``, or
 a folder of images with one subfolder per class. `load_dataset` preprocesses it
-once (float32 in [0, 1], fixed shape, seeded validation/test carved from train
-where the source has none), saves every split with `tf.data.Dataset.save` under
+once (fixed shape, seeded validation/test carved from train where the source has
+none; images already at their size kept as uint8 and converted to float32 in [0, 1]
+as they are read, the rest stored as float32), saves every split with `tf.data.Dataset.save` under
 ``<cache>/datasets/<name>-<fingerprint>/`` and returns a `CachedDataset`: plain
 paths and metadata that Prefect can hash and pass between machines.
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -30,7 +31,8 @@ from tasks.storage.files import existing_ancestor
 from tasks.storage.store import Slot
 
 # Bump when the cached layout or the preprocessing code changes meaning.
-CACHE_FORMAT = 3
+# 4: images that need no resizing are kept as stored (uint8), converted when read.
+CACHE_FORMAT = 4
 SPLITS = ("train", "validation", "test")
 
 
@@ -44,6 +46,7 @@ class CachedDataset(BaseModel):
     input_shape: tuple[int, ...]  # one example's: (height, width, channels) for images
     label_shape: tuple[int, ...] = ()  # (): integer classes; (k,): one-hot rows
     num_examples: dict[str, int]
+    stored: Literal["float32", "uint8"] = "float32"  # uint8: converted as it is read
     cache_hit: bool = False
 
     @property
@@ -58,7 +61,17 @@ class CachedDataset(BaseModel):
 
         if name not in self.num_examples:
             raise KeyError(f"no split {name!r}; have {', '.join(self.num_examples)}")
-        return tf.data.Dataset.load(str(Path(self.path) / name))
+        ds = tf.data.Dataset.load(str(Path(self.path) / name))
+        if self.stored == "float32":
+            return ds
+        from tasks.data.images import expand_compact
+
+        channels = self.input_shape[-1]
+        return ds.map(
+            lambda x, y: (expand_compact(x, channels), y),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
 
     def arrays(self, name: str) -> tuple[Any, Any]:
         """The whole split in memory as two tensors: images and labels."""
@@ -115,6 +128,7 @@ def load_dataset(spec: DatasetSpec, cache_dir: str | os.PathLike | None = None) 
             "input_shape": list(source.input_shape),
             "label_shape": list(splits["train"].element_spec[1].shape),
             "num_examples": counts,
+            "stored": getattr(source, "stored", "float32"),
         }
 
     entry = Slot(root, "datasets", _slug(source.identity), key).get_or_build(
@@ -133,6 +147,7 @@ def load_dataset(spec: DatasetSpec, cache_dir: str | os.PathLike | None = None) 
         input_shape=tuple(data["input_shape"]),
         label_shape=tuple(data.get("label_shape", ())),
         num_examples=data["num_examples"],
+        stored=data.get("stored", "float32"),
         cache_hit=entry.hit,
     )
 

@@ -216,11 +216,35 @@ def preprocess_image(image: Any, input_shape: tuple[int, int, int]) -> Any:
     import tensorflow as tf
 
     height, width, channels = input_shape
+    rgb = _rgb(compact_image(image))
+    return tf.ensure_shape(finish(_fit(rgb, (height, width)), channels), input_shape)
+
+
+def compact_image(image: Any) -> Any:
+    """A decoded image as the cache keeps it when it needs no resizing: uint8, gray (one
+    channel) or RGB — a quarter of float32's bytes, a twelfth for gray read as RGB."""
+    import tensorflow as tf
+
     if image.dtype != tf.uint8:
         image = tf.image.convert_image_dtype(image, tf.uint8, saturate=True)
-    have = image.shape[-1]
-    rgb = tf.tile(image[..., :1], [1, 1, 3]) if have in (1, 2) else image[..., :3]
-    return tf.ensure_shape(finish(_fit(rgb, (height, width)), channels), input_shape)
+    return image[..., :1] if image.shape[-1] in (1, 2) else image[..., :3]
+
+
+def expand_compact(images: Any, channels: int) -> Any:
+    """`compact_image`'s uint8 (one image or a batch) -> the model's float32 input: the
+    same operations as `preprocess_image` at the image's own size, so the same values."""
+    import tensorflow as tf
+
+    return finish(tf.cast(_rgb(images), tf.float32), channels)
+
+
+def _rgb(image: Any) -> Any:
+    """Gray (one channel) tiled to RGB; RGB as it is."""
+    import tensorflow as tf
+
+    if image.shape[-1] == 1:
+        return tf.tile(image, [1] * (len(image.shape) - 1) + [3])
+    return image
 
 
 def _fit(image: Any, size: tuple[int, int]) -> Any:

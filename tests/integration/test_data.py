@@ -63,6 +63,26 @@ def test_digits_pixels_match_scikit_learn(digits: CachedDataset) -> None:
     assert (distances.min(axis=1) < 1 / 255 + 1e-6).all()
 
 
+def test_images_at_their_size_are_cached_as_uint8_and_read_as_before(digits, tmp_path) -> None:
+    """The entry keeps digits' uint8 pixels (a quarter of float32's bytes); read back they
+    are bit for bit what preprocessing them to float32 gives (CACHE_FORMAT 3 stored that)."""
+    from tasks.data.images import preprocess_image
+
+    assert digits.stored == "uint8"
+    raw = tf.data.Dataset.load(str(Path(digits.path) / "test"))
+    assert raw.element_spec[0].dtype == tf.uint8 and raw.element_spec[0].shape == (8, 8, 1)
+    stored = np.stack([x.numpy() for x, _ in raw])
+    expected = np.stack([preprocess_image(tf.constant(x), (8, 8, 1)).numpy() for x in stored])
+    images, _ = as_arrays(digits, "test")
+    assert images.dtype == np.float32 and np.array_equal(images, expected)
+    # Resized (or colour-converted) images are stored as the float32 they become.
+    resized = load_dataset(DatasetSpec(image_size=(10, 10)), tmp_path)
+    assert resized.stored == "float32" and resized.input_shape == (10, 10, 1)
+    shards = sum(f.stat().st_size for f in Path(digits.path).rglob("*") if f.is_file())
+    floats = sum(f.stat().st_size for f in Path(resized.path).rglob("*") if f.is_file())
+    assert shards < floats / 2.5  # 64 uint8 pixels an image against 100 float32
+
+
 def test_second_load_is_a_cache_hit_without_running_the_builder(tmp_path, generate_calls) -> None:
     first = load_dataset(DatasetSpec(), tmp_path)
     assert not first.cache_hit

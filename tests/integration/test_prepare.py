@@ -107,6 +107,10 @@ def test_prepare_then_cache_and_tune_offline(tmp_path) -> None:
     assert cached.returncode == 0, cached.stderr
     assert "classes     10: T-shirt/top Trouser Pullover" in cached.stdout
     assert "test          10000 examples" in cached.stdout
+    # Kept as the uint8 pixels it is: within 1.5x of 70,000 x 784 bytes (214 MB as float32).
+    (entry,) = (tmp_path / "cache" / "datasets").glob("fashion_mnist-*")
+    size = sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
+    assert size <= 1.5 * 70_000 * 28 * 28, size
     # The first run on it: a short tune, on a screen as quiet as digits' (TFDS's builder
     # calls logging.basicConfig(); its plain root handler gets the screen's filter too).
     import sys
