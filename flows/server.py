@@ -75,6 +75,8 @@ class TemporaryServer:
         import prefect
         from prefect.settings import get_current_settings
 
+        loopback_without_proxy()
+
         env = {
             **os.environ,
             "PREFECT_UI_ENABLED": "0",
@@ -147,6 +149,15 @@ class TemporaryServer:
                 pass
         if not keep_log:
             self.log.unlink(missing_ok=True)
+
+
+def loopback_without_proxy() -> None:
+    """Talk to 127.0.0.1 directly: with HTTP_PROXY set and no NO_PROXY, the health check
+    and Prefect's client sent the temporary server's requests to the proxy (a run waited
+    out the 120 s start-up and failed)."""
+    for name in ("NO_PROXY", "no_proxy"):
+        have = [h.strip() for h in os.environ.get(name, "").split(",") if h.strip()]
+        os.environ[name] = ",".join(dict.fromkeys([*have, "127.0.0.1", "localhost"]))
 
 
 def _free_port() -> int:

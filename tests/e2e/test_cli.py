@@ -297,7 +297,10 @@ def test_on_a_terminal_long_work_is_a_bar_and_the_lines_stay(tmp_path) -> None:
     the plain screen does."""
     import sys
 
+    # A proxy set and no NO_PROXY, as on many company machines: the temporary server is
+    # still reached directly (it once waited out its 120 s start-up through the proxy).
     clean = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    clean |= {"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
     script = str(Path(sys.executable).parent / "nighttune")
     args = ["tune", "--batch-sizes", "32", "--patiences", "1,3", "--max-epochs", "12"]
     args += ["--export-to", str(tmp_path / "exports"), "--cache-dir", str(tmp_path / "cache")]

@@ -15,21 +15,9 @@ from pathlib import Path
 import pytest
 
 from tasks.core.errors import ConfigError
-from tasks.data.prepare import CONTENT_SHA256, IDX_FILES, check_sources
+from tasks.data.prepare import CONTENT_SHA256, check_sources
+from tests.support.fashion import fashion_mnist_files
 from tests.support.harness import nighttune_cmd
-
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-
-
-def fashion_mnist_files() -> Path:
-    if not all((FASHION_MNIST / name).is_file() for name in IDX_FILES):
-        pytest.fail(
-            f"Fashion-MNIST's files are not in {FASHION_MNIST}: `make test` installs them "
-            "as root (Debian's dataset-fashion-mnist); else `sudo apt-get install "
-            "dataset-fashion-mnist`",
-            pytrace=False,
-        )
-    return FASHION_MNIST
 
 
 def _copy_with(tmp_path: Path, name: str, change) -> Path:
