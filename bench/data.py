@@ -1,7 +1,9 @@
 """Dataset step: a cache hit's time divided by the first (building) run's, side by side.
 
-Sources: the bundled digits (TFDS build + preprocess + save) and a generated folder of
-PNGs. Each pair is timed in this one process, in a fresh cache folder; the figure
+Sources: the bundled digits (TFDS build + preprocess + save), a generated folder of
+PNGs, and real Fashion-MNIST (70,000 28x28, prepared from Debian's files with
+`nighttune data prepare`; `make bench` installs them) with the size of its entry.
+Each pair is timed in this one process, in a fresh cache folder; the figure
 that matters is the ratio (goal <= 0.05), not the seconds, on a shared noisy machine.
 
     .venv/bin/python bench/data.py [--images 3000]
@@ -24,6 +26,8 @@ from PIL import Image  # noqa: E402
 
 from tasks.core.config import DatasetSpec  # noqa: E402
 from tasks.data.datasets import load_dataset  # noqa: E402
+
+FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 
 
 def make_folder(root: Path, n: int) -> Path:
@@ -55,6 +59,14 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
             "digits (1,797 8x8)": DatasetSpec(),
             f"image folder ({args.images:,} PNG 28x28)": DatasetSpec(name=str(folder)),
         }
+        if Path(FASHION_MNIST, "train-images-idx3-ubyte.gz").is_file():
+            from tasks.data.prepare import prepare_catalog
+
+            prepare_catalog("fashion_mnist", FASHION_MNIST, str(tmp_path / "tfds"))
+            spec = DatasetSpec(name="fashion_mnist", data_dir=str(tmp_path / "tfds"))
+            cases["Fashion-MNIST (70,000 28x28)"] = spec
+        else:
+            print(f"(no Fashion-MNIST in {FASHION_MNIST}: apt-get install dataset-fashion-mnist)")
         print(f"{'dataset step':<34} {'first s':>8} {'second s':>9} {'second/first':>13}")
         rows = []
         for name, spec in cases.items():
@@ -62,6 +74,11 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
             second, hit2 = timed(spec, tmp_path / "cache")
             assert not hit1 and hit2, "expected a build, then a cache hit"
             print(f"{name:<34} {first:>8.2f} {second:>9.3f} {second / first:>13.3f}")
+            if name.startswith("Fashion"):
+                (entry,) = (tmp_path / "cache" / "datasets").glob("fashion_mnist-*")
+                size = sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
+                ratio = size / (70_000 * 784)
+                print(f"  its entry: {size / 2**20:.0f} MiB, {ratio:.2f}x its uint8 pixels")
             rows.append(
                 (
                     f"dataset step, cache hit / first build: {name}",

@@ -22,6 +22,14 @@ def console_logging() -> None:
     ours.handlers[:] = [handler]
     ours.setLevel(logging.INFO)
     ours.propagate = False
+    root = logging.getLogger()
+    if not root.handlers:  # (Prefect's logging, when it is set up, replaces this one)
+        # Other libraries' lines, through the screen's filter. Also keeps TFDS's
+        # logging.basicConfig() (called as it makes a builder) from adding a plain one.
+        plain = logging.StreamHandler(sys.stderr)
+        plain.addFilter(ForTheScreen())
+        plain.setFormatter(WithoutTraceback(ScreenFormat()))
+        root.addHandler(plain)
 
 
 class WithoutTraceback(logging.Formatter):

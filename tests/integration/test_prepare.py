@@ -84,6 +84,7 @@ def test_prepare_then_cache_and_tune_offline(tmp_path) -> None:
     assert "splits      train 60000, test 10000" in done.stdout
     assert f"--dataset fashion_mnist --data-dir {data_dir}" in done.stdout
     assert "Traceback" not in done.stderr and "Generating" not in done.stdout + done.stderr
+    assert "absl" not in done.stderr and "WARNING" not in done.stderr, done.stderr
     assert not list(data_dir.glob(".prepare-*"))  # TFDS's extracted copies went with it
     cached = subprocess.run(
         nighttune_cmd("cache", "--dataset", "fashion_mnist", "--data-dir", str(data_dir)),
