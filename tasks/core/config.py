@@ -219,10 +219,7 @@ class TuneConfig(Strict):
     )
     lr_range: LRRangeSpec = Field(LRRangeSpec(), description="The learning-rate range test.")
     seed: int = Field(
-        0,
-        ge=0,
-        le=MAX_SEED,
-        description="Seeds splits, initial weights, shuffling and dropout.",
+        0, ge=0, le=MAX_SEED, description="Seeds splits, initial weights, shuffling and dropout."
     )
     export_to: str = Field(
         "./exports",
@@ -262,6 +259,12 @@ class TuneConfig(Strict):
     )
     trial_timeout_s: int = Field(
         7200, ge=10, description="Seconds the parent waits for its children."
+    )
+    memory_budget_mb: float | None = Field(
+        None,
+        gt=0,
+        description="Memory a train split may take as float32 and still train in memory "
+        "(the fused loop); a larger one streams from the cache on disk. Default: RAM / 4.",
     )
 
     @field_validator("batch_sizes", "patiences")

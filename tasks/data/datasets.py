@@ -15,6 +15,7 @@ of them builds a new entry. Entries are kept by `tasks.storage.store`: staged an
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -77,16 +78,36 @@ class CachedDataset(BaseModel):
         """The whole split in memory as two tensors: images and labels."""
         return self.split(name).batch(self.num_examples[name]).get_single_element()
 
-    def batches(self, name: str, batch_size: int, shuffle: bool = False, seed: int = 0) -> Any:
-        """The split held in memory, optionally reshuffled each pass (seeded), batched.
+    def float_bytes(self, name: str) -> int:
+        """What the split's inputs take in memory as float32."""
+        return 4 * self.num_examples[name] * math.prod(self.input_shape)
 
-        Trials do not use this for training: see `tasks.tuning.epoch_loop`.
+    def batches(
+        self,
+        name: str,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        budget: int | None = None,
+    ) -> Any:
+        """The split batched, optionally reshuffled each pass (seeded): held in memory when
+        it fits ``budget`` bytes as float32 (always when None), else read from the cache on
+        disk every pass, shuffled through a buffer of a quarter of the budget.
+
+        Trials in memory do not use this for training: see `tasks.tuning.epoch_loop`.
         """
         import tensorflow as tf
 
-        ds = self.split(name).cache()
+        n = self.num_examples[name]
+        if budget is None or self.float_bytes(name) <= budget:
+            ds, buffer = self.split(name).cache(), n
+        else:
+            ds, buffer = (
+                self.split(name),
+                max(256, min(n, budget * n // 4 // self.float_bytes(name))),
+            )
         if shuffle:
-            ds = ds.shuffle(self.num_examples[name], seed=seed, reshuffle_each_iteration=True)
+            ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
         return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 

@@ -12,6 +12,7 @@ not retried. One log line says which path a trial takes and why.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from typing import Any, Literal
@@ -26,7 +27,7 @@ from tasks.tuning.epoch_loop import batch_inputs, epoch_inputs, examples_per_epo
 
 JIT_COMPILE = True  # the built-in MLP's fused loop, and any on a GPU (see `use_xla`)
 EVAL_BATCH = 1024
-Loop = Literal["fused", "fit"]
+Loop = Literal["fused", "fit", "stream"]
 
 
 def use_xla(config: TuneConfig) -> tuple[bool, str]:
@@ -48,6 +49,14 @@ def use_xla(config: TuneConfig) -> tuple[bool, str]:
     if tf.config.list_physical_devices("GPU"):
         return JIT_COMPILE, "a GPU"
     return False, "on the CPU it is slower for this model"
+
+
+def memory_budget(config: TuneConfig) -> int:
+    """Bytes a train split may take as float32 and still train in memory: the config's
+    ``memory_budget_mb``, else a quarter of this machine's RAM."""
+    if config.memory_budget_mb is not None:
+        return int(config.memory_budget_mb * 2**20)
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
 
 
 def trial_model(
@@ -85,16 +94,15 @@ def fit_in_a_loop(
     """Fit once, each epoch ending in a fresh ``callback()``; return the fitted model,
     that callback and the loop it trained in."""
     label, log = f"trial b{batch_size}", get_logger()
+    budget = memory_budget(config)
+    common: dict[str, Any] = dict(epochs=config.max_epochs, verbose=0, shuffle=False)
+    common["validation_data"] = cached.batches("validation", EVAL_BATCH, budget=budget)
+    start = f"{label}: lr {lr:.3g}, up to {config.max_epochs} epochs"
+    if cached.float_bytes("train") > budget:
+        return (*_streamed(cached, config, batch_size, lr, callback, common, start), "stream")
     x, y = cached.arrays("train")
     n = int(x.shape[0])
     steps = examples_per_epoch(n, batch_size) // min(batch_size, n)
-    common = {
-        "epochs": config.max_epochs,
-        "validation_data": cached.batches("validation", EVAL_BATCH),
-        "verbose": 0,
-        "shuffle": False,
-    }
-    start = f"{label}: lr {lr:.3g}, up to {config.max_epochs} epochs"
     if config.training_loop != "fit":
         model, stopper = trial_model(cached, config, batch_size, lr), callback()
         wanted, why = use_xla(config)
@@ -134,6 +142,30 @@ def fit_in_a_loop(
         **common,
     )
     return model, stopper, "fit"
+
+
+def _streamed(
+    cached: CachedDataset,
+    config: TuneConfig,
+    batch_size: int,
+    lr: float,
+    callback: Callable[[], Any],
+    common: dict[str, Any],
+    start: str,
+) -> tuple[Any, Any]:
+    """Plain ``fit`` over the train split read from disk each epoch (`CachedDataset.batches`
+    over the budget: a bounded shuffle buffer, nothing held)."""
+    budget = memory_budget(config)
+    get_logger().info(
+        "%s, streamed from the cache on disk (plain Keras fit): the train split takes "
+        "%.0f MB as float32, over the memory budget of %.0f MB",
+        *(start, cached.float_bytes("train") / 2**20, budget / 2**20),
+    )
+    model, stopper = trial_model(cached, config, batch_size, lr, fused=False), callback()
+    train = cached.batches("train", batch_size, shuffle=True, seed=config.seed, budget=budget)
+    callbacks = [keras.callbacks.TerminateOnNaN(), stopper]
+    fit_trial(model, batch_size, train, callbacks=callbacks, **common)
+    return model, stopper
 
 
 _XLA_REFUSAL = re.compile(r"Detected unsupported operations when trying to compile .*?: (\w+)")

@@ -30,7 +30,7 @@ from tasks.core.records import LRMethod, TrialResult, scored
 from tasks.data.datasets import CachedDataset, resolve_cache_dir
 from tasks.storage.store import Slot
 from tasks.tuning.epoch_loop import examples_per_epoch
-from tasks.tuning.loops import EVAL_BATCH, fit_in_a_loop, use_xla
+from tasks.tuning.loops import EVAL_BATCH, fit_in_a_loop, memory_budget, use_xla
 from tasks.tuning.models import model_key
 from tasks.tuning.objective import resolve_objective
 from tasks.tuning.patience import PatienceLedger, Stop
@@ -107,6 +107,8 @@ def _trial_key(cached: CachedDataset, config: TuneConfig, batch_size: int, lr: f
         "seed": config.seed,
         "jit_compile": use_xla(config)[0],
         **({"loop": config.training_loop} if config.training_loop != "auto" else {}),
+        # Streamed from disk (over the memory budget): other batches, another result.
+        **({"streamed": True} if cached.float_bytes("train") > memory_budget(config) else {}),
     }
 
 
@@ -127,7 +129,8 @@ def _fit_and_evaluate(
         model.set_weights(weights)
         scores: dict[str, float] = {}
         for split in ("validation", "test"):
-            result = model.evaluate(cached.batches(split, EVAL_BATCH), verbose=0, return_dict=True)
+            batches = cached.batches(split, EVAL_BATCH, budget=0)  # one pass: read, not held
+            result = model.evaluate(batches, verbose=0, return_dict=True)
             prefix = "val" if split == "validation" else "test"
             scores |= {f"{prefix}_{name}": float(value) for name, value in result.items()}
         model.save(out / f"model_e{best_epoch + 1}.keras")

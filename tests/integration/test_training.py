@@ -57,6 +57,34 @@ def test_rows_are_complete_and_models_saved(digits: CachedDataset, tmp_path) -> 
     assert rows[2].stop_epoch is None
 
 
+def test_over_the_memory_budget_a_trial_streams_with_the_same_patience_rules(
+    digits: CachedDataset, tmp_path, caplog
+) -> None:
+    """A train split over ``memory_budget_mb`` streams from the cache on disk (plain fit,
+    a shuffle buffer): every patience still stops where the ledger says on its own
+    validation history, keeps its best epoch's weights, and is scored on them."""
+    from tasks.tuning.patience import patience_stops
+
+    assert digits.float_bytes("train") == 1257 * 64 * 4  # 0.31 MB
+    config = TuneConfig(patiences=(1, 3), max_epochs=8, cache_dir=str(tmp_path))
+    streamed = config.model_copy(update={"memory_budget_mb": 0.1})
+    with caplog.at_level("INFO"):
+        rows = train_trial(digits, streamed, 64, 2e-2, "minimum")
+    assert any("streamed from the cache on disk" in r.getMessage() for r in caplog.records)
+    assert {r.training_loop for r in rows} == {"stream"} and all(r.status == "ok" for r in rows)
+    meta = json.loads((Path(rows[0].model_path).parent / "meta.json").read_text())["data"]
+    values = [epoch["val_accuracy"] for epoch in meta["history"]]
+    stops = patience_stops(values, (1, 3))
+    for row in rows:
+        stop = stops[row.patience]
+        assert row.best_epoch == stop.best_epoch + 1
+        assert row.val_accuracy == pytest.approx(values[stop.best_epoch], abs=1e-6)
+    # Within the budget the same config trains in memory, stored under another key.
+    in_memory = train_trial(digits, config, 64, 2e-2, "minimum")
+    assert {r.training_loop for r in in_memory} == {"fused"}
+    assert in_memory[0].model_path != rows[0].model_path
+
+
 def test_a_trial_that_raises_becomes_failed_rows(
     digits: CachedDataset, tmp_path, monkeypatch
 ) -> None:
