@@ -17,6 +17,7 @@ from tasks.core import settings
 from tasks.core.config import TuneConfig
 from tasks.core.logs import get_logger
 from tasks.dispatch.handoff import check_code, publish_trial
+from tasks.tuning.loops import memory_budget
 
 
 def check_devices(require_gpu: bool) -> list[str]:
@@ -57,6 +58,7 @@ def train_trial_flow(
         config.seed,
         config.cache_dir,
         fresh=config.fresh,
+        budget=memory_budget(config),
     )
     rows = train_trial(cached, config, batch_size, sweep.chosen_lr, sweep.method)
     entry = publish_trial(config, batch_size, sweep, rows)

@@ -22,6 +22,7 @@ from tasks.core.records import ExportResult, LRSweep, TrialResult, TuneResult
 from tasks.data.datasets import CachedDataset
 from tasks.dispatch.deployments import run_trials_on_deployments
 from tasks.runs.export import new_run_id
+from tasks.tuning.loops import memory_budget
 from tasks.tuning.objective import resolve_objective
 from tasks.tuning.selection import select_best
 
@@ -72,6 +73,7 @@ def _local_grid(
             b,
             *(config.lr_range, config.seed, config.cache_dir),
             fresh=config.fresh,
+            budget=memory_budget(config),
         )
         for b in config.batch_sizes
     ]

@@ -14,7 +14,7 @@ EVAL_BATCH = 1024
 def predict_split(model: Any, cached: CachedDataset, split: str) -> tuple[Any, Any]:
     """``(labels, predicted classes)`` of every example of ``split``, as NumPy arrays."""
     labels, predicted = [], []
-    for images, batch_labels in cached.batches(split, EVAL_BATCH):
+    for images, batch_labels in cached.batches(split, EVAL_BATCH, budget=0):  # one pass, not held
         predicted.append(np.argmax(model.predict(images, verbose=0), axis=1))
         batch = batch_labels.numpy()
         labels.append(np.argmax(batch, axis=1) if batch.ndim == 2 else batch)  # one-hot rows

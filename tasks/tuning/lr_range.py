@@ -159,12 +159,14 @@ def lr_range_test(
     batch_size: int,
     spec: LRRangeSpec,
     seed: int = 0,
+    budget: int | None = None,
 ) -> LRSweep:
-    """Build a fresh model and sweep it on the cached train split at ``batch_size``."""
+    """Build a fresh model and sweep it on the cached train split at ``batch_size`` (held
+    in memory if it fits ``budget`` bytes as float32, else read from disk)."""
     from tasks.tuning.models import build_model
 
     model = build_model(model_spec, cached.input_shape, cached.num_classes, seed=seed)
-    batches = cached.batches("train", batch_size, shuffle=True, seed=seed)
+    batches = cached.batches("train", batch_size, shuffle=True, seed=seed, budget=budget)
     steps = spec.steps or default_steps(cached.num_examples["train"], batch_size)
     get_logger().info(
         "lr sweep, batch size %d: %d steps from %.0e to %.0e",
@@ -203,15 +205,17 @@ def stored_lr_range_test(
     seed: int = 0,
     cache_dir: str | None = None,
     fresh: bool = False,
+    budget: int | None = None,
 ) -> LRSweep:
     """`lr_range_test`, kept in the store with its JSON and PNG; a rerun reuses it
-    (unless ``fresh``).
+    (unless ``fresh``). Over ``budget`` (bytes) the train split streams from disk.
 
     The spec is keyed with the steps the sweep runs filled in: None means the default,
     which may change between versions.
     """
     steps = spec.steps or default_steps(cached.num_examples["train"], batch_size)
     spec = spec.model_copy(update={"steps": steps})
+    streamed = budget is not None and cached.float_bytes("train") > budget
     key = {
         "version": SWEEP_VERSION,
         "dataset": cached.fingerprint,
@@ -219,10 +223,12 @@ def stored_lr_range_test(
         "batch_size": batch_size,
         "lr_range": spec.model_dump(),
         "seed": seed,
+        # Streamed (over the budget): a bounded shuffle buffer, other batches.
+        **({"streamed": True} if streamed else {}),
     }
 
     def build(staging: Path) -> dict[str, Any]:
-        sweep = lr_range_test(cached, model_spec, batch_size, spec, seed)
+        sweep = lr_range_test(cached, model_spec, batch_size, spec, seed, budget)
         save_sweep(sweep, staging)
         return sweep.model_dump()
 

@@ -143,3 +143,18 @@ def test_a_stored_sweep_of_another_default_length_is_not_reused(
     assert sweep().steps == 10  # digits at 128: one epoch
     monkeypatch.setattr("tasks.tuning.lr_range.MIN_STEPS", 12)  # a later version's default
     assert sweep().steps == 12
+
+
+def test_over_the_memory_budget_the_sweep_streams_and_is_stored_apart(
+    digits: CachedDataset, tmp_path
+) -> None:
+    """Over the budget the sweep reads the train split from disk (a bounded shuffle
+    buffer: other batches), so it is kept under its own key; within it, as before."""
+    from tasks.tuning.lr_range import stored_lr_range_test
+
+    spec = LRRangeSpec(steps=20)
+    held = stored_lr_range_test(digits, ModelSpec(), 64, spec, 0, str(tmp_path))
+    streamed = stored_lr_range_test(digits, ModelSpec(), 64, spec, 0, str(tmp_path), budget=100_000)
+    within = stored_lr_range_test(digits, ModelSpec(), 64, spec, 0, str(tmp_path), budget=10**9)
+    assert streamed.path != held.path and len(streamed.lrs) == 20 and not streamed.reused
+    assert within.path == held.path and within.reused  # fits: the same sweep
