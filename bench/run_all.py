@@ -29,6 +29,7 @@ SCRIPTS = {  # name -> arguments; --quick trims the slow ones
     "walk": ([], ["--files", "20000", "--rounds", "5"]),
     "overhead": ([], []),
     "user_model": ([], ["--max-epochs", "20"]),
+    "stream": ([], ["--rounds", "1"]),
 }
 
 
