@@ -117,11 +117,6 @@ class TemporaryServer:
             "(make server) or PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
         )
 
-    def start(self) -> str:
-        """Start it and wait until it answers; its API URL."""
-        self.launch()
-        return self.ready()
-
     def _wait_healthy(self, deadline: float) -> bool:
         import urllib.request
 
