@@ -82,6 +82,10 @@ class CachedDataset(BaseModel):
         """What the split's inputs take in memory as float32."""
         return 4 * self.num_examples[name] * math.prod(self.input_shape)
 
+    def held(self, name: str, budget: int | None) -> bool:
+        """Whether the split is held in memory under ``budget`` bytes (None: always)."""
+        return budget is None or self.float_bytes(name) <= budget
+
     def batches(
         self,
         name: str,
@@ -99,9 +103,9 @@ class CachedDataset(BaseModel):
         import tensorflow as tf
 
         n = self.num_examples[name]
-        if budget is None or self.float_bytes(name) <= budget:
+        if budget is None or self.held(name, budget):
             ds, buffer = self.split(name).cache(), n
-        else:
+        else:  # a quarter of the budget's worth of examples
             ds, buffer = (
                 self.split(name),
                 max(256, min(n, budget * n // 4 // self.float_bytes(name))),

@@ -98,7 +98,7 @@ def fit_in_a_loop(
     common: dict[str, Any] = dict(epochs=config.max_epochs, verbose=0, shuffle=False)
     common["validation_data"] = cached.batches("validation", EVAL_BATCH, budget=budget)
     start = f"{label}: lr {lr:.3g}, up to {config.max_epochs} epochs"
-    if cached.float_bytes("train") > budget:
+    if not cached.held("train", budget):
         return (*_streamed(cached, config, batch_size, lr, callback, common, start), "stream")
     x, y = cached.arrays("train")
     n = int(x.shape[0])

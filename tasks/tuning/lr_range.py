@@ -215,7 +215,6 @@ def stored_lr_range_test(
     """
     steps = spec.steps or default_steps(cached.num_examples["train"], batch_size)
     spec = spec.model_copy(update={"steps": steps})
-    streamed = budget is not None and cached.float_bytes("train") > budget
     key = {
         "version": SWEEP_VERSION,
         "dataset": cached.fingerprint,
@@ -224,7 +223,7 @@ def stored_lr_range_test(
         "lr_range": spec.model_dump(),
         "seed": seed,
         # Streamed (over the budget): a bounded shuffle buffer, other batches.
-        **({"streamed": True} if streamed else {}),
+        **({} if cached.held("train", budget) else {"streamed": True}),
     }
 
     def build(staging: Path) -> dict[str, Any]:

@@ -108,7 +108,7 @@ def _trial_key(cached: CachedDataset, config: TuneConfig, batch_size: int, lr: f
         "jit_compile": use_xla(config)[0],
         **({"loop": config.training_loop} if config.training_loop != "auto" else {}),
         # Streamed from disk (over the memory budget): other batches, another result.
-        **({"streamed": True} if cached.float_bytes("train") > memory_budget(config) else {}),
+        **({} if cached.held("train", memory_budget(config)) else {"streamed": True}),
     }
 
 
