@@ -62,6 +62,20 @@ def digits():
 
 
 @pytest.fixture(scope="session")
+def digits_in_blocks(tmp_path_factory):
+    """Digits cached in blocks of 64 examples (20 train blocks instead of one), so that
+    streaming past a memory budget reads many blocks and windows."""
+    from tasks.data import blocks
+    from tasks.data.datasets import load_dataset
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(blocks, "BLOCK_BYTES", 64 * 64)  # 64 uint8 images of 8x8
+        cached = load_dataset(DatasetSpec(), tmp_path_factory.mktemp("blocks"))
+    assert cached.block_rows == 64 and cached.blocks("train") == 20
+    return cached
+
+
+@pytest.fixture(scope="session")
 def exported_run(tmp_path_factory) -> Path:
     """A real exported run (sweep, trial, export) trained on three classes of PNG files."""
     from tasks.core.config import TuneConfig

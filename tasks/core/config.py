@@ -263,8 +263,9 @@ class TuneConfig(Strict):
     memory_budget_mb: float | None = Field(
         None,
         gt=0,
-        description="Memory a train split may take as float32 and still train in memory "
-        "(the fused loop); a larger one streams from the cache on disk. Default: RAM / 4.",
+        description="Memory a train split may take as stored (uint8 images, else float32) and "
+        "still train in memory (the fused loop); a larger one streams from the cache on disk. "
+        "Default: RAM / 4.",
     )
 
     @field_validator("batch_sizes", "patiences")

@@ -47,7 +47,9 @@ class TrialResult(BaseModel):
     metrics: dict[str, float] = {}  # every val_/test_ metric the model logs, by name
     train_seconds: float | None = None
     examples_per_s: float | None = None
-    training_loop: Literal["fused", "fit", "stream"] | None = None  # tasks.tuning.loops
+    training_loop: Literal["fused", "fit", "stream", "stream-fit"] | None = (
+        None  # tasks.tuning.loops
+    )
     reused: bool = False  # read from the store (trained by an earlier run), not trained now
     model_path: str | None = None
     error: str | None = None

@@ -235,7 +235,18 @@ def expand_compact(images: Any, channels: int) -> Any:
     same operations as `preprocess_image` at the image's own size, so the same values."""
     import tensorflow as tf
 
-    return finish(tf.cast(_rgb(images), tf.float32), channels)
+    # Each output value depends on one stored pixel (gray) or one pixel's three channels
+    # (RGB): `finish` of all 256 gray levels is a table, and a gather from it gives the
+    # same bits as `finish` of every pixel at a fraction of the work (no RGB tiling, one
+    # pass instead of five). Streaming converts every window this way each epoch.
+    if images.shape[-1] == 1:
+        levels = tf.reshape(tf.cast(tf.range(256), tf.uint8), [256, 1])
+        table = finish(tf.cast(_rgb(levels), tf.float32), channels)  # (256, channels)
+        return tf.gather(table, tf.cast(images[..., 0], tf.int32))
+    values = tf.gather(finish(tf.range(256, dtype=tf.float32), 3), tf.cast(images, tf.int32))
+    if channels == 1:
+        return tf.reduce_sum(values * tf.constant(LUMA, tf.float32), axis=-1, keepdims=True)
+    return values
 
 
 def _rgb(image: Any) -> Any:

@@ -22,7 +22,12 @@ order, on both paths.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+
+def _as_is(x: Any) -> Any:
+    return x
 
 
 def epoch_inputs(x: Any, y: Any, seed: int) -> Any:
@@ -37,9 +42,12 @@ def epoch_inputs(x: Any, y: Any, seed: int) -> Any:
     return _orders(n, seed).map(lambda order: (x, y, order)).prefetch(1)
 
 
-def batch_inputs(x: Any, y: Any, batch_size: int, seed: int) -> Any:
-    """Endless `tf.data.Dataset` of ``(x, y)`` batches: each epoch's `examples_per_epoch`
-    rows in the order `epoch_inputs` gives the fused loop for the same ``seed``."""
+def batch_inputs(
+    x: Any, y: Any, batch_size: int, seed: int, to_model: Callable[[Any], Any] = _as_is
+) -> Any:
+    """Endless `tf.data.Dataset` of ``(to_model(x), y)`` batches: each epoch's
+    `examples_per_epoch` rows in the order `epoch_inputs` gives the fused loop for the
+    same ``seed``."""
     import tensorflow as tf
 
     n = int(x.shape[0])
@@ -53,7 +61,7 @@ def batch_inputs(x: Any, y: Any, batch_size: int, seed: int) -> Any:
     return (
         _orders(n, seed)
         .flat_map(batches)
-        .map(lambda rows: (tf.gather(x, rows), tf.gather(y, rows)))
+        .map(lambda rows: (to_model(tf.gather(x, rows)), tf.gather(y, rows)))
         .prefetch(tf.data.AUTOTUNE)
     )
 
@@ -75,12 +83,14 @@ def examples_per_epoch(n: int, batch_size: int) -> int:
     return n // size * size
 
 
-def fuse_epochs(model: Any, batch_size: int) -> Any:
+def fuse_epochs(model: Any, batch_size: int, to_model: Callable[[Any], Any] = _as_is) -> Any:
     """Make ``model.fit`` take `epoch_inputs` elements: one call trains a whole epoch.
 
     ``batch_size`` is capped at the number of examples, so a split smaller than one
-    batch still trains. Returns ``model``; its saved form is unchanged (the step is
-    set on this instance only, not on its class).
+    batch still trains. ``to_model`` converts each gathered batch of inputs as held
+    (uint8 images: `tasks.data.cached.CachedDataset.to_model`) to what the model takes,
+    inside the compiled loop, so the split is held at its stored size. Returns ``model``;
+    its saved form is unchanged (the step is set on this instance only, not on its class).
     """
     import tensorflow as tf
 
@@ -88,13 +98,15 @@ def fuse_epochs(model: Any, batch_size: int) -> Any:
 
     def epoch_step(data: tuple[Any, Any, Any]) -> Any:
         x, y, order = data
-        n = int(order.shape[0])
-        size = min(batch_size, n)
-        batches = n // size  # full batches only: `examples_per_epoch`
+        if order.shape[0] is not None:  # the whole split: its size is known
+            size = min(batch_size, int(order.shape[0]))
+            batches: Any = int(order.shape[0]) // size  # full batches only: `examples_per_epoch`
+        else:  # a window of a split streamed from disk (`CachedDataset.windows`)
+            size, batches = batch_size, tf.shape(order)[0] // batch_size
 
         def one_batch(i: Any) -> Any:
             rows = tf.slice(order, [i * size], [size])
-            logs = batch_step((tf.gather(x, rows), tf.gather(y, rows)))
+            logs = batch_step((to_model(tf.gather(x, rows)), tf.gather(y, rows)))
             with tf.control_dependencies(tf.nest.flatten(logs)):
                 return i + 1
 

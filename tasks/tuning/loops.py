@@ -27,7 +27,9 @@ from tasks.tuning.epoch_loop import batch_inputs, epoch_inputs, examples_per_epo
 
 JIT_COMPILE = True  # the built-in MLP's fused loop, and any on a GPU (see `use_xla`)
 EVAL_BATCH = 1024
-Loop = Literal["fused", "fit", "stream"]
+# stream: the fused loop over windows read from disk; stream-fit: plain fit over batches
+# read from disk (past the memory budget).
+Loop = Literal["fused", "fit", "stream", "stream-fit"]
 
 
 def use_xla(config: TuneConfig) -> tuple[bool, str]:
@@ -52,8 +54,9 @@ def use_xla(config: TuneConfig) -> tuple[bool, str]:
 
 
 def memory_budget(config: TuneConfig) -> int:
-    """Bytes a train split may take as float32 and still train in memory: the config's
-    ``memory_budget_mb``, else a quarter of this machine's RAM."""
+    """Bytes a train split may take as stored (uint8 images, else float32) and still
+    train in memory: the config's ``memory_budget_mb``, else a quarter of this machine's
+    RAM."""
     if config.memory_budget_mb is not None:
         return int(config.memory_budget_mb * 2**20)
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
@@ -75,7 +78,7 @@ def trial_model(
         config.seed,
         jit_compile=fused and use_xla(config)[0],
     )
-    return fuse_epochs(model, batch_size) if fused else model
+    return fuse_epochs(model, batch_size, cached.to_model) if fused else model
 
 
 def fit_trial(model: Any, batch_size: int, data: Any, **kwargs: Any) -> Any:
@@ -94,15 +97,10 @@ def fit_in_a_loop(
     """Fit once, each epoch ending in a fresh ``callback()``; return the fitted model,
     that callback and the loop it trained in."""
     label, log = f"trial b{batch_size}", get_logger()
-    budget = memory_budget(config)
     common: dict[str, Any] = dict(epochs=config.max_epochs, verbose=0, shuffle=False)
-    common["validation_data"] = cached.batches("validation", EVAL_BATCH, budget=budget)
-    start = f"{label}: lr {lr:.3g}, up to {config.max_epochs} epochs"
-    if not cached.held("train", budget):
-        return (*_streamed(cached, config, batch_size, lr, callback, common, start), "stream")
-    x, y = cached.arrays("train")
-    n = int(x.shape[0])
-    steps = examples_per_epoch(n, batch_size) // min(batch_size, n)
+    inputs = _TrainInputs(cached, config, batch_size)
+    common["validation_data"] = cached.batches("validation", EVAL_BATCH, budget=inputs.budget)
+    start = f"{label}: lr {lr:.3g}, up to {config.max_epochs} epochs{inputs.where}"
     if config.training_loop != "fit":
         model, stopper = trial_model(cached, config, batch_size, lr), callback()
         wanted, why = use_xla(config)
@@ -110,16 +108,17 @@ def fit_in_a_loop(
             why = "a layer or op determinism rules it out"
         xla = "XLA" if model.jit_compile else "no XLA"
         log.info("%s, fused epoch loop (%s: %s)", start, xla, why)
+        fused_data, fused_steps = inputs.fused()
         try:
             fit_trial(
                 model,
                 batch_size,
-                epoch_inputs(x, y, seed=config.seed),
-                steps_per_epoch=1,
+                fused_data,
+                steps_per_epoch=fused_steps,
                 callbacks=[keras.callbacks.TerminateOnNaN(), stopper],
                 **common,
             )
-            return model, stopper, "fused"
+            return model, stopper, "fused" if inputs.held else "stream"
         except Exception as exc:
             if config.training_loop == "fused" or stopper.history:
                 raise  # asked for, or it trained an epoch: not the loop's failure
@@ -133,39 +132,57 @@ def fit_in_a_loop(
     else:
         log.info("%s, plain Keras fit (training_loop: fit)", start)
     model, stopper = trial_model(cached, config, batch_size, lr, fused=False), callback()
+    data, steps = inputs.per_batch()
     fit_trial(
         model,
         batch_size,
-        batch_inputs(x, y, batch_size, seed=config.seed),
+        data,
         steps_per_epoch=steps,
         callbacks=[keras.callbacks.TerminateOnNaN(), stopper],
         **common,
     )
-    return model, stopper, "fit"
+    return model, stopper, "fit" if inputs.held else "stream-fit"
 
 
-def _streamed(
-    cached: CachedDataset,
-    config: TuneConfig,
-    batch_size: int,
-    lr: float,
-    callback: Callable[[], Any],
-    common: dict[str, Any],
-    start: str,
-) -> tuple[Any, Any]:
-    """Plain ``fit`` over the train split read from disk each epoch (`CachedDataset.batches`
-    over the budget: a bounded shuffle buffer, nothing held)."""
-    budget = memory_budget(config)
-    get_logger().info(
-        "%s, streamed from the cache on disk (plain Keras fit): the train split takes "
-        "%.0f MB as float32, over the memory budget of %.0f MB",
-        *(start, cached.float_bytes("train") / 2**20, budget / 2**20),
-    )
-    model, stopper = trial_model(cached, config, batch_size, lr, fused=False), callback()
-    train = cached.batches("train", batch_size, shuffle=True, seed=config.seed, budget=budget)
-    callbacks = [keras.callbacks.TerminateOnNaN(), stopper]
-    fit_trial(model, batch_size, train, callbacks=callbacks, **common)
-    return model, stopper
+class _TrainInputs:
+    """A trial's train split as each loop takes it: held in memory when it fits the
+    memory budget as float32, else streamed from the cache on disk (said in one line)."""
+
+    def __init__(self, cached: CachedDataset, config: TuneConfig, batch_size: int) -> None:
+        self.cached, self.batch_size, self.seed = cached, batch_size, config.seed
+        self.budget = memory_budget(config)
+        self.held = cached.held("train", self.budget)
+        self.where = ""
+        if not self.held:
+            self.where = ", streamed from the cache on disk"
+            get_logger().info(
+                "trial b%d: the train split takes %.0f MB (%s), over the memory budget of "
+                "%.0f MB: streamed from the cache on disk, shuffled a window of a quarter "
+                "of the budget at a time",
+                *(batch_size, cached.nbytes("train") / 2**20, cached.stored),
+                self.budget / 2**20,
+            )
+
+    def fused(self) -> tuple[Any, int]:
+        """The fused loop's input and its steps an epoch: one step the whole split, or
+        one step a window of it."""
+        if not self.held:
+            return self.cached.windows("train", self.seed, self.budget)
+        x, y = self.cached.stored_arrays("train")
+        return epoch_inputs(x, y, seed=self.seed), 1
+
+    def per_batch(self) -> tuple[Any, int | None]:
+        """Plain ``fit``'s input: the fused loop's batches in the same order (in memory),
+        or batches read from disk (streamed); and its steps an epoch."""
+        if not self.held:
+            budget = self.budget
+            batches = self.cached.batches("train", self.batch_size, True, self.seed, budget)
+            return batches, None
+        x, y = self.cached.stored_arrays("train")
+        n = int(x.shape[0])
+        steps = examples_per_epoch(n, self.batch_size) // min(self.batch_size, n)
+        batches = batch_inputs(x, y, self.batch_size, self.seed, self.cached.to_model)
+        return batches, steps
 
 
 _XLA_REFUSAL = re.compile(r"Detected unsupported operations when trying to compile .*?: (\w+)")

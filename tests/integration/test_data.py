@@ -66,12 +66,13 @@ def test_digits_pixels_match_scikit_learn(digits: CachedDataset) -> None:
 def test_images_at_their_size_are_cached_as_uint8_and_read_as_before(digits, tmp_path) -> None:
     """The entry keeps digits' uint8 pixels (a quarter of float32's bytes); read back they
     are bit for bit what preprocessing them to float32 gives (CACHE_FORMAT 3 stored that)."""
+    from tasks.data.blocks import read_numpy
     from tasks.data.images import preprocess_image
 
     assert digits.stored == "uint8"
-    raw = tf.data.Dataset.load(str(Path(digits.path) / "test"))
-    assert raw.element_spec[0].dtype == tf.uint8 and raw.element_spec[0].shape == (8, 8, 1)
-    stored = np.stack([x.numpy() for x, _ in raw])
+    stored = read_numpy(Path(digits.path) / "test", "x", digits.blocks("test"), "uint8", (8, 8, 1))
+    assert stored.shape == (270, 8, 8, 1)  # the files hold exactly the uint8 pixels
+    assert sum(f.stat().st_size for f in Path(digits.path, "test").glob("x-*.bin")) == 270 * 64
     expected = np.stack([preprocess_image(tf.constant(x), (8, 8, 1)).numpy() for x in stored])
     images, _ = as_arrays(digits, "test")
     assert images.dtype == np.float32 and np.array_equal(images, expected)
@@ -107,7 +108,7 @@ def test_other_preprocessing_gets_its_own_entry(tmp_path) -> None:
 
 def test_truncated_entry_is_rebuilt(tmp_path, generate_calls) -> None:
     first = load_dataset(DatasetSpec(), tmp_path)
-    shard = max(Path(first.path, "train").rglob("*.snapshot"), key=lambda p: p.stat().st_size)
+    shard = max(Path(first.path, "train").glob("x-*.bin"), key=lambda p: p.stat().st_size)
     with open(shard, "r+b") as fh:
         fh.truncate(shard.stat().st_size // 2)
 
@@ -331,3 +332,60 @@ def test_batches_visit_every_example_once_per_pass_reshuffled_repeatably(
     assert first != second and first != split  # a new order every pass
     assert one_pass(digits.batches("train", 100, shuffle=True, seed=3)) == first  # repeatable
     assert one_pass(digits.batches("train", 100, shuffle=True, seed=4)) != first
+
+
+def _images(x) -> list[bytes]:
+    return [image.tobytes() for image in np.asarray(x)]
+
+
+def test_streamed_batches_read_blocks_in_a_new_order_every_pass(digits_in_blocks) -> None:
+    """Past the budget a pass reads the blocks from disk in a fresh seeded order, the
+    examples shuffled through a bounded buffer: every example once, in another order."""
+    cached = digits_in_blocks
+    every = sorted(_images(cached.arrays("train")[0]))
+    budget = cached.nbytes("train") // 4  # a quarter: a buffer of 1/16 of the split
+
+    def one_pass(ds) -> list[bytes]:
+        return [image for x, _ in ds.as_numpy_iterator() for image in _images(x)]
+
+    assert one_pass(cached.batches("train", 100, budget=budget)) == _images(
+        cached.arrays("train")[0]
+    )  # unshuffled: the stored order
+    shuffled = cached.batches("train", 100, shuffle=True, seed=3, budget=budget)
+    first, second = one_pass(shuffled), one_pass(shuffled)
+    assert sorted(first) == sorted(second) == every and first != second
+    again = cached.batches("train", 100, shuffle=True, seed=3, budget=budget)
+    assert one_pass(again) == first  # seeded: repeatable
+
+
+def test_windows_give_every_example_once_an_epoch_shuffled_by_seed(digits_in_blocks) -> None:
+    """The fused loop's input past the budget: windows of whole blocks (a quarter of the
+    budget each), stored uint8, every example once an epoch, a new order every epoch."""
+    cached = digits_in_blocks
+    stored, _ = cached.stored_arrays("train")
+    every = sorted(_images(stored))
+    budget = 4 * 3 * 64 * 64  # a quarter holds three blocks of 64 images of 64 bytes
+    windows, per_epoch = cached.windows("train", seed=5, budget=budget)
+    assert per_epoch == 7  # 20 blocks, three at a time
+
+    def epochs(ds, count: int) -> list[list[bytes]]:
+        it, out = iter(ds), []
+        for _ in range(count):
+            seen = []
+            for _ in range(per_epoch):
+                x, y, order = next(it)
+                assert x.dtype == tf.uint8 and len(x) <= 3 * 64 and len(y) == len(x)
+                assert sorted(order.numpy()) == list(range(len(x)))
+                seen += _images(tf.gather(x, order))
+            out.append(seen)
+        return out
+
+    first, second = epochs(windows, 2)
+    assert sorted(first) == sorted(second) == every and first != second
+    assert epochs(cached.windows("train", seed=5, budget=budget)[0], 1)[0] == first
+    assert epochs(cached.windows("train", seed=6, budget=budget)[0], 1)[0] != first
+    # converted as the model takes them: what the whole split converts to
+    x, _, _ = next(iter(windows))
+    rows = {image: i for i, image in enumerate(_images(stored))}
+    expected = tf.gather(cached.arrays("train")[0], [rows[image] for image in _images(x)])
+    assert np.array_equal(cached.to_model(x).numpy(), expected.numpy())

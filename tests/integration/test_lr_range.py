@@ -154,7 +154,7 @@ def test_over_the_memory_budget_the_sweep_streams_and_is_stored_apart(
 
     spec = LRRangeSpec(steps=20)
     held = stored_lr_range_test(digits, ModelSpec(), 64, spec, 0, str(tmp_path))
-    streamed = stored_lr_range_test(digits, ModelSpec(), 64, spec, 0, str(tmp_path), budget=100_000)
+    streamed = stored_lr_range_test(digits, ModelSpec(), 64, spec, 0, str(tmp_path), budget=50_000)
     within = stored_lr_range_test(digits, ModelSpec(), 64, spec, 0, str(tmp_path), budget=10**9)
     assert streamed.path != held.path and len(streamed.lrs) == 20 and not streamed.reused
     assert within.path == held.path and within.reused  # fits: the same sweep

@@ -58,16 +58,18 @@ def test_rows_are_complete_and_models_saved(digits: CachedDataset, tmp_path) -> 
 
 
 def test_over_the_memory_budget_a_trial_streams_with_the_same_patience_rules(
-    digits: CachedDataset, tmp_path, caplog
+    digits_in_blocks: CachedDataset, tmp_path, caplog
 ) -> None:
-    """A train split over ``memory_budget_mb`` streams from the cache on disk (plain fit,
-    a shuffle buffer): every patience still stops where the ledger says on its own
-    validation history, keeps its best epoch's weights, and is scored on them."""
+    """A train split over ``memory_budget_mb`` streams from the cache on disk (the fused
+    loop over windows of blocks): every patience still stops where the ledger says on its
+    own validation history, keeps its best epoch's weights, and is scored on them."""
     from tasks.tuning.patience import patience_stops
 
-    assert digits.float_bytes("train") == 1257 * 64 * 4  # 0.31 MB
+    digits = digits_in_blocks
+    assert digits.nbytes("train") == 1257 * 64  # 80 KB: uint8 pixels
     config = TuneConfig(patiences=(1, 3), max_epochs=8, cache_dir=str(tmp_path))
-    streamed = config.model_copy(update={"memory_budget_mb": 0.1})
+    # 40 KB: windows of 10 KB, two blocks of 4 KB each: ten windows an epoch
+    streamed = config.model_copy(update={"memory_budget_mb": 40 / 1024})
     with caplog.at_level("INFO"):
         rows = train_trial(digits, streamed, 64, 2e-2, "minimum")
     assert any("streamed from the cache on disk" in r.getMessage() for r in caplog.records)
@@ -79,10 +81,17 @@ def test_over_the_memory_budget_a_trial_streams_with_the_same_patience_rules(
         stop = stops[row.patience]
         assert row.best_epoch == stop.best_epoch + 1
         assert row.val_accuracy == pytest.approx(values[stop.best_epoch], abs=1e-6)
+    assert all(row.val_accuracy > 0.8 for row in rows)  # it learned from every window
     # Within the budget the same config trains in memory, stored under another key.
     in_memory = train_trial(digits, config, 64, 2e-2, "minimum")
     assert {r.training_loop for r in in_memory} == {"fused"}
     assert in_memory[0].model_path != rows[0].model_path
+    # Plain fit (the fallback for models the fused loop cannot run) streams too.
+    plain = train_trial(
+        digits, streamed.model_copy(update={"training_loop": "fit"}), 64, 2e-2, "minimum"
+    )
+    assert {r.training_loop for r in plain} == {"stream-fit"}
+    assert all(r.status == "ok" and r.val_accuracy > 0.8 for r in plain)
 
 
 def test_a_trial_that_raises_becomes_failed_rows(

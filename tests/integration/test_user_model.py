@@ -156,7 +156,7 @@ def test_a_model_with_its_own_train_step_runs_it_in_the_fused_loop(digits) -> No
     from tasks.tuning.loops import trial_model
 
     model = trial_model(digits, TuneConfig(model=spec("build_counting")), 64, 0.01)
-    data = epoch_inputs(*digits.arrays("train"), seed=0)
+    data = epoch_inputs(*digits.stored_arrays("train"), seed=0)
     history = model.fit(data, steps_per_epoch=1, epochs=2, verbose=0, shuffle=False)
     batches = examples_per_epoch(digits.num_examples["train"], 64) // 64
     assert int(model.steps_run.numpy()) == 2 * batches

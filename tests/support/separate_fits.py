@@ -34,7 +34,7 @@ def separate(cached, config: TuneConfig, patience: int) -> dict:
         config.monitor, patience=patience, mode="max", restore_best_weights=True
     )
     history = model.fit(
-        epoch_inputs(*cached.arrays("train"), seed=config.seed),
+        epoch_inputs(*cached.stored_arrays("train"), seed=config.seed),
         steps_per_epoch=1,
         validation_data=cached.batches("validation", EVAL_BATCH),
         epochs=config.max_epochs,
