@@ -1,13 +1,15 @@
-"""Epoch time of a trial's fit vs the seed's plain `fit`, MNIST-shaped, side by side.
+"""Epoch time of a trial's fit vs the seed's plain `fit`, on real Fashion-MNIST, side by side.
 
-MLP 784-128-10 at batch 128 on 60,000 random 28x28 images (the shape of MNIST; the
-numbers do not matter for speed), saved as a cached split. Variants, each timed over
-the same epochs in this one process: the seed's plain fit on a shuffle-buffer
-pipeline; Keras's own fast settings (`steps_per_execution=16`, XLA) on the same
-pipeline, which trials used before; the trial's fit (`tasks.tuning.epoch_loop`: one XLA call
-per epoch over the split held in memory); and, for reference, an epoch of the step's
-GEMMs alone in one XLA loop. The FLOP-bound limit comes from the float32 GEMM rate
-(1024x1024) measured in every round.
+MLP 784-128-10 at batch 128 on Fashion-MNIST's 54,000 train images (prepared from
+Debian's files with `nighttune data prepare` and cached as a run would; `make bench`
+installs them; without them, 54,000 random 28x28 images of the same shape). Variants,
+each timed over the same epochs in this one process: the seed's plain fit on a
+shuffle-buffer pipeline; Keras's own fast settings (`steps_per_execution=16`, XLA) on
+the same pipeline, which trials used before; the trial's fit (`tasks.tuning.epoch_loop`:
+one XLA call per epoch over the split held in memory as uint8, converted a batch at a
+time inside the loop); and, for reference, an epoch of the step's GEMMs alone in one
+XLA loop. The FLOP-bound limit comes from the float32 GEMM rate (1024x1024) measured in
+every round.
 
     .venv/bin/python bench/epoch.py [--rounds 5]
 """
@@ -29,31 +31,42 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tasks.core.config import ModelSpec  # noqa: E402
-from tasks.data.datasets import CachedDataset  # noqa: E402
+from tasks.core.config import DatasetSpec, ModelSpec  # noqa: E402
+from tasks.data.blocks import block_rows, write_blocks  # noqa: E402
+from tasks.data.datasets import CachedDataset, load_dataset  # noqa: E402
 from tasks.tuning.epoch_loop import epoch_inputs, fuse_epochs  # noqa: E402
 from tasks.tuning.loops import JIT_COMPILE  # noqa: E402
 from tasks.tuning.models import build_model  # noqa: E402
 
-N, BATCH = 60_000, 128
+N, BATCH = 54_000, 128
+FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 
 
-def arrays() -> tuple[np.ndarray, np.ndarray]:
+def train_split(root: Path) -> tuple[CachedDataset, str]:
+    """Fashion-MNIST's cached train split where Debian's files are installed, else N random
+    images written as a cached split; and which it is."""
+    if Path(FASHION_MNIST, "train-images-idx3-ubyte.gz").is_file():
+        from tasks.data.prepare import prepare_catalog
+
+        prepare_catalog("fashion_mnist", FASHION_MNIST, str(root / "tfds"))
+        spec = DatasetSpec(name="fashion_mnist", data_dir=str(root / "tfds"))
+        return load_dataset(spec, root / "cache"), "Fashion-MNIST"
     rng = np.random.default_rng(0)
-    return rng.random((N, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, N)
-
-
-def cached_split(root: Path, images: np.ndarray, labels: np.ndarray) -> CachedDataset:
-    """The arrays saved as a cached train split, as the dataset step would leave them."""
-    tf.data.Dataset.from_tensor_slices((images, labels)).save(str(root / "train"))
-    return CachedDataset(
+    images = rng.integers(0, 256, (N, 28, 28, 1), dtype=np.uint8)
+    rows = block_rows((28, 28, 1), np.uint8)
+    pairs = tf.data.Dataset.from_tensor_slices((images, rng.integers(0, 10, N)))
+    write_blocks(pairs, root / "train", rows)
+    cached = CachedDataset(
         path=str(root),
         fingerprint="bench",
         source="random",
         class_names=[str(i) for i in range(10)],
         input_shape=(28, 28, 1),
         num_examples={"train": N},
+        stored="uint8",
+        block_rows=rows,
     )
+    return cached, "random images (no Fashion-MNIST installed)"
 
 
 # FLOPs per example, counted per GEMM (2 per multiply-add): the forward pass, the
@@ -136,32 +149,34 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="epochs timed per variant")
     args = parser.parse_args(argv)
-    images, labels = arrays()
-    buffered = (
-        tf.data.Dataset.from_tensor_slices((images, labels))
-        .cache()
-        .shuffle(N)
-        .batch(BATCH)
-        .prefetch(tf.data.AUTOTUNE)
-    )
 
     def model(**kw: object) -> keras.Model:
         return build_model(ModelSpec(), (28, 28, 1), 10, 1e-3, 0, **kw)
 
     with tempfile.TemporaryDirectory() as tmp:
-        cached = cached_split(Path(tmp), images, labels)
+        cached, source = train_split(Path(tmp))
+        assert cached.num_examples["train"] == N
+        stored = cached.stored_arrays("train")
+        images, labels = (t.numpy() for t in cached.arrays("train"))
+        buffered = (
+            tf.data.Dataset.from_tensor_slices((images, labels))
+            .cache()
+            .shuffle(N)
+            .batch(BATCH)
+            .prefetch(tf.data.AUTOTUNE)
+        )
         variants = {
             SEED: fit_epoch(model(), buffered),
             KERAS_FAST: fit_epoch(model(steps_per_execution=16, jit_compile=True), buffered),
             TRIAL: fit_epoch(
-                fuse_epochs(model(jit_compile=JIT_COMPILE), BATCH),
-                epoch_inputs(*cached.arrays("train"), seed=0),
+                fuse_epochs(model(jit_compile=JIT_COMPILE), BATCH, cached.to_model),
+                epoch_inputs(*stored, seed=0),
                 steps_per_epoch=1,
                 shuffle=False,
             ),
             NO_XLA: fit_epoch(
-                fuse_epochs(model(jit_compile=False), BATCH),
-                epoch_inputs(*cached.arrays("train"), seed=0),
+                fuse_epochs(model(jit_compile=False), BATCH, cached.to_model),
+                epoch_inputs(*stored, seed=0),
                 steps_per_epoch=1,
                 shuffle=False,
             ),
@@ -171,7 +186,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
     times = {name: float(np.median(values)) for name, values in samples.items()}
     best = {name: min(values) for name, values in samples.items()}
     base, ours, limit = times[SEED], times[TRIAL], times["limit"]
-    print(f"MLP 784-128-10, batch {BATCH}, {N:,} examples, median of {args.rounds} rounds")
+    print(f"MLP 784-128-10, batch {BATCH}, {N:,} {source}, median of {args.rounds} rounds")
     print(f"{'variant':<46} {'s/epoch':>8} {'/ plain fit':>11} {'/ limit':>8} {'best/best':>9}")
     for name in variants:
         t = times[name]

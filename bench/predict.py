@@ -1,6 +1,8 @@
 """Batch prediction speed and memory, side by side in one run.
 
-On N generated 28x28 PNGs (default 20,000) with an MLP run exported for 28x28x1:
+On N 28x28 PNGs written from Fashion-MNIST's train images where Debian's files are
+installed (`make bench` installs them; random pixels otherwise; default 20,000) with an
+MLP run exported for 28x28x1:
 - ours: `predict_to_csv` (tf.data read -> decode -> preprocess -> batch -> predict);
 - the seed's `predict(image)`: `load_img` + `img_to_array` + `model.predict` per file
   (timed on the first --seed-files files; it is slow);
@@ -16,6 +18,7 @@ while predicting --rss-files files (default 50,000; goal < 150 MB).
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import sys
@@ -38,14 +41,25 @@ from tasks.inference.predict import predict_to_csv  # noqa: E402
 from tasks.storage.files import sha256_file  # noqa: E402
 from tasks.tuning.models import build_model  # noqa: E402
 
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
+
+
+def pixels(n: int) -> np.ndarray:
+    """``n`` 28x28 uint8 images: Fashion-MNIST's train images (cycled past 60,000) where
+    Debian's files are installed, else random ones."""
+    if FASHION_MNIST.is_file():
+        with gzip.open(FASHION_MNIST) as fh:
+            images = np.frombuffer(fh.read(), np.uint8, offset=16).reshape(-1, 28, 28)
+        return images[np.arange(n) % len(images)]
+    return np.random.default_rng(0).integers(0, 255, (n, 28, 28), dtype=np.uint8)
+
 
 def make_images(root: Path, n: int) -> list[str]:
-    rng = np.random.default_rng(0)
     paths = []
-    for i in range(n):
+    for i, image in enumerate(pixels(n)):
         path = root / f"d{i // 1000:03d}" / f"{i:06d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 255, (28, 28), dtype=np.uint8)).save(path)
+        Image.fromarray(image).save(path)
         paths.append(str(path))
     return paths
 
@@ -149,7 +163,11 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
         per_round = [o / d for o, d in zip(rates["ours"], rates["decode"], strict=True)]
         vs_decode = float(np.median(per_round))
         best_vs_decode = best["ours"] / best["decode"]
-        print(f"{args.files:,} PNG files 28x28, MLP, default batch size, {args.rounds} rounds")
+        what = "Fashion-MNIST" if FASHION_MNIST.is_file() else "random"
+        print(
+            f"{args.files:,} PNG files 28x28 ({what}), MLP, default batch size, "
+            f"{args.rounds} rounds"
+        )
         print(f"{'pipeline':<34} {'images/s (best)':>16}")
         print(f"{'nighttune predict':<34} {best['ours']:>16.0f}")
         print(f"{'seed predict(image) per file':<34} {best['seed']:>16.1f}")

@@ -11,8 +11,10 @@ import time
 
 STARTED_AT = time.time()  # the command's start-up, counted in the run's timings
 
+import contextlib  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import typer  # noqa: E402
 
@@ -24,6 +26,11 @@ from typer._click.exceptions import NoArgsIsHelpError, UsageError  # noqa: E402
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# Prefect makes its home folder without its parents: a PREFECT_HOME under a folder that
+# does not exist yet left a server that would not start (15 s, then an uvicorn line).
+if os.environ.get("PREFECT_HOME", "").strip():
+    with contextlib.suppress(OSError):  # unwritable: Prefect's own warning says so
+        Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
 
 # (after the environment is set)
 from flows.flags import DATA_FLAGS, LR_FIND_FLAGS, TUNE_FLAGS, Overrides, with_flags  # noqa: E402

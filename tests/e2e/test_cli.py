@@ -227,10 +227,12 @@ NOISE = ("Traceback", "ERROR", "error:", "oneDNN", "absl", "Unknown size", "tele
 def test_a_default_run_in_a_clean_environment_is_quiet(tmp_path) -> None:
     """The installed `nighttune tune`, none of the Makefile's variables set: a 2x2 digits
     grid prints its stages, the table and the winner, and none of TensorFlow's, TFDS's
-    or Prefect's noise; --verbose brings back the epochs."""
+    or Prefect's noise; --verbose brings back the epochs. A PREFECT_HOME whose parents do
+    not exist yet is made (Prefect makes only the last folder: its server did not start)."""
     import sys
 
     clean = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    clean["PREFECT_HOME"] = str(tmp_path / "not" / "yet" / "prefect")
     script = str(Path(sys.executable).parent / "nighttune")
     args = ["tune", "--batch-sizes", "32,64", "--patiences", "2,4", "--max-epochs", "4"]
     args += ["--export-to", str(tmp_path / "exports"), "--cache-dir", str(tmp_path / "cache")]
@@ -239,6 +241,7 @@ def test_a_default_run_in_a_clean_environment_is_quiet(tmp_path) -> None:
     )
     screen = done.stdout + done.stderr
     assert done.returncode == 0, screen
+    assert (tmp_path / "not" / "yet" / "prefect" / "prefect.db").is_file()
     assert [word for word in NOISE if word in screen] == [], screen
     lines = screen.strip().splitlines()
     assert len(lines) <= 45, screen
