@@ -30,6 +30,8 @@ SCRIPTS = {  # name -> arguments; --quick trims the slow ones
     "overhead": ([], []),
     "user_model": ([], ["--max-epochs", "20"]),
     "stream": ([], ["--rounds", "1"]),
+    "memory": ([], ["--images", "10000", "--budget-mb", "16"]),
+    "tune_vs_kt": ([], ["--max-epochs", "8"]),  # the longest: about a quarter of an hour
 }
 
 
