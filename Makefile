@@ -101,6 +101,7 @@ pools: $(VENV)/.installed-run
 	$(BIN)/python deployments/pools.py --gpu-slots $(GPU_SLOTS)
 
 deploy: $(VENV)/.installed-run
+	@$(BIN)/python deployments/pools.py --check
 	$(BIN)/prefect --no-prompt deploy --prefect-file deployments/prefect.yaml --all
 
 worker-cpu: $(VENV)/.installed-run

@@ -31,7 +31,7 @@ import keras  # noqa: E402
 
 from tasks.core.config import DatasetSpec, TuneConfig  # noqa: E402
 from tasks.data.datasets import CachedDataset, load_dataset  # noqa: E402
-from tasks.tuning.loops import EVAL_BATCH  # noqa: E402
+from tasks.tuning.evaluation import EVAL_BATCH  # noqa: E402
 from tasks.tuning.models import build_model  # noqa: E402
 from tasks.tuning.training import train_trial  # noqa: E402
 

@@ -37,7 +37,7 @@ from grid import BATCHES, PATIENCES, dataset  # noqa: E402
 
 from tasks.core.config import TuneConfig  # noqa: E402
 from tasks.data.datasets import CachedDataset  # noqa: E402
-from tasks.tuning.loops import EVAL_BATCH  # noqa: E402
+from tasks.tuning.evaluation import EVAL_BATCH  # noqa: E402
 from tasks.tuning.models import build_model  # noqa: E402
 
 FASHION_MNIST = "/usr/share/datasets/fashion-mnist"

@@ -38,7 +38,8 @@ import keras  # noqa: E402
 from tasks.core.code import load_builder  # noqa: E402
 from tasks.core.config import DatasetSpec, ModelSpec, TuneConfig  # noqa: E402
 from tasks.data.datasets import CachedDataset, load_dataset  # noqa: E402
-from tasks.tuning.loops import EVAL_BATCH, use_xla  # noqa: E402
+from tasks.tuning.evaluation import EVAL_BATCH  # noqa: E402
+from tasks.tuning.loops import use_xla  # noqa: E402
 from tasks.tuning.training import train_trial  # noqa: E402
 
 CNN = ModelSpec(builder="your_models:fashion_cnn", code_path=(str(EXAMPLES),))

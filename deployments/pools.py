@@ -1,6 +1,7 @@
 """Create (or update) nighttune's work pools and the `gpu` tag concurrency limit.
 
     .venv/bin/python deployments/pools.py [--gpu-slots N]
+    .venv/bin/python deployments/pools.py --check     # only: is there a server? (make deploy)
 
 Idempotent: run it as often as you like. Pools ``cpu`` and ``gpu`` are process
 pools; ``gpu`` task runs are limited to N at a time across all workers (default 1:
@@ -20,14 +21,36 @@ from prefect.settings import PREFECT_API_URL
 POOLS = {"cpu": "Dataset caching and the tune flow itself", "gpu": "LR sweeps and trials"}
 
 
+def server_problem() -> str | None:
+    """Why there is no Prefect server to talk to (one line), or None."""
+    import urllib.request
+
+    url = PREFECT_API_URL.value()
+    if not url:
+        return (
+            "set PREFECT_API_URL to your Prefect server first "
+            "(e.g. export PREFECT_API_URL=http://127.0.0.1:4200/api; start one: make server)"
+        )
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=10):
+            return None
+    except OSError as exc:
+        reason = getattr(exc, "reason", exc)
+        return f"no Prefect server answers at PREFECT_API_URL={url} ({reason}); make server"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpu-slots", type=int, default=1, help="gpu-tagged task runs at once")
+    parser.add_argument(
+        "--check", action="store_true", help="only check that the Prefect server answers"
+    )
     args = parser.parse_args()
-    if not PREFECT_API_URL.value():
-        print("pools: set PREFECT_API_URL to your Prefect server first "
-              "(e.g. http://127.0.0.1:4200/api)", file=sys.stderr)
+    if problem := server_problem():
+        print(problem, file=sys.stderr)
         return 2
+    if args.check:
+        return 0
     with get_client(sync_client=True) as client:
         for name, description in POOLS.items():
             try:

@@ -219,17 +219,23 @@ def server(
 
     Its task-run recorder writes in batches: on Prefect's default SQLite
     database that saves a 2 s client retry on many task starts (see
-    flows/server.py). Variables already set in the environment win. The
-    database: SQLite under PREFECT_HOME, or the one named by
-    PREFECT_SERVER_DATABASE_CONNECTION_URL.
+    flows/server.py). Its UI reaches the API at this --host and --port (for
+    0.0.0.0: this machine's name), whatever PREFECT_API_URL says.
+    Variables already set in the environment win. The database: SQLite under
+    PREFECT_HOME, or the one named by PREFECT_SERVER_DATABASE_CONNECTION_URL.
     """
-    from flows.server import check_listen, unset_server_settings
+    from flows.server import check_listen, served_settings, unset_server_settings
 
     check_listen(host, port)
     command = [sys.executable, "-m", "prefect", "server", "start"]
     command += ["--host", host, "--port", str(port)]
+    served = served_settings(host, port)
+    ui_api = served.get("PREFECT_UI_API_URL") or os.environ.get(
+        "PREFECT_UI_API_URL", os.environ.get("PREFECT_SERVER_UI_API_URL")
+    )
+    print(f"nighttune: the UI at http://{host}:{port} reaches the API at {ui_api}")
     sys.stdout.flush()
-    os.execve(command[0], command, {**os.environ, **unset_server_settings()})
+    os.execve(command[0], command, {**os.environ, **unset_server_settings(), **served})
 
 
 def _fail(message: str, code: int) -> int:

@@ -37,7 +37,11 @@ def print_tune_result(result: TuneResult) -> None:
         print(f"reused      {reused}")
     exported = result.export
     print(f"exported    {exported.path if exported.uri.startswith('file:') else exported.uri}")
-    print(f"latest      {exported.latest}")
+    gate = exported.promotion
+    if gate is not None:
+        print(f"champion    {gate.text()}")
+    serving = "" if gate is None or gate.promoted or not gate.champion else gate.champion
+    print(f"latest      {exported.latest}" + (f" (still {serving})" if serving else ""))
 
 
 def _reused_text(result: TuneResult) -> str:

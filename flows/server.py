@@ -41,6 +41,23 @@ def unset_server_settings(environ: Mapping[str, str] = os.environ) -> dict[str, 
     return {name: value for name, value in SERVER_SETTINGS.items() if name not in environ}
 
 
+def served_settings(host: str, port: int, environ: Mapping[str, str] = os.environ) -> dict:
+    """What `nighttune server --host --port` sets for the server it starts. Prefect's
+    ``server start --port`` binds there, but its UI asks for the API at
+    PREFECT_UI_API_URL, which defaults to PREFECT_API_URL (this shell's profile: often
+    another server) or else to PREFECT_SERVER_API_HOST/PORT (4200): the UI then said
+    "Oops" on any other port. Here the UI's API URL follows the command's host and port;
+    for a wildcard bind (0.0.0.0, ::) it names this machine (its fully qualified name),
+    since a browser elsewhere cannot reach "0.0.0.0". A PREFECT_UI_API_URL set in the
+    environment wins (a reverse proxy)."""
+    settings = {"PREFECT_SERVER_API_HOST": host, "PREFECT_SERVER_API_PORT": str(port)}
+    if not {"PREFECT_UI_API_URL", "PREFECT_SERVER_UI_API_URL"} & set(environ):
+        name = socket.getfqdn() if host in ("0.0.0.0", "::", "") else host
+        name = f"[{name}]" if ":" in name else name  # an IPv6 literal
+        settings["PREFECT_UI_API_URL"] = f"http://{name}:{port}/api"
+    return settings
+
+
 def unset_server_setting_updates() -> dict:
     """`unset_server_settings` as updates for `prefect.settings.temporary_settings`: how a
     temporary server, which Prefect starts with the current settings, gets them."""

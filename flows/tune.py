@@ -20,8 +20,9 @@ from tasks.core.config import TuneConfig
 from tasks.core.logs import get_logger
 from tasks.core.records import ExportResult, LRSweep, TrialResult, TuneResult
 from tasks.data.datasets import CachedDataset
-from tasks.dispatch.deployments import run_trials_on_deployments
+from tasks.dispatch.deployments import run_trials_on_deployments, with_deployment_config
 from tasks.runs.export import new_run_id
+from tasks.runs.notify import context_of, notify_failed, notify_finished
 from tasks.tuning.loops import memory_budget
 from tasks.tuning.objective import resolve_objective
 from tasks.tuning.selection import select_best
@@ -52,11 +53,12 @@ def publish_artifacts(
         description="One row per batch size x patience",
     )
     timing = ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items())
+    promotion = export.promotion.text() if export.promotion else "not run"
     create_markdown_artifact(
         f"## nighttune run {export.run_id}\n\n"
         f"Winner: batch size **{winner.batch_size}**, patience **{winner.patience}**, "
         f"lr {winner.lr:.3g}; **{winner.scores_text(monitor)}**.\n\nTiming: {timing}.\n\n"
-        f"Export: `{export.uri}`",
+        f"Champion gate: **{promotion}**.\n\nExport: `{export.uri}`",
         key="tune-summary",
     )
     create_link_artifact(export.uri, link_text=f"export {export.run_id}", key="tune-export")
@@ -88,11 +90,31 @@ def _local_grid(
 
 @flow(name="tune", log_prints=False)
 def tune(config: TuneConfig | None = None) -> TuneResult:
-    """Tune batch size x patience for ``config`` and export the best model."""
-    config = config or TuneConfig()
+    """Tune batch size x patience for ``config``, export the best model, promote it if
+    it beats the model in service, and tell ``notify_url`` when the night went wrong."""
+    config = with_deployment_config(config or TuneConfig())
+    run_id = new_run_id()
+    context = context_of(config) | {"flow_run": _flow_run_link()}
+    try:
+        result = _tune(config, run_id)
+    except Exception as exc:
+        notify_failed(config, run_id, exc, context)
+        raise
+    notify_finished(config, result, context)
+    return result
+
+
+def _flow_run_link() -> str | None:
+    """This flow run's page in the Prefect UI, if there is a UI to link to."""
+    from prefect.settings import PREFECT_UI_URL
+
+    base, run = PREFECT_UI_URL.value(), flow_run.get_id()
+    return f"{base}/flow-runs/flow-run/{run}" if base and run else None
+
+
+def _tune(config: TuneConfig, run_id: str) -> TuneResult:
     log = get_logger()
     preflight(config)  # a scheduled run with a bad target fails here, not at export
-    run_id = new_run_id()
     seconds: dict[str, float] = {}
     if (spent := startup.take()) is not None:  # run from the command line
         seconds["start-up"] = spent

@@ -145,7 +145,7 @@ def parse(model: type[M], data: dict[str, Any], where: str = "") -> M:
 
 
 # Keys whose values may hold a secret: their errors never repeat the raw value.
-QUIET_KEYS = {"s3_endpoint_url"}
+QUIET_KEYS = {"s3_endpoint_url", "notify_url"}
 
 
 def describe_validation_error(exc: ValidationError, where: str = "") -> str:
@@ -161,3 +161,18 @@ def describe_validation_error(exc: ValidationError, where: str = "") -> str:
     if not loc or key in QUIET_KEYS:  # the message names the values (secrets redacted)
         return f"{key}: {message}"
     return f"{key}: {message} (got {short_repr(first.get('input'))})"
+
+
+def deep_merge(base: dict[str, Any], given: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """``given`` over ``base``, mapping into mapping (a list or value replaces whole);
+    and the dotted keys ``given`` set, sorted."""
+    merged = dict(base)
+    set_here: list[str] = []
+    for key, value in given.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merged[key], inner = deep_merge(base[key], value)
+            set_here += [f"{key}.{k}" for k in inner]
+        else:
+            merged[key] = value
+            set_here.append(key)
+    return merged, sorted(set_here)

@@ -99,13 +99,37 @@ class LRSweep(BaseModel):
     reused: bool = False  # read from the store, not run now
 
 
+PromotePolicy = Literal["gate", "always", "never"]
+
+
+class Promotion(BaseModel):
+    """The champion gate's decision (`tasks.runs.champion`): whether ``latest.json`` moves
+    to tonight's run, both models' scores on tonight's test split, and why."""
+
+    policy: PromotePolicy
+    promoted: bool
+    reason: str
+    metric: str  # the test form of the monitored metric: test_accuracy, test_loss
+    direction: Literal["max", "min"]
+    margin: float = 0.0
+    score: float | None = None  # tonight's winner
+    champion: str | None = None  # the run latest.json named, if any
+    champion_score: float | None = None  # None: no champion, or it could not be evaluated
+
+    def text(self) -> str:
+        """One sentence for logs, reports and the command line."""
+        verdict = "promoted" if self.promoted else "not promoted"
+        return f"{verdict}: {self.reason}"
+
+
 class ExportResult(BaseModel):
-    """Where a run went."""
+    """Where a run went, and whether it now serves."""
 
     run_id: str
     uri: str  # where the run is: file:// or s3://
     path: str  # the local folder (for S3: the cached copy that was uploaded)
-    latest: str  # the latest.json that now names it
+    latest: str  # the target's latest.json (which names this run if it was promoted)
+    promotion: Promotion | None = None
 
 
 class TuneResult(BaseModel):

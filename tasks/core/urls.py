@@ -1,7 +1,9 @@
-"""Endpoint URLs (S3-compatible stores): what may be one, and how one is shown.
+"""Endpoint and webhook URLs: what may be one, and how one is shown.
 
 An endpoint URL can carry credentials (``http://key:secret@host``): it is refused
-wherever it comes from, and every message shows it through `redact`.
+wherever it comes from, and every message shows it through `redact`. A webhook URL
+often *is* a secret (the token is its path or query): it is accepted as given and
+shown only as scheme and host (`redact_webhook`).
 """
 
 from __future__ import annotations
@@ -38,3 +40,28 @@ def redact(url: str | None) -> str | None:
     host = parts.hostname or ""
     netloc = f"{host}:{port}" if port else host
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def webhook_problem(url: str) -> str | None:
+    """Why ``url`` cannot receive notifications, or None. Never repeats the URL."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return "give http(s)://host[:port]/path (got a URL that does not parse)"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"give http(s)://host[:port]/path (got one starting {url[:8]!r})"
+    return None
+
+
+def redact_webhook(url: str | None) -> str | None:
+    """``https://hooks.example.com/…``: a webhook URL without its path, query or user."""
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "(a URL that does not parse)"
+    netloc = f"{parts.hostname}:{port}" if port else (parts.hostname or "")
+    return f"{parts.scheme}://{netloc}/…"

@@ -8,23 +8,29 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from uuid import UUID
 
 from tasks.core.config import TuneConfig
+from tasks.core.config_file import deep_merge, parse
 from tasks.core.errors import ConfigError
 from tasks.core.logs import get_logger
 from tasks.core.records import LRSweep, TrialResult
 from tasks.dispatch.handoff import expected_code, read_published
 from tasks.dispatch.policy import (
+    NOT_STARTED,
     POLL_SECONDS,
+    POOL_CHECK_SECONDS,
     ChildState,
     failed_rows,
     failure,
     idempotency_key,
     next_attempt,
+    pool_problem,
     timed_out,
 )
 
 Result = tuple[LRSweep | None, list[TrialResult]]
+REPEAT_WARNING_S = 600.0
 
 
 def check_deployment(name: str) -> None:
@@ -56,6 +62,35 @@ def check_deployment(name: str) -> None:
             ) from None
 
 
+def with_deployment_config(config: TuneConfig) -> TuneConfig:
+    """For a flow run of a deployment: the ``config`` given at ``prefect deployment run
+    -p`` merged key by key over the deployment's own (Prefect swaps the whole parameter),
+    logged with where each key came from. Elsewhere, ``config`` as it is."""
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+
+    run_id = flow_run.get_id()
+    if run_id is None:
+        return config
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(UUID(str(run_id)))
+        if run.deployment_id is None:
+            return config
+        deployment = client.read_deployment(run.deployment_id)
+    base, given = deployment.parameters.get("config"), run.parameters.get("config")
+    if not isinstance(base, dict) or not isinstance(given, dict) or base == given:
+        return config
+    merged, from_run = deep_merge(base, given)
+    kept = sorted(key for key in base if key not in from_run)  # (or its other keys)
+    get_logger().info(
+        "config: %s from this run's parameters; %s from deployment %r",
+        ", ".join(from_run) or "nothing",
+        ", ".join(kept) or "nothing else",
+        deployment.name,
+    )
+    return parse(TuneConfig, merged, "config.")
+
+
 def _state(run: Any, state: Any) -> ChildState | None:
     if state is None:
         return None
@@ -72,6 +107,8 @@ class ChildRuns:
         self.code = expected_code(config)  # the builders every child must train with
         self.results: dict[int, Result] = {}
         self.waiting: dict[int, Any] = {}
+        self.pool: str | None = None  # the trial deployment's work pool, once read
+        self.said: tuple[str, float] = ("", 0.0)  # the last pool warning, and when
         self.log = get_logger()
 
     def start(self, batch_size: int, attempt: int = 0) -> None:
@@ -96,7 +133,7 @@ class ChildRuns:
         if again is not None:
             self.start(batch_size, again)
             return
-        how = "reused" if reused else "started"
+        how = "reused" if reused else "scheduled"
         self.log.info("batch size %d: child run %s (%s)", batch_size, run.name, how)
         self.waiting[batch_size] = run
 
@@ -112,25 +149,66 @@ class ChildRuns:
         self.results[batch_size] = (None, failed_rows(self.config.patiences, batch_size, why))
 
     def wait(self) -> None:
-        """Poll until every child is final, or the timeout turns the rest into failed rows."""
+        """Poll until every child is final, or the timeout turns the rest into failed rows
+        (children no worker began are cancelled: they would run whenever one appears).
+        While children wait to start, their work pool is looked at every
+        `POOL_CHECK_SECONDS`: paused, or with no worker online, is a warning."""
         from prefect.client.orchestration import get_client
 
         deadline = time.monotonic() + self.config.trial_timeout_s
+        next_check = time.monotonic()
         with get_client(sync_client=True) as client:
             while self.waiting:
+                states = {}
                 for batch_size, run in list(self.waiting.items()):
                     state = _state(run, client.read_flow_run(run.id).state)
+                    states[batch_size] = state
                     if state is not None and state.final:
                         del self.waiting[batch_size]
                         self.collect(batch_size, state)
+                unstarted = [b for b in self.waiting if _not_started(states.get(b))]
+                if unstarted and time.monotonic() >= next_check:
+                    self._check_pool(client, len(unstarted))
+                    next_check = time.monotonic() + POOL_CHECK_SECONDS
                 if self.waiting and time.monotonic() > deadline:
-                    for batch_size, run in self.waiting.items():
-                        why = timed_out(run.name, self.config.trial_timeout_s)
-                        rows = failed_rows(self.config.patiences, batch_size, why)
-                        self.results[batch_size] = (None, rows)
+                    self._give_up(client, states)
                     return
                 if self.waiting:
                     time.sleep(POLL_SECONDS)
+
+    def _check_pool(self, client: Any, waiting: int) -> None:
+        """Warn when the trial pool will not start the waiting children (a warning is
+        repeated when it changes, or every `REPEAT_WARNING_S`)."""
+        if self.pool is None:
+            deployment = client.read_deployment_by_name(self.config.trial_deployment)
+            self.pool = deployment.work_pool_name
+        found = client.read_work_pool(self.pool)
+        status = "PAUSED" if found.is_paused else found.status.value if found.status else None
+        problem = pool_problem(self.pool, status, waiting)
+        now = time.monotonic()
+        if problem and (problem != self.said[0] or now - self.said[1] > REPEAT_WARNING_S):
+            self.log.warning("trials: %s", problem)
+            self.said = (problem, now)
+
+    def _give_up(self, client: Any, states: dict[int, ChildState | None]) -> None:
+        """At the timeout: every waiting child becomes failed rows; those never started
+        are cancelled."""
+        from prefect.states import Cancelled
+
+        for batch_size, run in self.waiting.items():
+            started = not _not_started(states.get(batch_size))
+            if not started:
+                message = f"not started within {self.config.trial_timeout_s} s"
+                client.set_flow_run_state(
+                    run.id, Cancelled(message=f"cancelled by its parent: {message}"), force=True
+                )
+            why = timed_out(run.name, self.config.trial_timeout_s, started)
+            self.log.error("batch size %d: %s", batch_size, why)
+            self.results[batch_size] = (None, failed_rows(self.config.patiences, batch_size, why))
+
+
+def _not_started(state: ChildState | None) -> bool:
+    return state is None or state.kind in NOT_STARTED
 
 
 def run_trials_on_deployments(

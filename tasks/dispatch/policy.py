@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from tasks.core.records import TrialResult
 
 POLL_SECONDS = 2.0
+POOL_CHECK_SECONDS = 30.0  # how often a parent with waiting children looks at their pool
 MAX_ATTEMPTS = 3
 MAX_ERROR_CHARS = 500
 
@@ -51,8 +52,28 @@ def failure(state: ChildState) -> str:
     return why
 
 
-def timed_out(name: str, timeout_s: int) -> str:
-    return f"train-trial run {name} did not finish within {timeout_s} s"
+def timed_out(name: str, timeout_s: int, started: bool) -> str:
+    why = f"train-trial run {name} did not finish within {timeout_s} s"
+    return why if started else f"{why}; it never started and was cancelled"
+
+
+NOT_STARTED = {"SCHEDULED", "PENDING"}  # Prefect's state types of a run no worker has begun
+
+
+def pool_problem(pool: str, status: str | None, waiting: int) -> str | None:
+    """Why ``waiting`` scheduled children will not start, from their work pool's status
+    (Prefect's READY / NOT_READY / PAUSED), or None."""
+    if status == "PAUSED":
+        return (
+            f"work pool '{pool}' is paused: {waiting} child run(s) wait until it is resumed "
+            f"(prefect work-pool resume {pool})"
+        )
+    if status == "NOT_READY":
+        return (
+            f"no worker of work pool '{pool}' is online: {waiting} child run(s) wait for one "
+            f"(start one: prefect worker start --pool {pool})"
+        )
+    return None
 
 
 def failed_rows(patiences: tuple[int, ...], batch_size: int, error: str) -> list[TrialResult]:

@@ -28,12 +28,12 @@ from tasks.inference.predict import (
     PredictSummary,
     auto_batch_size,
     counted,
-    load_run_model,
     out_path,
     predict_to_csv,
     write_csv,
 )
 from tasks.inference.rows import PredictionRow, ValueRow, header, value_header
+from tasks.runs.reader import load_run_model
 
 SUFFIXES = (".npy", ".csv")
 

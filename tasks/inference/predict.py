@@ -18,14 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from tasks.core.code import import_for_loading
-from tasks.core.errors import UserError, first_line
-from tasks.core.logs import get_logger
+from tasks.core.errors import UserError
 from tasks.data.images import find_images, printable
 from tasks.inference.pipeline import predict_batches
 from tasks.inference.rows import PredictionRow, header
 from tasks.runs.manifest import Manifest
-from tasks.runs.reader import RunUnavailable, open_run
+from tasks.runs.reader import load_run_model
 from tasks.storage.files import check_writable_dir, remove_orphans, scratch_path
 
 
@@ -46,45 +44,6 @@ class PredictSummary:
     @property
     def per_s(self) -> float:
         return self.files / self.seconds if self.seconds else 0.0
-
-
-def load_run_model(
-    ref: str,
-    cache_dir: str | None = None,
-    endpoint_url: str | None = None,
-    code_dir: str | None = None,
-) -> tuple[Any, Manifest]:
-    """The run's model (loaded with ``safe_mode=True``) and its verified manifest, which
-    must agree with the model on the input shape and the number of classes. A run made
-    by a user's builder has that builder's module imported first, from ``code_dir``
-    (default: the working directory), for the custom objects it registers."""
-    run, manifest = open_run(ref, cache_dir, endpoint_url)  # before TensorFlow loads
-    import keras
-
-    builder = manifest.model.get("builder")
-    if isinstance(builder, str):
-        code = manifest.model.get("code") or {}
-        warning = import_for_loading(builder, code_dir or ".", code.get("sha256"))
-        if warning:
-            get_logger().warning("model %s: %s", ref, warning)
-
-    try:
-        model = keras.models.load_model(run / "model.keras", safe_mode=True)
-    except Exception as exc:
-        reason = first_line(exc)
-        if "safe_mode" in reason or "lambda" in reason.lower():
-            reason = "it holds code (a Lambda layer) that safe_mode refuses to run"
-        raise RunUnavailable(f"model {ref!r} will not load: {reason[:300]}") from None
-    takes = tuple(getattr(model, "input_shape", ())[1:])
-    gives = tuple(getattr(model, "output_shape", ())[1:])
-    classes = len(manifest.class_names)
-    if takes != tuple(manifest.input_shape) or (classes and gives != (classes,)):
-        raise RunUnavailable(
-            f"model {ref!r}: its manifest says input {list(manifest.input_shape)} and "
-            f"{len(manifest.class_names)} classes, the model takes {list(takes)} and gives "
-            f"{list(gives)}; the run was changed — export it again"
-        )
-    return model, manifest
 
 
 BATCH_BYTES = 16 * 2**20  # input per batch when the batch size is not given

@@ -1,9 +1,10 @@
 """`report.html`: one self-contained page per run, plots embedded as PNG data URIs.
 
-Sections: summary (winner and its test metrics), configuration, trials table, a
-heatmap of the monitored metric over batch size x patience, the LR sweep of every
-batch size, learning curves of every trial with each patience's stop marked, the
-winner's confusion matrix on the test split, and the time each stage took. Paths
+Sections: summary (winner and its test metrics, the champion gate's decision),
+configuration, trials table, a heatmap of the monitored metric over batch size x
+patience, the LR sweep of every batch size, learning curves of every trial with each
+patience's stop marked, the winner's confusion matrix on the test split, and the time
+each stage took. Paths
 under the home folder are shown as ``~`` so that reports travel without leaking it.
 """
 
@@ -19,7 +20,7 @@ import pandas as pd
 import yaml
 
 from tasks.core.objective import selection_column
-from tasks.core.records import TrialResult, curves_file, sweep_files
+from tasks.core.records import Promotion, TrialResult, curves_file, sweep_files
 from tasks.reporting.figures import plot_confusion, plot_heatmap, plot_learning_curves
 from tasks.reporting.tables import summary_columns
 
@@ -37,6 +38,9 @@ pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.85em; 
 .summary { font-size: 1.1em; background: #f5f9ff; padding: 0.8em 1em;
            border-left: 4px solid #4a90d9; }
 .muted { color: #777; font-size: 0.9em; }
+.gate { padding: 0.6em 1em; border-left: 4px solid; }
+.gate.promoted { background: #eef8ee; border-color: #3c9a3c; }
+.gate.kept { background: #fff4e5; border-color: #e08a00; }
 """
 
 
@@ -144,6 +148,25 @@ def _subtitle(config: dict[str, Any], class_names: list[str], splits: dict[str, 
     return html.escape(f"dataset {data} ({sizes} examples{one}), model {model}, {kind}")
 
 
+def _summary(winner: TrialResult, monitor: str) -> str:
+    return (
+        f"<p class='summary'>Winner: batch size <b>{winner.batch_size}</b>, patience "
+        f"<b>{winner.patience}</b>, learning rate <b>{winner.lr:.3g}</b> ({winner.lr_method}); "
+        f"trained {winner.epochs_run} epochs, best epoch {winner.best_epoch}.<br>"
+        f"Scores: <b>{html.escape(winner.scores_text(monitor))}</b>.</p>"
+    )
+
+
+def _promotion(promotion: Promotion) -> str:
+    """The champion gate's decision: promoted (green) or kept the model in service."""
+    cls = "promoted" if promotion.promoted else "kept"
+    verdict = "Promoted" if promotion.promoted else "Not promoted"
+    return (
+        f"<p class='gate {cls}'><b>{verdict}</b> (champion gate, --promote "
+        f"{promotion.policy}): {html.escape(promotion.reason)}.</p>"
+    )
+
+
 def render_html(
     run_dir: Path,
     run_id: str,
@@ -153,6 +176,7 @@ def render_html(
     seconds: dict[str, float],
     class_names: list[str],
     splits: dict[str, int],
+    promotion: Promotion | None = None,
 ) -> str:
     """The page, with every PNG under ``run_dir/plots`` and ``lr_sweeps`` embedded."""
     winner_index = (
@@ -179,10 +203,8 @@ def render_html(
         f"<h1>nighttune run {html.escape(run_id)}</h1>",
         f"<p class='muted'>{_subtitle(config, class_names, splits)}</p>",
         "<h2>Summary</h2>",
-        f"<p class='summary'>Winner: batch size <b>{winner.batch_size}</b>, patience "
-        f"<b>{winner.patience}</b>, learning rate <b>{winner.lr:.3g}</b> ({winner.lr_method}); "
-        f"trained {winner.epochs_run} epochs, best epoch {winner.best_epoch}.<br>"
-        f"Scores: <b>{html.escape(winner.scores_text(config['monitor']))}</b>.</p>",
+        _summary(winner, config["monitor"]),
+        *([_promotion(promotion)] if promotion else []),
         "<h2>Trials</h2>",
         "<p class='muted'>One fit per batch size; every patience is read off it. "
         "The highlighted row won (an exact tie goes to fewer epochs run, then the smaller "

@@ -7,10 +7,14 @@ Layout under the target folder::
                       manifest.json      config, winner, every row, class names, input
                                          shape, versions, sha256 of every other file
                       report.csv, report.md, lr_sweeps/lr_sweep_b<batch>.{json,png}
-    <target>/latest.json                 {"run_id", "uri"} of the newest complete run
+    <target>/latest.json                 {"run_id", "uri"} of the run in service
 
-The run folder is staged under a temporary name and renamed when complete; only then
-is ``latest.json`` replaced (atomically), so a reader never sees half an export. For
+Every run is exported. Before anything is written the champion gate
+(`tasks.runs.champion`) scores the run in service on tonight's test split and decides
+whether this run replaces it; the decision goes into the manifest and the reports.
+The run folder is staged under a temporary name and renamed when complete; only then,
+and only if promoted, is ``latest.json`` replaced (atomically), so a reader never sees
+half an export. For
 an ``s3://bucket/prefix`` target the folder is built locally (in the cache, where a
 later download of the run would go), every file is uploaded and verified (size and
 SHA256), the manifest last, and ``<prefix>/latest.json`` is put only after that.
@@ -31,11 +35,13 @@ from typing import Any
 
 from tasks.core.config import TuneConfig
 from tasks.core.logs import get_logger
-from tasks.core.records import ExportResult, LRSweep, TrialResult, sweep_files
+from tasks.core.records import ExportResult, LRSweep, Promotion, TrialResult, sweep_files
+from tasks.core.urls import redact_webhook
 from tasks.data.datasets import CachedDataset, resolve_cache_dir
 from tasks.reporting.histories import trial_histories, write_tensorboard
 from tasks.reporting.html import confusion_matrix, make_plots, portable, render_html
 from tasks.reporting.tables import write_reports
+from tasks.runs.champion import judge
 from tasks.runs.latest import point_latest, point_latest_s3
 from tasks.runs.manifest import LATEST, MANIFEST
 from tasks.runs.reader import run_cache_dir
@@ -43,6 +49,7 @@ from tasks.storage import s3
 from tasks.storage.files import file_digests, staged_dir, write_text_atomic
 from tasks.tuning.evaluation import predict_split
 from tasks.tuning.models import model_key, outputs_kind
+from tasks.tuning.objective import resolve_objective
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -92,24 +99,30 @@ def export_run(
         final = run_cache_dir(uri, run_id, config.cache_dir)
     else:
         final = Path(config.export_to).expanduser().resolve() / run_id
+    promotion = judge(config, cached, winner, resolve_objective(config, cached))
     log.info("export: writing %s", final)
     with staged_dir(final) as staging:
-        bundle = RunBundle(config, cached, sweeps, rows, winner, run_id, dict(seconds or {}))
+        bundle = RunBundle(
+            config, cached, sweeps, rows, winner, run_id, dict(seconds or {}), promotion
+        )
         _write_run(staging, bundle)
     if s3.is_s3(config.export_to):
-        return _publish_s3(final, uri, run_id, config.s3_endpoint_url)
+        return _publish_s3(final, uri, run_id, config.s3_endpoint_url, promotion)
     target = final.parent
-    if point_latest(target, run_id, final.as_uri()):
-        log.info("export: %s complete; %s now names it", final, target / LATEST)
-    else:
-        log.info("export: %s complete; %s names a newer run", final, target / LATEST)
+    moved = promotion.promoted and point_latest(target, run_id, final.as_uri())
     return ExportResult(
-        run_id=run_id, uri=final.as_uri(), path=str(final), latest=str(target / LATEST)
+        run_id=run_id,
+        uri=final.as_uri(),
+        path=str(final),
+        latest=str(target / LATEST),
+        promotion=_promoted(promotion, moved, final, str(target / LATEST)),
     )
 
 
-def _publish_s3(local: Path, uri: s3.S3Uri, run_id: str, endpoint_url: str | None) -> ExportResult:
-    """Upload every file, verify each, and put ``latest.json`` last."""
+def _publish_s3(
+    local: Path, uri: s3.S3Uri, run_id: str, endpoint_url: str | None, promotion: Promotion
+) -> ExportResult:
+    """Upload every file, verify each, and put ``latest.json`` last (if promoted)."""
     log = get_logger()
     client = s3.client(endpoint_url)
     files = sorted(p for p in local.rglob("*") if p.is_file())
@@ -120,11 +133,29 @@ def _publish_s3(local: Path, uri: s3.S3Uri, run_id: str, endpoint_url: str | Non
         s3.upload_verified(client, path, uri.bucket, key)
         log.info("export: %d/%d verified s3://%s/%s", i, len(files), uri.bucket, key)
     run_uri = uri.child(run_id)
-    if point_latest_s3(client, uri, run_id, run_uri):
-        log.info("export: %s complete; %s now names it", run_uri, uri.child(LATEST))
-    else:
-        log.info("export: %s complete; %s names a newer run", run_uri, uri.child(LATEST))
-    return ExportResult(run_id=run_id, uri=run_uri, path=str(local), latest=uri.child(LATEST))
+    moved = promotion.promoted and point_latest_s3(client, uri, run_id, run_uri)
+    return ExportResult(
+        run_id=run_id,
+        uri=run_uri,
+        path=str(local),
+        latest=uri.child(LATEST),
+        promotion=_promoted(promotion, moved, run_uri, uri.child(LATEST)),
+    )
+
+
+def _promoted(promotion: Promotion, moved: bool, run: object, latest: str) -> Promotion:
+    """The gate's decision as it turned out: a run the gate passed whose pointer was
+    refused (a newer run moved it meanwhile) was not promoted after all."""
+    log = get_logger()
+    if moved:
+        log.info("export: %s complete; %s now names it", run, latest)
+        return promotion
+    if not promotion.promoted:
+        log.info("export: %s complete; %s unchanged (%s)", run, latest, promotion.text())
+        return promotion
+    log.info("export: %s complete; %s names a newer run", run, latest)
+    reason = f"{promotion.reason}; but {LATEST} already names a newer run"
+    return promotion.model_copy(update={"promoted": False, "reason": reason})
 
 
 @dataclass(frozen=True)
@@ -138,6 +169,7 @@ class RunBundle:
     winner: TrialResult
     run_id: str
     seconds: dict[str, float]
+    promotion: Promotion
 
 
 def _write_run(staging: Path, run: RunBundle) -> None:
@@ -166,7 +198,10 @@ def _write_run(staging: Path, run: RunBundle) -> None:
     run.seconds["export"] = round(time.perf_counter() - started, 3)
     config_shown = portable(
         run.config.model_dump(mode="json")
-        | {"s3_endpoint_url": s3.redact(run.config.s3_endpoint_url)}
+        | {
+            "s3_endpoint_url": s3.redact(run.config.s3_endpoint_url),
+            "notify_url": redact_webhook(run.config.notify_url),
+        }
     )
     _write_pages(staging, run, config_shown)
     outputs = outputs_kind(model) if run.cached.num_classes else "values"
@@ -198,7 +233,8 @@ def _write_pages(staging: Path, run: RunBundle, config_shown: dict[str, Any]) ->
     summary = (
         f"Winner: batch size {winner.batch_size}, patience {winner.patience}, "
         f"lr {winner.lr:.3g} ({winner.lr_method}); "
-        f"{winner.scores_text(run.config.monitor)}."
+        f"{winner.scores_text(run.config.monitor)}.\n\n"
+        f"Champion gate: {run.promotion.text()}."
     )
     frame = write_reports(run.rows, winner, staging, f"nighttune run {run.run_id}", summary)
     cache_dir = str(resolve_cache_dir(run.config.cache_dir))  # the folder used, not "null"
@@ -211,6 +247,7 @@ def _write_pages(staging: Path, run: RunBundle, config_shown: dict[str, Any]) ->
         run.seconds,
         run.cached.class_names,
         run.cached.num_examples,
+        run.promotion,
     )
     write_text_atomic(staging / "report.html", page)
 
@@ -240,6 +277,7 @@ def _write_manifest(
             "resize": "bilinear, antialiased",
         },
         "winner": _portable(run.winner),
+        "promotion": run.promotion.model_dump(),
         "trials": [_portable(r) for r in run.rows],
         "lr_sweeps": {
             str(s.batch_size): {

@@ -25,6 +25,7 @@ COLUMNS = [
     "lr",
     "val_accuracy",
     "test_accuracy",
+    "promoted",
     "duration_s",
 ]
 
@@ -89,6 +90,38 @@ def _grid(config: Any) -> str:
     return f"b{listed('batch_sizes')} p{listed('patiences')} e{_get(config, 'max_epochs')}"
 
 
+def _promoted(promotion: dict[str, Any]) -> str:
+    """yes / no by the champion gate; "" for runs exported before there was one."""
+    found = promotion.get("promoted")
+    return "" if not isinstance(found, bool) else "yes" if found else "no"
+
+
+def earlier_scores(target: str, endpoint_url: str | None, run_id: str, metric: str) -> list[float]:
+    """The winners' ``metric`` (``test_accuracy``, ``test_auc``) of the runs under
+    ``target`` before ``run_id`` made with its dataset, model and grid, oldest first."""
+    manifests = sorted(_manifests(target, endpoint_url), key=lambda m: m.run_id)
+    tonight = next((m for m in manifests if m.run_id == run_id), None)
+    if tonight is None:
+        return []
+    found = []
+    for manifest in manifests:
+        if manifest.run_id >= run_id or _setup(manifest) != _setup(tonight):
+            continue
+        value = _get(manifest.winner, metric)
+        value = value if value is not None else _get(manifest.winner, "metrics", metric)
+        if isinstance(value, int | float):
+            found.append(float(value))
+    return found
+
+
+def _setup(manifest: Manifest) -> tuple[Any, ...]:
+    """What makes runs comparable: the same data, model and grid."""
+    config = manifest.config
+    data = _get(config, "dataset", "builder") or _get(config, "dataset", "name")
+    model = _get(config, "model", "builder") or _get(config, "model", "kind")
+    return data, model, _grid(config)
+
+
 def run_history(target: str, endpoint_url: str | None = None) -> pd.DataFrame:
     """Every complete run under ``target`` (folder or s3://), oldest first."""
     rows = []
@@ -106,6 +139,7 @@ def run_history(target: str, endpoint_url: str | None = None) -> pd.DataFrame:
                 **{k: _get(winner, k) for k in ("batch_size", "patience", "lr")},
                 "val_accuracy": _get(winner, "val_accuracy"),
                 "test_accuracy": _get(winner, "test_accuracy"),
+                "promoted": _promoted(manifest.promotion),
                 "duration_s": round(sum(manifest.timings.values()), 2),
             }
         )

@@ -79,6 +79,7 @@ class Manifest(BaseModel):
     created: str | None = None
     config: dict[str, Any] = {}
     winner: dict[str, Any] = {}
+    promotion: dict[str, Any] = {}  # the champion gate's decision ({}: runs before the gate)
     timings: dict[str, float] = {}
 
     @field_validator("input_shape")

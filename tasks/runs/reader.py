@@ -9,8 +9,8 @@ The manifest and ``latest.json`` are parsed and bounded (`tasks.runs.manifest`) 
 name they give is joined by `tasks.storage.files.safe_join` before anything is read,
 downloaded or removed; every file listed in the manifest is checked against its
 sha256 before the run is used. A run that does not pass is refused with one line.
-Also where runs go: `check_target` and `run_cache_dir`. Nothing here imports
-TensorFlow, so a wrong path or target is reported at once.
+Also where runs go: `check_target` and `run_cache_dir`. Only `load_run_model` imports
+TensorFlow, after the run is found, so a wrong path or target is reported at once.
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
+from typing import Any
 
+from tasks.core.code import import_for_loading
 from tasks.core.config import TuneConfig
-from tasks.core.errors import ConfigError, IntegrityError, RunUnavailable, UserError
+from tasks.core.errors import ConfigError, IntegrityError, RunUnavailable, UserError, first_line
 from tasks.core.logs import get_logger
 from tasks.runs.manifest import (
     LATEST,
@@ -159,3 +161,42 @@ def _resolve_s3(ref: str, cache_dir: str | None, endpoint_url: str | None) -> tu
         verify_run(staging)
     get_logger().info("model: downloaded %s into %s", target.child(run_id), local)
     return local, manifest
+
+
+def load_run_model(
+    ref: str,
+    cache_dir: str | None = None,
+    endpoint_url: str | None = None,
+    code_dir: str | None = None,
+) -> tuple[Any, Manifest]:
+    """The run's model (loaded with ``safe_mode=True``) and its verified manifest, which
+    must agree with the model on the input shape and the number of classes. A run made
+    by a user's builder has that builder's module imported first, from ``code_dir``
+    (default: the working directory), for the custom objects it registers."""
+    run, manifest = open_run(ref, cache_dir, endpoint_url)  # before TensorFlow loads
+    import keras
+
+    builder = manifest.model.get("builder")
+    if isinstance(builder, str):
+        code = manifest.model.get("code") or {}
+        warning = import_for_loading(builder, code_dir or ".", code.get("sha256"))
+        if warning:
+            get_logger().warning("model %s: %s", ref, warning)
+
+    try:
+        model = keras.models.load_model(run / "model.keras", safe_mode=True)
+    except Exception as exc:
+        reason = first_line(exc)
+        if "safe_mode" in reason or "lambda" in reason.lower():
+            reason = "it holds code (a Lambda layer) that safe_mode refuses to run"
+        raise RunUnavailable(f"model {ref!r} will not load: {reason[:300]}") from None
+    takes = tuple(getattr(model, "input_shape", ())[1:])
+    gives = tuple(getattr(model, "output_shape", ())[1:])
+    classes = len(manifest.class_names)
+    if takes != tuple(manifest.input_shape) or (classes and gives != (classes,)):
+        raise RunUnavailable(
+            f"model {ref!r}: its manifest says input {list(manifest.input_shape)} and "
+            f"{len(manifest.class_names)} classes, the model takes {list(takes)} and gives "
+            f"{list(gives)}; the run was changed — export it again"
+        )
+    return model, manifest

@@ -24,9 +24,9 @@ from tasks.core.errors import first_line
 from tasks.core.logs import get_logger
 from tasks.data.datasets import CachedDataset
 from tasks.tuning.epoch_loop import batch_inputs, epoch_inputs, examples_per_epoch, fuse_epochs
+from tasks.tuning.evaluation import EVAL_BATCH
 
 JIT_COMPILE = True  # the built-in MLP's fused loop, and any on a GPU (see `use_xla`)
-EVAL_BATCH = 1024
 # stream: the fused loop over windows read from disk; stream-fit: plain fit over batches
 # read from disk (past the memory budget).
 Loop = Literal["fused", "fit", "stream", "stream-fit"]

@@ -30,7 +30,8 @@ from tasks.core.records import LRMethod, TrialResult, scored
 from tasks.data.datasets import CachedDataset, resolve_cache_dir
 from tasks.storage.store import Slot
 from tasks.tuning.epoch_loop import examples_per_epoch
-from tasks.tuning.loops import EVAL_BATCH, fit_in_a_loop, memory_budget, use_xla
+from tasks.tuning.evaluation import evaluate_split
+from tasks.tuning.loops import fit_in_a_loop, memory_budget, use_xla
 from tasks.tuning.models import model_key
 from tasks.tuning.objective import resolve_objective
 from tasks.tuning.patience import PatienceLedger, Stop
@@ -128,11 +129,9 @@ def _fit_and_evaluate(
     for best_epoch, weights in sorted(callback.kept.items()):
         model.set_weights(weights)
         scores: dict[str, float] = {}
-        for split in ("validation", "test"):
-            batches = cached.batches(split, EVAL_BATCH, budget=0)  # one pass: read, not held
-            result = model.evaluate(batches, verbose=0, return_dict=True)
-            prefix = "val" if split == "validation" else "test"
-            scores |= {f"{prefix}_{name}": float(value) for name, value in result.items()}
+        for split, prefix in (("validation", "val"), ("test", "test")):
+            found = evaluate_split(model, cached, split)
+            scores |= {f"{prefix}_{name}": value for name, value in found.items()}
         model.save(out / f"model_e{best_epoch + 1}.keras")
         evaluated[best_epoch] = scores
     return {

@@ -8,6 +8,7 @@ import re
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -317,3 +318,73 @@ def test_on_a_terminal_long_work_is_a_bar_and_the_lines_stay(tmp_path) -> None:
     assert any("trial b32: " in line and "epochs in" in line for line in visible), visible
     assert any(line.startswith("winner      batch size 32") for line in visible), visible
     assert [word for word in NOISE if word in screen] == [], screen
+
+
+def test_server_ui_settings_follow_host_and_port() -> None:
+    """The UI's API URL: the command's own port, not this shell's PREFECT_API_URL; for a
+    wildcard bind, this machine's name; PREFECT_UI_API_URL set by hand wins."""
+    import socket
+
+    from flows.server import served_settings
+
+    shell = {"PREFECT_API_URL": "http://127.0.0.1:4200/api"}
+    assert served_settings("127.0.0.1", 54210, shell) == {
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": "54210",
+        "PREFECT_UI_API_URL": "http://127.0.0.1:54210/api",
+    }
+    wide = served_settings("0.0.0.0", 4300, {})["PREFECT_UI_API_URL"]
+    assert wide == f"http://{socket.getfqdn()}:4300/api"
+    proxied = served_settings("0.0.0.0", 4300, {"PREFECT_UI_API_URL": "https://p.example/api"})
+    assert "PREFECT_UI_API_URL" not in proxied
+
+
+@pytest.mark.slow
+def test_a_server_on_another_port_serves_a_ui_that_finds_it(
+    cli_env, tmp_path, prefect_database
+) -> None:
+    """`nighttune server --port P` with PREFECT_API_URL naming port 4200 (a profile's
+    server): the UI's settings name port P."""
+    from tests.support.harness import Processes, free_port, prefect_home_with
+
+    port = free_port()
+    env = dict(cli_env, PREFECT_API_URL="http://127.0.0.1:4200/api")
+    env["PREFECT_HOME"] = str(prefect_home_with(prefect_database, tmp_path / "home"))
+    procs = Processes()
+    try:
+        procs.start(
+            nighttune_cmd("server", "--port", str(port)), env, tmp_path, tmp_path / "server.log"
+        )
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                url = f"http://127.0.0.1:{port}/ui-settings"
+                with urllib.request.urlopen(url, timeout=2) as reply:
+                    settings = json.load(reply)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, procs.logs()
+                time.sleep(0.5)
+    finally:
+        procs.stop_all()
+    assert settings["api_url"] == f"http://127.0.0.1:{port}/api"
+
+
+@pytest.mark.parametrize(
+    ("api_url", "said"),
+    [(None, "set PREFECT_API_URL"), ("http://127.0.0.1:9/api", "no Prefect server answers")],
+)
+def test_make_deploy_without_a_server_answers_at_once(cli_env, api_url, said) -> None:
+    """`make deploy` first runs `deployments/pools.py --check`: no server, one line, exit 2
+    (before `prefect deploy` spent a minute on a temporary server of its own)."""
+    from tests.support.harness import ROOT
+
+    assert "deployments/pools.py --check" in (ROOT / "Makefile").read_text().split("deploy:")[1]
+    env = {k: v for k, v in cli_env.items() if k != "PREFECT_API_URL"}
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
+    done = subprocess.run(
+        [sys.executable, "deployments/pools.py", "--check"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2 and said in done.stderr and "Traceback" not in done.stderr

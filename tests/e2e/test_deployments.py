@@ -95,6 +95,14 @@ def wait_final(flow_run_id, timeout: float, procs: Processes):
             time.sleep(1)
 
 
+def flow_run_logs(flow_run_id) -> list:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        return client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+
+
 def trial_runs() -> list:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
@@ -123,8 +131,10 @@ def test_deployments_pools_and_schedule(cluster) -> None:
 
 
 def test_manual_run_fans_trials_out_to_gpu_workers(cluster) -> None:
-    exports = cluster["root"] / "exports"
-    config = dict(GRID, export_to=str(exports), dispatch="deployments")
+    """A partial config at `prefect deployment run -p` (the grid only) is merged over the
+    deployment's own: its dispatch (to the gpu workers) and export target stay."""
+    exports = cluster["root"] / "exports"  # NIGHTTUNE_EXPORT_TO when deploying
+    config = GRID
     done = subprocess.run(
         [
             str(BIN / "prefect"),
@@ -155,6 +165,9 @@ def test_manual_run_fans_trials_out_to_gpu_workers(cluster) -> None:
     ]
     assert sorted(c.parameters["batch_size"] for c in children) == [32, 64]
     assert all(c.id != parent.id for c in children)
+    said = "\n".join(log.message for log in flow_run_logs(parent.id))
+    assert "config: batch_sizes, lr_range.steps, max_epochs, patiences from this run's " in said
+    assert "dispatch, export_to" in said and "from deployment 'manual'" in said
 
     latest = json.loads((exports / "latest.json").read_text())
     run_dir = exports / latest["run_id"]
@@ -261,3 +274,31 @@ def test_a_worker_with_other_code_refuses_in_one_line(cluster, tmp_path, monkeyp
     assert sweeps == [] and [r.status for r in rows] == ["failed", "failed"]
     assert "this worker's module" in rows[0].error and "differs from" in rows[0].error
     assert "(000000000000)" in rows[0].error
+
+
+def test_a_paused_trial_pool_is_said_and_leaves_no_orphans(cluster, tmp_path, caplog) -> None:
+    """With the gpu pool paused the parent warns at once, naming the pool, and at its
+    timeout cancels the children it scheduled: none runs later when the pool resumes."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolUpdate
+
+    from tasks.dispatch.deployments import run_trials_on_deployments
+
+    config = load_tune_config(
+        None,
+        dict(GRID, export_to=str(tmp_path), dispatch="deployments", trial_timeout_s=10),
+    )
+    with get_client(sync_client=True) as client:
+        client.update_work_pool("gpu", WorkPoolUpdate(is_paused=True))
+        try:
+            before = {c.id for c in trial_runs()}
+            sweeps, rows = run_trials_on_deployments(config, parent_id="paused-parent")
+        finally:
+            client.update_work_pool("gpu", WorkPoolUpdate(is_paused=False))
+        children = [c for c in trial_runs() if c.id not in before]
+    assert "work pool 'gpu' is paused: 2 child run(s) wait" in caplog.text
+    assert sweeps == [] and {r.status for r in rows} == {"failed"}
+    assert "it never started and was cancelled" in rows[0].error
+    assert len(children) == 2 and all(c.state.type.value == "CANCELLED" for c in children)
+    time.sleep(3)  # the pool is resumed and the workers poll every second: nothing starts
+    assert all(c.state.type.value == "CANCELLED" for c in trial_runs() if c.id not in before)

@@ -13,6 +13,7 @@ import tensorflow as tf
 from tasks.data.datasets import load_dataset
 from tasks.storage.files import sha256_file
 from tests.support.harness import small_config
+from tests.support.webhook import Webhook
 
 pytestmark = pytest.mark.slow
 
@@ -106,9 +107,17 @@ def test_the_flow_checks_its_own_input_before_any_sweep_or_trial(prefect_harness
     from tasks.storage.s3 import S3Error
 
     config = small_config(tmp_path, export_to="s3://models/nightly")
-    config = config.model_copy(update={"s3_endpoint_url": "http://127.0.0.1:9"})
-    with pytest.raises(S3Error, match="s3://models: cannot connect to http://127.0.0.1:9"):
-        tune(config)
+    with Webhook() as hook:
+        config = config.model_copy(
+            update={"s3_endpoint_url": "http://127.0.0.1:9", "notify_url": hook.url}
+        )
+        with pytest.raises(S3Error, match="s3://models: cannot connect to http://127.0.0.1:9"):
+            tune(config)
+    # Whoever watches the nights is told, with the same line.
+    [body] = hook.bodies
+    assert body["status"] == "failed" and body["events"] == ["failed"]
+    assert "S3Error: s3://models: cannot connect to http://127.0.0.1:9" in body["error"]
+    assert body["text"].startswith(f"nighttune {body['run_id']}: failed")
     cache = tmp_path / "cache"
     assert not (cache / "sweeps").exists() and not (cache / "trials").exists()
     assert not (cache / "datasets").exists()  # the target is checked before the dataset

@@ -127,6 +127,21 @@ BAD_INPUTS: tuple[BadInput, ...] = (
         "needs a Prefect server",
     ),
     BadInput(
+        "promote-unknown", "flags", ("tune", "--promote", "sometimes"), "'sometimes' is not one of"
+    ),
+    BadInput(
+        "notify-url-not-http",
+        "flags",
+        ("tune", "--notify-url", "ftp://hooks.example.com/T0/secret"),
+        "notify_url: give http(s)://host[:port]/path",
+    ),
+    BadInput(
+        "promote-margin-nan",
+        "flags",
+        ("tune", "--promote-margin", "nan"),
+        "promote_margin",
+    ),
+    BadInput(
         "lr-find-batch-zero",
         "flags",
         ("lr-find", "--out", "{tmp}/lr", "--batch-size", "0"),

@@ -9,6 +9,7 @@ from tasks.dispatch.policy import (
     failure,
     idempotency_key,
     next_attempt,
+    pool_problem,
     timed_out,
 )
 
@@ -39,7 +40,18 @@ def test_keys_differ_by_parent_batch_and_attempt() -> None:
 def test_failures_say_which_run_and_why() -> None:
     assert failure(FAILED) == "train-trial run brave-fox ended FAILED: OOM"
     assert failure(DONE).endswith("ended COMPLETED without publishing a result")
-    assert timed_out("slow-cat", 60) == "train-trial run slow-cat did not finish within 60 s"
+    assert timed_out("slow-cat", 60, True) == "train-trial run slow-cat did not finish within 60 s"
+    assert timed_out("idle-cat", 60, False).endswith("; it never started and was cancelled")
+
+
+def test_a_pool_that_will_not_start_children_is_named_with_the_fix() -> None:
+    paused = pool_problem("gpu", "PAUSED", 2)
+    assert paused.startswith("work pool 'gpu' is paused: 2 child run(s) wait")
+    assert "prefect work-pool resume gpu" in paused
+    idle = pool_problem("gpu", "NOT_READY", 1)
+    assert "no worker of work pool 'gpu' is online" in idle
+    assert "prefect worker start --pool gpu" in idle
+    assert pool_problem("gpu", "READY", 3) is None
 
 
 def test_a_batch_without_result_is_one_failed_row_per_patience() -> None:

@@ -1,0 +1,174 @@
+"""The champion gate: ``latest.json`` moves to tonight's run only if it is not worse.
+
+The champion is the run a target's ``latest.json`` names: the model in service. Before
+the pointer moves, the champion is loaded (verified, as `predict` loads it) and scored
+on tonight's test split through the same pipeline and the same ``evaluate`` that scored
+tonight's trials, so both numbers come from the same examples and preprocessing.
+`decide` is the pure rule; `judge` gathers what it needs. A champion that cannot be
+scored on tonight's data (damaged, other classes or input shape, no such metric) does
+not block a run: tonight's winner is promoted and the reason says why.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tasks.core.config import TuneConfig
+from tasks.core.errors import UserError, first_line
+from tasks.core.logs import get_logger
+from tasks.core.objective import Objective
+from tasks.core.records import PromotePolicy, Promotion, TrialResult
+from tasks.data.datasets import CachedDataset
+from tasks.runs.manifest import LATEST, MAX_LATEST_BYTES, parse_latest
+from tasks.runs.reader import load_run_model
+from tasks.storage import s3
+from tasks.storage.files import read_bounded
+from tasks.tuning.evaluation import evaluate_split
+
+
+def decide(
+    policy: PromotePolicy,
+    score: float | None,
+    champion_score: float | None,
+    direction: str,
+    margin: float,
+) -> bool:
+    """Whether tonight's run is promoted. Under ``gate``: when there is nothing to compare
+    (no champion score, or no score tonight), or tonight's ``score`` is not worse than the
+    champion's by more than ``margin`` in ``direction``."""
+    if policy != "gate":
+        return policy == "always"
+    if score is None or champion_score is None:
+        return True
+    if direction == "max":
+        return score >= champion_score - margin
+    return score <= champion_score + margin
+
+
+def champion_run_id(config: TuneConfig) -> str | None:
+    """The run id the target's ``latest.json`` names, or None when there is none yet.
+    A damaged ``latest.json`` is reported as such (`UserError`)."""
+    if s3.is_s3(config.export_to):
+        uri = s3.S3Uri.parse(config.export_to)
+        text = s3.get_text(
+            s3.client(config.s3_endpoint_url), uri.bucket, uri.key(LATEST), MAX_LATEST_BYTES
+        )
+        where = uri.child(LATEST)
+    else:
+        path = Path(config.export_to).expanduser() / LATEST
+        text = read_bounded(path, MAX_LATEST_BYTES).decode() if path.is_file() else None
+        where = str(path)
+    return None if text is None else parse_latest(text, where).run_id
+
+
+def judge(
+    config: TuneConfig, cached: CachedDataset, winner: TrialResult, objective: Objective
+) -> Promotion:
+    """The gate's decision for tonight's ``winner`` against the target's champion."""
+    name = objective.monitor.removeprefix("val_")
+    metric = f"test_{name}"
+    score = winner.value(metric)
+    base = Promotion(
+        policy=config.promote,
+        promoted=False,
+        reason="",
+        metric=metric,
+        direction=objective.direction,
+        margin=config.promote_margin,
+        score=score,
+    )
+    champion: str | None = None
+    problem: str | None = None
+    try:
+        champion = champion_run_id(config)
+    except UserError as exc:
+        problem = f"the target's {LATEST} cannot be read ({exc})"
+    champion_score = None
+    if champion is not None:
+        champion_score, problem = _score_champion(config, cached, champion, name)
+    promoted = decide(config.promote, score, champion_score, objective.direction, base.margin)
+    reason = _reason(base, champion, champion_score, problem, promoted)
+    found = base.model_copy(
+        update={
+            "promoted": promoted,
+            "reason": reason,
+            "champion": champion,
+            "champion_score": champion_score,
+        }
+    )
+    get_logger().info("champion gate: %s", found.text())
+    return found
+
+
+def _score_champion(
+    config: TuneConfig, cached: CachedDataset, run_id: str, name: str
+) -> tuple[float | None, str | None]:
+    """(the champion's ``name`` on tonight's test split, None) or (None, why not)."""
+    ref = f"{config.export_to.rstrip('/')}/{run_id}"
+    try:
+        model, manifest = load_run_model(
+            ref, config.cache_dir, config.s3_endpoint_url, config.code_dir
+        )
+    except UserError as exc:
+        return None, f"champion {run_id} cannot be loaded ({exc})"
+    if list(manifest.class_names) != list(cached.class_names):
+        return None, (
+            f"champion {run_id} was trained on other classes "
+            f"({len(manifest.class_names)} vs tonight's {len(cached.class_names)})"
+        )
+    if tuple(manifest.input_shape) != tuple(cached.input_shape):
+        shape = "x".join(map(str, manifest.input_shape))
+        return None, (
+            f"champion {run_id} takes inputs of {shape}, tonight's data is "
+            f"{'x'.join(map(str, cached.input_shape))}"
+        )
+    try:
+        found = _evaluate(model, cached)
+    except Exception as exc:  # noqa: BLE001  its model, not tonight's run: never fatal
+        return None, f"champion {run_id} cannot be evaluated ({first_line(exc)[:200]})"
+    if name not in found:
+        return None, f"champion {run_id} does not compute {name} (it has {', '.join(found)})"
+    return found[name], None
+
+
+def _evaluate(model: Any, cached: CachedDataset) -> dict[str, float]:
+    """What the trials computed on the test split, computed the same way."""
+    if not getattr(model, "compiled", False):
+        raise ValueError("it was saved without its loss and metrics (not compiled)")
+    return evaluate_split(model, cached, "test")
+
+
+def _reason(
+    base: Promotion,
+    champion: str | None,
+    champion_score: float | None,
+    problem: str | None,
+    promoted: bool,
+) -> str:
+    metric = base.metric.replace("_", " ")
+    ours = "n/a" if base.score is None else f"{base.score:.4f}"
+    if base.policy == "always":
+        why = "--promote always"
+    elif base.policy == "never":
+        why = "--promote never"
+    elif problem:
+        why = problem
+    elif champion is None:
+        return f"no model in service yet; {metric} {ours}"
+    elif base.score is None:
+        why = f"tonight's winner has no {base.metric} to compare"
+    else:
+        worse = "not worse than" if promoted else "worse than"
+        margin = f" by more than {base.margin:g}" if not promoted and base.margin else ""
+        allowed = f" (margin {base.margin:g})" if promoted and base.margin else ""
+        return (
+            f"{metric} {ours} is {worse} champion {champion}'s {champion_score:.4f}"
+            f"{margin}{allowed}"
+        )
+    theirs = (
+        f"; champion {champion} {champion_score:.4f}"
+        if champion is not None and champion_score is not None
+        else ""
+    )
+    return f"{why}; {metric} {ours}{theirs}"

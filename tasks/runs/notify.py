@@ -1,0 +1,176 @@
+"""Telling someone when a night goes wrong: one JSON POST to ``notify_url``.
+
+A night is worth a message when it fails, when the champion gate keeps the model in
+service (``--promote gate`` only: ``never`` is a choice, not news), or when its score
+falls outside the band of the nights before it (`outside_band`). The body is plain JSON
+with a ``text`` line, so Slack, Mattermost and Teams-style incoming webhooks show it as
+it is. It carries no URL with credentials, no environment, no config beyond the
+dataset and model names. Posting is retried on I/O errors and 5xx/429 answers, and
+never fails the run.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+
+from tasks.core.config import TuneConfig
+from tasks.core.errors import UserError, first_line
+from tasks.core.logs import get_logger
+from tasks.core.records import TuneResult
+from tasks.core.urls import redact_webhook
+
+ATTEMPTS = 3
+BACKOFF_S = (1.0, 3.0)  # between attempts
+TIMEOUT_S = 10.0
+BAND_MIN_NIGHTS = 5  # fewer earlier nights: no band
+BAND_NIGHTS = 14  # the trailing nights the band is taken over
+BAND_MADS = 3.0
+
+
+def outside_band(
+    value: float | None, earlier: Sequence[float], direction: str
+) -> dict[str, Any] | None:
+    """The band ``value`` fell out of, or None: more than ``BAND_MADS`` median absolute
+    deviations worse than the median of the last ``BAND_NIGHTS`` earlier nights (given
+    oldest first; at least ``BAND_MIN_NIGHTS``), in the metric's ``direction``."""
+    recent = [v for v in earlier if v is not None][-BAND_NIGHTS:]
+    if value is None or len(recent) < BAND_MIN_NIGHTS:
+        return None
+    median = statistics.median(recent)
+    mad = statistics.median(abs(v - median) for v in recent)
+    worse = median - value if direction == "max" else value - median
+    if worse <= BAND_MADS * mad or worse <= 0:
+        return None
+    bound = median - BAND_MADS * mad if direction == "max" else median + BAND_MADS * mad
+    return {"median": median, "mad": mad, "nights": len(recent), "bound": bound}
+
+
+def night_events(result: TuneResult, band: dict[str, Any] | None) -> list[str]:
+    """What about a finished night is worth telling: "not promoted", "regression"."""
+    events = []
+    promotion = result.export.promotion
+    if promotion is not None and promotion.policy == "gate" and not promotion.promoted:
+        events.append("not promoted")
+    if band is not None:
+        events.append("regression")
+    return events
+
+
+def finished_message(
+    result: TuneResult, events: list[str], band: dict[str, Any] | None, context: dict[str, Any]
+) -> dict[str, Any]:
+    """The body for a night that finished with ``events``."""
+    winner, promotion = result.winner, result.export.promotion
+    metric = promotion.metric if promotion else f"test_{result.monitor.removeprefix('val_')}"
+    value = winner.value(metric)
+    shown = "n/a" if value is None else f"{value:.4f}"
+    text = f"nighttune {result.run_id}: {', '.join(events)}; {metric} {shown}"
+    if promotion is not None:
+        text += f"; {promotion.text()}"
+    if band is not None:
+        text += (
+            f"; below the band of the last {band['nights']} nights "
+            f"(median {band['median']:.4f}, bound {band['bound']:.4f})"
+        )
+    return {
+        "text": text,
+        "source": "nighttune",
+        "status": "completed",
+        "events": events,
+        "run_id": result.run_id,
+        "winner": {"batch_size": winner.batch_size, "patience": winner.patience, "lr": winner.lr},
+        "metric": {"name": metric, "value": value},
+        "promotion": promotion.model_dump() if promotion else None,
+        "band": band,
+        "report": f"{result.export.uri.rstrip('/')}/report.html",
+        **context,
+    }
+
+
+def failed_message(run_id: str | None, error: BaseException, context: dict[str, Any]) -> dict:
+    """The body for a night that did not finish."""
+    what = f"{type(error).__name__}: {first_line(error)}"[:500]
+    return {
+        "text": f"nighttune {run_id or 'run'}: failed; {what}",
+        "source": "nighttune",
+        "status": "failed",
+        "events": ["failed"],
+        "run_id": run_id,
+        "error": what,
+        **context,
+    }
+
+
+def post(url: str, body: dict[str, Any]) -> bool:
+    """POST ``body`` as JSON to ``url``; retried; False (logged) when it never arrived."""
+    log = get_logger()
+    data = json.dumps(body, default=str).encode()
+    shown = redact_webhook(url)
+    problem = ""
+    for attempt in range(ATTEMPTS):
+        request = urllib.request.Request(
+            url, data=data, method="POST", headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT_S) as answer:
+                answer.read(1024)
+            log.info("notified %s: %s", shown, body.get("text", ""))
+            return True
+        except urllib.error.HTTPError as exc:
+            problem = f"HTTP {exc.code}"
+            if exc.code < 500 and exc.code != 429:
+                break  # the hook refuses this message: asking again will not help
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            problem = str(reason)[:200]
+        if attempt < ATTEMPTS - 1:
+            time.sleep(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
+    log.warning("notification to %s not delivered (%s); the run goes on", shown, problem)
+    return False
+
+
+def notify_finished(config: TuneConfig, result: TuneResult, context: dict[str, Any]) -> list[str]:
+    """Post about a finished night if it is worth telling (see `night_events`); the
+    events found, posted or not (the band is read only with a ``notify_url``)."""
+    if not config.notify_url:
+        return []
+    band = None
+    promotion = result.export.promotion
+    if promotion is not None:
+        from tasks.runs.history import earlier_scores
+
+        try:
+            earlier = earlier_scores(
+                config.export_to, config.s3_endpoint_url, result.run_id, promotion.metric
+            )
+        except UserError as exc:  # the history cannot be read: no band tonight
+            get_logger().warning("notify: no night-over-night band (%s)", exc)
+            earlier = []
+        band = outside_band(promotion.score, earlier, promotion.direction)
+    events = night_events(result, band)
+    if events:
+        post(config.notify_url, finished_message(result, events, band, context))
+    return events
+
+
+def notify_failed(
+    config: TuneConfig, run_id: str | None, error: BaseException, context: dict[str, Any]
+) -> None:
+    """Post that the night failed (when there is a ``notify_url``)."""
+    if config.notify_url:
+        post(config.notify_url, failed_message(run_id, error, context))
+
+
+def context_of(config: TuneConfig) -> dict[str, Any]:
+    """What a message says about the run's setup: names, not settings."""
+    return {
+        "dataset": config.dataset.builder or config.dataset.name,
+        "model": config.model.label,
+        "export_to": config.export_to,
+    }
