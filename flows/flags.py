@@ -70,6 +70,9 @@ TUNE_FLAGS = (
     flag("--promote", "promote"),
     flag("--promote-margin", "promote_margin"),
     flag("--notify-url", "notify_url"),
+    flag("--time-budget", "time_budget"),
+    flag("--deadline", "deadline"),
+    flag("--timezone", "timezone"),
     flag("--tensorboard", "tensorboard"),
     flag("--dispatch", "dispatch"),
     flag("--fresh", "fresh"),
@@ -142,14 +145,19 @@ METAVARS = {
     "export_to": "PATH|s3://BUCKET/PREFIX",
     "s3_endpoint_url": "URL",
     "monitor": "METRIC",
+    "notify_url": "URL",
+    "time_budget": "SECONDS|90m|2h",
+    "deadline": "HH:MM",
+    "timezone": "ZONE",
 }
+FLAG_TYPES = {"time_budget": str}  # read as text: the field parses 90m, 2h, 1h30m
 TYPE_METAVARS = {int: "INTEGER", float: "NUMBER", str: "TEXT"}
 
 
 def option(f: Flag) -> inspect.Parameter:
     """The typer parameter of a flag, typed and described by its first key's field."""
     info = field_of(f.keys[0])
-    kind = _bare(info.annotation)
+    kind = FLAG_TYPES.get(f.keys[0], _bare(info.annotation))
     help_text = field_help(f.keys[0])
     decls: tuple[str, ...] = (f.name,)
     extra: dict[str, Any] = {}

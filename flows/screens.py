@@ -33,6 +33,11 @@ def print_tune_result(result: TuneResult) -> None:
         f"winner      batch size {w.batch_size}, patience {w.patience}, lr {w.lr:.3g} "
         f"({w.lr_method}): {w.scores_text(result.monitor)}"
     )
+    if left_out := [row for row in result.rows if row.status == "not run"]:
+        print(
+            f"time budget {len(left_out)} of {len(result.rows)} cells not run "
+            "(the report's error column says where each stopped)"
+        )
     if reused := _reused_text(result):
         print(f"reused      {reused}")
     exported = result.export

@@ -16,12 +16,14 @@ from prefect.runtime import flow_run
 
 from flows import startup
 from flows.steps import cache_dataset, export_run, lr_sweep, preflight, train_trial
+from tasks.core.budget import RunClock, not_run_rows, planned_order, run_clock, trial_fits
 from tasks.core.config import TuneConfig
 from tasks.core.logs import get_logger
 from tasks.core.records import ExportResult, LRSweep, TrialResult, TuneResult
 from tasks.data.datasets import CachedDataset
 from tasks.dispatch.deployments import run_trials_on_deployments, with_deployment_config
 from tasks.runs.export import new_run_id
+from tasks.runs.history import past_timings
 from tasks.runs.notify import context_of, notify_failed, notify_finished
 from tasks.tuning.loops import memory_budget
 from tasks.tuning.objective import resolve_objective
@@ -65,27 +67,47 @@ def publish_artifacts(
 
 
 def _local_grid(
-    config: TuneConfig, cached: CachedDataset, lap: Callable[[str], None]
+    config: TuneConfig,
+    cached: CachedDataset,
+    lap: Callable[[str], None],
+    clock: RunClock | None,
+    epoch_s: dict[int, float],
 ) -> tuple[list[LRSweep], list[TrialResult]]:
-    """The sweeps, then the trials, here: one of each per batch size."""
-    sweeps = [
-        lr_sweep(
-            cached,
-            config.model,
-            b,
-            *(config.lr_range, config.seed, config.cache_dir),
-            fresh=config.fresh,
-            budget=memory_budget(config),
+    """The sweeps, then the trials, here: one of each per batch size. With a time budget
+    (``clock``), cheapest batch sizes first (``epoch_s``: earlier runs' seconds an epoch),
+    each started only while it fits, every trial stopped where its next epoch would end
+    too late."""
+    order = planned_order(config.batch_sizes, epoch_s)
+    left_out: dict[int, str] = {}
+    sweeps = []
+    for b in order:
+        if clock is not None and clock.left(time.time()) <= 0:
+            left_out[b] = "not started: no time left for its LR sweep"
+            continue
+        sweeps.append(
+            lr_sweep(
+                cached,
+                config.model,
+                b,
+                *(config.lr_range, config.seed, config.cache_dir),
+                fresh=config.fresh,
+                budget=memory_budget(config),
+            )
         )
-        for b in config.batch_sizes
-    ]
     lap("sweeps")
-    rows = [
-        row
-        for sweep in sweeps
-        for row in train_trial(cached, config, sweep.batch_size, sweep.chosen_lr, sweep.method)
-    ]
-    return sweeps, rows
+    rows: list[TrialResult] = []
+    for sweep in sweeps:
+        b = sweep.batch_size
+        left = clock.left(time.time()) if clock is not None else None
+        if left is not None and not trial_fits(left, epoch_s.get(b), min(config.patiences)):
+            left_out[b] = f"not started: {max(left, 0):.0f} s left"
+            continue
+        stop_at = clock.stop_at if clock is not None else None
+        rows += train_trial(cached, config, b, sweep.chosen_lr, sweep.method, stop_at=stop_at)
+    for b, why in left_out.items():
+        get_logger().warning("batch size %d: time budget: %s", b, why)
+        rows += not_run_rows(config.patiences, b, why)
+    return sweeps, sorted(rows, key=lambda r: (r.batch_size, r.patience))
 
 
 @flow(name="tune", log_prints=False)
@@ -112,6 +134,27 @@ def _flow_run_link() -> str | None:
     return f"{base}/flow-runs/flow-run/{run}" if base and run else None
 
 
+def _clock(config: TuneConfig) -> tuple[RunClock | None, dict[int, float]]:
+    """The run's end under ``time_budget`` / ``deadline`` (from now), logged, and earlier
+    runs' seconds an epoch by batch size; (None, {}) without a budget."""
+    if config.time_budget is None and config.deadline is None:
+        return None, {}
+    data = config.dataset.builder or config.dataset.name
+    epoch_s, export_s = past_timings(
+        config.export_to, config.s3_endpoint_url, data, config.model.label
+    )
+    started = time.time()
+    clock = run_clock(started, config.time_budget, config.deadline, config.timezone, export_s)
+    assert clock is not None
+    get_logger().info(
+        "time budget: %.0f s, until %s (training until %.0f s before it: the export)",
+        clock.ends_at - started,
+        time.strftime("%H:%M:%S", time.localtime(clock.ends_at)),
+        clock.export_reserve,
+    )
+    return clock, epoch_s
+
+
 def _tune(config: TuneConfig, run_id: str) -> TuneResult:
     log = get_logger()
     preflight(config)  # a scheduled run with a bad target fails here, not at export
@@ -126,6 +169,7 @@ def _tune(config: TuneConfig, run_id: str) -> TuneResult:
         seconds[name] = round(now - clock, 3)
         clock = now
 
+    budget, epoch_s = _clock(config)
     dataset = config.dataset.model_copy(update={"cache": False}) if config.fresh else config.dataset
     cached = cache_dataset(dataset, config.cache_dir)  # rebuilt here, if at all: not by children
     # The model against the real data (a user's builder is first built here).
@@ -134,10 +178,11 @@ def _tune(config: TuneConfig, run_id: str) -> TuneResult:
     if config.dispatch == "deployments":
         # One child run per batch size on the trial deployment's pool; each does its
         # sweep and its trial, so both are timed together.
-        sweeps, rows = run_trials_on_deployments(config, str(flow_run.id))
+        stop_at = budget.stop_at if budget is not None else None
+        sweeps, rows = run_trials_on_deployments(config, str(flow_run.id), stop_at)
         lap("sweeps and trials (workers)")
     else:
-        sweeps, rows = _local_grid(config, cached, lap)
+        sweeps, rows = _local_grid(config, cached, lap, budget, epoch_s)
         lap("trials")
     for sweep in sweeps:
         log.info("batch size %d: lr %.3g (%s)", sweep.batch_size, sweep.chosen_lr, sweep.method)

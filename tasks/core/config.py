@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from tasks.core.budget import check_deadline, parse_duration
 from tasks.core.records import PromotePolicy
 from tasks.core.specs import (
     DEFAULT_DATASET,
@@ -94,6 +95,18 @@ class TuneConfig(Strict):
         description="How much worse than the served model the winner may score and still be "
         "promoted, in the monitored metric's units (negative: it must win by that much).",
     )
+    time_budget: float | None = Field(
+        None,
+        description="Seconds the run may take, or 90m, 2h, 1h30m: batch sizes start while "
+        "they fit, a trial stops at the epoch boundary where the next epoch would not, and "
+        "what finished is exported (within a minute of the budget, export included).",
+    )
+    deadline: str | None = Field(
+        None,
+        description="HH:MM by which the run must be done, in `timezone` (the next such "
+        "time after it starts); with time_budget, the earlier of the two.",
+    )
+    timezone: str = Field("UTC", description="Time zone of the deadline (Europe/Berlin).")
     notify_url: str | None = Field(
         None,
         description="Webhook that receives a JSON POST when a run fails, is not promoted, "
@@ -152,6 +165,27 @@ class TuneConfig(Strict):
         if len(set(value)) != len(value):
             dupes = sorted({v for v in value if value.count(v) > 1})
             raise ValueError(f"has duplicates: {', '.join(map(str, dupes))}")
+        return value
+
+    @field_validator("time_budget", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        return None if value is None else parse_duration(value)
+
+    @field_validator("deadline")
+    @classmethod
+    def _time_of_day(cls, value: str | None) -> str | None:
+        return None if value is None else check_deadline(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(value)
+        except (ValueError, KeyError, OSError):  # ZoneInfoNotFoundError is a KeyError
+            raise ValueError("unknown time zone; give an IANA name such as Europe/Berlin") from None
         return value
 
     @field_validator("notify_url")

@@ -35,7 +35,7 @@ class TrialResult(BaseModel):
     patience: int
     lr: float | None  # None when the trial failed before its LR was known
     lr_method: LRMethod | None
-    status: Literal["ok", "failed"] = "ok"
+    status: Literal["ok", "failed", "not run"] = "ok"  # not run: cut by the time budget
     epochs_run: int | None = None
     stop_epoch: int | None = None  # None: ran to max_epochs without stopping
     best_epoch: int | None = None

@@ -102,8 +102,8 @@ def _state(run: Any, state: Any) -> ChildState | None:
 class ChildRuns:
     """One child flow run per batch size, started (or got back) and waited for."""
 
-    def __init__(self, config: TuneConfig, parent_id: str) -> None:
-        self.config, self.parent_id = config, parent_id
+    def __init__(self, config: TuneConfig, parent_id: str, stop_at: float | None = None) -> None:
+        self.config, self.parent_id, self.stop_at = config, parent_id, stop_at
         self.code = expected_code(config)  # the builders every child must train with
         self.results: dict[int, Result] = {}
         self.waiting: dict[int, Any] = {}
@@ -155,7 +155,10 @@ class ChildRuns:
         `POOL_CHECK_SECONDS`: paused, or with no worker online, is a warning."""
         from prefect.client.orchestration import get_client
 
-        deadline = time.monotonic() + self.config.trial_timeout_s
+        wait_s = float(self.config.trial_timeout_s)
+        if self.stop_at is not None:  # the time budget's end, if sooner
+            wait_s = min(wait_s, max(self.stop_at - time.time(), 0.0))
+        deadline = time.monotonic() + wait_s
         next_check = time.monotonic()
         with get_client(sync_client=True) as client:
             while self.waiting:
@@ -212,10 +215,11 @@ def _not_started(state: ChildState | None) -> bool:
 
 
 def run_trials_on_deployments(
-    config: TuneConfig, parent_id: str
+    config: TuneConfig, parent_id: str, stop_at: float | None = None
 ) -> tuple[list[LRSweep], list[TrialResult]]:
-    """Start (or reuse) one child run per batch size, wait for all, gather their rows."""
-    children = ChildRuns(config, parent_id)
+    """Start (or reuse) one child run per batch size, wait for all (until ``stop_at``, the
+    time budget's end, at most), gather their rows."""
+    children = ChildRuns(config, parent_id, stop_at)
     for batch_size in config.batch_sizes:
         published = read_published(config, batch_size)
         if published is not None:

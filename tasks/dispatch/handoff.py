@@ -60,6 +60,13 @@ def handoff_key(config: TuneConfig, batch_size: int) -> dict[str, Any]:
             "trial_deployment",
             "trial_timeout_s",
             "model",
+            # what happens around the trials, not in them
+            "promote",
+            "promote_margin",
+            "notify_url",
+            "time_budget",
+            "deadline",
+            "timezone",
         },
     )
     return {

@@ -108,7 +108,8 @@ def plot_learning_curves(
 def plot_heatmap(
     values: np.ndarray, batch_sizes: list[int], patiences: list[int], metric: str, path: Path
 ) -> None:
-    """``metric`` over batch size (rows) x patience (columns); failed cells left blank."""
+    """``metric`` over batch size (rows) x patience (columns); cells without a result
+    (failed, or not run within the time budget) left blank."""
     fig = Figure(figsize=(1.6 + 1.3 * len(patiences), 1.4 + 0.7 * len(batch_sizes)))
     ax = fig.add_subplot()
     image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", aspect="auto")
@@ -120,7 +121,7 @@ def plot_heatmap(
     middle = (finite.min() + finite.max()) / 2 if finite.size else 0.0
     for r in range(values.shape[0]):
         for c in range(values.shape[1]):
-            text = "failed" if not np.isfinite(values[r, c]) else f"{values[r, c]:.4f}"
+            text = "no result" if not np.isfinite(values[r, c]) else f"{values[r, c]:.4f}"
             color = "white" if np.isfinite(values[r, c]) and values[r, c] < middle else "black"
             ax.text(c, r, text, ha="center", va="center", color=color, fontsize=9)
     fig.colorbar(image, ax=ax, label=metric)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,43 @@ def earlier_scores(target: str, endpoint_url: str | None, run_id: str, metric: s
         if isinstance(value, int | float):
             found.append(float(value))
     return found
+
+
+def past_timings(
+    target: str, endpoint_url: str | None, dataset: str, model: str, runs: int = 7
+) -> tuple[dict[int, float], float | None]:
+    """From the last ``runs`` runs under ``target`` on ``dataset`` with ``model``: the
+    median seconds an epoch took at each batch size, and the median export seconds.
+    Empty when there are none (or the target cannot be read yet)."""
+    try:
+        manifests = sorted(_manifests(target, endpoint_url), key=lambda m: m.run_id)
+    except UserError:
+        return {}, None
+    same = [m for m in manifests if _setup(m)[:2] == (dataset, model)][-runs:]
+    per_epoch: dict[int, list[float]] = {}
+    for manifest in same:
+        for b, (epochs, seconds) in _fits((manifest.model_extra or {}).get("trials")).items():
+            per_epoch.setdefault(b, []).append(seconds / epochs)
+    exports = [m.timings["export"] for m in same if "export" in m.timings]
+    return (
+        {b: statistics.median(v) for b, v in per_epoch.items()},
+        statistics.median(exports) if exports else None,
+    )
+
+
+def _fits(rows: Any) -> dict[int, tuple[int, float]]:
+    """A run's fits from its trial rows: batch size -> (epochs, seconds) of the longest
+    row (the largest patience that ran; the others are read off the same fit)."""
+    longest: dict[int, tuple[int, float]] = {}
+    for row in rows if isinstance(rows, list) else []:
+        if not isinstance(row, dict) or row.get("status") != "ok":
+            continue
+        b, epochs, seconds = (row.get(k) for k in ("batch_size", "epochs_run", "train_seconds"))
+        if not (isinstance(b, int) and isinstance(epochs, int) and epochs > 0):
+            continue
+        if isinstance(seconds, int | float) and epochs > longest.get(b, (0, 0.0))[0]:
+            longest[b] = (epochs, float(seconds))
+    return longest
 
 
 def _setup(manifest: Manifest) -> tuple[Any, ...]:

@@ -1,8 +1,9 @@
 """Telling someone when a night goes wrong: one JSON POST to ``notify_url``.
 
 A night is worth a message when it fails, when the champion gate keeps the model in
-service (``--promote gate`` only: ``never`` is a choice, not news), or when its score
-falls outside the band of the nights before it (`outside_band`). The body is plain JSON
+service (``--promote gate`` only: ``never`` is a choice, not news), when its time
+budget left cells of the grid out, or when its score falls outside the band of the
+nights before it (`outside_band`). The body is plain JSON
 with a ``text`` line, so Slack, Mattermost and Teams-style incoming webhooks show it as
 it is. It carries no URL with credentials, no environment, no config beyond the
 dataset and model names. Posting is retried on I/O errors and 5xx/429 answers, and
@@ -52,11 +53,14 @@ def outside_band(
 
 
 def night_events(result: TuneResult, band: dict[str, Any] | None) -> list[str]:
-    """What about a finished night is worth telling: "not promoted", "regression"."""
+    """What about a finished night is worth telling: "not promoted", "cut by its time
+    budget", "regression"."""
     events = []
     promotion = result.export.promotion
     if promotion is not None and promotion.policy == "gate" and not promotion.promoted:
         events.append("not promoted")
+    if any(row.status == "not run" for row in result.rows):
+        events.append("cut by its time budget")
     if band is not None:
         events.append("regression")
     return events

@@ -16,8 +16,6 @@ while those that had stopped before keep their results.
 
 from __future__ import annotations
 
-import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +23,7 @@ import keras
 
 from tasks.core.config import TuneConfig
 from tasks.core.errors import TrialFailed, first_line
-from tasks.core.logs import get_logger, progress
+from tasks.core.logs import get_logger
 from tasks.core.records import LRMethod, TrialResult, scored
 from tasks.data.datasets import CachedDataset, resolve_cache_dir
 from tasks.storage.store import Slot
@@ -35,62 +33,11 @@ from tasks.tuning.loops import fit_in_a_loop, memory_budget, use_xla
 from tasks.tuning.models import model_key
 from tasks.tuning.objective import resolve_objective
 from tasks.tuning.patience import PatienceLedger, Stop
+from tasks.tuning.stopping import SharedEarlyStopping
 
 # Bump when what a trial computes changes, so stored trials are not reused.
 # 2: each epoch is one compiled loop over a fresh permutation (tasks.tuning.epoch_loop).
 TRIAL_VERSION = 2
-
-
-class SharedEarlyStopping(keras.callbacks.Callback):
-    """Feeds a `PatienceLedger` each epoch; keeps each patience's best weights at its stop."""
-
-    def __init__(self, monitor: str, ledger: PatienceLedger, label: str, epochs: int) -> None:
-        super().__init__()
-        self.monitor, self.ledger, self.label, self.epochs = monitor, ledger, label, epochs
-        self.best_weights: list[Any] | None = None
-        self.kept: dict[int, list[Any]] = {}  # best epoch (0-based) -> weights
-        self.epoch_seconds: list[float] = []
-        self.history: list[dict[str, float]] = []
-        self.nan_epoch: int | None = None
-        self._started = 0.0
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self._started = time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        logs = logs or {}
-        self.epoch_seconds.append(time.perf_counter() - self._started)
-        self.history.append({k: float(v) for k, v in logs.items()})
-        if not math.isfinite(float(logs.get("loss", math.nan))):
-            self.nan_epoch = epoch
-            self.model.stop_training = True
-            return
-        keep, stopping = self.ledger.update(epoch, float(logs[self.monitor]))
-        if keep:
-            self.best_weights = self.model.get_weights()
-        if stopping and self.best_weights is not None and self.ledger.best_epoch is not None:
-            self.kept[self.ledger.best_epoch] = self.best_weights
-        stopped = sorted(self.ledger.stops)
-        note = f"{self.monitor} {logs[self.monitor]:.4f}"
-        note += f", patience {', '.join(map(str, stopped))} stopped" if stopped else ""
-        get_logger().info(
-            "%s: epoch %d, loss %.4f, %s %.4f%s",
-            self.label,
-            epoch + 1,
-            logs["loss"],
-            self.monitor,
-            logs[self.monitor],
-            f" (patience {', '.join(map(str, stopping))} stops here)" if stopping else "",
-            extra=progress(f"{self.label}: epoch", epoch + 1, self.epochs, note),
-        )
-        if self.ledger.done:
-            self.model.stop_training = True
-
-    def on_train_end(self, logs: dict | None = None) -> None:
-        if self.nan_epoch is None and self.best_weights is not None:
-            self.ledger.finish()
-            if self.ledger.best_epoch is not None:
-                self.kept[self.ledger.best_epoch] = self.best_weights
 
 
 def _trial_key(cached: CachedDataset, config: TuneConfig, batch_size: int, lr: float) -> dict:
@@ -114,7 +61,12 @@ def _trial_key(cached: CachedDataset, config: TuneConfig, batch_size: int, lr: f
 
 
 def _fit_and_evaluate(
-    cached: CachedDataset, config: TuneConfig, batch_size: int, lr: float, out: Path
+    cached: CachedDataset,
+    config: TuneConfig,
+    batch_size: int,
+    lr: float,
+    out: Path,
+    stop_at: float | None = None,
 ) -> dict[str, Any]:
     """The one fit, then every kept best epoch evaluated and saved; JSON-able result."""
     direction = resolve_objective(config, cached).direction
@@ -122,7 +74,7 @@ def _fit_and_evaluate(
     def stopper() -> SharedEarlyStopping:
         ledger = PatienceLedger(config.patiences, direction, config.min_delta)
         label = f"trial b{batch_size}"
-        return SharedEarlyStopping(config.monitor, ledger, label, config.max_epochs)
+        return SharedEarlyStopping(config.monitor, ledger, label, config.max_epochs, stop_at)
 
     model, callback, loop = fit_in_a_loop(cached, config, batch_size, lr, stopper)
     evaluated: dict[int, dict[str, float]] = {}
@@ -140,6 +92,7 @@ def _fit_and_evaluate(
         "epoch_seconds": callback.epoch_seconds,
         "history": callback.history,
         "nan_epoch": callback.nan_epoch,
+        "cut_epoch": callback.cut_epoch,
         "loop": loop,
     }
 
@@ -158,6 +111,14 @@ def _rows(
     for patience in sorted(config.patiences):
         base = TrialResult(batch_size=batch_size, patience=patience, lr=lr, lr_method=lr_method)
         raw = data["stops"].get(str(patience))
+        if raw is None and data.get("cut_epoch") is not None:
+            why = f"time budget: the fit stopped after epoch {data['cut_epoch'] + 1}, "
+            rows.append(
+                base.model_copy(
+                    update={"status": "not run", "error": why + "before this patience stopped"}
+                )
+            )
+            continue
         if raw is None:
             nan_epoch = data["nan_epoch"]
             epoch = str(nan_epoch + 1) if nan_epoch is not None else "?"
@@ -227,15 +188,27 @@ def failure_reason(batch_size: int, exc: BaseException) -> str:
 
 
 def train_trial(
-    cached: CachedDataset, config: TuneConfig, batch_size: int, lr: float, lr_method: LRMethod
+    cached: CachedDataset,
+    config: TuneConfig,
+    batch_size: int,
+    lr: float,
+    lr_method: LRMethod,
+    stop_at: float | None = None,
 ) -> list[TrialResult]:
-    """Rows for every patience at ``batch_size`` and ``lr``; reused if already stored."""
+    """Rows for every patience at ``batch_size`` and ``lr``; reused if already stored.
+    ``stop_at`` (``time.time()``): the time budget's end for training (see
+    `SharedEarlyStopping`). A fit the budget cut is never reused: it is trained again."""
     root = resolve_cache_dir(config.cache_dir)
     key = _trial_key(cached, config, batch_size, lr)
+    slot = Slot(root, "trials", f"b{batch_size}", key)
+
+    def build(out: Path) -> dict[str, Any]:
+        return _fit_and_evaluate(cached, config, batch_size, lr, out, stop_at)
+
     try:
-        entry = Slot(root, "trials", f"b{batch_size}", key).get_or_build(
-            lambda out: _fit_and_evaluate(cached, config, batch_size, lr, out), config.fresh
-        )
+        entry = slot.get_or_build(build, config.fresh)
+        if entry.hit and entry.data.get("cut_epoch") is not None:
+            entry = slot.get_or_build(build, True)
     except Exception as exc:  # the grid goes on; not stored, so a rerun tries again
         if not expected_failure(exc):
             raise
@@ -258,6 +231,14 @@ def train_trial(
     trained = examples_per_epoch(cached.num_examples["train"], batch_size)
     rows = _rows(entry.data, entry.path, batch_size, lr, lr_method, config, trained)
     rows = [row.model_copy(update={"reused": entry.hit}) for row in rows]
+    if (cut := entry.data.get("cut_epoch")) is not None:
+        unfinished = [str(r.patience) for r in rows if r.status == "not run"]
+        get_logger().warning(
+            "trial b%d: stopped by the time budget after epoch %d; patience %s did not finish",
+            batch_size,
+            cut + 1,
+            ", ".join(unfinished),
+        )
     if not entry.hit and (done := [r for r in rows if r.status == "ok"]):
         last = max(done, key=lambda r: r.epochs_run or 0)
         get_logger().info(

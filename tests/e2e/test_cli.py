@@ -25,6 +25,12 @@ def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def proc_info(pid: int):
+    import psutil
+
+    return psutil.Process(pid)
+
+
 def assert_user_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("nighttune: error:")]
@@ -205,7 +211,11 @@ def test_a_signal_stops_tune_at_once_with_its_server(
             os.killpg(proc.pid, signum)
         else:
             os.kill(proc.pid, signum)
-        assert proc.wait(timeout=60) == code, log.read_text()[-3000:]
+        try:
+            assert proc.wait(timeout=60) == code, log.read_text()[-3000:]
+        except subprocess.TimeoutExpired:
+            states = [(p.pid, p.status(), p.cmdline()[:3]) for p in [proc_info(proc.pid)]]
+            pytest.fail(f"still running 60 s after the signal: {states}\n{log.read_text()[-3000:]}")
         took = time.monotonic() - sent
     finally:
         if proc.poll() is None:

@@ -58,3 +58,38 @@ def test_a_worse_second_night_is_exported_not_served_and_said(
     page = (run / "report.html").read_text()
     assert "secret-token" not in manifest and "secret-token" not in page
     assert json.loads(manifest)["config"]["notify_url"].endswith("/…")
+
+
+def test_a_grid_far_longer_than_its_budget_ends_in_time_with_what_finished(
+    cli_env, tmp_path, prefect_database
+) -> None:
+    """A grid of many minutes (10,000 epochs, patience 9,000) under a 20 s budget: the
+    first trial is cut at an epoch boundary keeping its finished patience, the other
+    batch sizes never start, the run exports what finished, exits 0, and says so to the
+    webhook."""
+    on_temporary_server(cli_env, prefect_database, tmp_path / "prefect-home")
+    target = tmp_path / "exports"
+    budget = 20
+    with Webhook() as hook:
+        done = subprocess.run(
+            nighttune_cmd(
+                "tune", "--batch-sizes", "16,32,64", "--patiences", "2,9000",
+                "--max-epochs", "10000", "--time-budget", f"{budget}s",
+                "--export-to", str(target), "--notify-url", hook.url,
+            ),
+            env=cli_env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    manifest = json.loads((target / serving(target) / "manifest.json").read_text())
+    flow_s = sum(s for stage, s in manifest["timings"].items() if stage != "start-up")
+    assert flow_s <= budget + 60, manifest["timings"]  # the issue's bound, export included
+    rows = {(t["batch_size"], t["patience"]): t for t in manifest["trials"]}
+    assert rows[(16, 2)]["status"] == "ok" and manifest["winner"]["patience"] == 2
+    cut = rows[(16, 9000)]
+    assert cut["status"] == "not run" and "the fit stopped after epoch" in cut["error"]
+    for b in (32, 64):
+        assert {rows[(b, p)]["status"] for p in (2, 9000)} == {"not run"}
+        assert rows[(b, 2)]["error"].startswith("time budget: not started")
+    assert "time budget 5 of 6 cells not run" in done.stdout
+    [body] = hook.bodies
+    assert body["events"] == ["cut by its time budget"]

@@ -142,6 +142,22 @@ def test_nan_fails_only_the_patiences_still_running() -> None:
     )
 
 
+def test_the_time_budget_cuts_a_fit_at_an_epoch_boundary_and_it_is_never_reused(
+    digits: CachedDataset, tmp_path
+) -> None:
+    """With its end seconds away, a fit of a minute stops at an epoch boundary:
+    patience 1 has stopped and keeps its result, patience 1500 is "not run". The cut fit
+    is stored, but the next call trains it again instead of reusing it."""
+    import time
+
+    config = TuneConfig(patiences=(1, 1500), max_epochs=2000, cache_dir=str(tmp_path))
+    short, cut = train_trial(digits, config, 32, 3e-3, "minimum", stop_at=time.time() + 8.0)
+    assert short.status == "ok" and short.stopped_early and not short.reused
+    assert cut.status == "not run" and cut.error.startswith("time budget: the fit stopped")
+    again = train_trial(digits, config, 32, 3e-3, "minimum", stop_at=time.time() + 3.0)
+    assert not any(r.reused for r in again)  # trained again, not read from the store
+
+
 def test_cnn_trains_on_digits(digits: CachedDataset, tmp_path) -> None:
     config = TuneConfig(
         model={"kind": "cnn", "filters": [8, 16], "hidden_units": [32], "dropout": 0.1},

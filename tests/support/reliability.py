@@ -136,6 +136,19 @@ BAD_INPUTS: tuple[BadInput, ...] = (
         "notify_url: give http(s)://host[:port]/path",
     ),
     BadInput(
+        "time-budget-not-a-duration",
+        "flags",
+        ("tune", "--time-budget", "tonight"),
+        "time_budget: give seconds or a duration like 90m, 2h, 1h30m",
+    ),
+    BadInput(
+        "deadline-not-a-time",
+        "flags",
+        ("tune", "--deadline", "6.30"),
+        "give a time of day as HH:MM",
+    ),
+    BadInput("timezone-unknown", "flags", ("tune", "--timezone", "Mars/Base"), "unknown time zone"),
+    BadInput(
         "promote-margin-nan",
         "flags",
         ("tune", "--promote-margin", "nan"),

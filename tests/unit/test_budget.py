@@ -1,0 +1,63 @@
+"""A night's time: durations, deadlines, the run's clock and what fits in it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from tasks.core.budget import (
+    EXPORT_RESERVE_S,
+    check_deadline,
+    next_deadline,
+    parse_duration,
+    run_clock,
+    trial_fits,
+)
+
+
+@pytest.mark.parametrize(
+    ("given", "seconds"),
+    [(5400, 5400.0), ("5400", 5400.0), ("90m", 5400.0), ("2h", 7200.0), ("1h30m", 5400.0),
+     ("45s", 45.0), ("1.5h", 5400.0), (" 2H ", 7200.0)],
+)  # fmt: skip
+def test_durations(given, seconds):
+    assert parse_duration(given) == seconds
+
+
+@pytest.mark.parametrize("given", ["", "soon", "90x", "m", "-5", 0, "0m", True])
+def test_bad_durations_say_what_to_give(given):
+    with pytest.raises(ValueError, match="give seconds or a duration|more than 0"):
+        parse_duration(given)
+
+
+def test_deadlines_are_the_next_such_time_of_day_in_the_schedules_zone():
+    assert check_deadline("06:30") == "06:30"
+    for bad in ("6.30", "24:00", "06:60", "morning"):
+        with pytest.raises(ValueError, match="HH:MM"):
+            check_deadline(bad)
+    night = datetime(2026, 12, 4, 1, 0, tzinfo=UTC)  # 02:00 in Berlin
+    at = next_deadline("06:30", "Europe/Berlin", night)
+    assert at.isoformat() == "2026-12-04T06:30:00+01:00"
+    late = datetime(2026, 12, 4, 6, 0, tzinfo=UTC)  # 07:00 in Berlin: past 06:30
+    assert next_deadline("06:30", "Europe/Berlin", late).day == 5
+
+
+def test_the_clock_ends_at_the_earlier_limit_and_keeps_time_for_the_export():
+    assert run_clock(1000.0, None, None, "UTC") is None
+    clock = run_clock(1000.0, 600.0, None, "UTC")
+    assert clock.ends_at == 1600.0 and clock.export_reserve == EXPORT_RESERVE_S
+    assert clock.stop_at == 1600.0 - EXPORT_RESERVE_S and clock.left(1100.0) == 470.0
+    assert run_clock(1000.0, 600.0, None, "UTC", export_s=40.0).export_reserve == 80.0
+    assert run_clock(1000.0, 600.0, None, "UTC", export_s=1.0).export_reserve == 10.0
+    assert run_clock(1000.0, 60.0, None, "UTC").export_reserve == 15.0  # a quarter at most
+    started = datetime(2026, 12, 4, 5, 50, tzinfo=UTC).timestamp()
+    by_deadline = run_clock(started, 7200.0, "06:00", "UTC")
+    assert by_deadline.ends_at == started + 600  # 06:00 comes before the two hours
+
+
+def test_a_trial_starts_only_when_its_smallest_patience_can_stop_in_time():
+    assert trial_fits(100.0, None, 3)  # nothing known yet: try
+    assert trial_fits(100.0, 20.0, 3)  # 4 epochs of 20 s
+    assert not trial_fits(70.0, 20.0, 3)
+    assert not trial_fits(0.0, None, 3)
