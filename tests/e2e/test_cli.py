@@ -198,6 +198,9 @@ def test_a_signal_stops_tune_at_once_with_its_server(
             stdout=subprocess.DEVNULL,
             stderr=err,
             start_new_session=True,
+            # As a terminal starts a command: a shell without job control starts its
+            # background jobs (`make test &`) with SIGINT ignored, and that is inherited.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
     try:
         deadline = time.monotonic() + 240
