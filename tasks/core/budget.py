@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from tasks.core.records import TrialResult
+from tasks.core.records import TrialResult, rows_without_result
 
 DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
 DEADLINE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
@@ -116,14 +116,4 @@ def planned_order(batch_sizes: tuple[int, ...], epoch_s: dict[int, float]) -> li
 
 def not_run_rows(patiences: tuple[int, ...], batch_size: int, why: str) -> list[TrialResult]:
     """The rows of a batch size the time budget left out: one per patience."""
-    return [
-        TrialResult(
-            batch_size=batch_size,
-            patience=p,
-            lr=None,
-            lr_method=None,
-            status="not run",
-            error=f"time budget: {why}",
-        )
-        for p in sorted(patiences)
-    ]
+    return rows_without_result(patiences, batch_size, "not run", f"time budget: {why}")

@@ -72,6 +72,23 @@ class TrialResult(BaseModel):
         return found if isinstance(found, float) else self.metrics.get(name)
 
 
+def rows_without_result(
+    patiences: tuple[int, ...], batch_size: int, status: Literal["failed", "not run"], error: str
+) -> list[TrialResult]:
+    """A batch size's rows when its fit gave nothing: one per patience, saying why."""
+    return [
+        TrialResult(
+            batch_size=batch_size,
+            patience=p,
+            lr=None,
+            lr_method=None,
+            status=status,
+            error=error,
+        )
+        for p in sorted(patiences)
+    ]
+
+
 ROW_METRICS = ("val_loss", "val_accuracy", "test_loss", "test_accuracy")
 
 

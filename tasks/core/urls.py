@@ -8,17 +8,32 @@ shown only as scheme and host (`redact_webhook`).
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
+
+
+def _split(url: str) -> tuple[SplitResult, str] | None:
+    """(the parts, ``host[:port]``) of ``url``; None if it does not parse (a port that
+    is not a number included)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    host = parts.hostname or ""
+    return parts, f"{host}:{port}" if port else host
+
+
+def _web(parts: SplitResult) -> bool:
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def endpoint_problem(url: str) -> str | None:
     """Why ``url`` cannot be an S3 endpoint, or None. Never repeats a credential."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-    except ValueError:
+    found = _split(url)
+    if found is None:
         return "give http(s)://host[:port] (got a URL that does not parse)"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    parts, _ = found
+    if not _web(parts):
         return f"give http(s)://host[:port] (got {redact(url)!r})"
     if parts.username or parts.password or parts.query:
         return (
@@ -32,24 +47,19 @@ def redact(url: str | None) -> str | None:
     """An endpoint URL without user:password (and without a query string)."""
     if not url:
         return url
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
+    found = _split(url)
+    if found is None:
         return "(an endpoint URL that does not parse)"
-    host = parts.hostname or ""
-    netloc = f"{host}:{port}" if port else host
+    parts, netloc = found
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def webhook_problem(url: str) -> str | None:
     """Why ``url`` cannot receive notifications, or None. Never repeats the URL."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-    except ValueError:
+    found = _split(url)
+    if found is None:
         return "give http(s)://host[:port]/path (got a URL that does not parse)"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if not _web(found[0]):
         return f"give http(s)://host[:port]/path (got one starting {url[:8]!r})"
     return None
 
@@ -58,10 +68,5 @@ def redact_webhook(url: str | None) -> str | None:
     """``https://hooks.example.com/…``: a webhook URL without its path, query or user."""
     if not url:
         return url
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return "(a URL that does not parse)"
-    netloc = f"{parts.hostname}:{port}" if port else (parts.hostname or "")
-    return f"{parts.scheme}://{netloc}/…"
+    found = _split(url)
+    return "(a URL that does not parse)" if found is None else f"{found[0].scheme}://{found[1]}/…"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tasks.core.records import TrialResult
+from tasks.core.records import TrialResult, rows_without_result
 
 POLL_SECONDS = 2.0
 POOL_CHECK_SECONDS = 30.0  # how often a parent with waiting children looks at their pool
@@ -78,14 +78,4 @@ def pool_problem(pool: str, status: str | None, waiting: int) -> str | None:
 
 def failed_rows(patiences: tuple[int, ...], batch_size: int, error: str) -> list[TrialResult]:
     """The rows of a batch size whose child gave no result: one failed row per patience."""
-    return [
-        TrialResult(
-            batch_size=batch_size,
-            patience=p,
-            lr=None,
-            lr_method=None,
-            status="failed",
-            error=error[:MAX_ERROR_CHARS],
-        )
-        for p in sorted(patiences)
-    ]
+    return rows_without_result(patiences, batch_size, "failed", error[:MAX_ERROR_CHARS])
