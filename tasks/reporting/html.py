@@ -208,7 +208,9 @@ def render_html(
         "<h2>Trials</h2>",
         "<p class='muted'>One fit per batch size; every patience is read off it. "
         "The highlighted row won (an exact tie goes to fewer epochs run, then the smaller "
-        "batch size, then the smaller patience).</p>",
+        "batch size, then the smaller patience). val_accuracy_95ci: where each cell's "
+        "validation accuracy plausibly lies (95% Wilson interval over the validation "
+        "examples); cells whose intervals overlap the winner's are within noise of it.</p>",
         _table(trials[[*summary_columns(trials, config["monitor"]), *errors]], winner_index),
         "<h2>Monitored metric by batch size and patience</h2>",
         _image(run_dir / "plots" / "heatmap.png", "heatmap"),

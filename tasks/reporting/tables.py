@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from tasks.core.records import TrialResult
+from tasks.core.stats import wilson_interval
 from tasks.storage.files import write_text_atomic
 
 COLUMNS = [
@@ -30,6 +31,7 @@ COLUMNS = [
     "reused",
     "error",
 ]
+CI_COLUMN = "val_accuracy_95ci"  # the Wilson interval of val_accuracy (`with_uncertainty`)
 # The short table: the terminal's after `tune`, the run page's (which adds errors).
 SUMMARY = [
     "batch_size",
@@ -40,6 +42,7 @@ SUMMARY = [
     "best_epoch",
     "val_loss",
     "val_accuracy",
+    CI_COLUMN,
     "test_loss",
     "test_accuracy",
     "train_seconds",
@@ -76,6 +79,24 @@ def trials_frame(rows: Sequence[TrialResult], winner: TrialResult | None = None)
     )
 
 
+def with_uncertainty(frame: pd.DataFrame, n_val: int | None) -> pd.DataFrame:
+    """``frame`` with `CI_COLUMN`: each row's validation accuracy as its 95% Wilson
+    interval over the ``n_val`` validation examples (``0.951-0.975``)."""
+    if not n_val or "val_accuracy" not in frame or frame["val_accuracy"].isna().all():
+        return frame
+    shown: list[str | None] = []
+    for value in frame["val_accuracy"]:
+        if pd.isna(value):
+            shown.append(None)
+            continue
+        low, high = wilson_interval(float(value), n_val)
+        shown.append(f"{low:.3f}-{high:.3f}")
+    at = list(frame.columns).index("val_accuracy") + 1
+    frame = frame.copy()
+    frame.insert(at, CI_COLUMN, shown)
+    return frame
+
+
 def markdown_table(frame: pd.DataFrame) -> str:
     """A GitHub-flavoured Markdown table (no `tabulate` needed)."""
 
@@ -93,10 +114,16 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 
 def write_reports(
-    rows: Sequence[TrialResult], winner: TrialResult, out_dir: Path, title: str, summary: str
+    rows: Sequence[TrialResult],
+    winner: TrialResult,
+    out_dir: Path,
+    title: str,
+    summary: str,
+    n_val: int | None = None,
 ) -> pd.DataFrame:
-    """Write ``report.csv`` and ``report.md`` into out_dir; return the trials table."""
-    frame = trials_frame(rows, winner)
+    """Write ``report.csv`` and ``report.md`` into out_dir; return the trials table (with
+    validation accuracy's interval over ``n_val`` examples, when given)."""
+    frame = with_uncertainty(trials_frame(rows, winner), n_val)
     write_text_atomic(out_dir / "report.csv", frame.to_csv(index=False))
     write_text_atomic(
         out_dir / "report.md", f"# {title}\n\n{summary}\n\n## Trials\n\n{markdown_table(frame)}\n"

@@ -236,7 +236,8 @@ def _write_pages(staging: Path, run: RunBundle, config_shown: dict[str, Any]) ->
         f"{winner.scores_text(run.config.monitor)}.\n\n"
         f"Champion gate: {run.promotion.text()}."
     )
-    frame = write_reports(run.rows, winner, staging, f"nighttune run {run.run_id}", summary)
+    n_val = run.cached.num_examples.get("validation")
+    frame = write_reports(run.rows, winner, staging, f"nighttune run {run.run_id}", summary, n_val)
     cache_dir = str(resolve_cache_dir(run.config.cache_dir))  # the folder used, not "null"
     page = render_html(
         staging,

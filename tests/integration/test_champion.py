@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tasks.core.config import TuneConfig
@@ -64,6 +65,10 @@ def test_a_worse_night_is_exported_but_not_served(nights, digits, tmp_path):
     page = Path(second.path, "report.html").read_text()
     assert "Not promoted" in page and first.run_id in page
     assert "Champion gate: not promoted" in Path(second.path, "report.md").read_text()
+    report = pd.read_csv(Path(second.path, "report.csv"))
+    low, high = (float(v) for v in report["val_accuracy_95ci"][0].split("-"))
+    assert low < report["val_accuracy"][0] < high  # the interval over digits' 270 examples
+    assert "val_accuracy_95ci" in page
 
     history = run_history(str(tmp_path))
     assert history["promoted"].tolist() == ["yes", "no"]
