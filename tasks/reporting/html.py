@@ -148,6 +148,15 @@ def _subtitle(config: dict[str, Any], class_names: list[str], splits: dict[str, 
     return html.escape(f"dataset {data} ({sizes} examples{one}), model {model}, {kind}")
 
 
+TRIALS_NOTE = (
+    "One fit per batch size; every patience is read off it. The highlighted row won (an "
+    "exact tie goes to fewer epochs run, then the smaller batch size, then the smaller "
+    "patience). val_accuracy_95ci: where each cell's validation accuracy plausibly lies "
+    "(95% Wilson interval over the validation examples); cells whose intervals overlap "
+    "the winner's are within noise of it."
+)
+
+
 def _summary(winner: TrialResult, monitor: str) -> str:
     return (
         f"<p class='summary'>Winner: batch size <b>{winner.batch_size}</b>, patience "
@@ -206,11 +215,7 @@ def render_html(
         _summary(winner, config["monitor"]),
         *([_promotion(promotion)] if promotion else []),
         "<h2>Trials</h2>",
-        "<p class='muted'>One fit per batch size; every patience is read off it. "
-        "The highlighted row won (an exact tie goes to fewer epochs run, then the smaller "
-        "batch size, then the smaller patience). val_accuracy_95ci: where each cell's "
-        "validation accuracy plausibly lies (95% Wilson interval over the validation "
-        "examples); cells whose intervals overlap the winner's are within noise of it.</p>",
+        f"<p class='muted'>{TRIALS_NOTE}</p>",
         _table(trials[[*summary_columns(trials, config["monitor"]), *errors]], winner_index),
         "<h2>Monitored metric by batch size and patience</h2>",
         _image(run_dir / "plots" / "heatmap.png", "heatmap"),
