@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from typing import Any
-from uuid import UUID
 
 from tasks.core.config import TuneConfig
 from tasks.core.config_file import deep_merge, parse
@@ -67,16 +66,15 @@ def with_deployment_config(config: TuneConfig) -> TuneConfig:
     -p`` merged key by key over the deployment's own (Prefect swaps the whole parameter),
     logged with where each key came from. Elsewhere, ``config`` as it is."""
     from prefect.client.orchestration import get_client
-    from prefect.runtime import flow_run
+    from prefect.context import FlowRunContext
 
-    run_id = flow_run.get_id()
-    if run_id is None:
+    context = FlowRunContext.get()
+    current = context.flow_run if context is not None else None
+    if current is None or current.deployment_id is None:  # known here: no API call
         return config
     with get_client(sync_client=True) as client:
-        run = client.read_flow_run(UUID(str(run_id)))
-        if run.deployment_id is None:
-            return config
-        deployment = client.read_deployment(run.deployment_id)
+        run = client.read_flow_run(current.id)  # the parameters as they were given
+        deployment = client.read_deployment(current.deployment_id)
     base, given = deployment.parameters.get("config"), run.parameters.get("config")
     if not isinstance(base, dict) or not isinstance(given, dict) or base == given:
         return config
