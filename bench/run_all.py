@@ -31,6 +31,7 @@ SCRIPTS = {  # name -> arguments; --quick trims the slow ones
     "user_model": ([], ["--max-epochs", "20"]),
     "stream": ([], ["--rounds", "1"]),
     "memory": ([], ["--images", "10000", "--budget-mb", "16"]),
+    "selection": ([], ["--seeds", "4", "--fmnist-seeds", "2", "--max-epochs", "15"]),
     "tune_vs_kt": ([], ["--max-epochs", "8"]),  # the longest: about a quarter of an hour
 }
 

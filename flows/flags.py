@@ -65,6 +65,8 @@ TUNE_FLAGS = (
     flag("--start-lr", "lr_range.start_lr"),
     flag("--end-lr", "lr_range.end_lr"),
     flag("--lr-steps", "lr_range.steps"),
+    flag("--select", "select"),
+    flag("--select-alpha", "select_alpha"),
     flag("--export-to", "export_to"),
     flag("--s3-endpoint-url", "s3_endpoint_url"),
     flag("--promote", "promote"),

@@ -21,18 +21,21 @@ def _number(value: float) -> str:
 
 def print_tune_result(result: TuneResult) -> None:
     """The trials table, the winner and where the run went."""
-    from tasks.reporting.tables import summary_columns, trials_frame
+    from tasks.reporting.tables import summary_columns, trials_frame, with_noise
 
     frame = trials_frame(result.rows, result.winner)
+    frame = with_noise(frame, result.monitor, result.selection)
     columns = [*summary_columns(frame, result.monitor), "winner"]
     print()
-    print(frame[columns].to_string(index=False, float_format=_number))
+    print(frame[columns].to_string(index=False, float_format=_number, na_rep=""))
     w = result.winner
     print()
     print(
         f"winner      batch size {w.batch_size}, patience {w.patience}, lr {w.lr:.3g} "
         f"({w.lr_method}): {w.scores_text(result.monitor)}"
     )
+    if result.selection is not None:
+        print(f"selection   {result.selection.rule}: {result.selection.reason}")
     if left_out := [row for row in result.rows if row.status == "not run"]:
         print(
             f"time budget {len(left_out)} of {len(result.rows)} cells not run "

@@ -19,7 +19,7 @@ from flows.steps import cache_dataset, export_run, lr_sweep, preflight, train_tr
 from tasks.core.budget import RunClock, not_run_rows, planned_order, run_clock, trial_fits
 from tasks.core.config import TuneConfig
 from tasks.core.logs import get_logger
-from tasks.core.records import ExportResult, LRSweep, TrialResult, TuneResult
+from tasks.core.records import ExportResult, LRSweep, Selection, TrialResult, TuneResult
 from tasks.data.datasets import CachedDataset
 from tasks.dispatch.deployments import run_trials_on_deployments, with_deployment_config
 from tasks.runs.export import new_run_id
@@ -27,7 +27,8 @@ from tasks.runs.history import past_timings
 from tasks.runs.notify import context_of, notify_failed, notify_finished
 from tasks.tuning.loops import memory_budget
 from tasks.tuning.objective import resolve_objective
-from tasks.tuning.selection import select_best
+from tasks.tuning.selection import select
+from tasks.tuning.training import stored_values
 
 
 def publish_artifacts(
@@ -36,6 +37,7 @@ def publish_artifacts(
     export: ExportResult,
     seconds: dict[str, float],
     monitor: str,
+    selection: Selection,
 ) -> None:
     """The run in the Prefect UI: trials table, summary, link to the export."""
     import json
@@ -46,9 +48,9 @@ def publish_artifacts(
         create_table_artifact,
     )
 
-    from tasks.reporting.tables import trials_frame
+    from tasks.reporting.tables import trials_frame, with_noise
 
-    frame = trials_frame(rows, winner)
+    frame = with_noise(trials_frame(rows, winner), monitor, selection)
     create_table_artifact(
         json.loads(frame.to_json(orient="records")),
         key="trials",
@@ -60,6 +62,7 @@ def publish_artifacts(
         f"## nighttune run {export.run_id}\n\n"
         f"Winner: batch size **{winner.batch_size}**, patience **{winner.patience}**, "
         f"lr {winner.lr:.3g}; **{winner.scores_text(monitor)}**.\n\nTiming: {timing}.\n\n"
+        f"Selection ({selection.rule}): {selection.reason}.\n\n"
         f"Champion gate: **{promotion}**.\n\nExport: `{export.uri}`",
         key="tune-summary",
     )
@@ -186,17 +189,18 @@ def _tune(config: TuneConfig, run_id: str) -> TuneResult:
         lap("trials")
     for sweep in sweeps:
         log.info("batch size %d: lr %.3g (%s)", sweep.batch_size, sweep.chosen_lr, sweep.method)
-    winner = select_best(rows, objective.column, objective.direction)
-    log.info(
-        "winner: batch size %d, patience %d, %s %.4f",
-        winner.batch_size,
-        winner.patience,
-        objective.column,
-        winner.value(objective.column),
+    winner, selection = select(
+        *(rows, objective.column, objective.direction, stored_values(rows)),
+        *(config.select, config.select_alpha),
     )
-    export = export_run(config, cached, sweeps, rows, winner, run_id, dict(seconds))
+    log.info(
+        "winner: batch size %d, patience %d, %s %.4f (%s)",
+        *(winner.batch_size, winner.patience, objective.column, winner.value(objective.column)),
+        selection.reason,
+    )
+    export = export_run(config, cached, sweeps, rows, winner, run_id, dict(seconds), selection)
     lap("export")
-    publish_artifacts(rows, winner, export, seconds, config.monitor)
+    publish_artifacts(rows, winner, export, seconds, config.monitor, selection)
     return TuneResult(
         run_id=run_id,
         export=export,
@@ -204,5 +208,6 @@ def _tune(config: TuneConfig, run_id: str) -> TuneResult:
         rows=rows,
         seconds=seconds,
         monitor=config.monitor,
+        selection=selection,
         sweeps_reused=sum(sweep.reused for sweep in sweeps),
     )

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from tasks.core.budget import check_deadline, parse_duration
-from tasks.core.records import PromotePolicy
+from tasks.core.records import PromotePolicy, SelectRule
 from tasks.core.specs import (
     DEFAULT_DATASET,
     MAX_IMAGE_PIXELS,
@@ -78,6 +78,19 @@ class TuneConfig(Strict):
         "off on the CPU for the rest, where it measured slower), on, or off.",
     )
     lr_range: LRRangeSpec = Field(LRRangeSpec(), description="The learning-rate range test.")
+    select: SelectRule = Field(
+        "best",
+        description="How the winner is chosen: best (the best validation score), or "
+        "cheapest_within_noise (the cell cheapest to train among those a paired test on the "
+        "validation examples cannot tell from the best).",
+    )
+    select_alpha: float = Field(
+        0.05,
+        gt=0.0,
+        lt=1.0,
+        description="For cheapest_within_noise: a cell is within noise of the best when "
+        "the paired test's p-value is at least this.",
+    )
     seed: int = Field(
         0, ge=0, le=MAX_SEED, description="Seeds splits, initial weights, shuffling and dropout."
     )

@@ -28,6 +28,14 @@ def curves_file(batch_size: int) -> str:
     return f"learning_curves_b{batch_size}.png"
 
 
+def values_file(model_path: str) -> str:
+    """The one place that names a cell's per-example validation values: saved beside its
+    model (``…/model_e7.keras`` → ``…/val_e7.npy``), so they travel with it."""
+    folder, _, name = model_path.rpartition("/")
+    stem = name.removeprefix("model_").removesuffix(".keras")
+    return f"{folder}/val_{stem}.npy" if folder else f"val_{stem}.npy"
+
+
 class TrialResult(BaseModel):
     """One (batch size, patience) cell of the grid. Epochs are counted from 1."""
 
@@ -45,6 +53,9 @@ class TrialResult(BaseModel):
     test_loss: float | None = None
     test_accuracy: float | None = None
     metrics: dict[str, float] = {}  # every val_/test_ metric the model logs, by name
+    # 95% interval of the monitored metric on validation (`tasks.core.stats.interval`,
+    # or a bootstrap of the Keras metric where it is not a mean over examples).
+    val_95ci: tuple[float, float] | None = None
     train_seconds: float | None = None
     examples_per_s: float | None = None
     training_loop: Literal["fused", "fit", "stream", "stream-fit"] | None = (
@@ -65,6 +76,11 @@ class TrialResult(BaseModel):
             value = self.value(f"{split}_{name}")
             parts.append(f"{split} {name} " + (f"{value:.4f}" if value is not None else "n/a"))
         return ", ".join(parts)
+
+    @property
+    def cell(self) -> str:
+        """``b32 p5``: the cell's name in logs, reports and the manifest."""
+        return f"b{self.batch_size} p{self.patience}"
 
     def value(self, name: str) -> float | None:
         """A column (``val_accuracy``) or any logged metric (``val_auc``); None if absent."""
@@ -139,6 +155,29 @@ class Promotion(BaseModel):
         return f"{verdict}: {self.reason}"
 
 
+# How the winner is chosen (`tasks.tuning.selection`): the best validation score, or the
+# cheapest cell to train among those a paired test cannot tell from the best.
+SelectRule = Literal["best", "cheapest_within_noise"]
+
+
+class Selection(BaseModel):
+    """How the winner was chosen: the best cell, the cells within noise of it (paired
+    test on the validation examples), and why the winner won."""
+
+    rule: SelectRule
+    metric: str  # the validation column ranked: val_accuracy, val_loss
+    alpha: float
+    best: str  # the cell with the best score (`TrialResult.cell`)
+    winner: str
+    test: str | None = None  # McNemar, paired bootstrap; None: no per-example values
+    p_vs_best: dict[str, float] = {}  # cell -> p of "same score as the best"
+    reason: str
+
+    def tied(self) -> list[str]:
+        """The cells a paired test cannot tell from the best (the best included)."""
+        return [self.best, *(c for c, p in self.p_vs_best.items() if p >= self.alpha)]
+
+
 class ExportResult(BaseModel):
     """Where a run went, and whether it now serves."""
 
@@ -158,4 +197,5 @@ class TuneResult(BaseModel):
     rows: list[TrialResult]
     seconds: dict[str, float]
     monitor: str = "val_accuracy"
+    selection: Selection | None = None
     sweeps_reused: int = 0  # LR sweeps read from the store (the rows say which trials)

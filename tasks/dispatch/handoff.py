@@ -20,7 +20,7 @@ from typing import Any
 from tasks.core.code import code_version, load_builder
 from tasks.core.config import TuneConfig
 from tasks.core.errors import BuilderError, UnsafePath
-from tasks.core.records import LRSweep, TrialResult, sweep_files
+from tasks.core.records import LRSweep, TrialResult, sweep_files, values_file
 from tasks.data.datasets import resolve_cache_dir
 from tasks.storage import s3
 from tasks.storage.files import discard_dir, safe_join, safe_relpath, staged_dir
@@ -62,6 +62,8 @@ def handoff_key(config: TuneConfig, batch_size: int) -> dict[str, Any]:
             "model",
             # what happens around the trials, not in them
             "promote",
+            "select",
+            "select_alpha",
             "promote_margin",
             "notify_url",
             "time_budget",
@@ -97,6 +99,9 @@ def publish_trial(
                 name = Path(row.model_path).name
                 if not (staging / name).exists():
                     shutil.copyfile(row.model_path, staging / name)
+                    values = Path(values_file(row.model_path))
+                    if values.is_file():  # the paired test's input travels with the model
+                        shutil.copyfile(values, staging / values.name)
                 row = row.model_copy(update={"model_path": name})
             published.append(row.model_dump())
         from tasks.reporting.histories import trial_histories

@@ -20,7 +20,7 @@ import pandas as pd
 import yaml
 
 from tasks.core.objective import selection_column
-from tasks.core.records import Promotion, TrialResult, curves_file, sweep_files
+from tasks.core.records import Promotion, Selection, TrialResult, curves_file, sweep_files
 from tasks.reporting.figures import plot_confusion, plot_heatmap, plot_learning_curves
 from tasks.reporting.tables import summary_columns
 
@@ -149,11 +149,13 @@ def _subtitle(config: dict[str, Any], class_names: list[str], splits: dict[str, 
 
 
 TRIALS_NOTE = (
-    "One fit per batch size; every patience is read off it. The highlighted row won (an "
-    "exact tie goes to fewer epochs run, then the smaller batch size, then the smaller "
-    "patience). val_accuracy_95ci: where each cell's validation accuracy plausibly lies "
-    "(95% Wilson interval over the validation examples); cells whose intervals overlap "
-    "the winner's are within noise of it."
+    "One fit per batch size; every patience is read off it. The highlighted row won (with "
+    "--select best an exact tie goes to fewer epochs run, then the smaller batch size, then "
+    "the smaller patience). "
+    "The _95ci column: where each cell's validation score plausibly lies (95% interval "
+    "over the validation examples: Wilson's for accuracy, a bootstrap otherwise). "
+    "p_vs_best: a paired test of the cell against the best one on the same validation "
+    "examples (McNemar for accuracy); at 0.05 or more the two cannot be told apart."
 )
 
 
@@ -163,6 +165,14 @@ def _summary(winner: TrialResult, monitor: str) -> str:
         f"<b>{winner.patience}</b>, learning rate <b>{winner.lr:.3g}</b> ({winner.lr_method}); "
         f"trained {winner.epochs_run} epochs, best epoch {winner.best_epoch}.<br>"
         f"Scores: <b>{html.escape(winner.scores_text(monitor))}</b>.</p>"
+    )
+
+
+def _selection(selection: Selection) -> str:
+    """How the winner was chosen, under the summary."""
+    return (
+        f"<p class='muted'>Selection (--select {selection.rule}): "
+        f"{html.escape(selection.reason)}.</p>"
     )
 
 
@@ -186,6 +196,7 @@ def render_html(
     class_names: list[str],
     splits: dict[str, int],
     promotion: Promotion | None = None,
+    selection: Selection | None = None,
 ) -> str:
     """The page, with every PNG under ``run_dir/plots`` and ``lr_sweeps`` embedded."""
     winner_index = (
@@ -213,6 +224,7 @@ def render_html(
         f"<p class='muted'>{_subtitle(config, class_names, splits)}</p>",
         "<h2>Summary</h2>",
         _summary(winner, config["monitor"]),
+        *([_selection(selection)] if selection else []),
         *([_promotion(promotion)] if promotion else []),
         "<h2>Trials</h2>",
         f"<p class='muted'>{TRIALS_NOTE}</p>",

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from tasks.core.records import TrialResult
-from tasks.core.stats import wilson_interval
+from tasks.core.objective import selection_column
+from tasks.core.records import Selection, TrialResult
 from tasks.storage.files import write_text_atomic
 
 COLUMNS = [
@@ -31,7 +31,7 @@ COLUMNS = [
     "reused",
     "error",
 ]
-CI_COLUMN = "val_accuracy_95ci"  # the Wilson interval of val_accuracy (`with_uncertainty`)
+P_COLUMN = "p_vs_best"  # the paired test of each cell against the best (`with_noise`)
 # The short table: the terminal's after `tune`, the run page's (which adds errors).
 SUMMARY = [
     "batch_size",
@@ -42,7 +42,6 @@ SUMMARY = [
     "best_epoch",
     "val_loss",
     "val_accuracy",
-    CI_COLUMN,
     "test_loss",
     "test_accuracy",
     "train_seconds",
@@ -50,12 +49,22 @@ SUMMARY = [
 ]
 
 
+def ci_column(monitor: str) -> str:
+    """``val_accuracy_95ci``: the column of the monitored score's 95% interval."""
+    return selection_column(monitor) + "_95ci"
+
+
 def summary_columns(frame: pd.DataFrame, monitor: str) -> list[str]:
     """`SUMMARY`, with the monitored metric on validation and test after the epochs
-    where it is not there already, less the columns no row has a value in."""
+    where it is not there already, its interval and p-value against the best after its
+    validation form, less the columns no row has a value in."""
     extra = [monitor, "test_" + monitor.removeprefix("val_")] if monitor not in SUMMARY else []
     at = SUMMARY.index("best_epoch") + 1
     wanted = [*SUMMARY[:at], *extra, *SUMMARY[at:]]
+    column = selection_column(monitor)
+    if column in wanted:
+        at = wanted.index(column) + 1
+        wanted[at:at] = [ci_column(monitor), P_COLUMN]
     shown = [c for c in dict.fromkeys(wanted) if c in frame and frame[c].notna().any()]
     return [c for c in shown if c != "reused" or frame[c].astype(bool).any()]
 
@@ -66,7 +75,7 @@ def trials_frame(rows: Sequence[TrialResult], winner: TrialResult | None = None)
     logged = sorted({name for r in rows for name in r.metrics} - set(COLUMNS))
     frame = pd.DataFrame(
         [r.model_dump() | {name: r.metrics.get(name) for name in logged} for r in rows],
-        columns=[*COLUMNS, *logged, "model_path"],
+        columns=[*COLUMNS, *logged, "val_95ci", "model_path"],
     )
     frame["winner"] = [
         winner is not None and (r.batch_size, r.patience) == (winner.batch_size, winner.patience)
@@ -79,21 +88,25 @@ def trials_frame(rows: Sequence[TrialResult], winner: TrialResult | None = None)
     )
 
 
-def with_uncertainty(frame: pd.DataFrame, n_val: int | None) -> pd.DataFrame:
-    """``frame`` with `CI_COLUMN`: each row's validation accuracy as its 95% Wilson
-    interval over the ``n_val`` validation examples (``0.951-0.975``)."""
-    if not n_val or "val_accuracy" not in frame or frame["val_accuracy"].isna().all():
-        return frame
-    shown: list[str | None] = []
-    for value in frame["val_accuracy"]:
-        if pd.isna(value):
-            shown.append(None)
-            continue
-        low, high = wilson_interval(float(value), n_val)
-        shown.append(f"{low:.3f}-{high:.3f}")
-    at = list(frame.columns).index("val_accuracy") + 1
-    frame = frame.copy()
-    frame.insert(at, CI_COLUMN, shown)
+def with_noise(frame: pd.DataFrame, monitor: str, selection: Selection | None) -> pd.DataFrame:
+    """``frame`` with the noise of the monitored score after its validation column:
+    each cell's 95% interval (`ci_column`, ``0.951-0.975``) and, given the
+    ``selection``, the p-value of its paired test against the best (`P_COLUMN`)."""
+    column = selection_column(monitor)
+    if column not in frame or "val_95ci" not in frame:
+        return frame.drop(columns="val_95ci", errors="ignore")
+    pairs = [p for p in frame["val_95ci"] if isinstance(p, tuple | list)]
+    digits = 3 if all(abs(v) <= 1 for p in pairs for v in p) else 4
+    shown = [
+        f"{p[0]:.{digits}f}-{p[1]:.{digits}f}" if isinstance(p, tuple | list) else None
+        for p in frame["val_95ci"]
+    ]
+    frame = frame.drop(columns="val_95ci")
+    at = list(frame.columns).index(column) + 1
+    frame.insert(at, ci_column(monitor), shown)
+    if selection is not None:
+        cells = [f"b{b} p{p}" for b, p in zip(frame["batch_size"], frame["patience"], strict=True)]
+        frame.insert(at + 1, P_COLUMN, [selection.p_vs_best.get(cell) for cell in cells])
     return frame
 
 
@@ -119,11 +132,12 @@ def write_reports(
     out_dir: Path,
     title: str,
     summary: str,
-    n_val: int | None = None,
+    monitor: str = "val_accuracy",
+    selection: Selection | None = None,
 ) -> pd.DataFrame:
     """Write ``report.csv`` and ``report.md`` into out_dir; return the trials table (with
-    validation accuracy's interval over ``n_val`` examples, when given)."""
-    frame = with_uncertainty(trials_frame(rows, winner), n_val)
+    the monitored score's intervals and, given the ``selection``, p-values)."""
+    frame = with_noise(trials_frame(rows, winner), monitor, selection)
     write_text_atomic(out_dir / "report.csv", frame.to_csv(index=False))
     write_text_atomic(
         out_dir / "report.md", f"# {title}\n\n{summary}\n\n## Trials\n\n{markdown_table(frame)}\n"

@@ -13,11 +13,10 @@ Every run is exported. Before anything is written the champion gate
 (`tasks.runs.champion`) scores the run in service on tonight's test split and decides
 whether this run replaces it; the decision goes into the manifest and the reports.
 The run folder is staged under a temporary name and renamed when complete; only then,
-and only if promoted, is ``latest.json`` replaced (atomically), so a reader never sees
-half an export. For
-an ``s3://bucket/prefix`` target the folder is built locally (in the cache, where a
-later download of the run would go), every file is uploaded and verified (size and
-SHA256), the manifest last, and ``<prefix>/latest.json`` is put only after that.
+and only if promoted, is ``latest.json`` replaced (atomically): a reader never sees half
+an export. For ``s3://bucket/prefix`` the folder is built locally (in the cache, where a
+later download of the run would go), every file uploaded and verified (size, SHA256),
+the manifest last, and ``<prefix>/latest.json`` put only after that.
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ from typing import Any
 
 from tasks.core.config import TuneConfig
 from tasks.core.logs import get_logger
-from tasks.core.records import ExportResult, LRSweep, Promotion, TrialResult, sweep_files
+from tasks.core.records import ExportResult, LRSweep, Promotion, Selection, TrialResult, sweep_files
 from tasks.core.urls import redact_webhook
 from tasks.data.datasets import CachedDataset, resolve_cache_dir
 from tasks.reporting.histories import trial_histories, write_tensorboard
@@ -58,18 +57,14 @@ def new_run_id(now: datetime | None = None) -> str:
     return f"{stamp}-{secrets.token_hex(3)}"
 
 
+# The distributions whose versions decide whether a saved model loads and behaves the same.
+VERSIONED = ("tensorflow", "tensorflow-cpu", "keras", "tensorflow-datasets", "prefect", "numpy")
+
+
 def library_versions() -> dict[str, str]:
-    """Versions that decide whether a saved model loads and behaves the same."""
+    """Python's and each installed `VERSIONED` distribution's version, and ours."""
     versions = {"python": platform.python_version()}
-    for dist in (
-        "tensorflow",
-        "tensorflow-cpu",
-        "keras",
-        "tensorflow-datasets",
-        "prefect",
-        "numpy",
-        "nighttune",
-    ):
+    for dist in (*VERSIONED, "nighttune"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -85,10 +80,12 @@ def export_run(
     winner: TrialResult,
     run_id: str,
     seconds: dict[str, float] | None = None,
+    selection: Selection | None = None,
 ) -> ExportResult:
     """Write the run folder, publish it to the target, and only then move ``latest.json``.
 
-    ``seconds`` are the earlier stages' timings, for the report.
+    ``seconds`` are the earlier stages' timings, ``selection`` how the winner was
+    chosen (`tasks.tuning.selection.select`), for the reports and the manifest.
     """
     log = get_logger()
     if winner.model_path is None:
@@ -101,10 +98,9 @@ def export_run(
         final = Path(config.export_to).expanduser().resolve() / run_id
     promotion = judge(config, cached, winner, resolve_objective(config, cached))
     log.info("export: writing %s", final)
+    bundle = RunBundle(config, cached, sweeps, rows, winner, run_id, dict(seconds or {}),
+                       promotion, selection)  # fmt: skip
     with staged_dir(final) as staging:
-        bundle = RunBundle(
-            config, cached, sweeps, rows, winner, run_id, dict(seconds or {}), promotion
-        )
         _write_run(staging, bundle)
     if s3.is_s3(config.export_to):
         return _publish_s3(final, uri, run_id, config.s3_endpoint_url, promotion)
@@ -170,6 +166,7 @@ class RunBundle:
     run_id: str
     seconds: dict[str, float]
     promotion: Promotion
+    selection: Selection | None = None
 
 
 def _write_run(staging: Path, run: RunBundle) -> None:
@@ -230,14 +227,16 @@ def _copy_sweeps(folder: Path, sweeps: list[LRSweep]) -> None:
 def _write_pages(staging: Path, run: RunBundle, config_shown: dict[str, Any]) -> None:
     """report.csv / report.md, then report.html."""
     winner = run.winner
+    chosen = run.selection
     summary = (
         f"Winner: batch size {winner.batch_size}, patience {winner.patience}, "
         f"lr {winner.lr:.3g} ({winner.lr_method}); "
         f"{winner.scores_text(run.config.monitor)}.\n\n"
-        f"Champion gate: {run.promotion.text()}."
+        + (f"Selection ({chosen.rule}): {chosen.reason}.\n\n" if chosen else "")
+        + f"Champion gate: {run.promotion.text()}."
     )
-    n_val = run.cached.num_examples.get("validation")
-    frame = write_reports(run.rows, winner, staging, f"nighttune run {run.run_id}", summary, n_val)
+    title, monitor = f"nighttune run {run.run_id}", run.config.monitor
+    frame = write_reports(run.rows, winner, staging, title, summary, monitor, chosen)
     cache_dir = str(resolve_cache_dir(run.config.cache_dir))  # the folder used, not "null"
     page = render_html(
         staging,
@@ -249,6 +248,7 @@ def _write_pages(staging: Path, run: RunBundle, config_shown: dict[str, Any]) ->
         run.cached.class_names,
         run.cached.num_examples,
         run.promotion,
+        run.selection,
     )
     write_text_atomic(staging / "report.html", page)
 
@@ -279,6 +279,7 @@ def _write_manifest(
         },
         "winner": _portable(run.winner),
         "promotion": run.promotion.model_dump(),
+        "selection": run.selection.model_dump() if run.selection else None,
         "trials": [_portable(r) for r in run.rows],
         "lr_sweeps": {
             str(s.batch_size): {

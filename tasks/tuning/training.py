@@ -20,15 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 
 from tasks.core.config import TuneConfig
 from tasks.core.errors import TrialFailed, first_line
 from tasks.core.logs import get_logger
-from tasks.core.records import LRMethod, TrialResult, scored
+from tasks.core.records import LRMethod, TrialResult, scored, values_file
+from tasks.core.stats import interval
 from tasks.data.datasets import CachedDataset, resolve_cache_dir
 from tasks.storage.store import Slot
 from tasks.tuning.epoch_loop import examples_per_epoch
-from tasks.tuning.evaluation import evaluate_split
+from tasks.tuning.evaluation import evaluate_split, metric_interval, per_example_values
 from tasks.tuning.loops import fit_in_a_loop, memory_budget, use_xla
 from tasks.tuning.models import model_key
 from tasks.tuning.objective import resolve_objective
@@ -37,7 +39,8 @@ from tasks.tuning.stopping import SharedEarlyStopping
 
 # Bump when what a trial computes changes, so stored trials are not reused.
 # 2: each epoch is one compiled loop over a fresh permutation (tasks.tuning.epoch_loop).
-TRIAL_VERSION = 2
+# 3: each kept epoch's per-example validation values saved (val_e<N>.npy, for `select`).
+TRIAL_VERSION = 3
 
 
 def _trial_key(cached: CachedDataset, config: TuneConfig, batch_size: int, lr: float) -> dict:
@@ -78,23 +81,47 @@ def _fit_and_evaluate(
 
     model, callback, loop = fit_in_a_loop(cached, config, batch_size, lr, stopper)
     evaluated: dict[int, dict[str, float]] = {}
+    intervals: dict[str, tuple[float, float] | None] = {}
+    watched = config.monitor.removeprefix("val_")
     for best_epoch, weights in sorted(callback.kept.items()):
         model.set_weights(weights)
         scores: dict[str, float] = {}
         for split, prefix in (("validation", "val"), ("test", "test")):
             found = evaluate_split(model, cached, split)
             scores |= {f"{prefix}_{name}": value for name, value in found.items()}
-        model.save(out / f"model_e{best_epoch + 1}.keras")
+        saved = out / f"model_e{best_epoch + 1}.keras"
+        model.save(saved)
+        if (logged := scores.get(f"val_{watched}")) is not None:
+            intervals[str(best_epoch)] = _noise(model, cached, watched, logged, saved)
         evaluated[best_epoch] = scores
     return {
         "stops": {str(p): vars(s) for p, s in callback.ledger.stops.items()},
         "scores": {str(k): v for k, v in evaluated.items()},
+        "intervals": intervals,
         "epoch_seconds": callback.epoch_seconds,
         "history": callback.history,
         "nan_epoch": callback.nan_epoch,
         "cut_epoch": callback.cut_epoch,
         "loop": loop,
     }
+
+
+def _noise(
+    model: Any, cached: CachedDataset, name: str, logged: float, saved: Path
+) -> tuple[float, float] | None:
+    """The monitored metric's 95% interval on validation; for a mean over examples its
+    per-example values are saved beside the model too (`select`'s paired test)."""
+    values = per_example_values(model, cached, "validation", name, logged)
+    if values is None:  # AUC, F1...: not a mean over examples
+        return metric_interval(model, cached, "validation", name)
+    np.save(values_file(str(saved)), values)
+    return interval(values)
+
+
+def _pair(stored: list[float] | None) -> tuple[float, float] | None:
+    """An interval read back from the store's JSON (a list) as the row's tuple
+    (`model_copy` does not validate)."""
+    return (stored[0], stored[1]) if stored else None
 
 
 def _rows(
@@ -144,6 +171,7 @@ def _rows(
                     "best_epoch": stop.best_epoch + 1,
                     "stopped_early": stopped_at is not None,
                     **scored(data["scores"][str(stop.best_epoch)]),
+                    "val_95ci": _pair(data.get("intervals", {}).get(str(stop.best_epoch))),
                     "train_seconds": round(train_seconds, 3),
                     "examples_per_s": round(trained_per_epoch * epochs / train_seconds, 1)
                     if train_seconds
@@ -250,3 +278,14 @@ def train_trial(
 
 
 # Prefect task: `train_trial`. Finished trials are kept in the store, not in Prefect.
+
+
+def stored_values(rows: list[TrialResult]) -> dict[str, np.ndarray | None]:
+    """Each finished cell's per-example validation values (`TrialResult.cell` -> array),
+    None where its trial saved none (a metric that is not a mean over examples)."""
+    found: dict[str, np.ndarray | None] = {}
+    for row in rows:
+        if row.status == "ok" and row.model_path:
+            path = Path(values_file(row.model_path))
+            found[row.cell] = np.load(path) if path.is_file() else None
+    return found

@@ -265,10 +265,21 @@ def test_a_default_run_in_a_clean_environment_is_quiet(tmp_path) -> None:
     assert "reused" not in screen  # the first run trained everything
     manifest = json.loads(next((tmp_path / "exports").glob("*/manifest.json")).read_text())
     assert list(manifest["timings"])[0] == "start-up" and manifest["timings"]["start-up"] > 0
+    # The selection rule is not part of a trial: the rerun reuses every trial.
+    noise = ["--select", "cheapest_within_noise"]
     again = subprocess.run(
-        [script, *args], env=clean, cwd=tmp_path, capture_output=True, text=True, timeout=600
-    )
+        [script, *args, *noise], env=clean, cwd=tmp_path, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
     assert "reused      LR sweeps 2 of 2, trials 2 of 2: from the store" in again.stdout
+    assert "selection   cheapest_within_noise: " in again.stdout
+    assert "val_accuracy_95ci" in again.stdout and "p_vs_best" in again.stdout
+    run_id = again.stdout.split("exported    ")[1].split()[0].rsplit("/", 1)[1]
+    chosen = json.loads((tmp_path / "exports" / run_id / "manifest.json").read_text())
+    assert chosen["selection"]["rule"] == "cheapest_within_noise"
+    assert chosen["selection"]["winner"] in chosen["selection"]["p_vs_best"] | {
+        chosen["selection"]["best"]: 1.0
+    }
     verbose = subprocess.run(
         [script, *args, "--fresh", "--verbose"],
         env=clean,

@@ -174,6 +174,9 @@ def test_manual_run_fans_trials_out_to_gpu_workers(cluster) -> None:
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert len(manifest["trials"]) == 4
     assert all(t["status"] == "ok" for t in manifest["trials"])
+    # Each cell's per-example validation values came from its worker with its model: the
+    # parent tested every other cell against the best.
+    assert len(manifest["selection"]["p_vs_best"]) == 3
     for rel, digest in manifest["files"].items():
         assert sha256_file(run_dir / rel) == digest, rel
     assert (run_dir / "lr_sweeps" / "lr_sweep_b64.png").is_file()

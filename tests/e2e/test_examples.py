@@ -78,6 +78,12 @@ def test_your_tabular_classifier_selects_on_auc(env, tmp_path) -> None:
     assert manifest["winner"]["metrics"]["val_auc"] > 0.95
     report = (tmp_path / "exports" / latest_id(tmp_path) / "report.csv").read_text()
     assert "val_auc" in report.splitlines()[0]
+    # AUC is not a mean over examples: its interval is a bootstrap of the Keras metric,
+    # and there is no per-example paired test to call cells tied.
+    low, high = manifest["winner"]["val_95ci"]
+    assert low <= manifest["winner"]["metrics"]["val_auc"] <= high and low < high
+    assert "val_auc_95ci" in report.splitlines()[0]
+    assert manifest["selection"]["test"] is None and manifest["selection"]["p_vs_best"] == {}
     from sklearn.datasets import load_breast_cancer
 
     table = load_breast_cancer()
@@ -92,6 +98,10 @@ def test_your_regression_selects_on_mae(env, tmp_path) -> None:
     manifest = tune(env, tmp_path, "diabetes", "--max-epochs", "40", "--lr-steps", "20")
     assert manifest["outputs"] == "values" and manifest["class_names"] == []
     assert manifest["winner"]["metrics"]["val_mae"] < 60  # targets: mean 152, std 77
+    # MAE is a mean over examples: a bootstrap interval and paired bootstrap tests.
+    low, high = manifest["winner"]["val_95ci"]
+    assert low < manifest["winner"]["metrics"]["val_mae"] < high
+    assert manifest["selection"]["test"] == "paired bootstrap"
     from sklearn.datasets import load_diabetes
 
     table = load_diabetes()

@@ -13,8 +13,8 @@ import pytest
 from tasks.core.config import TuneConfig
 from tasks.runs.export import export_run, new_run_id
 from tasks.runs.history import run_history
-from tasks.tuning.selection import select_best
-from tasks.tuning.training import train_trial
+from tasks.tuning.selection import select
+from tasks.tuning.training import stored_values, train_trial
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +31,8 @@ def nights(digits, tmp_path_factory):
 
 def export(config, digits, rows, target: Path, **changes):
     config = config.model_copy(update={"export_to": str(target), **changes})
-    return export_run(
-        config, digits, [], rows, select_best(rows, "val_accuracy", "max"), new_run_id()
-    )
+    winner, selection = select(rows, "val_accuracy", "max", stored_values(rows))
+    return export_run(config, digits, [], rows, winner, new_run_id(), selection=selection)
 
 
 def latest_run(target: Path) -> str:
@@ -68,7 +67,8 @@ def test_a_worse_night_is_exported_but_not_served(nights, digits, tmp_path):
     report = pd.read_csv(Path(second.path, "report.csv"))
     low, high = (float(v) for v in report["val_accuracy_95ci"][0].split("-"))
     assert low < report["val_accuracy"][0] < high  # the interval over digits' 270 examples
-    assert "val_accuracy_95ci" in page
+    assert "val_accuracy_95ci" in page and "Selection (--select best): best val_accuracy" in page
+    assert manifest(second)["selection"]["winner"] == "b32 p3"
 
     history = run_history(str(tmp_path))
     assert history["promoted"].tolist() == ["yes", "no"]

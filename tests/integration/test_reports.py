@@ -71,6 +71,8 @@ def test_report_html_has_every_section_and_plot(run) -> None:
     for unused in ("null", "filters:", "val_fraction", "trial_deployment", "builder:"):
         assert unused not in shown, unused
     assert "an exact tie goes to fewer epochs run" in page
+    assert "p_vs_best</th>" in page and "val_accuracy_95ci</th>" in page
+    assert "Selection (--select best): best val_accuracy" in page
     for stage in ("data", "sweeps", "trials", "export"):
         assert f'<td class="text">{stage}</td>' in page
     for png in (run_dir / "plots").glob("*.png"):

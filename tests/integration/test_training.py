@@ -14,8 +14,9 @@ import tensorflow as tf
 
 from flows.trial import check_devices
 from tasks.core.config import TuneConfig
+from tasks.core.records import values_file
 from tasks.data.datasets import CachedDataset
-from tasks.tuning.training import _rows, train_trial
+from tasks.tuning.training import _rows, stored_values, train_trial
 from tests.support.harness import ROOT
 
 
@@ -55,6 +56,45 @@ def test_rows_are_complete_and_models_saved(digits: CachedDataset, tmp_path) -> 
         assert accuracy == pytest.approx(r.test_accuracy, abs=1e-6)
     assert rows[2].stopped_early is False and rows[2].epochs_run == 6
     assert rows[2].stop_epoch is None
+    values = stored_values(rows)  # per-example validation values, beside each model
+    for r in rows:
+        assert Path(values_file(r.model_path)).is_file()
+        assert len(values[r.cell]) == digits.num_examples["validation"]
+        assert float(values[r.cell].mean()) == pytest.approx(r.val_accuracy, abs=1e-6)
+        low, high = r.val_95ci  # Wilson's, over the 270 validation examples
+        assert low < r.val_accuracy <= high  # (the top is 1.0 when every example is right)
+
+
+def test_per_example_values_are_a_mean_metric_or_the_loss_or_nothing(digits: CachedDataset):
+    from tasks.tuning.evaluation import evaluate_split, metric_interval, per_example_values
+
+    model = keras.Sequential([keras.Input(digits.input_shape), keras.layers.Flatten(),
+                              keras.layers.Dense(10, activation="softmax")])  # fmt: skip
+    model.compile(
+        "adam",
+        "sparse_categorical_crossentropy",
+        metrics=[
+            "accuracy",
+            keras.metrics.SparseTopKCategoricalAccuracy(3, name="top3"),
+            keras.metrics.MeanIoU(10, name="iou", sparse_y_pred=False),
+        ],  # fmt: skip
+    )
+    model.fit(*next(iter(digits.batches("train", 512))), epochs=2, verbose=0)
+    logged = evaluate_split(model, digits, "validation")
+    n = digits.num_examples["validation"]
+    for name in ("accuracy", "top3", "loss"):
+        values = per_example_values(model, digits, "validation", name, logged[name])
+        assert values is not None and values.shape == (n,)
+        assert float(values.mean()) == pytest.approx(logged[name], rel=1e-4)
+    assert set(np.unique(per_example_values(model, digits, "validation", "top3", logged["top3"])))\
+        <= {0.0, 1.0}  # fmt: skip
+    # IoU is not a mean over examples; a value that does not reproduce the logged one is
+    # refused rather than used.
+    assert per_example_values(model, digits, "validation", "iou", logged["iou"]) is None
+    low, high = metric_interval(model, digits, "validation", "iou")  # a bootstrap instead
+    assert low < logged["iou"] < high
+    assert metric_interval(model, digits, "validation", "no_such_metric") is None
+    assert per_example_values(model, digits, "validation", "accuracy", 0.0) is None
 
 
 def test_over_the_memory_budget_a_trial_streams_with_the_same_patience_rules(

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from tasks.core.errors import TrialFailed
-from tasks.core.records import TrialResult
-from tasks.tuning.selection import select_best
+from tasks.core.records import TrialResult, values_file
+from tasks.tuning.selection import select, select_best
 
 
 def row(
@@ -70,3 +71,46 @@ def test_the_records_and_the_ranking_load_no_framework() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def right_wrong(wrong: list[int], n: int = 1000) -> np.ndarray:
+    """Per-example values of a cell that got the examples in ``wrong`` wrong."""
+    values = np.ones(n, dtype=np.float32)
+    values[wrong] = 0
+    return values
+
+
+def test_within_noise_the_cheapest_cell_wins_and_a_clearly_worse_one_does_not():
+    best = row(64, 6, 0.950, train_seconds=9.0)  # wrong on 0..49
+    close = row(128, 3, 0.948, train_seconds=3.0)  # wrong on 0..47 and 100..103
+    worse = row(32, 3, 0.900, train_seconds=1.0)  # wrong on 0..99: 50 more, none fewer
+    rows = [best, close, worse]
+    values = {
+        best.cell: right_wrong(list(range(50))),
+        close.cell: right_wrong([*range(48), *range(100, 104)]),
+        worse.cell: right_wrong(list(range(100))),
+    }
+    winner, chosen = select(rows, "val_accuracy", "max", values, "cheapest_within_noise")
+    assert winner is close and chosen.winner == "b128 p3" and chosen.best == "b64 p6"
+    assert chosen.test == "McNemar" and chosen.p_vs_best["b32 p3"] < 0.05
+    assert chosen.p_vs_best["b128 p3"] > 0.05 and chosen.tied() == ["b64 p6", "b128 p3"]
+    assert "cheapest of the 2 cells within noise of the best, b64 p6" in chosen.reason
+    assert "3.0 s of training vs 9.0 s" in chosen.reason
+    # The default rule keeps the best, and still reports the noise.
+    winner, plain = select(rows, "val_accuracy", "max", values)
+    assert winner is best and plain.rule == "best" and plain.p_vs_best == chosen.p_vs_best
+
+
+def test_without_per_example_values_a_cell_is_never_counted_as_tied():
+    best = row(64, 6, 0.95, train_seconds=9.0)
+    cheap = row(128, 3, 0.949, train_seconds=1.0)
+    values = {best.cell: right_wrong([1, 2]), cheap.cell: None}
+    winner, chosen = select([best, cheap], "val_accuracy", "max", values, "cheapest_within_noise")
+    assert winner is best and "no per-example values for b128 p3" in chosen.reason
+    winner, chosen = select([best, cheap], "val_accuracy", "max", {}, "cheapest_within_noise")
+    assert winner is best and chosen.test is None and "no per-example values" in chosen.reason
+
+
+def test_the_values_file_sits_beside_its_model():
+    assert values_file("/store/trials/b32/abc/model_e7.keras") == "/store/trials/b32/abc/val_e7.npy"
+    assert values_file("model_e12.keras") == "val_e12.npy"
