@@ -41,10 +41,12 @@ def train_trial_flow(
     batch_size: int,
     require_gpu: bool = False,
     code: dict[str, str] | None = None,
+    stop_at: float | None = None,
 ) -> str:
     """Sweep and train one batch size of ``config``'s grid; return the published folder.
     ``code``: the sha256 of each builder's module as the parent has it (a worker with
-    other code refuses before training)."""
+    other code refuses before training). ``stop_at``: the parent's time budget, as the
+    wall-clock time (``time.time()``) by which this fit must stop at an epoch boundary."""
     check_code(config, code or {})
     check_devices(require_gpu or settings.current().require_gpu)
     # Never rebuilt here (`cache: false`, `fresh`): the parent did that before its
@@ -60,7 +62,7 @@ def train_trial_flow(
         fresh=config.fresh,
         budget=memory_budget(config),
     )
-    rows = train_trial(cached, config, batch_size, sweep.chosen_lr, sweep.method)
+    rows = train_trial(cached, config, batch_size, sweep.chosen_lr, sweep.method, stop_at=stop_at)
     entry = publish_trial(config, batch_size, sweep, rows)
     get_logger().info("batch size %d: published %s", batch_size, entry)
     return str(entry)

@@ -9,17 +9,19 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from tasks.core.budget import not_run_rows
 from tasks.core.config import TuneConfig
 from tasks.core.config_file import deep_merge, parse
 from tasks.core.errors import ConfigError
 from tasks.core.logs import get_logger
 from tasks.core.records import LRSweep, TrialResult
-from tasks.dispatch.handoff import expected_code, read_published
+from tasks.dispatch.handoff import cut_short, expected_code, read_published
 from tasks.dispatch.policy import (
     NOT_STARTED,
     POLL_SECONDS,
     POOL_CHECK_SECONDS,
     ChildState,
+    child_stop_at,
     failed_rows,
     failure,
     idempotency_key,
@@ -107,6 +109,7 @@ class ChildRuns:
         self.waiting: dict[int, Any] = {}
         self.pool: str | None = None  # the trial deployment's work pool, once read
         self.said: tuple[str, float] = ("", 0.0)  # the last pool warning, and when
+        self.budget_bound = False  # the wait ends with the time budget, not the timeout
         self.log = get_logger()
 
     def start(self, batch_size: int, attempt: int = 0) -> None:
@@ -115,13 +118,16 @@ class ChildRuns:
         from prefect.deployments import run_deployment
 
         called = time.time()
+        parameters = {
+            "config": self.config.model_dump(mode="json"),
+            "batch_size": batch_size,
+            "code": self.code,
+        }
+        if self.stop_at is not None:  # the child's fit stops in time to hand over
+            parameters["stop_at"] = child_stop_at(self.stop_at, called)
         run: Any = run_deployment(
             self.config.trial_deployment,
-            parameters={
-                "config": self.config.model_dump(mode="json"),
-                "batch_size": batch_size,
-                "code": self.code,
-            },
+            parameters=parameters,
             timeout=0,
             idempotency_key=idempotency_key(self.parent_id, batch_size, attempt),
             as_subflow=True,
@@ -154,8 +160,9 @@ class ChildRuns:
         from prefect.client.orchestration import get_client
 
         wait_s = float(self.config.trial_timeout_s)
-        if self.stop_at is not None:  # the time budget's end, if sooner
-            wait_s = min(wait_s, max(self.stop_at - time.time(), 0.0))
+        if self.stop_at is not None and self.stop_at - time.time() < wait_s:
+            wait_s = max(self.stop_at - time.time(), 0.0)  # the time budget ends sooner
+            self.budget_bound = True
         deadline = time.monotonic() + wait_s
         next_check = time.monotonic()
         with get_client(sync_client=True) as client:
@@ -198,14 +205,26 @@ class ChildRuns:
 
         for batch_size, run in self.waiting.items():
             started = not _not_started(states.get(batch_size))
-            if not started:
+            if self.budget_bound:
+                message = "the time budget ended before it " + (
+                    "finished" if started else "started"
+                )
+            else:
                 message = f"not started within {self.config.trial_timeout_s} s"
+            if not started:
                 client.set_flow_run_state(
                     run.id, Cancelled(message=f"cancelled by its parent: {message}"), force=True
                 )
-            why = timed_out(run.name, self.config.trial_timeout_s, started)
-            self.log.error("batch size %d: %s", batch_size, why)
-            self.results[batch_size] = (None, failed_rows(self.config.patiences, batch_size, why))
+            if self.budget_bound:
+                self.log.warning("batch size %d: child %s: %s", batch_size, run.name, message)
+                rows = not_run_rows(
+                    self.config.patiences, batch_size, f"child {run.name}: {message}"
+                )
+            else:
+                why = timed_out(run.name, self.config.trial_timeout_s, started)
+                self.log.error("batch size %d: %s", batch_size, why)
+                rows = failed_rows(self.config.patiences, batch_size, why)
+            self.results[batch_size] = (None, rows)
 
 
 def _not_started(state: ChildState | None) -> bool:
@@ -220,7 +239,7 @@ def run_trials_on_deployments(
     children = ChildRuns(config, parent_id, stop_at)
     for batch_size in config.batch_sizes:
         published = read_published(config, batch_size)
-        if published is not None:
+        if published is not None and not cut_short(published[1]):
             children.log.info("batch size %d: published before, reusing it", batch_size)
             children.results[batch_size] = published
         else:

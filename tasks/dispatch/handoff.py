@@ -84,6 +84,13 @@ def handoff_slot(config: TuneConfig, batch_size: int) -> Slot:
     return Slot(work_root(config), "trials", f"b{batch_size}", handoff_key(config, batch_size))
 
 
+def cut_short(rows: list[TrialResult] | list[dict[str, Any]]) -> bool:
+    """Whether a batch size's result was cut by a time budget: never reused, as a cut
+    fit is never reused from the store."""
+    return any((r.status if isinstance(r, TrialResult) else r.get("status")) == "not run"
+               for r in rows)  # fmt: skip
+
+
 def publish_trial(
     config: TuneConfig, batch_size: int, sweep: LRSweep, rows: list[TrialResult]
 ) -> Path:
@@ -109,7 +116,9 @@ def publish_trial(
         history = trial_histories(rows).get(batch_size)
         return {"sweep": sweep.model_dump(exclude={"path"}), "rows": published, "history": history}
 
-    entry = handoff_slot(config, batch_size).get_or_build(build)
+    slot = handoff_slot(config, batch_size)
+    before = slot.read()  # a result a time budget cut is replaced, not kept
+    entry = slot.get_or_build(build, before is not None and cut_short(before.data["rows"]))
     if s3.is_s3(config.export_to):  # upload every file, verified; meta.json (the seal) last
         uri, prefix = _remote(config, entry.path)
         client = s3.client(config.s3_endpoint_url)

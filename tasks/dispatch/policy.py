@@ -79,3 +79,10 @@ def pool_problem(pool: str, status: str | None, waiting: int) -> str | None:
 def failed_rows(patiences: tuple[int, ...], batch_size: int, error: str) -> list[TrialResult]:
     """The rows of a batch size whose child gave no result: one failed row per patience."""
     return rows_without_result(patiences, batch_size, "failed", error[:MAX_ERROR_CHARS])
+
+
+def child_stop_at(stop_at: float, now: float) -> float:
+    """When a child's training must stop for its result to be evaluated, published and
+    read by the parent by ``stop_at`` (the parent's own end of training): 15% of the time
+    left, at least 5 s (two polls and a publish), at most a minute."""
+    return stop_at - min(60.0, max(5.0, 0.15 * (stop_at - now)))

@@ -305,3 +305,28 @@ def test_a_paused_trial_pool_is_said_and_leaves_no_orphans(cluster, tmp_path, ca
     assert len(children) == 2 and all(c.state.type.value == "CANCELLED" for c in children)
     time.sleep(3)  # the pool is resumed and the workers poll every second: nothing starts
     assert all(c.state.type.value == "CANCELLED" for c in trial_runs() if c.id not in before)
+
+
+def test_the_time_budget_stops_a_running_child_at_an_epoch_boundary(cluster, tmp_path) -> None:
+    """A child that would train for hours is given the parent's end of training time:
+    it stops at an epoch boundary in time to publish, keeps the patience that finished,
+    and the parent has its rows by that end. Such a cut result is never reused."""
+    from tasks.dispatch.deployments import run_trials_on_deployments
+    from tasks.dispatch.handoff import cut_short, read_published
+
+    config = load_tune_config(
+        None,
+        dict(GRID, batch_sizes=[16], patiences=[2, 9000], max_epochs=9000,
+             export_to=str(tmp_path), dispatch="deployments"),
+    )  # fmt: skip
+    budget_s = 60.0
+    started = time.time()
+    sweeps, rows = run_trials_on_deployments(config, "budget-parent", started + budget_s)
+    took = time.time() - started
+    assert took <= budget_s + 2 * 2.0, took  # two polls past the end at most
+    assert len(sweeps) == 1 and [r.status for r in rows] == ["ok", "not run"], rows
+    assert rows[1].error.startswith("time budget: the fit stopped after epoch ")
+    (child,) = [c for c in trial_runs() if c.parameters["config"]["export_to"] == str(tmp_path)]
+    assert child.state.is_completed()
+    assert started < child.parameters["stop_at"] < started + budget_s
+    assert cut_short(read_published(config, 16)[1])  # a rerun trains it again

@@ -59,3 +59,11 @@ def test_a_batch_without_result_is_one_failed_row_per_patience() -> None:
     assert [r.patience for r in rows] == [3, 6]
     assert all(r.status == "failed" and r.batch_size == 64 and r.lr is None for r in rows)
     assert len(rows[0].error or "") == 500
+
+
+def test_a_child_stops_training_in_time_to_hand_over() -> None:
+    from tasks.dispatch.policy import child_stop_at
+
+    assert child_stop_at(1000.0, 0.0) == 1000.0 - 60.0  # a long night: a minute before
+    assert child_stop_at(1000.0, 900.0) == 1000.0 - 15.0  # 15% of the 100 s left
+    assert child_stop_at(1000.0, 990.0) == 1000.0 - 5.0  # at least two polls and a publish
