@@ -6,6 +6,7 @@ The Prefect calls only: what a child's state means, and when to try again, is
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -199,31 +200,25 @@ class ChildRuns:
             self.said = (problem, now)
 
     def _give_up(self, client: Any, states: dict[int, ChildState | None]) -> None:
-        """At the timeout: every waiting child becomes failed rows; those never started
-        are cancelled."""
+        """At the timeout every waiting child becomes failed rows (at the time budget's
+        end, `not run` rows); those never started are cancelled."""
         from prefect.states import Cancelled
 
         for batch_size, run in self.waiting.items():
             started = not _not_started(states.get(batch_size))
+            if not started:  # it would run whenever a worker appears: cancel it
+                ended = "the time budget ended" if self.budget_bound else "timed out"
+                message = f"cancelled by its parent: {ended} before it started"
+                client.set_flow_run_state(run.id, Cancelled(message=message), force=True)
             if self.budget_bound:
-                message = "the time budget ended before it " + (
-                    "finished" if started else "started"
-                )
-            else:
-                message = f"not started within {self.config.trial_timeout_s} s"
-            if not started:
-                client.set_flow_run_state(
-                    run.id, Cancelled(message=f"cancelled by its parent: {message}"), force=True
-                )
-            if self.budget_bound:
-                self.log.warning("batch size %d: child %s: %s", batch_size, run.name, message)
-                rows = not_run_rows(
-                    self.config.patiences, batch_size, f"child {run.name}: {message}"
-                )
+                then = "finished" if started else "started"
+                why = f"child {run.name}: the time budget ended before it {then}"
+                rows = not_run_rows(self.config.patiences, batch_size, why)
             else:
                 why = timed_out(run.name, self.config.trial_timeout_s, started)
-                self.log.error("batch size %d: %s", batch_size, why)
                 rows = failed_rows(self.config.patiences, batch_size, why)
+            self.log.log(logging.WARNING if self.budget_bound else logging.ERROR,
+                         "batch size %d: %s", batch_size, why)  # fmt: skip
             self.results[batch_size] = (None, rows)
 
 

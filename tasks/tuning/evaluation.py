@@ -72,7 +72,9 @@ def _per_example_fn(model: Any, name: str) -> Any:
     return None
 
 
-def per_example_values(model: Any, cached: CachedDataset, split: str, name: str, logged: float):
+def per_example_values(
+    model: Any, cached: CachedDataset, split: str, name: str, logged: float
+) -> np.ndarray | None:
     """Each example's value of ``name`` on ``split`` (1/0 for accuracy, each example's
     loss), as float32: what the paired test between cells and the bootstrap interval
     read. None where ``name`` is not a mean over examples, or the values' mean does not
