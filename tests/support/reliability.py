@@ -149,6 +149,18 @@ BAD_INPUTS: tuple[BadInput, ...] = (
     ),
     BadInput("timezone-unknown", "flags", ("tune", "--timezone", "Mars/Base"), "unknown time zone"),
     BadInput(
+        "select-unknown",
+        "flags",
+        ("tune", "--select", "cheapest"),
+        "'cheapest' is not one of 'best', 'cheapest_within_noise'",
+    ),
+    BadInput(
+        "select-alpha-out-of-range",
+        "flags",
+        ("tune", "--select-alpha", "1.5"),
+        "select_alpha: Input should be less than 1 (got 1.5)",
+    ),
+    BadInput(
         "promote-margin-nan",
         "flags",
         ("tune", "--promote-margin", "nan"),
