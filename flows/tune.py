@@ -142,9 +142,8 @@ def _clock(config: TuneConfig) -> tuple[RunClock | None, dict[int, float]]:
     runs' seconds an epoch by batch size; (None, {}) without a budget."""
     if config.time_budget is None and config.deadline is None:
         return None, {}
-    data = config.dataset.builder or config.dataset.name
     epoch_s, export_s = past_timings(
-        config.export_to, config.s3_endpoint_url, data, config.model.label
+        config.export_to, config.s3_endpoint_url, config.dataset.label, config.model.label
     )
     started = time.time()
     clock = run_clock(started, config.time_budget, config.deadline, config.timezone, export_s)

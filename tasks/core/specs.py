@@ -102,6 +102,11 @@ class DatasetSpec(Strict):
         return value
 
     @property
+    def label(self) -> str:
+        """What the data is, for logs and messages: the builder's name or the name."""
+        return self.builder or self.name
+
+    @property
     def kind(self) -> Literal["digits", "folder", "catalog", "builder"]:
         """How the name is read: the bundled digits, a local folder, or a TFDS name (or
         the user's builder, which wins over the name)."""

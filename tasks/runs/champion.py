@@ -11,7 +11,6 @@ not block a run: tonight's winner is promoted and the reason says why.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from tasks.core.config import TuneConfig
@@ -20,10 +19,9 @@ from tasks.core.logs import get_logger
 from tasks.core.objective import Objective
 from tasks.core.records import PromotePolicy, Promotion, TrialResult
 from tasks.data.datasets import CachedDataset
-from tasks.runs.manifest import LATEST, MAX_LATEST_BYTES, parse_latest
+from tasks.runs.latest import served_run_id
+from tasks.runs.manifest import LATEST
 from tasks.runs.reader import load_run_model
-from tasks.storage import s3
-from tasks.storage.files import read_bounded
 from tasks.tuning.evaluation import evaluate_split
 
 
@@ -46,22 +44,6 @@ def decide(
     return score <= champion_score + margin
 
 
-def champion_run_id(config: TuneConfig) -> str | None:
-    """The run id the target's ``latest.json`` names, or None when there is none yet.
-    A damaged ``latest.json`` is reported as such (`UserError`)."""
-    if s3.is_s3(config.export_to):
-        uri = s3.S3Uri.parse(config.export_to)
-        text = s3.get_text(
-            s3.client(config.s3_endpoint_url), uri.bucket, uri.key(LATEST), MAX_LATEST_BYTES
-        )
-        where = uri.child(LATEST)
-    else:
-        path = Path(config.export_to).expanduser() / LATEST
-        text = read_bounded(path, MAX_LATEST_BYTES).decode() if path.is_file() else None
-        where = str(path)
-    return None if text is None else parse_latest(text, where).run_id
-
-
 def judge(
     config: TuneConfig, cached: CachedDataset, winner: TrialResult, objective: Objective
 ) -> Promotion:
@@ -81,7 +63,7 @@ def judge(
     champion: str | None = None
     problem: str | None = None
     try:
-        champion = champion_run_id(config)
+        champion = served_run_id(config.export_to, config.s3_endpoint_url)
     except UserError as exc:
         problem = f"the target's {LATEST} cannot be read ({exc})"
     champion_score = None

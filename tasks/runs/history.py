@@ -165,15 +165,14 @@ def run_history(target: str, endpoint_url: str | None = None) -> pd.DataFrame:
     rows = []
     for manifest in _manifests(target, endpoint_url):
         winner = manifest.winner
+        dataset, model, grid = _setup(manifest)
         rows.append(
             {
                 "run_id": manifest.run_id,
                 "date": manifest.created,
-                "dataset": _get(manifest.config, "dataset", "builder")
-                or _get(manifest.config, "dataset", "name"),
-                "model": _get(manifest.config, "model", "builder")
-                or _get(manifest.config, "model", "kind"),
-                "grid": _grid(manifest.config),
+                "dataset": dataset,
+                "model": model,
+                "grid": grid,
                 **{k: _get(winner, k) for k in ("batch_size", "patience", "lr")},
                 "val_accuracy": _get(winner, "val_accuracy"),
                 "test_accuracy": _get(winner, "test_accuracy"),

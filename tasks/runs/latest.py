@@ -14,7 +14,23 @@ from typing import Any
 from tasks.core.errors import UserError
 from tasks.runs.manifest import LATEST, MAX_LATEST_BYTES, parse_latest
 from tasks.storage import s3
-from tasks.storage.files import file_lock, write_text_atomic
+from tasks.storage.files import file_lock, read_bounded, write_text_atomic
+
+
+def served_run_id(target: str, endpoint_url: str | None = None, client: Any = None) -> str | None:
+    """The run id the ``latest.json`` of ``target`` (a folder or s3://bucket/prefix)
+    names; None when there is none. A damaged one raises `UserError` saying so; a local
+    one that cannot be read raises the `OSError`. ``client``: an S3 client to reuse."""
+    if s3.is_s3(target):
+        uri = s3.S3Uri.parse(target)
+        client = client or s3.client(endpoint_url)
+        text = s3.get_text(client, uri.bucket, uri.key(LATEST), MAX_LATEST_BYTES)
+        where = uri.child(LATEST)
+    else:
+        path = Path(target).expanduser() / LATEST
+        text = read_bounded(path, MAX_LATEST_BYTES).decode() if path.is_file() else None
+        where = str(path)
+    return None if text is None else parse_latest(text, where).run_id
 
 
 def point_latest(target: Path, run_id: str, uri: str) -> bool:

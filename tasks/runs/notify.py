@@ -174,7 +174,7 @@ def notify_failed(
 def context_of(config: TuneConfig) -> dict[str, Any]:
     """What a message says about the run's setup: names, not settings."""
     return {
-        "dataset": config.dataset.builder or config.dataset.name,
+        "dataset": config.dataset.label,
         "model": config.model.label,
         "export_to": config.export_to,
     }

@@ -24,14 +24,13 @@ from tasks.core.code import import_for_loading
 from tasks.core.config import TuneConfig
 from tasks.core.errors import ConfigError, IntegrityError, RunUnavailable, UserError, first_line
 from tasks.core.logs import get_logger
+from tasks.runs.latest import served_run_id
 from tasks.runs.manifest import (
     LATEST,
     MANIFEST,
-    MAX_LATEST_BYTES,
     MAX_MANIFEST_BYTES,
     Manifest,
     check_run_id,
-    parse_latest,
     parse_manifest,
 )
 from tasks.storage import s3
@@ -105,10 +104,10 @@ def open_run(
         path = path.parent
     if (path / LATEST).is_file() and not (path / MANIFEST).is_file():
         try:
-            text = read_bounded(path / LATEST, MAX_LATEST_BYTES)
+            run_id = served_run_id(str(path))
         except OSError as exc:
             raise RunUnavailable(f"cannot read {path / LATEST}: {exc.strerror}") from None
-        run_id = parse_latest(text, str(path / LATEST)).run_id
+        assert run_id is not None  # the file is there
         path = safe_join(path, run_id, f"run id in {path / LATEST}")
     if not path.is_dir():
         what = "is a file, not a run folder" if path.exists() else "does not exist"
@@ -124,10 +123,10 @@ def _resolve_s3(ref: str, cache_dir: str | None, endpoint_url: str | None) -> tu
     target = s3.S3Uri(uri.bucket, parent)
     client = s3.client(endpoint_url)
     if last in ("latest", LATEST):
-        text = s3.get_text(client, uri.bucket, target.key(LATEST), MAX_LATEST_BYTES)
-        if text is None:
+        served = served_run_id(target.child(), endpoint_url, client)
+        if served is None:
             raise RunUnavailable(f"{target.child(LATEST)} does not exist: nothing exported there")
-        run_id = parse_latest(text, target.child(LATEST)).run_id
+        run_id = served
     else:
         try:
             run_id = check_run_id(last)

@@ -4,6 +4,7 @@ champion gate) and its predicted classes (the winner's confusion matrix)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -42,15 +43,22 @@ def predict_split(model: Any, cached: CachedDataset, split: str) -> tuple[Any, A
     return np.concatenate(labels), np.concatenate(predicted)
 
 
-def _flat_metrics(metrics: list[Any]) -> list[Any]:
+def flat_metrics(metrics: list[Any]) -> list[Any]:
     """Every metric object of a compiled model, the ones Keras nests included."""
     found = []
     for metric in metrics:
         found.append(metric)
         inner = getattr(metric, "metrics", None)
         if inner and inner is not metrics:
-            found.extend(_flat_metrics(list(inner)))
+            found.extend(flat_metrics(list(inner)))
     return found
+
+
+def _outputs(model: Any, cached: CachedDataset, split: str) -> Iterator[tuple[Any, Any]]:
+    """``(labels, outputs)`` of each batch of ``split`` as NumPy arrays (one pass over
+    the split, not held)."""
+    for images, labels in cached.batches(split, EVAL_BATCH, budget=0):
+        yield labels.numpy(), np.asarray(model(images, training=False))
 
 
 def _per_example_fn(model: Any, name: str) -> Any:
@@ -65,7 +73,7 @@ def _per_example_fn(model: Any, name: str) -> Any:
         if isinstance(loss, keras.losses.Loss):
             return loss.call  # unreduced: one value per example
         return loss if callable(loss) else None
-    for metric in _flat_metrics(list(model.metrics)):
+    for metric in flat_metrics(list(model.metrics)):
         if metric.name == name and isinstance(metric, keras.metrics.MeanMetricWrapper):
             fn, kwargs = metric._fn, getattr(metric, "_fn_kwargs", {})
             return lambda labels, outputs: fn(labels, outputs, **kwargs)
@@ -84,8 +92,8 @@ def per_example_values(
     if fn is None:
         return None
     parts = []
-    for images, labels in cached.batches(split, EVAL_BATCH, budget=0):  # one pass, not held
-        values = np.asarray(fn(labels, model(images, training=False)), dtype=np.float64)
+    for labels, outputs in _outputs(model, cached, split):
+        values = np.asarray(fn(labels, outputs), dtype=np.float64)
         parts.append(values.reshape(len(values), -1).mean(axis=1))
     values = np.concatenate(parts)
     if name == "loss" and model.losses:  # weight penalties count in the logged loss
@@ -108,15 +116,13 @@ def metric_interval(
     examples of ``split``. None when the model has no such metric."""
     import keras
 
-    found = [m for m in _flat_metrics(list(model.metrics)) if m.name == name]
+    found = [m for m in flat_metrics(list(model.metrics)) if m.name == name]
     if not found or not isinstance(found[0], keras.metrics.Metric):
         return None
     metric = type(found[0]).from_config(found[0].get_config())
-    labels, outputs = [], []
-    for images, batch_labels in cached.batches(split, EVAL_BATCH, budget=0):
-        labels.append(batch_labels.numpy())
-        outputs.append(np.asarray(model(images, training=False)))
-    y, p = np.concatenate(labels), np.concatenate(outputs)
+    batches = list(_outputs(model, cached, split))
+    y = np.concatenate([labels for labels, _ in batches])
+    p = np.concatenate([outputs for _, outputs in batches])
     rng = np.random.default_rng(seed)
     results = []
     for _ in range(METRIC_RESAMPLES):

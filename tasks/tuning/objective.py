@@ -39,6 +39,7 @@ def _directions(
 ) -> tuple[tuple[str, Direction | None], ...]:
     import numpy as np
 
+    from tasks.tuning.evaluation import flat_metrics
     from tasks.tuning.models import build_model
 
     spec = ModelSpec.model_validate_json(spec_json)
@@ -57,15 +58,8 @@ def _directions(
             f"{clean_tf_message(first_line(exc))[:300]}"
         ) from None
     found: dict[str, str | None] = {}
-
-    def walk(metrics: list) -> None:
-        for metric in metrics:
-            found.setdefault(metric.name, getattr(metric, "_direction", None))
-            inner = getattr(metric, "metrics", None)
-            if inner and inner is not metrics:
-                walk(list(inner))
-
-    walk(list(model.metrics))
+    for metric in flat_metrics(list(model.metrics)):
+        found.setdefault(metric.name, getattr(metric, "_direction", None))
     said: dict[str, Direction] = {"up": "max", "down": "min"}
     directions: dict[str, Direction | None] = {}
     for name in logged:
