@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from tasks.core.config import DatasetSpec  # noqa: E402
-from tasks.data.datasets import load_dataset  # noqa: E402
+from nighttune.tasks.core.config import DatasetSpec  # noqa: E402
+from nighttune.tasks.data.datasets import load_dataset  # noqa: E402
 
 FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
             f"image folder ({args.images:,} PNG 28x28)": DatasetSpec(name=str(folder)),
         }
         if Path(FASHION_MNIST, "train-images-idx3-ubyte.gz").is_file():
-            from tasks.data.prepare import prepare_catalog
+            from nighttune.tasks.data.prepare import prepare_catalog
 
             prepare_catalog("fashion_mnist", FASHION_MNIST, str(tmp_path / "tfds"))
             spec = DatasetSpec(name="fashion_mnist", data_dir=str(tmp_path / "tfds"))

@@ -31,12 +31,12 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tasks.core.config import DatasetSpec, ModelSpec  # noqa: E402
-from tasks.data.blocks import block_rows, write_blocks  # noqa: E402
-from tasks.data.datasets import CachedDataset, load_dataset  # noqa: E402
-from tasks.tuning.epoch_loop import epoch_inputs, fuse_epochs  # noqa: E402
-from tasks.tuning.loops import JIT_COMPILE  # noqa: E402
-from tasks.tuning.models import build_model  # noqa: E402
+from nighttune.tasks.core.config import DatasetSpec, ModelSpec  # noqa: E402
+from nighttune.tasks.data.blocks import block_rows, write_blocks  # noqa: E402
+from nighttune.tasks.data.datasets import CachedDataset, load_dataset  # noqa: E402
+from nighttune.tasks.tuning.epoch_loop import epoch_inputs, fuse_epochs  # noqa: E402
+from nighttune.tasks.tuning.loops import JIT_COMPILE  # noqa: E402
+from nighttune.tasks.tuning.models import build_model  # noqa: E402
 
 N, BATCH = 54_000, 128
 FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
@@ -46,7 +46,7 @@ def train_split(root: Path) -> tuple[CachedDataset, str]:
     """Fashion-MNIST's cached train split where Debian's files are installed, else N random
     images written as a cached split; and which it is."""
     if Path(FASHION_MNIST, "train-images-idx3-ubyte.gz").is_file():
-        from tasks.data.prepare import prepare_catalog
+        from nighttune.tasks.data.prepare import prepare_catalog
 
         prepare_catalog("fashion_mnist", FASHION_MNIST, str(root / "tfds"))
         spec = DatasetSpec(name="fashion_mnist", data_dir=str(root / "tfds"))

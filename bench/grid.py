@@ -29,11 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import keras  # noqa: E402
 
-from tasks.core.config import DatasetSpec, TuneConfig  # noqa: E402
-from tasks.data.datasets import CachedDataset, load_dataset  # noqa: E402
-from tasks.tuning.evaluation import EVAL_BATCH  # noqa: E402
-from tasks.tuning.models import build_model  # noqa: E402
-from tasks.tuning.training import train_trial  # noqa: E402
+from nighttune.tasks.core.config import DatasetSpec, TuneConfig  # noqa: E402
+from nighttune.tasks.data.datasets import CachedDataset, load_dataset  # noqa: E402
+from nighttune.tasks.tuning.evaluation import EVAL_BATCH  # noqa: E402
+from nighttune.tasks.tuning.models import build_model  # noqa: E402
+from nighttune.tasks.tuning.training import train_trial  # noqa: E402
 
 BATCHES, PATIENCES = (32, 64, 128), (3, 6, 10)
 
@@ -170,7 +170,7 @@ def dataset(name: str, tmp: Path) -> CachedDataset:
     """digits, or Fashion-MNIST prepared from Debian's files (`nighttune data prepare`)."""
     if name == "digits":
         return load_dataset(DatasetSpec())
-    from tasks.data.prepare import prepare_catalog
+    from nighttune.tasks.data.prepare import prepare_catalog
 
     folder = "/usr/share/datasets/fashion-mnist"  # make bench installs it (root + apt)
     prepare_catalog(name, folder, str(tmp / "tfds"))

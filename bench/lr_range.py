@@ -21,10 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from tasks.core.config import DatasetSpec, LRRangeSpec, ModelSpec  # noqa: E402
-from tasks.data.datasets import CachedDataset, load_dataset  # noqa: E402
-from tasks.tuning.lr_range import lr_range_test  # noqa: E402
-from tasks.tuning.models import build_model  # noqa: E402
+from nighttune.tasks.core.config import DatasetSpec, LRRangeSpec, ModelSpec  # noqa: E402
+from nighttune.tasks.data.datasets import CachedDataset, load_dataset  # noqa: E402
+from nighttune.tasks.tuning.lr_range import lr_range_test  # noqa: E402
+from nighttune.tasks.tuning.models import build_model  # noqa: E402
 
 
 def val_accuracy(

@@ -34,8 +34,8 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks.core.config import TuneConfig
-from tasks.core.config_file import load_tune_config  # noqa: E402
+from nighttune.tasks.core.config import TuneConfig
+from nighttune.tasks.core.config_file import load_tune_config  # noqa: E402
 
 
 def config(root: Path) -> TuneConfig:
@@ -54,12 +54,12 @@ def config(root: Path) -> TuneConfig:
 
 
 def plain(cfg: TuneConfig) -> None:
-    from tasks.data.datasets import load_dataset
-    from tasks.preflight import preflight
-    from tasks.runs.export import export_run, new_run_id
-    from tasks.tuning.lr_range import stored_lr_range_test
-    from tasks.tuning.selection import select_best
-    from tasks.tuning.training import train_trial
+    from nighttune.tasks.data.datasets import load_dataset
+    from nighttune.tasks.preflight import preflight
+    from nighttune.tasks.runs.export import export_run, new_run_id
+    from nighttune.tasks.tuning.lr_range import stored_lr_range_test
+    from nighttune.tasks.tuning.selection import select_best
+    from nighttune.tasks.tuning.training import train_trial
 
     preflight(cfg)
     cached = load_dataset(cfg.dataset, cfg.cache_dir)
@@ -75,17 +75,17 @@ def plain(cfg: TuneConfig) -> None:
 
 def untagged(cfg: TuneConfig):
     """The tune flow with its tasks' tags removed: no concurrency-slot requests."""
-    import flows.tune
+    import nighttune.flows.tune
 
     names = ("preflight", "cache_dataset", "lr_sweep", "train_trial", "export_run")
-    saved = {name: getattr(flows.tune, name) for name in names}
+    saved = {name: getattr(nighttune.flows.tune, name) for name in names}
     try:
         for name, task in saved.items():
-            setattr(flows.tune, name, task.with_options(tags=set()))
-        return flows.tune.tune(cfg)
+            setattr(nighttune.flows.tune, name, task.with_options(tags=set()))
+        return nighttune.flows.tune.tune(cfg)
     finally:
         for name, task in saved.items():
-            setattr(flows.tune, name, task)
+            setattr(nighttune.flows.tune, name, task)
 
 
 def without_heartbeats(run):
@@ -133,7 +133,7 @@ def server(api_url: str | None) -> Iterator[None]:
     from prefect.settings import PREFECT_API_URL, temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
-    from flows.server import unset_server_setting_updates
+    from nighttune.flows.server import unset_server_setting_updates
 
     if api_url:
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
@@ -149,7 +149,7 @@ def server(api_url: str | None) -> Iterator[None]:
 def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
     from prefect import flow
 
-    from flows.tune import tune
+    from nighttune.flows.tune import tune
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(

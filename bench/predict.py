@@ -36,10 +36,10 @@ import psutil  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from tasks.core.config import ModelSpec  # noqa: E402
-from tasks.inference.predict import predict_to_csv  # noqa: E402
-from tasks.storage.files import sha256_file  # noqa: E402
-from tasks.tuning.models import build_model  # noqa: E402
+from nighttune.tasks.core.config import ModelSpec  # noqa: E402
+from nighttune.tasks.inference.predict import predict_to_csv  # noqa: E402
+from nighttune.tasks.storage.files import sha256_file  # noqa: E402
+from nighttune.tasks.tuning.models import build_model  # noqa: E402
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 

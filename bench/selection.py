@@ -30,17 +30,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import keras  # noqa: E402
 
-from tasks.core.config import DatasetSpec, TuneConfig  # noqa: E402
-from tasks.data.datasets import CachedDataset, load_dataset  # noqa: E402
-from tasks.data.prepare import prepare_catalog  # noqa: E402
-from tasks.tuning.evaluation import (  # noqa: E402
+from nighttune.tasks.core.config import DatasetSpec, TuneConfig  # noqa: E402
+from nighttune.tasks.data.datasets import CachedDataset, load_dataset  # noqa: E402
+from nighttune.tasks.data.prepare import prepare_catalog  # noqa: E402
+from nighttune.tasks.tuning.evaluation import (  # noqa: E402
     evaluate_split,
     metric_interval,
     per_example_values,
 )
-from tasks.tuning.lr_range import stored_lr_range_test  # noqa: E402
-from tasks.tuning.selection import select  # noqa: E402
-from tasks.tuning.training import stored_values, train_trial  # noqa: E402
+from nighttune.tasks.tuning.lr_range import stored_lr_range_test  # noqa: E402
+from nighttune.tasks.tuning.selection import select  # noqa: E402
+from nighttune.tasks.tuning.training import stored_values, train_trial  # noqa: E402
 
 FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 

@@ -24,9 +24,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks.core.config import DatasetSpec, TuneConfig  # noqa: E402
-from tasks.data.datasets import CachedDataset, load_dataset  # noqa: E402
-from tasks.tuning.training import train_trial  # noqa: E402
+from nighttune.tasks.core.config import DatasetSpec, TuneConfig  # noqa: E402
+from nighttune.tasks.data.datasets import CachedDataset, load_dataset  # noqa: E402
+from nighttune.tasks.tuning.training import train_trial  # noqa: E402
 
 FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 BUDGETS = {"in memory": None, "streamed": 16.0}  # MB: the split takes 41 MB as uint8
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
     if not Path(FASHION_MNIST, "train-images-idx3-ubyte.gz").is_file():
         print(f"(no Fashion-MNIST in {FASHION_MNIST}: apt-get install dataset-fashion-mnist)")
         return []
-    from tasks.data.prepare import prepare_catalog
+    from nighttune.tasks.data.prepare import prepare_catalog
 
     with tempfile.TemporaryDirectory() as tmp:
         prepare_catalog("fashion_mnist", FASHION_MNIST, f"{tmp}/tfds")

@@ -35,10 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import keras  # noqa: E402
 from grid import BATCHES, PATIENCES, dataset  # noqa: E402
 
-from tasks.core.config import TuneConfig  # noqa: E402
-from tasks.data.datasets import CachedDataset  # noqa: E402
-from tasks.tuning.evaluation import EVAL_BATCH  # noqa: E402
-from tasks.tuning.models import build_model  # noqa: E402
+from nighttune.tasks.core.config import TuneConfig  # noqa: E402
+from nighttune.tasks.data.datasets import CachedDataset  # noqa: E402
+from nighttune.tasks.tuning.evaluation import EVAL_BATCH  # noqa: E402
+from nighttune.tasks.tuning.models import build_model  # noqa: E402
 
 FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 NIGHTTUNE = str(Path(sys.executable).with_name("nighttune"))

@@ -35,12 +35,12 @@ sys.path.insert(0, str(ROOT))
 
 import keras  # noqa: E402
 
-from tasks.core.code import load_builder  # noqa: E402
-from tasks.core.config import DatasetSpec, ModelSpec, TuneConfig  # noqa: E402
-from tasks.data.datasets import CachedDataset, load_dataset  # noqa: E402
-from tasks.tuning.evaluation import EVAL_BATCH  # noqa: E402
-from tasks.tuning.loops import use_xla  # noqa: E402
-from tasks.tuning.training import train_trial  # noqa: E402
+from nighttune.tasks.core.code import load_builder  # noqa: E402
+from nighttune.tasks.core.config import DatasetSpec, ModelSpec, TuneConfig  # noqa: E402
+from nighttune.tasks.data.datasets import CachedDataset, load_dataset  # noqa: E402
+from nighttune.tasks.tuning.evaluation import EVAL_BATCH  # noqa: E402
+from nighttune.tasks.tuning.loops import use_xla  # noqa: E402
+from nighttune.tasks.tuning.training import train_trial  # noqa: E402
 
 CNN = ModelSpec(builder="your_models:fashion_cnn", code_path=(str(EXAMPLES),))
 TABULAR = ModelSpec(builder="your_models:tabular_classifier", code_path=(str(EXAMPLES),))

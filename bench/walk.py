@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks.data.images import IMAGE_EXTENSIONS, scan_images  # noqa: E402
+from nighttune.tasks.data.images import IMAGE_EXTENSIONS, scan_images  # noqa: E402
 
 # bench/predict.py, 20,000 PNGs of 28x28: 15,328 images/s on this machine (README).
 PREDICT_US_PER_FILE = 65

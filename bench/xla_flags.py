@@ -33,9 +33,9 @@ def child(rounds: int) -> dict[str, float]:
     """One process's medians: trial epoch and GEMMs alone, each / the FLOP-bound limit."""
     from epoch import BATCH, arrays, fit_epoch, gemms_only, interleaved_seconds
 
-    from tasks.core.config import ModelSpec
-    from tasks.tuning.epoch_loop import epoch_inputs, fuse_epochs
-    from tasks.tuning.models import build_model
+    from nighttune.tasks.core.config import ModelSpec
+    from nighttune.tasks.tuning.epoch_loop import epoch_inputs, fuse_epochs
+    from nighttune.tasks.tuning.models import build_model
 
     images, labels = arrays()
     model = fuse_epochs(build_model(ModelSpec(), (28, 28, 1), 10, 1e-3, 0, jit_compile=True), BATCH)
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
         print(json.dumps(child(args.rounds)))
         return []
 
-    from tasks.core.settings import XLA_CPU_FLAGS
+    from nighttune.tasks.core.settings import XLA_CPU_FLAGS
 
     settings = {"ours": "", "XLA default": XLA_DEFAULT}  # "": our code adds XLA_CPU_FLAGS
     results: dict[str, list[dict[str, float]]] = {name: [] for name in settings}

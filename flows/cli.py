@@ -33,8 +33,8 @@ if os.environ.get("PREFECT_HOME", "").strip():
         Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
 
 # (after the environment is set)
-from flows.flags import DATA_FLAGS, LR_FIND_FLAGS, TUNE_FLAGS, Overrides, with_flags  # noqa: E402
-from flows.options import (  # noqa: E402
+from nighttune.flows.flags import DATA_FLAGS, LR_FIND_FLAGS, TUNE_FLAGS, Overrides, with_flags  # noqa: E402
+from nighttune.flows.options import (  # noqa: E402
     CacheDirOpt,
     CodeDirOpt,
     ConfigOpt,
@@ -56,7 +56,7 @@ from flows.options import (  # noqa: E402
     TopKOpt,
     VerboseOpt,
 )
-from tasks.core.errors import TrialFailed, UserError, clean_tf_message, first_line  # noqa: E402
+from nighttune.tasks.core.errors import TrialFailed, UserError, clean_tf_message, first_line  # noqa: E402
 
 app = typer.Typer(
     name="nighttune",
@@ -73,7 +73,7 @@ _VERBOSE = False
 
 def _set_verbose(verbose: bool) -> None:
     """Remember ``--verbose`` for `main`, and set the screen's logging for it."""
-    from flows.console import screen_logging
+    from nighttune.flows.console import screen_logging
 
     global _VERBOSE
     _VERBOSE = verbose
@@ -88,25 +88,25 @@ def tune(
     verbose: VerboseOpt = False,
 ) -> None:
     """Find the LR per batch size, train the batch size x patience grid, export the best."""
-    from tasks.core.config_file import load_tune_config
+    from nighttune.tasks.core.config_file import load_tune_config
 
     _set_verbose(verbose)
     cfg = load_tune_config(config, overrides or {})
 
-    from flows import startup
-    from flows.console import screen_logging
-    from flows.screens import print_tune_result
-    from flows.server import local_flow_settings
+    from nighttune.flows import startup
+    from nighttune.flows.console import screen_logging
+    from nighttune.flows.screens import print_tune_result
+    from nighttune.flows.server import local_flow_settings
 
     def check_and_import() -> None:  # while the temporary server starts
-        from tasks.preflight import preflight
+        from nighttune.tasks.preflight import preflight
 
         preflight(cfg)  # a mistake is one line at once, before any flow run
-        import flows.tune  # noqa: F401
+        import nighttune.flows.tune  # noqa: F401
 
     startup.mark(STARTED_AT)
     with local_flow_settings(while_starting=check_and_import):
-        from flows.tune import tune as tune_flow
+        from nighttune.flows.tune import tune as tune_flow
 
         screen_logging(_VERBOSE)  # Prefect's console handler exists now
         result = tune_flow(cfg)
@@ -121,9 +121,9 @@ def cache(overrides: Overrides | None = None) -> None:
     Run it where there is internet to download a TFDS catalog dataset into
     --data-dir; copy that folder to offline machines.
     """
-    from flows.screens import print_dataset
-    from tasks.core.config_file import load_tune_config
-    from tasks.data.datasets import load_dataset
+    from nighttune.flows.screens import print_dataset
+    from nighttune.tasks.core.config_file import load_tune_config
+    from nighttune.tasks.data.datasets import load_dataset
 
     cfg = load_tune_config(None, overrides or {})
     print_dataset(cfg.dataset, load_dataset(cfg.dataset, cfg.cache_dir))
@@ -141,8 +141,8 @@ def data_prepare(name: PrepareNameArg, source: SourceOpt, data_dir: DataDirOpt =
     """Prepare a TFDS catalog dataset (fashion_mnist, mnist) from local copies of its
     source files, through TFDS's own builder, into --data-dir; their content is checked
     first (see docs/datasets.md). No network is used."""
-    from flows.screens import print_prepared
-    from tasks.data.prepare import prepare_catalog
+    from nighttune.flows.screens import print_prepared
+    from nighttune.tasks.data.prepare import prepare_catalog
 
     print_prepared(prepare_catalog(name, source, data_dir), source)
 
@@ -155,13 +155,13 @@ def lr_find(
     overrides: Overrides | None = None,
 ) -> None:
     """Run one learning-rate range test and print every method's suggestion."""
-    from tasks.core.config_file import load_tune_config
+    from nighttune.tasks.core.config_file import load_tune_config
 
     cfg = load_tune_config(None, overrides or {})
 
-    from flows.screens import print_sweep
-    from tasks.data.datasets import load_dataset
-    from tasks.tuning.lr_range import lr_range_test, save_sweep
+    from nighttune.flows.screens import print_sweep
+    from nighttune.tasks.data.datasets import load_dataset
+    from nighttune.tasks.tuning.lr_range import lr_range_test, save_sweep
 
     data = load_dataset(cfg.dataset, cfg.cache_dir)
     sweep = lr_range_test(data, cfg.model, batch_size, cfg.lr_range, cfg.seed)
@@ -183,10 +183,10 @@ def predict(
 ) -> None:
     """Predict every image under the folders (or every example of --inputs) with an
     exported run; one CSV row per file or example."""
-    from flows.screens import ProgressBar, print_predictions
+    from nighttune.flows.screens import ProgressBar, print_predictions
 
     _set_verbose(verbose)
-    from tasks.inference.arrays import predict_rows_to_csv
+    from nighttune.tasks.inference.arrays import predict_rows_to_csv
 
     args = (batch_size, top_k, cache_dir, s3_endpoint_url)
     with ProgressBar("ex" if inputs else "img") as progress:
@@ -201,7 +201,7 @@ def report(
     s3_endpoint_url: S3EndpointOpt = None,
 ) -> None:
     """One row per run under an export target (winner, accuracy, duration) and a trend plot."""
-    from tasks.runs.history import run_history, write_history
+    from nighttune.tasks.runs.history import run_history, write_history
 
     frame = run_history(history, s3_endpoint_url)  # read every manifest once
     csv_path, png_path = write_history(history, out, s3_endpoint_url, frame)
@@ -224,7 +224,7 @@ def server(
     Variables already set in the environment win. The database: SQLite under
     PREFECT_HOME, or the one named by PREFECT_SERVER_DATABASE_CONNECTION_URL.
     """
-    from flows.server import check_listen, served_settings, unset_server_settings
+    from nighttune.flows.server import check_listen, served_settings, unset_server_settings
 
     check_listen(host, port)
     command = [sys.executable, "-m", "prefect", "server", "start"]
@@ -245,8 +245,8 @@ def _fail(message: str, code: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``nighttune`` console script; returns the exit status."""
-    from flows import interrupts
-    from flows.console import console_logging, environmental
+    from nighttune.flows import interrupts
+    from nighttune.flows.console import console_logging, environmental
 
     console_logging()
     interrupts.install()

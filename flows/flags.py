@@ -20,7 +20,7 @@ import typer
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from tasks.core.config import TuneConfig
+from nighttune.tasks.core.config import TuneConfig
 
 Overrides = dict[str, Any]
 F = TypeVar("F", bound=Callable[..., Any])

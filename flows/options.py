@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from flows.flags import field_help
+from nighttune.flows.flags import field_help
 
 
 def nonblank(value: Any) -> Any:

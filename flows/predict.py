@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from prefect import flow
 
-from flows.steps import predict_rows
-from tasks.inference.predict import PredictSummary
+from nighttune.flows.steps import predict_rows
+from nighttune.tasks.inference.predict import PredictSummary
 
 
 @flow(name="predict")

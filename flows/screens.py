@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the commands import these before they call us
     from pathlib import Path
 
-    from tasks.core.config import DatasetSpec
-    from tasks.core.records import LRSweep, TuneResult
-    from tasks.data.datasets import CachedDataset
-    from tasks.data.prepare import Prepared
-    from tasks.inference.predict import PredictSummary
+    from nighttune.tasks.core.config import DatasetSpec
+    from nighttune.tasks.core.records import LRSweep, TuneResult
+    from nighttune.tasks.data.datasets import CachedDataset
+    from nighttune.tasks.data.prepare import Prepared
+    from nighttune.tasks.inference.predict import PredictSummary
 
 
 def _number(value: float) -> str:
@@ -21,7 +21,7 @@ def _number(value: float) -> str:
 
 def print_tune_result(result: TuneResult) -> None:
     """The trials table, the winner and where the run went."""
-    from tasks.reporting.tables import summary_columns, trials_frame, with_noise
+    from nighttune.tasks.reporting.tables import summary_columns, trials_frame, with_noise
 
     frame = trials_frame(result.rows, result.winner)
     frame = with_noise(frame, result.monitor, result.selection)

@@ -181,7 +181,7 @@ def _free_port() -> int:
 def check_listen(host: str, port: int) -> None:
     """Fail in one line when the server could not listen on ``host:port``: the port taken
     (another server?) or an address this machine does not have."""
-    from tasks.core.errors import UserError
+    from nighttune.tasks.core.errors import UserError
 
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -224,7 +224,7 @@ def local_flow_settings(while_starting: Callable[[], object] = lambda: None) -> 
         temporary_settings,
     )
 
-    from flows import interrupts
+    from nighttune.flows import interrupts
 
     if PREFECT_API_URL.value():
         while_starting()

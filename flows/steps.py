@@ -14,14 +14,14 @@ from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tasks.core.logs import get_logger
-from tasks.data.datasets import load_dataset
-from tasks.inference.arrays import predict_rows_to_csv
-from tasks.inference.predict import PredictSummary
-from tasks.preflight import preflight as check_input
-from tasks.runs.export import export_run as write_export
-from tasks.tuning.lr_range import stored_lr_range_test
-from tasks.tuning.training import train_trial as fit_trial
+from nighttune.tasks.core.logs import get_logger
+from nighttune.tasks.data.datasets import load_dataset
+from nighttune.tasks.inference.arrays import predict_rows_to_csv
+from nighttune.tasks.inference.predict import PredictSummary
+from nighttune.tasks.preflight import preflight as check_input
+from nighttune.tasks.runs.export import export_run as write_export
+from nighttune.tasks.tuning.lr_range import stored_lr_range_test
+from nighttune.tasks.tuning.training import train_trial as fit_trial
 
 preflight = task(name="preflight", tags=["cpu"], cache_policy=NO_CACHE)(check_input)
 cache_dataset = task(name="cache_dataset", tags=["cpu"], cache_policy=NO_CACHE)(load_dataset)

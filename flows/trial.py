@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from prefect import flow
 
-from flows.steps import cache_dataset, lr_sweep, train_trial
-from tasks.core import settings
-from tasks.core.config import TuneConfig
-from tasks.core.logs import get_logger
-from tasks.dispatch.handoff import check_code, publish_trial
-from tasks.tuning.loops import memory_budget
+from nighttune.flows.steps import cache_dataset, lr_sweep, train_trial
+from nighttune.tasks.core import settings
+from nighttune.tasks.core.config import TuneConfig
+from nighttune.tasks.core.logs import get_logger
+from nighttune.tasks.dispatch.handoff import check_code, publish_trial
+from nighttune.tasks.tuning.loops import memory_budget
 
 
 def check_devices(require_gpu: bool) -> list[str]:

@@ -14,21 +14,21 @@ from collections.abc import Callable
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows import startup
-from flows.steps import cache_dataset, export_run, lr_sweep, preflight, train_trial
-from tasks.core.budget import RunClock, not_run_rows, planned_order, run_clock, trial_fits
-from tasks.core.config import TuneConfig
-from tasks.core.logs import get_logger
-from tasks.core.records import ExportResult, LRSweep, Selection, TrialResult, TuneResult
-from tasks.data.datasets import CachedDataset
-from tasks.dispatch.deployments import run_trials_on_deployments, with_deployment_config
-from tasks.runs.export import new_run_id
-from tasks.runs.history import past_timings
-from tasks.runs.notify import context_of, notify_failed, notify_finished
-from tasks.tuning.loops import memory_budget
-from tasks.tuning.objective import resolve_objective
-from tasks.tuning.selection import select
-from tasks.tuning.training import stored_values
+from nighttune.flows import startup
+from nighttune.flows.steps import cache_dataset, export_run, lr_sweep, preflight, train_trial
+from nighttune.tasks.core.budget import RunClock, not_run_rows, planned_order, run_clock, trial_fits
+from nighttune.tasks.core.config import TuneConfig
+from nighttune.tasks.core.logs import get_logger
+from nighttune.tasks.core.records import ExportResult, LRSweep, Selection, TrialResult, TuneResult
+from nighttune.tasks.data.datasets import CachedDataset
+from nighttune.tasks.dispatch.deployments import run_trials_on_deployments, with_deployment_config
+from nighttune.tasks.runs.export import new_run_id
+from nighttune.tasks.runs.history import past_timings
+from nighttune.tasks.runs.notify import context_of, notify_failed, notify_finished
+from nighttune.tasks.tuning.loops import memory_budget
+from nighttune.tasks.tuning.objective import resolve_objective
+from nighttune.tasks.tuning.selection import select
+from nighttune.tasks.tuning.training import stored_values
 
 
 def publish_artifacts(
@@ -48,7 +48,7 @@ def publish_artifacts(
         create_table_artifact,
     )
 
-    from tasks.reporting.tables import trials_frame, with_noise
+    from nighttune.tasks.reporting.tables import trials_frame, with_noise
 
     frame = with_noise(trials_frame(rows, winner), monitor, selection)
     create_table_artifact(

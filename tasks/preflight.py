@@ -9,28 +9,28 @@ reported before TensorFlow is even imported when it can be.
 
 from __future__ import annotations
 
-from tasks.core.config import TuneConfig
+from nighttune.tasks.core.config import TuneConfig
 
 
 def preflight(config: TuneConfig) -> None:
     """Raise the `UserError` a run of ``config`` would meet before any sweep or trial:
     the export target (reachable, writable), the dataset (there, or downloadable from
     here), the monitored metric (one the model logs), the trial deployment and its pool."""
-    from tasks.runs.reader import check_target
+    from nighttune.tasks.runs.reader import check_target
 
     check_target(config)
-    from tasks.data.datasets import check_dataset
+    from nighttune.tasks.data.datasets import check_dataset
 
     check_dataset(config.dataset, config.cache_dir)
     if config.model.builder:  # its model is checked against the data once that is cached
-        from tasks.core.code import load_builder
+        from nighttune.tasks.core.code import load_builder
 
         load_builder(config.model.builder, config.model.code_path)
     else:
-        from tasks.tuning.objective import resolve_objective
+        from nighttune.tasks.tuning.objective import resolve_objective
 
         resolve_objective(config)
     if config.dispatch == "deployments":
-        from tasks.dispatch.deployments import check_deployment
+        from nighttune.tasks.dispatch.deployments import check_deployment
 
         check_deployment(config.trial_deployment)

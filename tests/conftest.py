@@ -39,7 +39,7 @@ os.environ.pop("PREFECT_API_URL", None)
 
 import pytest  # noqa: E402
 
-from tasks.core.config import DatasetSpec  # noqa: E402
+from nighttune.tasks.core.config import DatasetSpec  # noqa: E402
 from tests.support.harness import (  # noqa: E402
     ROOT,
     MotoServer,
@@ -56,7 +56,7 @@ def session_home() -> Path:
 @pytest.fixture(scope="session")
 def digits():
     """The digits dataset cached once for the session (in the session cache)."""
-    from tasks.data.datasets import load_dataset
+    from nighttune.tasks.data.datasets import load_dataset
 
     return load_dataset(DatasetSpec())
 
@@ -65,8 +65,8 @@ def digits():
 def digits_in_blocks(tmp_path_factory):
     """Digits cached in blocks of 64 examples (20 train blocks instead of one), so that
     streaming past a memory budget reads many blocks and windows."""
-    from tasks.data import blocks
-    from tasks.data.datasets import load_dataset
+    from nighttune.tasks.data import blocks
+    from nighttune.tasks.data.datasets import load_dataset
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(blocks, "BLOCK_BYTES", 64 * 64)  # 64 uint8 images of 8x8
@@ -78,12 +78,12 @@ def digits_in_blocks(tmp_path_factory):
 @pytest.fixture(scope="session")
 def exported_run(tmp_path_factory) -> Path:
     """A real exported run (sweep, trial, export) trained on three classes of PNG files."""
-    from tasks.core.config import TuneConfig
-    from tasks.data.datasets import load_dataset
-    from tasks.runs.export import export_run, new_run_id
-    from tasks.tuning.lr_range import stored_lr_range_test
-    from tasks.tuning.selection import select_best
-    from tasks.tuning.training import train_trial
+    from nighttune.tasks.core.config import TuneConfig
+    from nighttune.tasks.data.datasets import load_dataset
+    from nighttune.tasks.runs.export import export_run, new_run_id
+    from nighttune.tasks.tuning.lr_range import stored_lr_range_test
+    from nighttune.tasks.tuning.selection import select_best
+    from nighttune.tasks.tuning.training import train_trial
     from tests.support.images import class_folder
 
     root = tmp_path_factory.mktemp("exported")
@@ -148,7 +148,7 @@ def prefect_harness(prefect_database, tmp_path_factory):
     from prefect.settings import temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
-    from flows.server import unset_server_setting_updates
+    from nighttune.flows.server import unset_server_setting_updates
 
     folder = tmp_path_factory.mktemp("harness")
     shutil.copyfile(prefect_database, folder / "prefect-test.db")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from tasks.core.records import TrialResult, rows_without_result
+from nighttune.tasks.core.records import TrialResult, rows_without_result
 
 DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
 DEADLINE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")

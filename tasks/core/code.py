@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator
 
-from tasks.core.errors import BuilderError, first_line
+from nighttune.tasks.core.errors import BuilderError, first_line
 
 BUILDER_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 

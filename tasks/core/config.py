@@ -13,9 +13,9 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from tasks.core.budget import check_deadline, parse_duration
-from tasks.core.records import PromotePolicy, SelectRule
-from tasks.core.specs import (
+from nighttune.tasks.core.budget import check_deadline, parse_duration
+from nighttune.tasks.core.records import PromotePolicy, SelectRule
+from nighttune.tasks.core.specs import (
     DEFAULT_DATASET,
     MAX_IMAGE_PIXELS,
     MAX_IMAGE_SIDE,
@@ -204,7 +204,7 @@ class TuneConfig(Strict):
     @field_validator("notify_url")
     @classmethod
     def _webhook(cls, value: str | None) -> str | None:
-        from tasks.core.urls import webhook_problem
+        from nighttune.tasks.core.urls import webhook_problem
 
         if value and (problem := webhook_problem(value)):
             raise ValueError(problem)
@@ -213,7 +213,7 @@ class TuneConfig(Strict):
     @field_validator("s3_endpoint_url")
     @classmethod
     def _endpoint(cls, value: str | None) -> str | None:
-        from tasks.core.urls import endpoint_problem
+        from nighttune.tasks.core.urls import endpoint_problem
 
         if value and (problem := endpoint_problem(value)):
             raise ValueError(problem)

@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from tasks.core.config import TuneConfig
-from tasks.core.errors import ConfigError, short_repr
+from nighttune.tasks.core.config import TuneConfig
+from nighttune.tasks.core.errors import ConfigError, short_repr
 
 M = TypeVar("M", bound=BaseModel)
 

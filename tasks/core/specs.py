@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tasks.core.code import CODE_PATH_HELP, BuilderRef
+from nighttune.tasks.core.code import CODE_PATH_HELP, BuilderRef
 
 DEFAULT_DATASET = "digits"
 MAX_IMAGE_SIDE = 8192

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from tasks.data.blocks import block_count, block_reader, read_numpy, window_blocks
+from nighttune.tasks.data.blocks import block_count, block_reader, read_numpy, window_blocks
 
 
 class CachedDataset(BaseModel):
@@ -68,7 +68,7 @@ class CachedDataset(BaseModel):
         (`tasks.data.images.expand_compact`), float32 as it is."""
         if self.stored == "float32":
             return x
-        from tasks.data.images import expand_compact
+        from nighttune.tasks.data.images import expand_compact
 
         return expand_compact(x, self.input_shape[-1])
 

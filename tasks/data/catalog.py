@@ -13,13 +13,13 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from tasks.core import settings
-from tasks.core.config import DatasetSpec
-from tasks.core.errors import ConfigError, DatasetUnavailable, first_line
-from tasks.core.logs import get_logger
-from tasks.data.images import compact_image, preprocess_image
-from tasks.data.splits import carve_codes
-from tasks.storage.files import file_lock
+from nighttune.tasks.core import settings
+from nighttune.tasks.core.config import DatasetSpec
+from nighttune.tasks.core.errors import ConfigError, DatasetUnavailable, first_line
+from nighttune.tasks.core.logs import get_logger
+from nighttune.tasks.data.images import compact_image, preprocess_image
+from nighttune.tasks.data.splits import carve_codes
+from nighttune.tasks.storage.files import file_lock
 
 
 class CatalogSource:
@@ -77,7 +77,7 @@ class CatalogSource:
         import tensorflow_datasets as tfds
 
         if self.spec.kind == "digits":
-            from tasks.data.digits import Digits
+            from nighttune.tasks.data.digits import Digits
 
             return Digits(data_dir=self.data_dir)
         return tfds.builder(self.spec.name, data_dir=self.data_dir)

@@ -20,16 +20,16 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tasks.core import settings
-from tasks.core.config import DatasetSpec
-from tasks.core.errors import DatasetUnavailable
-from tasks.core.logs import get_logger
-from tasks.data.blocks import block_rows, write_blocks
-from tasks.data.cached import CachedDataset
-from tasks.data.folders import ImageFolder
-from tasks.data.sources import open_source
-from tasks.storage.files import existing_ancestor
-from tasks.storage.store import Slot
+from nighttune.tasks.core import settings
+from nighttune.tasks.core.config import DatasetSpec
+from nighttune.tasks.core.errors import DatasetUnavailable
+from nighttune.tasks.core.logs import get_logger
+from nighttune.tasks.data.blocks import block_rows, write_blocks
+from nighttune.tasks.data.cached import CachedDataset
+from nighttune.tasks.data.folders import ImageFolder
+from nighttune.tasks.data.sources import open_source
+from nighttune.tasks.storage.files import existing_ancestor
+from nighttune.tasks.storage.store import Slot
 
 # Bump when the cached layout or the preprocessing code changes meaning.
 # 4: images that need no resizing are kept as stored (uint8), converted when read.

@@ -7,10 +7,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tasks.core.config import DatasetSpec
-from tasks.core.errors import DatasetUnavailable
-from tasks.core.logs import get_logger
-from tasks.data.images import (
+from nighttune.tasks.core.config import DatasetSpec
+from nighttune.tasks.core.errors import DatasetUnavailable
+from nighttune.tasks.core.logs import get_logger
+from nighttune.tasks.data.images import (
     IMAGE_EXTENSIONS,
     decode_image_file,
     load_image,
@@ -18,7 +18,7 @@ from tasks.data.images import (
     scan_images,
     tf_path,
 )
-from tasks.data.splits import carve_codes
+from nighttune.tasks.data.splits import carve_codes
 
 
 def _warn_unread(folder: str, rejected: list[tuple[str, str]], outside: list[str]) -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.core.errors import UserError
+from nighttune.tasks.core.errors import UserError
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif"})
 MAX_IMAGE_BYTES = 256 * 2**20  # one encoded image; a 8192x8192 RGB PNG is at most ~200 MB

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.core.errors import ConfigError, DatasetUnavailable
-from tasks.core.logs import get_logger
-from tasks.storage.files import file_lock
+from nighttune.tasks.core.errors import ConfigError, DatasetUnavailable
+from nighttune.tasks.core.logs import get_logger
+from nighttune.tasks.storage.files import file_lock
 
 # The four files of each dataset: name -> (IDX magic, examples, image side).
 IDX_FILES = {

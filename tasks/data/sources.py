@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.core.config import DatasetSpec
-from tasks.data.catalog import CatalogSource
-from tasks.data.folders import ImageFolder
-from tasks.data.user import BuilderSource
+from nighttune.tasks.core.config import DatasetSpec
+from nighttune.tasks.data.catalog import CatalogSource
+from nighttune.tasks.data.folders import ImageFolder
+from nighttune.tasks.data.user import BuilderSource
 
 
 def open_source(spec: DatasetSpec, cache_root: Path) -> CatalogSource | ImageFolder | BuilderSource:

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from tasks.core.code import call_builder, code_version, load_builder
-from tasks.core.config import DatasetSpec
-from tasks.core.errors import BuilderError
-from tasks.data.splits import carve_codes
+from nighttune.tasks.core.code import call_builder, code_version, load_builder
+from nighttune.tasks.core.config import DatasetSpec
+from nighttune.tasks.core.errors import BuilderError
+from nighttune.tasks.data.splits import carve_codes
 
 SPLIT_NAMES = ("train", "validation", "test")
 

@@ -10,14 +10,14 @@ import logging
 import time
 from typing import Any
 
-from tasks.core.budget import not_run_rows
-from tasks.core.config import TuneConfig
-from tasks.core.config_file import deep_merge, parse
-from tasks.core.errors import ConfigError
-from tasks.core.logs import get_logger
-from tasks.core.records import LRSweep, TrialResult
-from tasks.dispatch.handoff import cut_short, expected_code, read_published
-from tasks.dispatch.policy import (
+from nighttune.tasks.core.budget import not_run_rows
+from nighttune.tasks.core.config import TuneConfig
+from nighttune.tasks.core.config_file import deep_merge, parse
+from nighttune.tasks.core.errors import ConfigError
+from nighttune.tasks.core.logs import get_logger
+from nighttune.tasks.core.records import LRSweep, TrialResult
+from nighttune.tasks.dispatch.handoff import cut_short, expected_code, read_published
+from nighttune.tasks.dispatch.policy import (
     NOT_STARTED,
     POLL_SECONDS,
     POOL_CHECK_SECONDS,

@@ -17,17 +17,17 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from tasks.core.code import code_version, load_builder
-from tasks.core.config import TuneConfig
-from tasks.core.errors import BuilderError, UnsafePath
-from tasks.core.records import LRSweep, TrialResult, sweep_files, values_file
-from tasks.data.datasets import resolve_cache_dir
-from tasks.storage import s3
-from tasks.storage.files import discard_dir, safe_join, safe_relpath, staged_dir
-from tasks.storage.store import META, Entry, Slot
-from tasks.tuning.lr_range import SWEEP_VERSION
-from tasks.tuning.models import model_key
-from tasks.tuning.training import TRIAL_VERSION
+from nighttune.tasks.core.code import code_version, load_builder
+from nighttune.tasks.core.config import TuneConfig
+from nighttune.tasks.core.errors import BuilderError, UnsafePath
+from nighttune.tasks.core.records import LRSweep, TrialResult, sweep_files, values_file
+from nighttune.tasks.data.datasets import resolve_cache_dir
+from nighttune.tasks.storage import s3
+from nighttune.tasks.storage.files import discard_dir, safe_join, safe_relpath, staged_dir
+from nighttune.tasks.storage.store import META, Entry, Slot
+from nighttune.tasks.tuning.lr_range import SWEEP_VERSION
+from nighttune.tasks.tuning.models import model_key
+from nighttune.tasks.tuning.training import TRIAL_VERSION
 
 WORK = ".work"
 
@@ -111,7 +111,7 @@ def publish_trial(
                         shutil.copyfile(values, staging / values.name)
                 row = row.model_copy(update={"model_path": name})
             published.append(row.model_dump())
-        from tasks.reporting.histories import trial_histories
+        from nighttune.tasks.reporting.histories import trial_histories
 
         history = trial_histories(rows).get(batch_size)
         return {"sweep": sweep.model_dump(exclude={"path"}), "rows": published, "history": history}

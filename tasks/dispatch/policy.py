@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tasks.core.records import TrialResult, rows_without_result
+from nighttune.tasks.core.records import TrialResult, rows_without_result
 
 POLL_SECONDS = 2.0
 POOL_CHECK_SECONDS = 30.0  # how often a parent with waiting children looks at their pool

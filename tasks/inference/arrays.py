@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from tasks.core.errors import UserError, first_line
-from tasks.inference.predict import (
+from nighttune.tasks.core.errors import UserError, first_line
+from nighttune.tasks.inference.predict import (
     PredictSummary,
     auto_batch_size,
     counted,
@@ -32,8 +32,8 @@ from tasks.inference.predict import (
     predict_to_csv,
     write_csv,
 )
-from tasks.inference.rows import PredictionRow, ValueRow, header, value_header
-from tasks.runs.reader import load_run_model
+from nighttune.tasks.inference.rows import PredictionRow, ValueRow, header, value_header
+from nighttune.tasks.runs.reader import load_run_model
 
 SUFFIXES = (".npy", ".csv")
 
@@ -199,7 +199,7 @@ class RowMaker:
 
 def _row_maker(model: Any, class_names: list[str], outputs: str, top_k: int) -> RowMaker:
     if class_names:
-        from tasks.inference.pipeline import BatchPredictor
+        from nighttune.tasks.inference.pipeline import BatchPredictor
 
         shape = tuple(model.input_shape[1:])
         classify = BatchPredictor(model, class_names, shape, top_k, outputs == "logits")

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from tasks.core.errors import clean_tf_message
-from tasks.data.images import (
+from nighttune.tasks.core.errors import clean_tf_message
+from nighttune.tasks.data.images import (
     decode_exact,
     decode_image_file,
     decode_resized,
@@ -23,7 +23,7 @@ from tasks.data.images import (
     load_image,
     tf_path,
 )
-from tasks.inference.rows import PredictionRow
+from nighttune.tasks.inference.rows import PredictionRow
 
 STRICT_RESTARTS = 3  # failing batches redone file by file before switching to ignore_errors
 

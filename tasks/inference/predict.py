@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from tasks.core.errors import UserError
-from tasks.data.images import find_images, printable
-from tasks.inference.pipeline import predict_batches
-from tasks.inference.rows import PredictionRow, header
-from tasks.runs.manifest import Manifest
-from tasks.runs.reader import load_run_model
-from tasks.storage.files import check_writable_dir, remove_orphans, scratch_path
+from nighttune.tasks.core.errors import UserError
+from nighttune.tasks.data.images import find_images, printable
+from nighttune.tasks.inference.pipeline import predict_batches
+from nighttune.tasks.inference.rows import PredictionRow, header
+from nighttune.tasks.runs.manifest import Manifest
+from nighttune.tasks.runs.reader import load_run_model
+from nighttune.tasks.storage.files import check_writable_dir, remove_orphans, scratch_path
 
 
 @dataclass

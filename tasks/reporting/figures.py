@@ -12,7 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 if TYPE_CHECKING:
-    from tasks.core.records import LRSweep
+    from nighttune.tasks.core.records import LRSweep
 
 METHOD_STYLE = {
     "valley": ("tab:green", "--"),

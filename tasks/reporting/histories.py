@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tasks.core.records import TrialResult
+from nighttune.tasks.core.records import TrialResult
 
 
 def trial_histories(rows: list[TrialResult]) -> dict[int, list[dict[str, float]]]:

@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from tasks.core.objective import selection_column
-from tasks.core.records import Promotion, Selection, TrialResult, curves_file, sweep_files
-from tasks.reporting.figures import plot_confusion, plot_heatmap, plot_learning_curves
-from tasks.reporting.tables import summary_columns
+from nighttune.tasks.core.objective import selection_column
+from nighttune.tasks.core.records import Promotion, Selection, TrialResult, curves_file, sweep_files
+from nighttune.tasks.reporting.figures import plot_confusion, plot_heatmap, plot_learning_curves
+from nighttune.tasks.reporting.tables import summary_columns
 
 CSS = """
 body { font-family: system-ui, -apple-system, Segoe UI, sans-serif; margin: 2em auto;

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from tasks.core.objective import selection_column
-from tasks.core.records import Selection, TrialResult
-from tasks.storage.files import write_text_atomic
+from nighttune.tasks.core.objective import selection_column
+from nighttune.tasks.core.records import Selection, TrialResult
+from nighttune.tasks.storage.files import write_text_atomic
 
 COLUMNS = [
     "batch_size",

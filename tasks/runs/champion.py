@@ -13,16 +13,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.core.config import TuneConfig
-from tasks.core.errors import UserError, first_line
-from tasks.core.logs import get_logger
-from tasks.core.objective import Objective
-from tasks.core.records import PromotePolicy, Promotion, TrialResult
-from tasks.data.datasets import CachedDataset
-from tasks.runs.latest import served_run_id
-from tasks.runs.manifest import LATEST
-from tasks.runs.reader import load_run_model
-from tasks.tuning.evaluation import evaluate_split
+from nighttune.tasks.core.config import TuneConfig
+from nighttune.tasks.core.errors import UserError, first_line
+from nighttune.tasks.core.logs import get_logger
+from nighttune.tasks.core.objective import Objective
+from nighttune.tasks.core.records import PromotePolicy, Promotion, TrialResult
+from nighttune.tasks.data.datasets import CachedDataset
+from nighttune.tasks.runs.latest import served_run_id
+from nighttune.tasks.runs.manifest import LATEST
+from nighttune.tasks.runs.reader import load_run_model
+from nighttune.tasks.tuning.evaluation import evaluate_split
 
 
 def decide(

@@ -32,23 +32,30 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from tasks.core.config import TuneConfig
-from tasks.core.logs import get_logger
-from tasks.core.records import ExportResult, LRSweep, Promotion, Selection, TrialResult, sweep_files
-from tasks.core.urls import redact_webhook
-from tasks.data.datasets import CachedDataset, resolve_cache_dir
-from tasks.reporting.histories import trial_histories, write_tensorboard
-from tasks.reporting.html import confusion_matrix, make_plots, portable, render_html
-from tasks.reporting.tables import write_reports
-from tasks.runs.champion import judge
-from tasks.runs.latest import point_latest, point_latest_s3
-from tasks.runs.manifest import LATEST, MANIFEST
-from tasks.runs.reader import run_cache_dir
-from tasks.storage import s3
-from tasks.storage.files import file_digests, staged_dir, write_text_atomic
-from tasks.tuning.evaluation import predict_split
-from tasks.tuning.models import model_key, outputs_kind
-from tasks.tuning.objective import resolve_objective
+from nighttune.tasks.core.config import TuneConfig
+from nighttune.tasks.core.logs import get_logger
+from nighttune.tasks.core.records import (
+    ExportResult,
+    LRSweep,
+    Promotion,
+    Selection,
+    TrialResult,
+    sweep_files,
+)
+from nighttune.tasks.core.urls import redact_webhook
+from nighttune.tasks.data.datasets import CachedDataset, resolve_cache_dir
+from nighttune.tasks.reporting.histories import trial_histories, write_tensorboard
+from nighttune.tasks.reporting.html import confusion_matrix, make_plots, portable, render_html
+from nighttune.tasks.reporting.tables import write_reports
+from nighttune.tasks.runs.champion import judge
+from nighttune.tasks.runs.latest import point_latest, point_latest_s3
+from nighttune.tasks.runs.manifest import LATEST, MANIFEST
+from nighttune.tasks.runs.reader import run_cache_dir
+from nighttune.tasks.storage import s3
+from nighttune.tasks.storage.files import file_digests, staged_dir, write_text_atomic
+from nighttune.tasks.tuning.evaluation import predict_split
+from nighttune.tasks.tuning.models import model_key, outputs_kind
+from nighttune.tasks.tuning.objective import resolve_objective
 
 
 def new_run_id(now: datetime | None = None) -> str:

@@ -8,12 +8,12 @@ from typing import Any
 
 import pandas as pd
 
-from tasks.core.errors import UserError
-from tasks.core.logs import get_logger
-from tasks.reporting.figures import plot_history
-from tasks.runs.manifest import MANIFEST, MAX_MANIFEST_BYTES, Manifest, parse_manifest
-from tasks.storage import s3
-from tasks.storage.files import read_bounded, write_text_atomic
+from nighttune.tasks.core.errors import UserError
+from nighttune.tasks.core.logs import get_logger
+from nighttune.tasks.reporting.figures import plot_history
+from nighttune.tasks.runs.manifest import MANIFEST, MAX_MANIFEST_BYTES, Manifest, parse_manifest
+from nighttune.tasks.storage import s3
+from nighttune.tasks.storage.files import read_bounded, write_text_atomic
 
 COLUMNS = [
     "run_id",

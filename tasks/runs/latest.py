@@ -11,10 +11,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tasks.core.errors import UserError
-from tasks.runs.manifest import LATEST, MAX_LATEST_BYTES, parse_latest
-from tasks.storage import s3
-from tasks.storage.files import file_lock, read_bounded, write_text_atomic
+from nighttune.tasks.core.errors import UserError
+from nighttune.tasks.runs.manifest import LATEST, MAX_LATEST_BYTES, parse_latest
+from nighttune.tasks.storage import s3
+from nighttune.tasks.storage.files import file_lock, read_bounded, write_text_atomic
 
 
 def served_run_id(target: str, endpoint_url: str | None = None, client: Any = None) -> str | None:

@@ -23,8 +23,8 @@ from pydantic import (
     field_validator,
 )
 
-from tasks.core.errors import DocumentInvalid, short_repr
-from tasks.storage.files import safe_relpath
+from nighttune.tasks.core.errors import DocumentInvalid, short_repr
+from nighttune.tasks.storage.files import safe_relpath
 
 MANIFEST = "manifest.json"
 LATEST = "latest.json"

@@ -20,11 +20,11 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
-from tasks.core.config import TuneConfig
-from tasks.core.errors import UserError, first_line
-from tasks.core.logs import get_logger
-from tasks.core.records import TuneResult
-from tasks.core.urls import redact_webhook
+from nighttune.tasks.core.config import TuneConfig
+from nighttune.tasks.core.errors import UserError, first_line
+from nighttune.tasks.core.logs import get_logger
+from nighttune.tasks.core.records import TuneResult
+from nighttune.tasks.core.urls import redact_webhook
 
 ATTEMPTS = 3
 BACKOFF_S = (1.0, 3.0)  # between attempts
@@ -147,7 +147,7 @@ def notify_finished(config: TuneConfig, result: TuneResult, context: dict[str, A
     band = None
     promotion = result.export.promotion
     if promotion is not None:
-        from tasks.runs.history import earlier_scores
+        from nighttune.tasks.runs.history import earlier_scores
 
         try:
             earlier = earlier_scores(

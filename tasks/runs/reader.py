@@ -20,12 +20,18 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tasks.core.code import import_for_loading
-from tasks.core.config import TuneConfig
-from tasks.core.errors import ConfigError, IntegrityError, RunUnavailable, UserError, first_line
-from tasks.core.logs import get_logger
-from tasks.runs.latest import served_run_id
-from tasks.runs.manifest import (
+from nighttune.tasks.core.code import import_for_loading
+from nighttune.tasks.core.config import TuneConfig
+from nighttune.tasks.core.errors import (
+    ConfigError,
+    IntegrityError,
+    RunUnavailable,
+    UserError,
+    first_line,
+)
+from nighttune.tasks.core.logs import get_logger
+from nighttune.tasks.runs.latest import served_run_id
+from nighttune.tasks.runs.manifest import (
     LATEST,
     MANIFEST,
     MAX_MANIFEST_BYTES,
@@ -33,13 +39,21 @@ from tasks.runs.manifest import (
     check_run_id,
     parse_manifest,
 )
-from tasks.storage import s3
-from tasks.storage.files import discard_dir, read_bounded, safe_join, sha256_file, staged_dir
+from nighttune.tasks.storage import s3
+from nighttune.tasks.storage.files import (
+    discard_dir,
+    read_bounded,
+    safe_join,
+    sha256_file,
+    staged_dir,
+)
 
 
 def run_cache_dir(uri: s3.S3Uri, run_id: str, cache_dir: str | None = None) -> Path:
     """Local home of an S3 run: ``<cache>/runs/<bucket>/<prefix hash>/<run-id>``."""
-    from tasks.data.datasets import resolve_cache_dir  # (imports Prefect: only when needed)
+    from nighttune.tasks.data.datasets import (
+        resolve_cache_dir,  # (imports Prefect: only when needed)
+    )
 
     prefix = hashlib.sha256(uri.prefix.encode()).hexdigest()[:12]
     return safe_join(resolve_cache_dir(cache_dir) / "runs" / uri.bucket / prefix, run_id, "run id")
@@ -59,7 +73,7 @@ def check_target(config: TuneConfig) -> None:
             "or s3://bucket/prefix"
         )
     else:
-        from tasks.storage.files import check_writable_dir
+        from nighttune.tasks.storage.files import check_writable_dir
 
         check_writable_dir(Path(config.export_to).expanduser(), "export target (--export-to)")
 

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from tasks.core.errors import UnsafePath, UserError, short_repr
+from nighttune.tasks.core.errors import UnsafePath, UserError, short_repr
 
 _CHUNK = 1 << 20
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.core import settings
-from tasks.core.errors import ObjectMissing, S3Error, short_repr
-from tasks.core.urls import endpoint_problem, redact
+from nighttune.tasks.core import settings
+from nighttune.tasks.core.errors import ObjectMissing, S3Error, short_repr
+from nighttune.tasks.core.urls import endpoint_problem, redact
 
 CHUNK = 8 * 1024 * 1024  # multipart threshold and part size; the composite checksum needs it
 PERMANENT = {

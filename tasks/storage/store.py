@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.core.errors import UnsafePath
-from tasks.core.logs import get_logger
-from tasks.storage.files import discard_dir, file_digests, staged_dir, verify_digests
+from nighttune.tasks.core.errors import UnsafePath
+from nighttune.tasks.core.logs import get_logger
+from nighttune.tasks.storage.files import discard_dir, file_digests, staged_dir, verify_digests
 
 META = "meta.json"
 

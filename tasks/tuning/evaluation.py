@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from tasks.data.datasets import CachedDataset
+from nighttune.tasks.data.datasets import CachedDataset
 
 EVAL_BATCH = 1024
 

@@ -19,12 +19,17 @@ from typing import Any, Literal
 
 import keras
 
-from tasks.core.config import TuneConfig
-from tasks.core.errors import first_line
-from tasks.core.logs import get_logger
-from tasks.data.datasets import CachedDataset
-from tasks.tuning.epoch_loop import batch_inputs, epoch_inputs, examples_per_epoch, fuse_epochs
-from tasks.tuning.evaluation import EVAL_BATCH
+from nighttune.tasks.core.config import TuneConfig
+from nighttune.tasks.core.errors import first_line
+from nighttune.tasks.core.logs import get_logger
+from nighttune.tasks.data.datasets import CachedDataset
+from nighttune.tasks.tuning.epoch_loop import (
+    batch_inputs,
+    epoch_inputs,
+    examples_per_epoch,
+    fuse_epochs,
+)
+from nighttune.tasks.tuning.evaluation import EVAL_BATCH
 
 JIT_COMPILE = True  # the built-in MLP's fused loop, and any on a GPU (see `use_xla`)
 # stream: the fused loop over windows read from disk; stream-fit: plain fit over batches
@@ -68,7 +73,7 @@ def trial_model(
     """The compiled model a trial fits: ``config.model`` with the fused epoch loop
     installed (XLA as `use_xla` says, where the model supports it), or as built for
     plain ``fit``."""
-    from tasks.tuning.models import build_model
+    from nighttune.tasks.tuning.models import build_model
 
     model = build_model(
         config.model,

@@ -18,14 +18,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tasks.core.config import LRRangeSpec, ModelSpec
-from tasks.core.logs import get_logger, progress
-from tasks.core.records import LRSweep, sweep_files
-from tasks.data.datasets import CachedDataset, resolve_cache_dir
-from tasks.storage.files import write_text_atomic
-from tasks.storage.store import Slot
-from tasks.tuning.lr_suggest import choose, smooth, suggest_all
-from tasks.tuning.models import model_key
+from nighttune.tasks.core.config import LRRangeSpec, ModelSpec
+from nighttune.tasks.core.logs import get_logger, progress
+from nighttune.tasks.core.records import LRSweep, sweep_files
+from nighttune.tasks.data.datasets import CachedDataset, resolve_cache_dir
+from nighttune.tasks.storage.files import write_text_atomic
+from nighttune.tasks.storage.store import Slot
+from nighttune.tasks.tuning.lr_suggest import choose, smooth, suggest_all
+from nighttune.tasks.tuning.models import model_key
 
 FALLBACK_LR = 1e-3  # Adam's default, used only when no method finds a descent
 MIN_STEPS, MAX_STEPS = 10, 200  # 10: the fewest `LRRangeSpec.steps` takes
@@ -142,7 +142,7 @@ def save_sweep(sweep: LRSweep, out_dir: str | Path) -> tuple[Path, Path]:
     json_name, png_name = sweep_files(sweep.batch_size)
     json_path, png_path = out / json_name, out / png_name
     write_text_atomic(json_path, json.dumps(sweep.model_dump(), indent=2))
-    from tasks.reporting.figures import plot_lr_sweep
+    from nighttune.tasks.reporting.figures import plot_lr_sweep
 
     plot_lr_sweep(sweep, png_path)
     return json_path, png_path
@@ -163,7 +163,7 @@ def lr_range_test(
 ) -> LRSweep:
     """Build a fresh model and sweep it on the cached train split at ``batch_size`` (held
     in memory if it fits ``budget`` bytes as float32, else read from disk)."""
-    from tasks.tuning.models import build_model
+    from nighttune.tasks.tuning.models import build_model
 
     model = build_model(model_spec, cached.input_shape, cached.num_classes, seed=seed)
     batches = cached.batches("train", batch_size, shuffle=True, seed=seed, budget=budget)

@@ -16,10 +16,10 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-from tasks.core.code import call_builder, code_version, load_builder
-from tasks.core.config import ModelSpec
-from tasks.core.errors import BuilderError
-from tasks.core.settings import use_xla_cpu_flags
+from nighttune.tasks.core.code import call_builder, code_version, load_builder
+from nighttune.tasks.core.config import ModelSpec
+from nighttune.tasks.core.errors import BuilderError
+from nighttune.tasks.core.settings import use_xla_cpu_flags
 
 # Keras turns XLA off, with this warning, for a model with a layer that does not support
 # it (or with op determinism on); a trial's log line says which way it trains instead.

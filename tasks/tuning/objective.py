@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import functools
 
-from tasks.core.config import ModelSpec, TuneConfig
-from tasks.core.errors import BuilderError, ConfigError, clean_tf_message, first_line
-from tasks.core.objective import Direction, Objective
-from tasks.data.datasets import CachedDataset
+from nighttune.tasks.core.config import ModelSpec, TuneConfig
+from nighttune.tasks.core.errors import BuilderError, ConfigError, clean_tf_message, first_line
+from nighttune.tasks.core.objective import Direction, Objective
+from nighttune.tasks.data.datasets import CachedDataset
 
 
 def metric_directions(
@@ -39,8 +39,8 @@ def _directions(
 ) -> tuple[tuple[str, Direction | None], ...]:
     import numpy as np
 
-    from tasks.tuning.evaluation import flat_metrics
-    from tasks.tuning.models import build_model
+    from nighttune.tasks.tuning.evaluation import flat_metrics
+    from nighttune.tasks.tuning.models import build_model
 
     spec = ModelSpec.model_validate_json(spec_json)
     x = np.zeros((1, *input_shape), "float32")

@@ -24,9 +24,9 @@ from typing import Literal
 
 import numpy as np
 
-from tasks.core.errors import TrialFailed
-from tasks.core.records import Selection, SelectRule, TrialResult
-from tasks.core.stats import paired_p
+from nighttune.tasks.core.errors import TrialFailed
+from nighttune.tasks.core.records import Selection, SelectRule, TrialResult
+from nighttune.tasks.core.stats import paired_p
 
 
 def select_best(

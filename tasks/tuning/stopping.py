@@ -15,8 +15,8 @@ from typing import Any
 
 import keras
 
-from tasks.core.logs import get_logger, progress
-from tasks.tuning.patience import PatienceLedger
+from nighttune.tasks.core.logs import get_logger, progress
+from nighttune.tasks.tuning.patience import PatienceLedger
 
 
 class SharedEarlyStopping(keras.callbacks.Callback):

@@ -22,20 +22,20 @@ from typing import Any
 import keras
 import numpy as np
 
-from tasks.core.config import TuneConfig
-from tasks.core.errors import TrialFailed, first_line
-from tasks.core.logs import get_logger
-from tasks.core.records import LRMethod, TrialResult, scored, values_file
-from tasks.core.stats import interval
-from tasks.data.datasets import CachedDataset, resolve_cache_dir
-from tasks.storage.store import Slot
-from tasks.tuning.epoch_loop import examples_per_epoch
-from tasks.tuning.evaluation import evaluate_split, metric_interval, per_example_values
-from tasks.tuning.loops import fit_in_a_loop, memory_budget, use_xla
-from tasks.tuning.models import model_key
-from tasks.tuning.objective import resolve_objective
-from tasks.tuning.patience import PatienceLedger, Stop
-from tasks.tuning.stopping import SharedEarlyStopping
+from nighttune.tasks.core.config import TuneConfig
+from nighttune.tasks.core.errors import TrialFailed, first_line
+from nighttune.tasks.core.logs import get_logger
+from nighttune.tasks.core.records import LRMethod, TrialResult, scored, values_file
+from nighttune.tasks.core.stats import interval
+from nighttune.tasks.data.datasets import CachedDataset, resolve_cache_dir
+from nighttune.tasks.storage.store import Slot
+from nighttune.tasks.tuning.epoch_loop import examples_per_epoch
+from nighttune.tasks.tuning.evaluation import evaluate_split, metric_interval, per_example_values
+from nighttune.tasks.tuning.loops import fit_in_a_loop, memory_budget, use_xla
+from nighttune.tasks.tuning.models import model_key
+from nighttune.tasks.tuning.objective import resolve_objective
+from nighttune.tasks.tuning.patience import PatienceLedger, Stop
+from nighttune.tasks.tuning.stopping import SharedEarlyStopping
 
 # Bump when what a trial computes changes, so stored trials are not reused.
 # 2: each epoch is one compiled loop over a fresh permutation (tasks.tuning.epoch_loop).

@@ -32,7 +32,7 @@ from tests.support.reliability import (
 
 def _set_model(run: Path, build) -> None:
     """Replace the run's model.keras and make the manifest's checksum agree with it."""
-    from tasks.storage.files import sha256_file
+    from nighttune.tasks.storage.files import sha256_file
 
     build(run / "model.keras")
     manifest = json.loads((run / "manifest.json").read_text())

@@ -94,7 +94,7 @@ def test_the_temporary_server_is_ours_and_stops_with_the_command(
         temporary_settings,
     )
 
-    from flows.server import local_flow_settings
+    from nighttune.flows.server import local_flow_settings
     from tests.support.harness import prefect_home_with
 
     home = prefect_home_with(prefect_database, tmp_path / "home")
@@ -117,7 +117,7 @@ def test_the_temporary_server_is_ours_and_stops_with_the_command(
 
 
 def test_server_settings_leave_what_the_environment_sets() -> None:
-    from flows.server import SERVER_SETTINGS, unset_server_settings
+    from nighttune.flows.server import SERVER_SETTINGS, unset_server_settings
 
     assert unset_server_settings({}) == SERVER_SETTINGS
     name = "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE"
@@ -349,7 +349,7 @@ def test_server_ui_settings_follow_host_and_port() -> None:
     wildcard bind, this machine's name; PREFECT_UI_API_URL set by hand wins."""
     import socket
 
-    from flows.server import served_settings
+    from nighttune.flows.server import served_settings
 
     shell = {"PREFECT_API_URL": "http://127.0.0.1:4200/api"}
     assert served_settings("127.0.0.1", 54210, shell) == {

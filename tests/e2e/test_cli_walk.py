@@ -20,8 +20,8 @@ from typing import Any, Literal, get_origin
 import pytest
 import typer
 
-from flows.cli import app
-from flows.flags import LR_FIND_FLAGS, TUNE_FLAGS
+from nighttune.flows.cli import app
+from nighttune.flows.flags import LR_FIND_FLAGS, TUNE_FLAGS
 from tests.support.harness import ROOT
 from tests.support.images import class_folder
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks.core.config import TuneConfig
-from tasks.core.config_file import load_tune_config
-from tasks.core.errors import ConfigError
-from tasks.storage.files import sha256_file
+from nighttune.tasks.core.config import TuneConfig
+from nighttune.tasks.core.config_file import load_tune_config
+from nighttune.tasks.core.errors import ConfigError
+from nighttune.tasks.storage.files import sha256_file
 from tests.support.harness import ROOT, Processes, start_prefect_server
 
 pytestmark = pytest.mark.slow
@@ -183,7 +183,7 @@ def test_manual_run_fans_trials_out_to_gpu_workers(cluster) -> None:
 
 
 def test_a_rerun_reuses_published_children(cluster) -> None:
-    from tasks.dispatch.deployments import run_trials_on_deployments
+    from nighttune.tasks.dispatch.deployments import run_trials_on_deployments
 
     config = load_tune_config(
         None, dict(GRID, export_to=str(cluster["root"] / "exports"), dispatch="deployments")
@@ -195,7 +195,7 @@ def test_a_rerun_reuses_published_children(cluster) -> None:
 
 
 def test_a_failed_child_becomes_failed_rows_and_is_retried(cluster, tmp_path) -> None:
-    from tasks.dispatch.deployments import run_trials_on_deployments
+    from nighttune.tasks.dispatch.deployments import run_trials_on_deployments
 
     # The children cannot load this dataset: they fail, the parent does not raise.
     config = load_tune_config(
@@ -221,7 +221,7 @@ def test_a_failed_child_becomes_failed_rows_and_is_retried(cluster, tmp_path) ->
 
 
 def test_missing_deployment_is_a_clear_error(cluster) -> None:
-    from tasks.dispatch.deployments import check_deployment
+    from nighttune.tasks.dispatch.deployments import check_deployment
 
     check_deployment("train-trial/gpu")
     with pytest.raises(
@@ -251,8 +251,8 @@ def builder_config(tmp_path: Path) -> TuneConfig:
 def test_user_builders_train_on_the_workers(cluster, tmp_path) -> None:
     """Each gpu worker (its own process, home and cache) imports the user's model and
     data builders from the config's code_path and trains them."""
-    from tasks.dispatch.deployments import run_trials_on_deployments
-    from tasks.dispatch.handoff import expected_code
+    from nighttune.tasks.dispatch.deployments import run_trials_on_deployments
+    from nighttune.tasks.dispatch.handoff import expected_code
 
     config = builder_config(tmp_path)
     sweeps, rows = run_trials_on_deployments(config, parent_id="builders-parent")
@@ -267,12 +267,12 @@ def test_user_builders_train_on_the_workers(cluster, tmp_path) -> None:
 
 
 def test_a_worker_with_other_code_refuses_in_one_line(cluster, tmp_path, monkeypatch) -> None:
-    from tasks.dispatch.deployments import run_trials_on_deployments
+    from nighttune.tasks.dispatch.deployments import run_trials_on_deployments
 
     config = builder_config(tmp_path).model_copy(update={"batch_sizes": (16,)})
     # The run "started with" another version of my_models.py than the workers have.
     other = {"my_models:build": "0" * 64}
-    monkeypatch.setattr("tasks.dispatch.deployments.expected_code", lambda _config: other)
+    monkeypatch.setattr("nighttune.tasks.dispatch.deployments.expected_code", lambda _config: other)
     sweeps, rows = run_trials_on_deployments(config, parent_id="other-code-parent")
     assert sweeps == [] and [r.status for r in rows] == ["failed", "failed"]
     assert "this worker's module" in rows[0].error and "differs from" in rows[0].error
@@ -285,7 +285,7 @@ def test_a_paused_trial_pool_is_said_and_leaves_no_orphans(cluster, tmp_path, ca
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolUpdate
 
-    from tasks.dispatch.deployments import run_trials_on_deployments
+    from nighttune.tasks.dispatch.deployments import run_trials_on_deployments
 
     config = load_tune_config(
         None,
@@ -311,8 +311,8 @@ def test_the_time_budget_stops_a_running_child_at_an_epoch_boundary(cluster, tmp
     """A child that would train for hours is given the parent's end of training time:
     it stops at an epoch boundary in time to publish, keeps the patience that finished,
     and the parent has its rows by that end. Such a cut result is never reused."""
-    from tasks.dispatch.deployments import run_trials_on_deployments
-    from tasks.dispatch.handoff import cut_short, read_published
+    from nighttune.tasks.dispatch.deployments import run_trials_on_deployments
+    from nighttune.tasks.dispatch.handoff import cut_short, read_published
 
     config = load_tune_config(
         None,

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.core.errors import UnsafePath
-from tasks.storage import s3
+from nighttune.tasks.core.errors import UnsafePath
+from nighttune.tasks.storage import s3
 from tests.support.harness import nighttune_cmd
 from tests.support.images import class_folder
 
@@ -162,8 +162,8 @@ def test_s3_damaged_documents_and_missing_objects_are_one_line(
 def test_a_worker_result_naming_files_outside_is_refused(
     exported_run, s3_server, bucket, tmp_path, victim
 ) -> None:
-    from tasks.core.config import TuneConfig
-    from tasks.dispatch.handoff import WORK, handoff_slot, read_published
+    from nighttune.tasks.core.config import TuneConfig
+    from nighttune.tasks.dispatch.handoff import WORK, handoff_slot, read_published
 
     config = TuneConfig(
         export_to=f"s3://{bucket}/{PREFIX}",
@@ -185,7 +185,7 @@ def test_a_worker_result_naming_files_outside_is_refused(
 
 
 def test_s3_latest_never_goes_back_to_an_older_run(s3_server, bucket) -> None:
-    from tasks.runs.latest import point_latest_s3
+    from nighttune.tasks.runs.latest import point_latest_s3
 
     client = s3_server.client()
     target = s3.S3Uri(bucket, PREFIX)

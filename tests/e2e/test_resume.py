@@ -130,9 +130,9 @@ def leftovers(tmp: Path) -> list[Path]:
 def test_killed_run_resumes_without_redoing_finished_work(
     kill: KillPoint, prefect_server, tmp_path
 ) -> None:
-    from tasks.core.config import DatasetSpec
-    from tasks.data.datasets import load_dataset
-    from tasks.runs.reader import verify_run
+    from nighttune.tasks.core.config import DatasetSpec
+    from nighttune.tasks.data.datasets import load_dataset
+    from nighttune.tasks.runs.reader import verify_run
 
     env = environment(tmp_path, prefect_server["api"])
     output = run_and_kill(tmp_path, env, kill)
@@ -171,7 +171,7 @@ def test_killed_run_resumes_without_redoing_finished_work(
 
 
 def test_two_runs_at_once_to_one_target_both_export_intact(prefect_server, tmp_path) -> None:
-    from tasks.runs.reader import verify_run
+    from nighttune.tasks.runs.reader import verify_run
 
     env = environment(tmp_path, prefect_server["api"])
     procs = [start(tmp_path, env) for _ in range(2)]

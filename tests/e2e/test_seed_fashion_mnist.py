@@ -37,7 +37,7 @@ def test_seed_recipe_on_fashion_mnist_reaches_its_accuracy_and_predicts(tmp_path
     import tensorflow_datasets as tfds
     from PIL import Image
 
-    from tasks.data.prepare import prepare_catalog
+    from nighttune.tasks.data.prepare import prepare_catalog
 
     data_dir = tmp_path / "tfds"
     prepare_catalog("fashion_mnist", str(fashion_mnist_files()), str(data_dir))

@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tasks.core.config import TuneConfig
-from tasks.runs.export import export_run, new_run_id
-from tasks.runs.history import run_history
-from tasks.tuning.selection import select
-from tasks.tuning.training import stored_values, train_trial
+from nighttune.tasks.core.config import TuneConfig
+from nighttune.tasks.runs.export import export_run, new_run_id
+from nighttune.tasks.runs.history import run_history
+from nighttune.tasks.tuning.selection import select
+from nighttune.tasks.tuning.training import stored_values, train_trial
 
 
 @pytest.fixture(scope="module")

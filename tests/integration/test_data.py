@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tasks.core.config import DatasetSpec
-from tasks.core.errors import ConfigError, DatasetUnavailable
-from tasks.data.datasets import CachedDataset, load_dataset, resolve_cache_dir
-from tasks.data.digits import Digits
-from tasks.data.splits import carve_codes
+from nighttune.tasks.core.config import DatasetSpec
+from nighttune.tasks.core.errors import ConfigError, DatasetUnavailable
+from nighttune.tasks.data.datasets import CachedDataset, load_dataset, resolve_cache_dir
+from nighttune.tasks.data.digits import Digits
+from nighttune.tasks.data.splits import carve_codes
 from tests.support.images import class_folder, pattern, write_image
 
 
@@ -66,8 +66,8 @@ def test_digits_pixels_match_scikit_learn(digits: CachedDataset) -> None:
 def test_images_at_their_size_are_cached_as_uint8_and_read_as_before(digits, tmp_path) -> None:
     """The entry keeps digits' uint8 pixels (a quarter of float32's bytes); read back they
     are bit for bit what preprocessing them to float32 gives (CACHE_FORMAT 3 stored that)."""
-    from tasks.data.blocks import read_numpy
-    from tasks.data.images import preprocess_image
+    from nighttune.tasks.data.blocks import read_numpy
+    from nighttune.tasks.data.images import preprocess_image
 
     assert digits.stored == "uint8"
     stored = read_numpy(Path(digits.path) / "test", "x", digits.blocks("test"), "uint8", (8, 8, 1))
@@ -127,7 +127,7 @@ def test_entry_without_meta_is_not_trusted(tmp_path) -> None:
 
 
 def test_leftover_staging_folder_is_ignored_and_removed(tmp_path) -> None:
-    from tasks.storage.files import _HOST
+    from nighttune.tasks.storage.files import _HOST
 
     first = load_dataset(DatasetSpec(), tmp_path)
     dead = subprocess.Popen(["true"])
@@ -276,7 +276,7 @@ def test_unprepared_catalog_dataset_offline_fails_at_once(tmp_path, monkeypatch)
 def test_cache_dataset_task_in_a_flow(prefect_harness, tmp_path) -> None:
     from prefect import flow
 
-    from flows.steps import cache_dataset
+    from nighttune.flows.steps import cache_dataset
 
     @flow
     def only_data(cache_dir: str) -> CachedDataset:

@@ -12,10 +12,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tasks.core.config import ModelSpec
-from tasks.core.settings import XLA_CPU_FLAGS, use_xla_cpu_flags
-from tasks.tuning.epoch_loop import batch_inputs, epoch_inputs, examples_per_epoch, fuse_epochs
-from tasks.tuning.models import build_model
+from nighttune.tasks.core.config import ModelSpec
+from nighttune.tasks.core.settings import XLA_CPU_FLAGS, use_xla_cpu_flags
+from nighttune.tasks.tuning.epoch_loop import (
+    batch_inputs,
+    epoch_inputs,
+    examples_per_epoch,
+    fuse_epochs,
+)
+from nighttune.tasks.tuning.models import build_model
 from tests.support.harness import ROOT
 
 N, SHAPE = 203, (8, 8, 1)
@@ -157,8 +162,8 @@ def test_build_model_is_seeded_and_leaves_python_random_as_it_was() -> None:
 
 
 def test_xla_is_on_for_the_builtin_mlp_and_off_on_the_cpu_for_the_rest() -> None:
-    from tasks.core.config import TuneConfig
-    from tasks.tuning.loops import use_xla
+    from nighttune.tasks.core.config import TuneConfig
+    from nighttune.tasks.tuning.loops import use_xla
 
     user = ModelSpec(builder="my_models:build", code_path=("tests/support/user_project",))
     gpu = bool(tf.config.list_physical_devices("GPU"))

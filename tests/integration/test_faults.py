@@ -33,11 +33,11 @@ class AllocateTooMuch(keras.callbacks.Callback):
 
 @pytest.fixture
 def faults(monkeypatch) -> dict[str, int]:
-    import flows.tune
-    import tasks.tuning.loops
+    import nighttune.flows.tune
+    import nighttune.tasks.tuning.loops
 
     seen = {"nan": 0, "oom": 0}
-    sweep_task, fit = flows.tune.lr_sweep, tasks.tuning.loops.fit_trial
+    sweep_task, fit = nighttune.flows.tune.lr_sweep, nighttune.tasks.tuning.loops.fit_trial
 
     def sweep_with_a_bad_lr(cached, model, batch_size, *args, **kwargs):
         sweep = sweep_task(cached, model, batch_size, *args, **kwargs)
@@ -52,16 +52,16 @@ def faults(monkeypatch) -> dict[str, int]:
             kwargs["callbacks"] = [*kwargs["callbacks"], AllocateTooMuch()]
         return fit(model, batch_size, data, **kwargs)
 
-    monkeypatch.setattr(flows.tune, "lr_sweep", sweep_with_a_bad_lr)
-    monkeypatch.setattr(tasks.tuning.loops, "fit_trial", fit_that_runs_out_of_memory)
+    monkeypatch.setattr(nighttune.flows.tune, "lr_sweep", sweep_with_a_bad_lr)
+    monkeypatch.setattr(nighttune.tasks.tuning.loops, "fit_trial", fit_that_runs_out_of_memory)
     return seen
 
 
 def test_nan_and_oom_trials_fail_with_reasons_and_the_rest_win(
     prefect_harness, tmp_path, faults
 ) -> None:
-    from flows.tune import tune
-    from tasks.core.config_file import load_tune_config
+    from nighttune.flows.tune import tune
+    from nighttune.tasks.core.config_file import load_tune_config
 
     config = load_tune_config(
         None,

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tasks.core.config import LRRangeSpec, ModelSpec
-from tasks.core.records import LRSweep
-from tasks.data.datasets import CachedDataset
-from tasks.tuning.lr_range import default_steps, lr_range_test, run_range_test, save_sweep
-from tasks.tuning.models import build_model
+from nighttune.tasks.core.config import LRRangeSpec, ModelSpec
+from nighttune.tasks.core.records import LRSweep
+from nighttune.tasks.data.datasets import CachedDataset
+from nighttune.tasks.tuning.lr_range import default_steps, lr_range_test, run_range_test, save_sweep
+from nighttune.tasks.tuning.models import build_model
 
 
 def model_for(digits: CachedDataset, **spec):
@@ -106,7 +106,7 @@ def test_lr_sweep_task_is_stored_and_reused(
 ) -> None:
     from prefect import flow
 
-    from flows.steps import lr_sweep
+    from nighttune.flows.steps import lr_sweep
 
     @flow
     def sweeps(cache: str) -> list[LRSweep]:
@@ -126,7 +126,9 @@ def test_lr_sweep_task_is_stored_and_reused(
     assert lr_sweep.tags == {"gpu"}
 
     runs: list[int] = []
-    monkeypatch.setattr("tasks.tuning.lr_range.run_range_test", lambda *a, **k: runs.append(1))
+    monkeypatch.setattr(
+        "nighttune.tasks.tuning.lr_range.run_range_test", lambda *a, **k: runs.append(1)
+    )
     again = sweeps(str(tmp_path))  # stored: not run again
     assert runs == [] and not any(s.reused for s in first)
     assert again == [s.model_copy(update={"reused": True}) for s in first]
@@ -135,13 +137,15 @@ def test_lr_sweep_task_is_stored_and_reused(
 def test_a_stored_sweep_of_another_default_length_is_not_reused(
     digits: CachedDataset, tmp_path, monkeypatch
 ) -> None:
-    from tasks.tuning.lr_range import stored_lr_range_test
+    from nighttune.tasks.tuning.lr_range import stored_lr_range_test
 
     def sweep() -> LRSweep:
         return stored_lr_range_test(digits, ModelSpec(), 128, LRRangeSpec(), 0, str(tmp_path))
 
     assert sweep().steps == 10  # digits at 128: one epoch
-    monkeypatch.setattr("tasks.tuning.lr_range.MIN_STEPS", 12)  # a later version's default
+    monkeypatch.setattr(
+        "nighttune.tasks.tuning.lr_range.MIN_STEPS", 12
+    )  # a later version's default
     assert sweep().steps == 12
 
 
@@ -150,7 +154,7 @@ def test_over_the_memory_budget_the_sweep_streams_and_is_stored_apart(
 ) -> None:
     """Over the budget the sweep reads the train split from disk (a bounded shuffle
     buffer: other batches), so it is kept under its own key; within it, as before."""
-    from tasks.tuning.lr_range import stored_lr_range_test
+    from nighttune.tasks.tuning.lr_range import stored_lr_range_test
 
     spec = LRRangeSpec(steps=20)
     held = stored_lr_range_test(digits, ModelSpec(), 64, spec, 0, str(tmp_path))

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tasks.data.images import find_images, load_image
-from tasks.inference.predict import predict_to_csv
+from nighttune.tasks.data.images import find_images, load_image
+from nighttune.tasks.inference.predict import predict_to_csv
 from tests.support.harness import nighttune_cmd
 from tests.support.images import class_folder, pattern, write_image
 
@@ -142,7 +142,7 @@ def test_cli_predict_writes_a_row_per_file(run_dir, mixed, tmp_path, cli_env) ->
 def test_predict_flow_reports_progress(prefect_harness, run_dir, mixed, tmp_path) -> None:
     from prefect.client.orchestration import get_client
 
-    from flows.predict import predict
+    from nighttune.flows.predict import predict
 
     summary = predict(str(run_dir), [str(mixed)], str(tmp_path / "flow.csv"), batch_size=4)
     assert summary.files == 12 and (tmp_path / "flow.csv").is_file()
@@ -180,7 +180,7 @@ def test_same_rows_whatever_the_batch_size(run_dir, tmp_path) -> None:
 
 
 def test_default_batch_size_follows_the_image_size() -> None:
-    from tasks.inference.predict import auto_batch_size
+    from nighttune.tasks.inference.predict import auto_batch_size
 
     assert auto_batch_size((28, 28, 1)) == 1024  # capped
     assert auto_batch_size((64, 64, 3)) == 341  # 16 MiB of float32 input
@@ -188,7 +188,7 @@ def test_default_batch_size_follows_the_image_size() -> None:
 
 
 def test_a_row_is_the_same_cells_for_a_prediction_and_an_error() -> None:
-    from tasks.inference.rows import PredictionRow, header
+    from nighttune.tasks.inference.rows import PredictionRow, header
 
     good = PredictionRow("a.png", ("cat", "dog"), ("0.900000", "0.100000"))
     bad = PredictionRow.failed("b.png", "empty file")

@@ -11,8 +11,8 @@ import keras
 import numpy as np
 import pytest
 
-from tasks.core.errors import UserError
-from tasks.inference.arrays import predict_inputs_to_csv
+from nighttune.tasks.core.errors import UserError
+from nighttune.tasks.inference.arrays import predict_inputs_to_csv
 from tests.support.harness import nighttune_cmd
 
 

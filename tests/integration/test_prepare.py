@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.core.errors import ConfigError
-from tasks.data.prepare import CONTENT_SHA256, check_sources
+from nighttune.tasks.core.errors import ConfigError
+from nighttune.tasks.data.prepare import CONTENT_SHA256, check_sources
 from tests.support.fashion import fashion_mnist_files
 from tests.support.harness import nighttune_cmd
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tasks.runs.history import run_history, write_history
+from nighttune.tasks.runs.history import run_history, write_history
 from tests.support.harness import small_config
 
 pytestmark = pytest.mark.slow
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def run(prefect_harness, tmp_path_factory):
     """One small real tune run, exported under a HOME of its own."""
-    from flows.tune import tune
+    from nighttune.flows.tune import tune
 
     home = tmp_path_factory.mktemp("home")
     patch = pytest.MonkeyPatch()
@@ -110,7 +110,7 @@ def test_no_home_path_or_credentials_in_reports(run) -> None:
 
 
 def test_history_over_three_runs(run, tmp_path) -> None:
-    from flows.tune import tune
+    from nighttune.flows.tune import tune
 
     home, first = run
     later = [tune(small_config(home)) for _ in range(2)]  # trials reused: fast

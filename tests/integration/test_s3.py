@@ -13,14 +13,14 @@ import keras
 import numpy as np
 import pytest
 
-from tasks.core.config import TuneConfig
-from tasks.data.datasets import load_dataset
-from tasks.runs.export import export_run, new_run_id
-from tasks.runs.reader import RunUnavailable, resolve_run
-from tasks.storage import s3
-from tasks.tuning.lr_range import stored_lr_range_test
-from tasks.tuning.selection import select_best
-from tasks.tuning.training import train_trial
+from nighttune.tasks.core.config import TuneConfig
+from nighttune.tasks.data.datasets import load_dataset
+from nighttune.tasks.runs.export import export_run, new_run_id
+from nighttune.tasks.runs.reader import RunUnavailable, resolve_run
+from nighttune.tasks.storage import s3
+from nighttune.tasks.tuning.lr_range import stored_lr_range_test
+from nighttune.tasks.tuning.selection import select_best
+from nighttune.tasks.tuning.training import train_trial
 from tests.support.harness import QUICK_TUNE, MotoServer, nighttune_cmd, on_temporary_server
 
 PREFIX = "nightly runs/été"  # a space and unicode in the prefix
@@ -239,7 +239,7 @@ def test_cli_tune_to_s3_never_shows_the_secret(
 
 
 def test_predict_with_a_model_from_s3_latest(trained, s3_server, bucket, tmp_path) -> None:
-    from tasks.inference.predict import predict_to_csv
+    from nighttune.tasks.inference.predict import predict_to_csv
     from tests.support.images import write_image
 
     export_to(trained, f"s3://{bucket}/{PREFIX}", s3_server.url, tmp_path / "exporter")
@@ -261,7 +261,7 @@ def test_predict_with_a_model_from_s3_latest(trained, s3_server, bucket, tmp_pat
 
 
 def test_history_of_an_s3_target(trained, s3_server, bucket, tmp_path) -> None:
-    from tasks.runs.history import run_history
+    from nighttune.tasks.runs.history import run_history
 
     ids = [
         export_to(trained, f"s3://{bucket}/{PREFIX}", s3_server.url, tmp_path).run_id
@@ -272,7 +272,7 @@ def test_history_of_an_s3_target(trained, s3_server, bucket, tmp_path) -> None:
 
 
 def test_trials_hand_over_through_s3_between_machines(trained, s3_server, bucket, tmp_path) -> None:
-    from tasks.dispatch.handoff import publish_trial, read_published
+    from nighttune.tasks.dispatch.handoff import publish_trial, read_published
 
     config, _, sweeps, rows, _ = trained
     target = {

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from flows.trial import check_devices
-from tasks.core.config import TuneConfig
-from tasks.core.records import values_file
-from tasks.data.datasets import CachedDataset
-from tasks.tuning.training import _rows, stored_values, train_trial
+from nighttune.flows.trial import check_devices
+from nighttune.tasks.core.config import TuneConfig
+from nighttune.tasks.core.records import values_file
+from nighttune.tasks.data.datasets import CachedDataset
+from nighttune.tasks.tuning.training import _rows, stored_values, train_trial
 from tests.support.harness import ROOT
 
 
@@ -66,7 +66,11 @@ def test_rows_are_complete_and_models_saved(digits: CachedDataset, tmp_path) -> 
 
 
 def test_per_example_values_are_a_mean_metric_or_the_loss_or_nothing(digits: CachedDataset):
-    from tasks.tuning.evaluation import evaluate_split, metric_interval, per_example_values
+    from nighttune.tasks.tuning.evaluation import (
+        evaluate_split,
+        metric_interval,
+        per_example_values,
+    )
 
     model = keras.Sequential([keras.Input(digits.input_shape), keras.layers.Flatten(),
                               keras.layers.Dense(10, activation="softmax")])  # fmt: skip
@@ -103,7 +107,7 @@ def test_over_the_memory_budget_a_trial_streams_with_the_same_patience_rules(
     """A train split over ``memory_budget_mb`` streams from the cache on disk (the fused
     loop over windows of blocks): every patience still stops where the ledger says on its
     own validation history, keeps its best epoch's weights, and is scored on them."""
-    from tasks.tuning.patience import patience_stops
+    from nighttune.tasks.tuning.patience import patience_stops
 
     digits = digits_in_blocks
     assert digits.nbytes("train") == 1257 * 64  # 80 KB: uint8 pixels
@@ -140,7 +144,7 @@ def test_a_trial_that_raises_becomes_failed_rows(
     def out_of_memory(*args, **kwargs):
         raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
 
-    monkeypatch.setattr("tasks.tuning.loops.fit_trial", out_of_memory)
+    monkeypatch.setattr("nighttune.tasks.tuning.loops.fit_trial", out_of_memory)
     config = TuneConfig(patiences=(2, 3), max_epochs=3, cache_dir=str(tmp_path))
     rows = train_trial(digits, config, 32, 1e-3, "minimum")
     assert [r.status for r in rows] == ["failed", "failed"]
@@ -158,7 +162,7 @@ def test_a_bug_in_a_trial_propagates_instead_of_failed_rows(
     def bug(*args, **kwargs):
         raise TypeError("unsupported operand type(s) for +: 'int' and 'str'")
 
-    monkeypatch.setattr("tasks.tuning.loops.fit_trial", bug)
+    monkeypatch.setattr("nighttune.tasks.tuning.loops.fit_trial", bug)
     config = TuneConfig(patiences=(2,), max_epochs=3, cache_dir=str(tmp_path))
     with pytest.raises(TypeError, match="unsupported operand"):
         train_trial(digits, config, 32, 1e-3, "minimum")

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tasks.data.datasets import load_dataset
-from tasks.storage.files import sha256_file
+from nighttune.tasks.data.datasets import load_dataset
+from nighttune.tasks.storage.files import sha256_file
 from tests.support.harness import small_config
 from tests.support.webhook import Webhook
 
@@ -21,21 +21,21 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def fits(monkeypatch) -> list[int]:
     """Counts real fits (the trial's one `model.fit` call)."""
-    import tasks.tuning.loops
+    import nighttune.tasks.tuning.loops
 
     calls: list[int] = []
-    original = tasks.tuning.loops.fit_trial
+    original = nighttune.tasks.tuning.loops.fit_trial
 
     def counting(model, *args, **kwargs):
         calls.append(1)
         return original(model, *args, **kwargs)
 
-    monkeypatch.setattr(tasks.tuning.loops, "fit_trial", counting)
+    monkeypatch.setattr(nighttune.tasks.tuning.loops, "fit_trial", counting)
     return calls
 
 
 def test_tune_exports_a_verified_run_and_reuses_trials(prefect_harness, tmp_path, fits) -> None:
-    from flows.tune import tune
+    from nighttune.flows.tune import tune
 
     config = small_config(tmp_path)
     first = tune(config)
@@ -103,8 +103,8 @@ def test_tune_exports_a_verified_run_and_reuses_trials(prefect_harness, tmp_path
 def test_the_flow_checks_its_own_input_before_any_sweep_or_trial(prefect_harness, tmp_path) -> None:
     """What a scheduled or `prefect deployment run` run does with an unreachable bucket:
     the flow, called directly (no CLI), fails in its first step with the CLI's line."""
-    from flows.tune import tune
-    from tasks.storage.s3 import S3Error
+    from nighttune.flows.tune import tune
+    from nighttune.tasks.storage.s3 import S3Error
 
     config = small_config(tmp_path, export_to="s3://models/nightly")
     with Webhook() as hook:

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.core.config import DatasetSpec
-from tasks.core.config_file import load_tune_config
-from tasks.core.errors import BuilderError, ConfigError
-from tasks.data.datasets import load_dataset
+from nighttune.tasks.core.config import DatasetSpec
+from nighttune.tasks.core.config_file import load_tune_config
+from nighttune.tasks.core.errors import BuilderError, ConfigError
+from nighttune.tasks.data.datasets import load_dataset
 from tests.support.harness import ROOT
 
 PROJECT = ROOT / "tests" / "support" / "user_project"
@@ -67,7 +67,7 @@ def test_data_builder_mistakes_are_one_line(tmp_path, function: str, needle: str
 
 
 def test_a_model_that_does_not_fit_the_data_is_one_line(tmp_path) -> None:
-    from tasks.tuning.objective import resolve_objective
+    from nighttune.tasks.tuning.objective import resolve_objective
 
     cached = load_dataset(spec(one_hot=True), tmp_path)
     config = load_tune_config(None, {"model.kind": "cnn"})  # a CNN on feature vectors
@@ -80,9 +80,9 @@ def test_your_model_on_your_one_hot_data_tunes_and_exports(prefect_harness, tmp_
     """Feature vectors with one-hot labels and a model compiled with categorical
     cross-entropy and a metric named `acc`: monitored as val_acc, exported; the image
     predictor refuses the run in one line."""
-    from flows.tune import tune
-    from tasks.core.errors import UserError
-    from tasks.inference.predict import predict_to_csv
+    from nighttune.flows.tune import tune
+    from nighttune.tasks.core.errors import UserError
+    from nighttune.tasks.inference.predict import predict_to_csv
     from tests.support.images import class_folder
 
     config = load_tune_config(
@@ -116,7 +116,7 @@ def test_your_model_on_your_one_hot_data_tunes_and_exports(prefect_harness, tmp_
 
 
 def test_float_targets_are_a_regression(tmp_path) -> None:
-    from tasks.tuning.objective import resolve_objective
+    from nighttune.tasks.tuning.objective import resolve_objective
 
     cached = load_dataset(spec("linear"), tmp_path)
     assert cached.class_names == [] and cached.num_classes is None
@@ -130,7 +130,7 @@ def test_float_targets_are_a_regression(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_a_regression_tunes_and_exports_without_classes(prefect_harness, tmp_path) -> None:
-    from flows.tune import tune
+    from nighttune.flows.tune import tune
 
     config = load_tune_config(
         None,
@@ -158,8 +158,8 @@ def test_a_regression_tunes_and_exports_without_classes(prefect_harness, tmp_pat
     assert not (run / "plots" / "confusion.png").exists()
     assert "regression" in (run / "report.html").read_text()
     # predict --inputs: one value per example, near the targets
-    from tasks.core.code import load_builder
-    from tasks.inference.arrays import predict_inputs_to_csv
+    from nighttune.tasks.core.code import load_builder
+    from nighttune.tasks.inference.arrays import predict_inputs_to_csv
 
     x, y = load_builder("my_data:linear", [str(PROJECT)])(n=50, seed=7)["train"]
     np.save(tmp_path / "x.npy", x)

@@ -11,10 +11,10 @@ import keras
 import numpy as np
 import pytest
 
-from tasks.core.config import ModelSpec
-from tasks.core.config_file import load_tune_config
-from tasks.core.errors import BuilderError, ConfigError
-from tasks.tuning.models import build_model
+from nighttune.tasks.core.config import ModelSpec
+from nighttune.tasks.core.config_file import load_tune_config
+from nighttune.tasks.core.errors import BuilderError, ConfigError
+from nighttune.tasks.tuning.models import build_model
 from tests.support.harness import ROOT, nighttune_cmd
 
 PROJECT = ROOT / "tests" / "support" / "user_project"
@@ -80,7 +80,7 @@ def test_the_config_files_folder_and_code_dir_come_first(tmp_path) -> None:
     ],
 )
 def test_the_range_test_restores_optimizer_state_exactly(digits, optimizer) -> None:
-    from tasks.tuning.lr_range import run_range_test
+    from nighttune.tasks.tuning.lr_range import run_range_test
 
     model = build_model(spec(), digits.input_shape, 10, learning_rate=0.01)
     if optimizer is not None:  # as if the builder had compiled with it
@@ -100,7 +100,7 @@ def test_a_user_model_tunes_exports_and_predicts(prefect_harness, tmp_path) -> N
     """The flow on digits with the user's model (custom layer, BatchNorm, SGD momentum):
     exported with the builder's name and code hash; predict imports the module only from
     --code-dir, and without it says which module is missing."""
-    from flows.tune import tune
+    from nighttune.flows.tune import tune
     from tests.support.images import class_folder
 
     config = load_tune_config(
@@ -151,9 +151,9 @@ def test_a_user_model_tunes_exports_and_predicts(prefect_harness, tmp_path) -> N
 
 def test_a_model_with_its_own_train_step_runs_it_in_the_fused_loop(digits) -> None:
     """The epoch loop calls the model's own per-batch train_step: every batch counts."""
-    from tasks.core.config import TuneConfig
-    from tasks.tuning.epoch_loop import epoch_inputs, examples_per_epoch
-    from tasks.tuning.loops import trial_model
+    from nighttune.tasks.core.config import TuneConfig
+    from nighttune.tasks.tuning.epoch_loop import epoch_inputs, examples_per_epoch
+    from nighttune.tasks.tuning.loops import trial_model
 
     model = trial_model(digits, TuneConfig(model=spec("build_counting")), 64, 0.01)
     data = epoch_inputs(*digits.stored_arrays("train"), seed=0)
@@ -168,8 +168,8 @@ def test_a_model_xla_cannot_compile_trains_with_plain_fit(digits, tmp_path, capl
     trains with plain fit; asked for the fused loop only, it fails."""
     import tensorflow as tf
 
-    from tasks.core.config import TuneConfig
-    from tasks.tuning.training import train_trial
+    from nighttune.tasks.core.config import TuneConfig
+    from nighttune.tasks.tuning.training import train_trial
 
     config = TuneConfig(
         model=spec("build_numpy_op"),
@@ -194,9 +194,9 @@ def test_a_model_xla_cannot_compile_trains_with_plain_fit(digits, tmp_path, capl
 def test_a_model_computing_its_own_loss_sweeps_and_trains(digits, tmp_path) -> None:
     """Compiled with an optimizer only; its train_step computes the loss: the LR range
     test records that step's per-batch loss, and the trial monitors its val_accuracy."""
-    from tasks.core.config import LRRangeSpec, TuneConfig
-    from tasks.tuning.lr_range import lr_range_test
-    from tasks.tuning.training import train_trial
+    from nighttune.tasks.core.config import LRRangeSpec, TuneConfig
+    from nighttune.tasks.tuning.lr_range import lr_range_test
+    from nighttune.tasks.tuning.training import train_trial
 
     sweep = lr_range_test(digits, spec("build_own_loss"), 64, LRRangeSpec(steps=30))
     assert sweep.stop_reason == "completed" and sweep.method != "fallback"

@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 from typer._click.core import Context
 
-from flows.cli import app
+from nighttune.flows.cli import app
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "command-line.md"
 WIDTH = 88

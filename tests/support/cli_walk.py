@@ -26,7 +26,7 @@ def _no_exec(path: str, argv: list[str], env: object) -> None:
 
 
 def run_case(argv: list[str], cwd: str) -> dict[str, object]:
-    from flows.cli import main
+    from nighttune.flows.cli import main
 
     os.chdir(cwd)
     os.environ.update(HOME=cwd, NIGHTTUNE_CACHE_DIR=os.path.join(cwd, "cache"))

@@ -13,9 +13,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-import tasks.tuning.lr_range
-import tasks.tuning.training
-from flows.cli import main
+import nighttune.tasks.tuning.lr_range
+import nighttune.tasks.tuning.training
+from nighttune.flows.cli import main
 
 
 def counted(kind: str, work: Callable[..., Any]) -> Callable[..., Any]:
@@ -27,8 +27,12 @@ def counted(kind: str, work: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-tasks.tuning.lr_range.lr_range_test = counted("sweep", tasks.tuning.lr_range.lr_range_test)
-tasks.tuning.training._fit_and_evaluate = counted("trial", tasks.tuning.training._fit_and_evaluate)
+nighttune.tasks.tuning.lr_range.lr_range_test = counted(
+    "sweep", nighttune.tasks.tuning.lr_range.lr_range_test
+)
+nighttune.tasks.tuning.training._fit_and_evaluate = counted(
+    "trial", nighttune.tasks.tuning.training._fit_and_evaluate
+)
 
 if __name__ == "__main__":
     sys.exit(main())

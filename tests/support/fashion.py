@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.data.prepare import IDX_FILES
+from nighttune.tasks.data.prepare import IDX_FILES
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 

@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from tasks.core.config import TuneConfig
-from tasks.core.config_file import load_tune_config
+from nighttune.tasks.core.config import TuneConfig
+from nighttune.tasks.core.config_file import load_tune_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,7 +38,7 @@ QUICK_TUNE = ("tune", "--patiences", "2", "--max-epochs", "2", "--lr-steps", "20
 
 def nighttune_cmd(*args: str) -> list[str]:
     """Run the CLI with this interpreter (the console script may not be on PATH)."""
-    return [sys.executable, "-m", "flows.cli", *args]
+    return [sys.executable, "-m", "nighttune.flows.cli", *args]
 
 
 def free_port() -> int:
@@ -148,7 +148,7 @@ class MotoServer:
                 time.sleep(0.2)
 
     def client(self):
-        from tasks.storage.s3 import client
+        from nighttune.tasks.storage.s3 import client
 
         return client(self.url)
 

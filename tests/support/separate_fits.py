@@ -18,11 +18,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tasks.core.config import DatasetSpec, TuneConfig  # noqa: E402
-from tasks.data.datasets import load_dataset  # noqa: E402
-from tasks.tuning.epoch_loop import epoch_inputs  # noqa: E402
-from tasks.tuning.loops import EVAL_BATCH, trial_model  # noqa: E402
-from tasks.tuning.training import train_trial  # noqa: E402
+from nighttune.tasks.core.config import DatasetSpec, TuneConfig  # noqa: E402
+from nighttune.tasks.data.datasets import load_dataset  # noqa: E402
+from nighttune.tasks.tuning.epoch_loop import epoch_inputs  # noqa: E402
+from nighttune.tasks.tuning.loops import EVAL_BATCH, trial_model  # noqa: E402
+from nighttune.tasks.tuning.training import train_trial  # noqa: E402
 
 BATCH, LR = 64, 3e-3
 KEYS = ("epochs_run", "best_epoch", "val_loss", "val_accuracy", "test_loss", "test_accuracy")

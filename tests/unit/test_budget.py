@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tasks.core.budget import (
+from nighttune.tasks.core.budget import (
     EXPORT_RESERVE_S,
     check_deadline,
     next_deadline,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.core.records import Promotion
-from tasks.runs.champion import decide
+from nighttune.tasks.core.records import Promotion
+from nighttune.tasks.runs.champion import decide
 
 
 @pytest.mark.parametrize(

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.core.config import DatasetSpec
-from tasks.core.config_file import parse
-from tasks.core.errors import ConfigError
+from nighttune.tasks.core.config import DatasetSpec
+from nighttune.tasks.core.config_file import parse
+from nighttune.tasks.core.errors import ConfigError
 
 
 @pytest.mark.parametrize(
@@ -48,8 +48,8 @@ def test_parse_errors_are_one_line(data: dict, expected: str) -> None:
 
 # --------------------------------------------------------------------------- TuneConfig
 
-from tasks.core.config import TuneConfig  # noqa: E402
-from tasks.core.config_file import load_tune_config  # noqa: E402
+from nighttune.tasks.core.config import TuneConfig  # noqa: E402
+from nighttune.tasks.core.config_file import load_tune_config  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -108,7 +108,7 @@ def test_missing_config_file(tmp_path) -> None:
 
 
 def test_the_objective_direction_comes_from_the_keras_metric(monkeypatch) -> None:
-    from tasks.tuning import objective
+    from nighttune.tasks.tuning import objective
 
     resolve = objective.resolve_objective
     assert resolve(TuneConfig()).direction == "max"  # SparseCategoricalAccuracy: "up"
@@ -125,7 +125,7 @@ def test_the_objective_direction_comes_from_the_keras_metric(monkeypatch) -> Non
 
 
 def test_unknown_monitor_names_what_the_model_logs() -> None:
-    from tasks.tuning.objective import resolve_objective
+    from nighttune.tasks.tuning.objective import resolve_objective
 
     resolve_objective(TuneConfig(monitor="val_loss"))
     with pytest.raises(ConfigError) as err:
@@ -182,7 +182,7 @@ def test_config_files_that_are_not_configs(tmp_path, raw: bytes, expected: str) 
 
 
 def test_deep_merge_keeps_what_the_partial_config_does_not_say():
-    from tasks.core.config_file import deep_merge
+    from nighttune.tasks.core.config_file import deep_merge
 
     base = {"dispatch": "deployments", "export_to": "/shared", "lr_range": {"method": "minimum"},
             "batch_sizes": [32, 64, 128]}  # fmt: skip

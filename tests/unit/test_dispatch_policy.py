@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks.dispatch.policy import (
+from nighttune.tasks.dispatch.policy import (
     MAX_ATTEMPTS,
     ChildState,
     failed_rows,
@@ -62,7 +62,7 @@ def test_a_batch_without_result_is_one_failed_row_per_patience() -> None:
 
 
 def test_a_child_stops_training_in_time_to_hand_over() -> None:
-    from tasks.dispatch.policy import child_stop_at
+    from nighttune.tasks.dispatch.policy import child_stop_at
 
     assert child_stop_at(1000.0, 0.0) == 1000.0 - 60.0  # a long night: a minute before
     assert child_stop_at(1000.0, 900.0) == 1000.0 - 15.0  # 15% of the 100 s left

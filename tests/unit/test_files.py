@@ -5,7 +5,12 @@ import os
 
 import pytest
 
-from tasks.storage.files import file_digests, staged_dir, verify_digests, write_text_atomic
+from nighttune.tasks.storage.files import (
+    file_digests,
+    staged_dir,
+    verify_digests,
+    write_text_atomic,
+)
 
 
 def test_staged_dir_publishes_only_on_success(tmp_path) -> None:
@@ -63,7 +68,7 @@ def test_write_text_atomic_replaces_whole(tmp_path) -> None:
 def test_remove_orphans_only_takes_what_dead_processes_of_this_host_left(tmp_path) -> None:
     import subprocess
 
-    from tasks.storage.files import _HOST, remove_orphans, staged_dir
+    from nighttune.tasks.storage.files import _HOST, remove_orphans, staged_dir
 
     dead = subprocess.Popen(["true"])
     dead.wait()
@@ -85,16 +90,16 @@ def test_remove_orphans_only_takes_what_dead_processes_of_this_host_left(tmp_pat
     ["../x", "a/../../x", "/etc/passwd", "a//b", "./a", "a/.", "", "a\\b", "a\x00b", 7, None],
 )
 def test_paths_from_outside_that_would_leave_their_folder_are_refused(tmp_path, rel) -> None:
-    from tasks.core.errors import UnsafePath
-    from tasks.storage.files import safe_join
+    from nighttune.tasks.core.errors import UnsafePath
+    from nighttune.tasks.storage.files import safe_join
 
     with pytest.raises(UnsafePath, match="is refused"):
         safe_join(tmp_path, rel)
 
 
 def test_safe_join_follows_links_already_on_disk(tmp_path) -> None:
-    from tasks.core.errors import UnsafePath
-    from tasks.storage.files import safe_join
+    from nighttune.tasks.core.errors import UnsafePath
+    from nighttune.tasks.storage.files import safe_join
 
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "out").symlink_to("/", target_is_directory=True)
@@ -106,7 +111,7 @@ def test_safe_join_follows_links_already_on_disk(tmp_path) -> None:
 def test_temporary_files_of_killed_writers_are_removed_by_the_next_write(tmp_path) -> None:
     import subprocess
 
-    from tasks.storage.files import scratch_path
+    from nighttune.tasks.storage.files import scratch_path
 
     dead = subprocess.Popen(["true"])
     dead.wait()

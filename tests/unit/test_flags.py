@@ -9,9 +9,16 @@ import typer
 from pydantic import BaseModel
 from typer.testing import CliRunner
 
-from flows.flags import LR_FIND_FLAGS, TUNE_FLAGS, Overrides, field_help, field_of, with_flags
-from tasks.core.config import TuneConfig
-from tasks.core.config_file import load_tune_config
+from nighttune.flows.flags import (
+    LR_FIND_FLAGS,
+    TUNE_FLAGS,
+    Overrides,
+    field_help,
+    field_of,
+    with_flags,
+)
+from nighttune.tasks.core.config import TuneConfig
+from nighttune.tasks.core.config_file import load_tune_config
 
 
 def _leaves(model: type[BaseModel], prefix: str = "") -> list[str]:

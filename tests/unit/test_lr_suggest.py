@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from tasks.tuning.lr_suggest import choose, minimum, smooth, steepest, suggest_all, valley
+from nighttune.tasks.tuning.lr_suggest import choose, minimum, smooth, steepest, suggest_all, valley
 
 
 def ramp(n: int = 100, start: float = 1e-6, end: float = 1.0) -> np.ndarray:

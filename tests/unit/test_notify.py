@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.runs import notify
-from tasks.runs.notify import outside_band, post
+from nighttune.tasks.runs import notify
+from nighttune.tasks.runs.notify import outside_band, post
 from tests.support.webhook import Webhook
 
 

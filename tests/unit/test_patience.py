@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from tasks.tuning.patience import PatienceLedger, Stop, patience_stops
+from nighttune.tasks.tuning.patience import PatienceLedger, Stop, patience_stops
 
 
 def test_stops_and_best_epochs_for_each_patience() -> None:

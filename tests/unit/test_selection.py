@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tasks.core.errors import TrialFailed
-from tasks.core.records import TrialResult, values_file
-from tasks.tuning.selection import select, select_best
+from nighttune.tasks.core.errors import TrialFailed
+from nighttune.tasks.core.records import TrialResult, values_file
+from nighttune.tasks.tuning.selection import select, select_best
 
 
 def row(

@@ -7,7 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from tasks.core.stats import interval, mcnemar_p, paired_bootstrap_p, paired_p, wilson_interval
+from nighttune.tasks.core.stats import (
+    interval,
+    mcnemar_p,
+    paired_bootstrap_p,
+    paired_p,
+    wilson_interval,
+)
 
 
 def test_wilson_interval_matches_the_formula_and_stays_in_range():

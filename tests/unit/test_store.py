@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.storage.store import Slot
+from nighttune.tasks.storage.store import Slot
 
 
 def _builder(calls: list[int]):

@@ -1,0 +1,3 @@
+"""The user's `trial` module (nighttune's flow files are named so too)."""
+
+OWNER = "user"

@@ -1,0 +1,3 @@
+"""The user's `tune` module (nighttune's flow files are named so too)."""
+
+OWNER = "user"
