@@ -38,9 +38,31 @@ __all__ = [
     "ModelSpec",
     "Strict",
     "SuggestionMethod",
+    "TrialSpec",
     "TuneConfig",
     "looks_like_path",
 ]
+
+
+class TrialSpec(Strict):
+    """What one batch size's LR sweep and trial depend on, and nothing else (an
+    allow-list): a stored trial's key and a deployment child's hand-off key are made
+    of this part alone (`tasks.tuning.training.trial_key`), so the grid's other batch
+    sizes, where the run exports, how the winner is chosen, notifications, time
+    budgets, TensorBoard and ``fresh`` never make finished work look new."""
+
+    dataset: DatasetSpec
+    model: ModelSpec
+    lr_range: LRRangeSpec
+    patiences: tuple[int, ...]
+    max_epochs: int
+    monitor: str
+    monitor_mode: Literal["auto", "max", "min"]
+    min_delta: float
+    seed: int
+    training_loop: Literal["auto", "fused", "fit"]
+    xla: Literal["auto", "on", "off"]
+    memory_budget_mb: float | None
 
 
 class TuneConfig(Strict):
@@ -218,3 +240,8 @@ class TuneConfig(Strict):
         if value and (problem := endpoint_problem(value)):
             raise ValueError(problem)
         return value
+
+    @property
+    def trial(self) -> TrialSpec:
+        """The part of this config that a trial depends on (see `TrialSpec`)."""
+        return TrialSpec(**{name: getattr(self, name) for name in TrialSpec.model_fields})

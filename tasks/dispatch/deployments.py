@@ -16,7 +16,7 @@ from nighttune.tasks.core.config_file import deep_merge, parse
 from nighttune.tasks.core.errors import ConfigError
 from nighttune.tasks.core.logs import get_logger
 from nighttune.tasks.core.records import LRSweep, TrialResult
-from nighttune.tasks.dispatch.handoff import cut_short, expected_code, read_published
+from nighttune.tasks.dispatch.handoff import expected_code, read_published, reusable_result
 from nighttune.tasks.dispatch.policy import (
     NOT_STARTED,
     POLL_SECONDS,
@@ -233,8 +233,8 @@ def run_trials_on_deployments(
     time budget's end, at most), gather their rows."""
     children = ChildRuns(config, parent_id, stop_at)
     for batch_size in config.batch_sizes:
-        published = read_published(config, batch_size)
-        if published is not None and not cut_short(published[1]):
+        published = reusable_result(config, batch_size)
+        if published is not None:
             children.log.info("batch size %d: published before, reusing it", batch_size)
             children.results[batch_size] = published
         else:

@@ -25,9 +25,7 @@ from nighttune.tasks.data.datasets import resolve_cache_dir
 from nighttune.tasks.storage import s3
 from nighttune.tasks.storage.files import discard_dir, safe_join, safe_relpath, staged_dir
 from nighttune.tasks.storage.store import META, Entry, Slot
-from nighttune.tasks.tuning.lr_range import SWEEP_VERSION
-from nighttune.tasks.tuning.models import model_key
-from nighttune.tasks.tuning.training import TRIAL_VERSION
+from nighttune.tasks.tuning.training import trial_key
 
 WORK = ".work"
 
@@ -48,40 +46,10 @@ def _remote(config: TuneConfig, entry: Path) -> tuple[s3.S3Uri, str]:
     return uri, uri.key(WORK, "trials", entry.name)
 
 
-def handoff_key(config: TuneConfig, batch_size: int) -> dict[str, Any]:
-    """Everything a child's published result depends on (not where it is exported)."""
-    relevant = config.model_dump(
-        mode="json",
-        exclude={
-            "export_to",
-            "cache_dir",
-            "dispatch",
-            "s3_endpoint_url",
-            "trial_deployment",
-            "trial_timeout_s",
-            "model",
-            # what happens around the trials, not in them
-            "promote",
-            "select",
-            "select_alpha",
-            "promote_margin",
-            "notify_url",
-            "time_budget",
-            "deadline",
-            "timezone",
-        },
-    )
-    return {
-        "config": relevant,
-        "model": model_key(config.model),
-        "batch_size": batch_size,
-        "versions": [SWEEP_VERSION, TRIAL_VERSION],
-    }
-
-
 def handoff_slot(config: TuneConfig, batch_size: int) -> Slot:
     """Where a child's result for ``batch_size`` is kept under the work root."""
-    return Slot(work_root(config), "trials", f"b{batch_size}", handoff_key(config, batch_size))
+    key = trial_key(config.trial, batch_size)  # the one key of a trial: see TrialSpec
+    return Slot(work_root(config), "trials", f"b{batch_size}", key)
 
 
 def cut_short(rows: list[TrialResult] | list[dict[str, Any]]) -> bool:
@@ -117,14 +85,29 @@ def publish_trial(
         return {"sweep": sweep.model_dump(exclude={"path"}), "rows": published, "history": history}
 
     slot = handoff_slot(config, batch_size)
-    before = slot.read()  # a result a time budget cut is replaced, not kept
-    entry = slot.get_or_build(build, before is not None and cut_short(before.data["rows"]))
+    before = slot.read()  # a fresh result, or one a time budget cut, replaces what is there
+    replace = config.fresh or (before is not None and cut_short(before.data["rows"]))
+    entry = slot.get_or_build(build, replace)
     if s3.is_s3(config.export_to):  # upload every file, verified; meta.json (the seal) last
         uri, prefix = _remote(config, entry.path)
         client = s3.client(config.s3_endpoint_url)
         for rel in [*sorted(entry.files), META]:
             s3.upload_verified(client, entry.path / rel, uri.bucket, f"{prefix}/{rel}")
     return entry.path
+
+
+def reusable_result(
+    config: TuneConfig, batch_size: int
+) -> tuple[LRSweep, list[TrialResult]] | None:
+    """Parent side, before starting a child: a published result that may stand in for
+    it. None with ``fresh`` (the child trains again, and replaces what is published),
+    and for a result a time budget cut."""
+    if config.fresh:
+        return None
+    published = read_published(config, batch_size)
+    if published is None or cut_short(published[1]):
+        return None
+    return published
 
 
 def read_published(config: TuneConfig, batch_size: int) -> tuple[LRSweep, list[TrialResult]] | None:

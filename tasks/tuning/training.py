@@ -22,7 +22,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from nighttune.tasks.core.config import TuneConfig
+from nighttune.tasks.core.code import code_version, load_builder
+from nighttune.tasks.core.config import DatasetSpec, TrialSpec, TuneConfig
 from nighttune.tasks.core.errors import TrialFailed, first_line
 from nighttune.tasks.core.logs import get_logger
 from nighttune.tasks.core.records import LRMethod, TrialResult, scored, values_file
@@ -32,6 +33,7 @@ from nighttune.tasks.storage.store import Slot
 from nighttune.tasks.tuning.epoch_loop import examples_per_epoch
 from nighttune.tasks.tuning.evaluation import evaluate_split, metric_interval, per_example_values
 from nighttune.tasks.tuning.loops import fit_in_a_loop, memory_budget, use_xla
+from nighttune.tasks.tuning.lr_range import SWEEP_VERSION
 from nighttune.tasks.tuning.models import model_key
 from nighttune.tasks.tuning.objective import resolve_objective
 from nighttune.tasks.tuning.patience import PatienceLedger, Stop
@@ -43,24 +45,45 @@ from nighttune.tasks.tuning.stopping import SharedEarlyStopping
 TRIAL_VERSION = 3
 
 
-def _trial_key(cached: CachedDataset, config: TuneConfig, batch_size: int, lr: float) -> dict:
+def trial_key(spec: TrialSpec, batch_size: int, **resolved: Any) -> dict[str, Any]:
+    """What a batch size's sweep and trial depend on: ``spec`` (an allow-list: see
+    `TrialSpec`) with its model's and data builder's code, the versions of both
+    computations, and what only the trainer knows (``resolved``: the LR found, the
+    dataset's fingerprint, XLA, streaming). The local store keys trials with it; a
+    deployment child's result is handed over under it (with nothing resolved)."""
     return {
-        "version": TRIAL_VERSION,
-        "dataset": cached.fingerprint,
-        "model": model_key(config.model),
+        "versions": [SWEEP_VERSION, TRIAL_VERSION],
+        **spec.model_dump(mode="json", exclude={"dataset", "model", "patiences"}),
+        "dataset": _dataset_key(spec.dataset),
+        "model": model_key(spec.model),
         "batch_size": batch_size,
-        "lr": lr,
-        "patiences": sorted(config.patiences),
-        "max_epochs": config.max_epochs,
-        "monitor": config.monitor,
-        **({"monitor_mode": config.monitor_mode} if config.monitor_mode != "auto" else {}),
-        "min_delta": config.min_delta,
-        "seed": config.seed,
-        "jit_compile": use_xla(config)[0],
-        **({"loop": config.training_loop} if config.training_loop != "auto" else {}),
-        # Streamed from disk (over the memory budget): other batches, another result.
-        **({} if cached.held("train", memory_budget(config)) else {"streamed": True}),
+        "patiences": sorted(spec.patiences),
+        **resolved,
     }
+
+
+def _dataset_key(spec: DatasetSpec) -> dict[str, Any]:
+    """A dataset as a trial sees it: not where its files or code were found, nor whether
+    the cache was rebuilt; a data builder's module by its sha256."""
+    key = spec.model_dump(mode="json", exclude={"code_path", "data_dir", "cache"})
+    if spec.builder:
+        load_builder(spec.builder, spec.code_path)
+        key["code"] = code_version(spec.builder)
+    return key
+
+
+def _local_trial_key(
+    cached: CachedDataset, config: TuneConfig, batch_size: int, lr: float
+) -> dict[str, Any]:
+    return trial_key(
+        config.trial,
+        batch_size,
+        fingerprint=cached.fingerprint,
+        lr=lr,
+        jit_compile=use_xla(config)[0],
+        # Streamed from disk (over the memory budget): other batches, another result.
+        streamed=not cached.held("train", memory_budget(config)),
+    )
 
 
 def _fit_and_evaluate(
@@ -227,7 +250,7 @@ def train_trial(
     ``stop_at`` (``time.time()``): the time budget's end for training (see
     `SharedEarlyStopping`). A fit the budget cut is never reused: it is trained again."""
     root = resolve_cache_dir(config.cache_dir)
-    key = _trial_key(cached, config, batch_size, lr)
+    key = _local_trial_key(cached, config, batch_size, lr)
     slot = Slot(root, "trials", f"b{batch_size}", key)
 
     def build(out: Path) -> dict[str, Any]:

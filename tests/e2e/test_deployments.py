@@ -231,8 +231,10 @@ def test_missing_deployment_is_a_clear_error(cluster) -> None:
 
 
 def builder_config(tmp_path: Path) -> TuneConfig:
-    """A grid of a user's model builder on a user's data builder (tests/support/user_project)."""
-    project = str(ROOT / "tests" / "support" / "user_project")
+    """A grid of a user's model builder on a user's data builder, in modules named like
+    nighttune's packages and Prefect's flow files (tests/support/named_like_us: `tasks`,
+    `flows`, importing the user's `data`, `models`, `predict`, `trial` and `tune`)."""
+    project = str(ROOT / "tests" / "support" / "named_like_us")
     return load_tune_config(
         None,
         dict(
@@ -242,8 +244,8 @@ def builder_config(tmp_path: Path) -> TuneConfig:
             export_to=str(tmp_path),
             dispatch="deployments",
             trial_timeout_s=300,
-            dataset={"builder": "my_data:blobs", "code_path": [project]},
-            model={"builder": "my_models:build", "kwargs": {"width": 8}, "code_path": [project]},
+            dataset={"builder": "flows:blobs", "code_path": [project]},
+            model={"builder": "tasks:build", "kwargs": {"width": 8}, "code_path": [project]},
         ),
     )
 
@@ -262,7 +264,7 @@ def test_user_builders_train_on_the_workers(cluster, tmp_path) -> None:
     assert len(started) == 2, "one child per batch size, on the workers"
     assert all(c.state.is_completed() for c in started)
     code = expected_code(config)
-    assert set(code) == {"my_models:build", "my_data:blobs"}
+    assert set(code) == {"tasks:build", "flows:blobs"}
     assert all(c.parameters["code"] == code for c in started)
 
 
@@ -270,8 +272,8 @@ def test_a_worker_with_other_code_refuses_in_one_line(cluster, tmp_path, monkeyp
     from nighttune.tasks.dispatch.deployments import run_trials_on_deployments
 
     config = builder_config(tmp_path).model_copy(update={"batch_sizes": (16,)})
-    # The run "started with" another version of my_models.py than the workers have.
-    other = {"my_models:build": "0" * 64}
+    # The run "started with" another version of tasks.py than the workers have.
+    other = {"tasks:build": "0" * 64}
     monkeypatch.setattr("nighttune.tasks.dispatch.deployments.expected_code", lambda _config: other)
     sweeps, rows = run_trials_on_deployments(config, parent_id="other-code-parent")
     assert sweeps == [] and [r.status for r in rows] == ["failed", "failed"]
