@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
     args = parser.parse_args(argv)
 
     def model(**kw: object) -> keras.Model:
-        return build_model(ModelSpec(), (28, 28, 1), 10, 1e-3, 0, **kw)
+        return build_model(ModelSpec(), (28, 28, 1), 10, learning_rate=1e-3, seed=0, **kw)
 
     with tempfile.TemporaryDirectory() as tmp:
         cached, source = train_split(Path(tmp))

@@ -43,20 +43,22 @@ def model_for(cached: CachedDataset, lr: float, seed: int) -> keras.Model:
         TuneConfig().model,
         cached.input_shape,
         len(cached.class_names),
-        lr,
-        seed,
+        learning_rate=lr,
+        seed=seed,
         steps_per_execution=16,
         jit_compile=True,
     )
 
 
-def ours(cached: CachedDataset, lr: float, epochs: int, seed: int, cache: str) -> float:
+def ours(cached: CachedDataset, lr: float, *, epochs: int, seed: int, cache: str) -> float:
     config = TuneConfig(patiences=PATIENCES, max_epochs=epochs, seed=seed, cache_dir=cache)
-    rows = [r for b in BATCHES for r in train_trial(cached, config, b, lr, "minimum")]
+    rows = [
+        row for b in BATCHES for row in train_trial(cached, config, b, lr=lr, lr_method="minimum")
+    ]
     return max(r.val_accuracy for r in rows if r.status == "ok")
 
 
-def naive(cached: CachedDataset, lr: float, epochs: int, seed: int) -> float:
+def naive(cached: CachedDataset, lr: float, *, epochs: int, seed: int) -> float:
     best = 0.0
     for batch_size in BATCHES:
         for patience in PATIENCES:
@@ -79,7 +81,7 @@ def naive(cached: CachedDataset, lr: float, epochs: int, seed: int) -> float:
     return best
 
 
-def kerastuner(cached: CachedDataset, lr: float, epochs: int, seed: int, folder: str) -> float:
+def kerastuner(cached: CachedDataset, lr: float, *, epochs: int, seed: int, folder: str) -> float:
     import keras_tuner as kt
 
     class GridModel(kt.HyperModel):
@@ -130,12 +132,19 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
         for name, fn in (
             (
                 "(a) nighttune shared fit",
-                lambda: ours(cached, args.lr, args.max_epochs, args.seed, f"{tmp}/store"),
+                lambda: ours(
+                    cached, args.lr, epochs=args.max_epochs, seed=args.seed, cache=f"{tmp}/store"
+                ),
             ),
-            ("(b) naive fit per cell", lambda: naive(cached, args.lr, args.max_epochs, args.seed)),
+            (
+                "(b) naive fit per cell",
+                lambda: naive(cached, args.lr, epochs=args.max_epochs, seed=args.seed),
+            ),
             (
                 "(c) KerasTuner GridSearch",
-                lambda: kerastuner(cached, args.lr, args.max_epochs, args.seed, f"{tmp}/kt"),
+                lambda: kerastuner(
+                    cached, args.lr, epochs=args.max_epochs, seed=args.seed, folder=f"{tmp}/kt"
+                ),
             ),
         ):
             if args.skip_naive and name.startswith("(b)"):

@@ -28,11 +28,16 @@ from nighttune.tasks.tuning.models import build_model  # noqa: E402
 
 
 def val_accuracy(
-    cached: CachedDataset, batch_size: int, lr: float, epochs: int, seed: int
+    cached: CachedDataset, batch_size: int, lr: float, *, epochs: int, seed: int
 ) -> float:
     """Best validation accuracy over ``epochs`` epochs at a fixed LR (what early stopping keeps)."""
     model = build_model(
-        ModelSpec(), cached.input_shape, len(cached.class_names), lr, seed, steps_per_execution=8
+        ModelSpec(),
+        cached.input_shape,
+        len(cached.class_names),
+        learning_rate=lr,
+        seed=seed,
+        steps_per_execution=8,
     )
     history = model.fit(
         cached.batches("train", batch_size, shuffle=True, seed=seed),
@@ -64,9 +69,11 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
     costs = []
     for seed in (int(s) for s in args.seeds.split(",")):
         for batch_size in (int(b) for b in args.batch_sizes.split(",")):
-            scores = [val_accuracy(cached, batch_size, lr, args.epochs, seed) for lr in grid]
+            scores = [
+                val_accuracy(cached, batch_size, lr, epochs=args.epochs, seed=seed) for lr in grid
+            ]
             best = int(np.argmax(scores))
-            sweep = lr_range_test(cached, ModelSpec(), batch_size, LRRangeSpec(), seed)
+            sweep = lr_range_test(cached, ModelSpec(), batch_size, spec=LRRangeSpec(), seed=seed)
             cost = sweep.steps / math.ceil(cached.num_examples["train"] / batch_size)
             costs.append(cost)
             row = f"{seed:>4} {batch_size:>5}"
@@ -76,7 +83,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
                     print(f"{row} {method:<9} {'none':>9}  ({sweep.notes[method]})")
                     summary.setdefault(method, []).append((math.inf, None))
                     continue
-                accuracy = val_accuracy(cached, batch_size, lr, args.epochs, seed)
+                accuracy = val_accuracy(cached, batch_size, lr, epochs=args.epochs, seed=seed)
                 ratio = lr / grid[best]
                 summary.setdefault(method, []).append((ratio, accuracy - scores[best]))
                 print(

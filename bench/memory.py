@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
             # for scale: the same folder held in memory (a budget it fits)
             "folder, held": peak_mb(
                 [*tune, "--dataset", str(folder), "--memory-budget-mb", "100000"], env
-            ),  # fmt: skip
+            ),
         }
     split_mb = args.images * 0.8 * 32 * 32 * 3 * 4 / 2**20
     over = runs["folder"] - runs["digits"]

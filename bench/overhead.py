@@ -64,13 +64,24 @@ def plain(cfg: TuneConfig) -> None:
     preflight(cfg)
     cached = load_dataset(cfg.dataset, cfg.cache_dir)
     sweeps = [
-        stored_lr_range_test(cached, cfg.model, b, cfg.lr_range, cfg.seed, cfg.cache_dir)
+        stored_lr_range_test(
+            cached, cfg.model, b, spec=cfg.lr_range, seed=cfg.seed, cache_dir=cfg.cache_dir
+        )
         for b in cfg.batch_sizes
     ]
     rows = [
-        r for s in sweeps for r in train_trial(cached, cfg, s.batch_size, s.chosen_lr, s.method)
+        row
+        for s in sweeps
+        for row in train_trial(cached, cfg, s.batch_size, lr=s.chosen_lr, lr_method=s.method)
     ]
-    export_run(cfg, cached, sweeps, rows, select_best(rows, "val_accuracy", "max"), new_run_id())
+    export_run(
+        cfg,
+        cached,
+        sweeps=sweeps,
+        rows=rows,
+        winner=select_best(rows, "val_accuracy", "max"),
+        run_id=new_run_id(),
+    )
 
 
 def untagged(cfg: TuneConfig):

@@ -51,13 +51,18 @@ def night(cached: CachedDataset, config: TuneConfig) -> tuple[dict, str]:
     rows = []
     for batch_size in config.batch_sizes:
         sweep = stored_lr_range_test(
-            *(cached, config.model, batch_size, config.lr_range, config.seed, config.cache_dir)
+            cached,
+            config.model,
+            batch_size,
+            spec=config.lr_range,
+            seed=config.seed,
+            cache_dir=config.cache_dir,
         )
-        rows += train_trial(cached, config, batch_size, sweep.chosen_lr, sweep.method)
+        rows += train_trial(cached, config, batch_size, lr=sweep.chosen_lr, lr_method=sweep.method)
     values = stored_values(rows)
     picks, model_path = {}, None
     for rule in ("best", "cheapest_within_noise"):
-        winner, _ = select(rows, "val_accuracy", "max", values, rule)
+        winner, _ = select(rows, "val_accuracy", "max", values=values, rule=rule)
         picks[rule] = (winner.test_accuracy or 0.0, winner.train_seconds or 0.0, winner.cell)
         model_path = model_path if rule != "best" else winner.model_path
     return picks, str(model_path)
@@ -73,8 +78,13 @@ def values_cost(cached: CachedDataset, model_path: str, rounds: int = 3) -> tupl
     for _ in range(rounds):
         for name, call in (
             ("evaluate", lambda: evaluate_split(model, cached, "validation")),
-            ("values", lambda: per_example_values(model, cached, "validation", "accuracy", logged)),
-            ("metric", lambda: metric_interval(model, cached, "validation", "accuracy")),
+            (
+                "values",
+                lambda: per_example_values(
+                    model, cached, "validation", name="accuracy", logged=logged
+                ),
+            ),
+            ("metric", lambda: metric_interval(model, cached, "validation", name="accuracy")),
         ):
             start = time.perf_counter()
             call()
@@ -82,7 +92,7 @@ def values_cost(cached: CachedDataset, model_path: str, rounds: int = 3) -> tupl
     return tuple(statistics.median(times[name]) for name in ("evaluate", "values", "metric"))
 
 
-def across_seeds(name: str, seeds: int, epochs: int, tmp: Path) -> tuple[list, tuple]:
+def across_seeds(name: str, seeds: int, *, epochs: int, tmp: Path) -> tuple[list, tuple]:
     data_dir = None
     if name == "fashion_mnist":
         data_dir = str(tmp / "tfds")
@@ -150,7 +160,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
         else:
             print(f"(no Fashion-MNIST in {FASHION_MNIST}: apt-get install dataset-fashion-mnist)")
         for name, seeds in datasets:
-            nights, cost = across_seeds(name, seeds, args.max_epochs, Path(tmp) / name)
+            nights, cost = across_seeds(name, seeds, epochs=args.max_epochs, tmp=Path(tmp) / name)
             rows += summary(name, nights, cost)
     return rows
 

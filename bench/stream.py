@@ -32,12 +32,12 @@ FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 BUDGETS = {"in memory": None, "streamed": 16.0}  # MB: the split takes 41 MB as uint8
 
 
-def one_trial(cached: CachedDataset, budget: float | None, epochs: int, store: str) -> tuple:
+def one_trial(cached: CachedDataset, budget: float | None, *, epochs: int, store: str) -> tuple:
     """(median epoch after the first, best val accuracy) of one fresh trial."""
     config = TuneConfig(
         patiences=(epochs,), max_epochs=epochs, cache_dir=store, memory_budget_mb=budget
     )
-    (row,) = train_trial(cached, config, 128, 5e-3, "minimum")
+    (row,) = train_trial(cached, config, 128, lr=5e-3, lr_method="minimum")
     meta = Path(row.model_path).parent / "meta.json"
     seconds = json.loads(meta.read_text())["data"]["epoch_seconds"]
     return statistics.median(seconds[1:]), row.val_accuracy, row.training_loop
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
         for round_ in range(args.rounds):
             for name, budget in BUDGETS.items():
                 store = f"{tmp}/store-{round_}-{name.replace(' ', '-')}"
-                runs[name].append(one_trial(cached, budget, args.epochs, store))
+                runs[name].append(one_trial(cached, budget, epochs=args.epochs, store=store))
     print(
         f"Fashion-MNIST 54,000 x 28x28, MLP 128, batch 128, {args.epochs} epochs, "
         f"{args.rounds} interleaved rounds"

@@ -63,9 +63,15 @@ def whole_tune(data_dir: str, tmp: str, epochs: int) -> tuple[float, float]:
 
 
 def model_for(cached: CachedDataset, lr: float, seed: int) -> keras.Model:
-    spec = TuneConfig().model
-    kw = dict(steps_per_execution=16, jit_compile=True)
-    return build_model(spec, cached.input_shape, len(cached.class_names), lr, seed, **kw)
+    return build_model(
+        TuneConfig().model,
+        cached.input_shape,
+        len(cached.class_names),
+        learning_rate=lr,
+        seed=seed,
+        steps_per_execution=16,
+        jit_compile=True,
+    )
 
 
 def test_accuracy(model: keras.Model, cached: CachedDataset) -> float:
@@ -73,7 +79,7 @@ def test_accuracy(model: keras.Model, cached: CachedDataset) -> float:
     return float(scores["accuracy"])
 
 
-def kt_search(cached: CachedDataset, epochs: int, seed: int, folder: str, kind: str) -> tuple:
+def kt_search(cached: CachedDataset, *, epochs: int, seed: int, folder: str, kind: str) -> tuple:
     """(seconds, seconds to the end of its best trial, best model's test accuracy)."""
     import keras_tuner as kt
 
@@ -117,9 +123,14 @@ def kt_search(cached: CachedDataset, epochs: int, seed: int, folder: str, kind: 
             ended.append((time.perf_counter() - start, trial.score or 0.0))
 
     tuner = Timed(
-        Model(), objective="val_accuracy", directory=folder, project_name=kind,
-        overwrite=True, seed=seed, **{k: v for k, v in options.items() if v is not None},
-    )  # fmt: skip
+        Model(),
+        objective="val_accuracy",
+        directory=folder,
+        project_name=kind,
+        overwrite=True,
+        seed=seed,
+        **{k: v for k, v in options.items() if v is not None},
+    )
     start = time.perf_counter()
     tuner.search(epochs=epochs, verbose=0)
     seconds = time.perf_counter() - start
@@ -138,15 +149,19 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
     with tempfile.TemporaryDirectory() as tmp:
         cached = dataset("fashion_mnist", Path(tmp))  # prepares tmp/tfds, caches for KT
         ours = whole_tune(f"{tmp}/tfds", f"{tmp}/ours", args.max_epochs)
-        grid = kt_search(cached, args.max_epochs, args.seed, f"{tmp}/kt", "grid")
-        band = kt_search(cached, args.max_epochs, args.seed, f"{tmp}/kt", "hyperband")
+        grid = kt_search(
+            cached, epochs=args.max_epochs, seed=args.seed, folder=f"{tmp}/kt", kind="grid"
+        )
+        band = kt_search(
+            cached, epochs=args.max_epochs, seed=args.seed, folder=f"{tmp}/kt", kind="hyperband"
+        )
     print(
         f"Fashion-MNIST 54,000/6,000/10,000, MLP 128, max {args.max_epochs} epochs, "
         f"grid {BATCHES} x {PATIENCES}"
     )
     print(f"{'approach':<46} {'seconds':>8} {'to best':>8} {'test acc':>9}")
-    print(f"{'(a) nighttune tune (whole run, LR sweeps incl.)':<46} {ours[0]:>8.1f} {'':>8} "
-          f"{ours[1]:>9.4f}")  # fmt: skip
+    name = "(a) nighttune tune (whole run, LR sweeps incl.)"
+    print(f"{name:<46} {ours[0]:>8.1f} {'':>8} {ours[1]:>9.4f}")
     for name, (seconds, to_best, accuracy) in (
         ("(b) KerasTuner GridSearch, lr 1e-3", grid),
         ("(c) KerasTuner Hyperband, lr x batch size", band),

@@ -61,10 +61,10 @@ VARIANTS = {  # name -> config overrides
 }
 
 
-def epoch_times(cached: CachedDataset, model: ModelSpec, variant: dict, store: str) -> tuple:
+def epoch_times(cached: CachedDataset, model: ModelSpec, *, variant: dict, store: str) -> tuple:
     """(first epoch s, median later epoch s, (patience, epochs run)) of one trial."""
     config = TuneConfig(model=model, patiences=(3,), max_epochs=10, cache_dir=store, **variant)
-    (row,) = train_trial(cached, config, 64, 0.01, "minimum")
+    (row,) = train_trial(cached, config, 64, lr=0.01, lr_method="minimum")
     meta = json.loads((Path(row.model_path or "").parent / "meta.json").read_text())
     seconds = meta["data"]["epoch_seconds"]
     return seconds[0], statistics.median(seconds[1:]), row.epochs_run
@@ -77,7 +77,8 @@ def loops(tmp: str) -> list[tuple[str, str, str]]:
     for name, (model, data) in MODELS.items():
         cached = load_dataset(data, f"{tmp}/data")
         times = {
-            v: epoch_times(cached, model, over, f"{tmp}/{name}-{v}") for v, over in VARIANTS.items()
+            v: epoch_times(cached, model, variant=over, store=f"{tmp}/{name}-{v}")
+            for v, over in VARIANTS.items()
         }
         cells = "".join(f"{1000 * t[1]:>12.0f} ({1000 * t[0]:>6.0f})" for t in times.values())
         xla, _ = use_xla(TuneConfig(model=model))
@@ -102,7 +103,9 @@ def ours(cached: CachedDataset, epochs: int, store: str) -> dict[str, float]:
         monitor="val_auc",
         cache_dir=store,
     )
-    rows = [r for b in BATCHES for r in train_trial(cached, config, b, 1e-3, "minimum")]
+    rows = [
+        row for b in BATCHES for row in train_trial(cached, config, b, lr=1e-3, lr_method="minimum")
+    ]
     best = max(rows, key=lambda r: r.value("val_auc") or 0.0)
     return {"val_auc": best.value("val_auc") or 0.0, "val_accuracy": best.val_accuracy or 0.0}
 

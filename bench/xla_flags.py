@@ -38,7 +38,8 @@ def child(rounds: int) -> dict[str, float]:
     from nighttune.tasks.tuning.models import build_model
 
     images, labels = arrays()
-    model = fuse_epochs(build_model(ModelSpec(), (28, 28, 1), 10, 1e-3, 0, jit_compile=True), BATCH)
+    built = build_model(ModelSpec(), (28, 28, 1), 10, learning_rate=1e-3, seed=0, jit_compile=True)
+    model = fuse_epochs(built, BATCH)
     inputs = epoch_inputs(images, labels, seed=0)
     samples = interleaved_seconds(
         {

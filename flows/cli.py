@@ -164,12 +164,13 @@ def lr_find(
     from nighttune.tasks.tuning.lr_range import lr_range_test, save_sweep
 
     data = load_dataset(cfg.dataset, cfg.cache_dir)
-    sweep = lr_range_test(data, cfg.model, batch_size, cfg.lr_range, cfg.seed)
+    sweep = lr_range_test(data, cfg.model, batch_size, spec=cfg.lr_range, seed=cfg.seed)
     print_sweep(sweep, save_sweep(sweep, out))
 
 
 @app.command(short_help="Predict images or examples with an exported run; write a CSV.")
-def predict(
+def predict(  # noqa: PLR0913  its parameters are the command's options
+    *,
     model: RunOpt,
     images: ImagesOpt = None,
     inputs: InputsOpt = None,
@@ -187,10 +188,20 @@ def predict(
 
     _set_verbose(verbose)
     from nighttune.tasks.inference.arrays import predict_rows_to_csv
+    from nighttune.tasks.runs.reader import RunAccess
 
-    args = (batch_size, top_k, cache_dir, s3_endpoint_url)
+    access = RunAccess(cache_dir=cache_dir, endpoint_url=s3_endpoint_url, code_dir=code_dir)
     with ProgressBar("ex" if inputs else "img") as progress:
-        summary = predict_rows_to_csv(model, images, inputs, out, *args, progress, code_dir)
+        summary = predict_rows_to_csv(
+            model,
+            images=images,
+            inputs=inputs,
+            out=out,
+            batch_size=batch_size,
+            top_k=top_k,
+            progress=progress,
+            access=access,
+        )
     print_predictions(summary)
 
 
@@ -204,7 +215,7 @@ def report(
     from nighttune.tasks.runs.history import run_history, write_history
 
     frame = run_history(history, s3_endpoint_url)  # read every manifest once
-    csv_path, png_path = write_history(history, out, s3_endpoint_url, frame)
+    csv_path, png_path = write_history(history, out, endpoint_url=s3_endpoint_url, frame=frame)
     print(frame.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"wrote       {csv_path}")
     print(f"            {png_path}")
@@ -246,7 +257,7 @@ def _fail(message: str, code: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``nighttune`` console script; returns the exit status."""
     from nighttune.flows import interrupts
-    from nighttune.flows.console import console_logging, environmental
+    from nighttune.flows.console import console_logging
 
     console_logging()
     interrupts.install()
@@ -257,33 +268,65 @@ def main(argv: list[str] | None = None) -> int:
             prog_name="nighttune",
             standalone_mode=False,
         )
-    except NoArgsIsHelpError as exc:
-        print(exc.ctx.get_help() if exc.ctx else "nighttune --help")
-        return 0
-    except UsageError as exc:
-        where = f"{exc.ctx.command_path} --help" if exc.ctx else "nighttune --help"
-        message = exc.format_message().replace("Value error, ", "")  # typer's choices
-        return _fail(f"{message} (see `{where}`)", 2)
-    except (typer.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
-        interrupts.say_once()
-        return 130
-    except UserError as exc:
-        return _fail(str(exc), 2)
-    except TrialFailed as exc:
-        return _fail(str(exc), 1)
-    except Exception as exc:
-        if _VERBOSE or not environmental(exc):
-            raise
-        return _fail(f"{clean_tf_message(first_line(exc))} (--verbose shows where)", 1)
     except BaseException as exc:
-        signum = interrupts.signal_of(exc)
-        if signum is None:
-            raise
-        interrupts.say_once()
-        return 128 + signum
+        status = _exit_status(exc)
+        if status is None:
+            raise  # not one to say in a line: it propagates with its traceback
+        return status
     if result == 130:  # typer turns KeyboardInterrupt into Exit(130), returned here
         interrupts.say_once()
     return result if isinstance(result, int) else 0
+
+
+def _exit_status(exc: BaseException) -> int | None:
+    """The exit status for what a command raised, once its one line is said; None for
+    what must propagate with its traceback."""
+    from nighttune.flows import interrupts
+
+    if isinstance(exc, UsageError):
+        return _usage_status(exc)
+    if isinstance(exc, typer.Abort | KeyboardInterrupt):  # click turns Ctrl-C into Abort
+        interrupts.say_once()
+        return 130
+    if isinstance(exc, UserError):
+        return _fail(str(exc), 2)
+    if isinstance(exc, TrialFailed):
+        return _fail(str(exc), 1)
+    if isinstance(exc, Exception):
+        return _error_status(exc)
+    return _signal_status(exc)
+
+
+def _usage_status(exc: UsageError) -> int:
+    """No arguments: the help, and 0. Wrong ones: a line pointing at the help, and 2."""
+    if isinstance(exc, NoArgsIsHelpError):
+        print(exc.ctx.get_help() if exc.ctx else "nighttune --help")
+        return 0
+    where = f"{exc.ctx.command_path} --help" if exc.ctx else "nighttune --help"
+    message = exc.format_message().replace("Value error, ", "")  # typer's choices
+    return _fail(f"{message} (see `{where}`)", 2)
+
+
+def _error_status(exc: Exception) -> int | None:
+    """1 for a failure of the environment (a full disk, a lost connection), said in one
+    line; None for a bug, or for anything under --verbose."""
+    from nighttune.flows.console import environmental
+
+    if _VERBOSE or not environmental(exc):
+        return None
+    return _fail(f"{clean_tf_message(first_line(exc))} (--verbose shows where)", 1)
+
+
+def _signal_status(exc: BaseException) -> int | None:
+    """128 + the signal's number for a stop by a signal (`flows.interrupts`); None for
+    anything else."""
+    from nighttune.flows import interrupts
+
+    signum = interrupts.signal_of(exc)
+    if signum is None:
+        return None
+    interrupts.say_once()
+    return 128 + signum
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ def predict(
     model: str,
     images: list[str] | None = None,
     out: str = "predictions.csv",
+    *,
     batch_size: int | None = None,
     top_k: int = 1,
     cache_dir: str | None = None,
@@ -26,4 +27,13 @@ def predict(
 ) -> PredictSummary:
     """Predict every image under ``images`` (or every example in the ``inputs`` .npy or
     .csv file) with the run ``model`` into ``out``."""
-    return predict_rows(model, images, inputs, out, batch_size, top_k, cache_dir, s3_endpoint_url)
+    return predict_rows(
+        model,
+        images=images,
+        inputs=inputs,
+        out=out,
+        batch_size=batch_size,
+        top_k=top_k,
+        cache_dir=cache_dir,
+        s3_endpoint_url=s3_endpoint_url,
+    )

@@ -20,6 +20,7 @@ from nighttune.tasks.inference.arrays import predict_rows_to_csv
 from nighttune.tasks.inference.predict import PredictSummary
 from nighttune.tasks.preflight import preflight as check_input
 from nighttune.tasks.runs.export import export_run as write_export
+from nighttune.tasks.runs.reader import RunAccess
 from nighttune.tasks.tuning.lr_range import stored_lr_range_test
 from nighttune.tasks.tuning.training import train_trial as fit_trial
 
@@ -33,6 +34,7 @@ export_run = task(name="export_run", tags=["cpu"], cache_policy=NO_CACHE)(write_
 @task(name="predict", tags=["gpu"], cache_policy=NO_CACHE)
 def predict_rows(
     model: str,
+    *,
     images: list[str] | None,
     inputs: str | None,
     out: str,
@@ -51,8 +53,16 @@ def predict_rows(
     def progress(done: int, total: int) -> None:
         update_progress_artifact(artifact_id=artifact, progress=100.0 * done / total)
 
-    args = (batch_size, top_k, cache_dir, s3_endpoint_url, progress)
-    summary = predict_rows_to_csv(model, images, inputs, out, *args)
+    summary = predict_rows_to_csv(
+        model,
+        images=images,
+        inputs=inputs,
+        out=out,
+        batch_size=batch_size,
+        top_k=top_k,
+        progress=progress,
+        access=RunAccess(cache_dir=cache_dir, endpoint_url=s3_endpoint_url),
+    )
     get_logger().info(
         "predicted %d %s (%d errors) in %.1f s into %s",
         summary.files,

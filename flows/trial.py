@@ -39,6 +39,7 @@ def check_devices(require_gpu: bool) -> list[str]:
 def train_trial_flow(
     config: TuneConfig,
     batch_size: int,
+    *,
     require_gpu: bool = False,
     code: dict[str, str] | None = None,
     stop_at: float | None = None,
@@ -56,13 +57,15 @@ def train_trial_flow(
         cached,
         config.model,
         batch_size,
-        config.lr_range,
-        config.seed,
-        config.cache_dir,
+        spec=config.lr_range,
+        seed=config.seed,
+        cache_dir=config.cache_dir,
         fresh=config.fresh,
         budget=memory_budget(config),
     )
-    rows = train_trial(cached, config, batch_size, sweep.chosen_lr, sweep.method, stop_at=stop_at)
-    entry = publish_trial(config, batch_size, sweep, rows)
+    rows = train_trial(
+        cached, config, batch_size, lr=sweep.chosen_lr, lr_method=sweep.method, stop_at=stop_at
+    )
+    entry = publish_trial(config, batch_size, sweep=sweep, rows=rows)
     get_logger().info("batch size %d: published %s", batch_size, entry)
     return str(entry)

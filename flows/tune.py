@@ -35,6 +35,7 @@ def publish_artifacts(
     rows: list[TrialResult],
     winner: TrialResult,
     export: ExportResult,
+    *,
     seconds: dict[str, float],
     monitor: str,
     selection: Selection,
@@ -72,6 +73,7 @@ def publish_artifacts(
 def _local_grid(
     config: TuneConfig,
     cached: CachedDataset,
+    *,
     lap: Callable[[str], None],
     clock: RunClock | None,
     epoch_s: dict[int, float],
@@ -92,7 +94,9 @@ def _local_grid(
                 cached,
                 config.model,
                 b,
-                *(config.lr_range, config.seed, config.cache_dir),
+                spec=config.lr_range,
+                seed=config.seed,
+                cache_dir=config.cache_dir,
                 fresh=config.fresh,
                 budget=memory_budget(config),
             )
@@ -106,7 +110,9 @@ def _local_grid(
             left_out[b] = f"not started: {max(left, 0):.0f} s left"
             continue
         stop_at = clock.stop_at if clock is not None else None
-        rows += train_trial(cached, config, b, sweep.chosen_lr, sweep.method, stop_at=stop_at)
+        rows += train_trial(
+            cached, config, b, lr=sweep.chosen_lr, lr_method=sweep.method, stop_at=stop_at
+        )
     for b, why in left_out.items():
         get_logger().warning("batch size %d: time budget: %s", b, why)
         rows += not_run_rows(config.patiences, b, why)
@@ -123,7 +129,7 @@ def tune(config: TuneConfig | None = None) -> TuneResult:
     try:
         result = _tune(config, run_id)
     except Exception as exc:
-        notify_failed(config, run_id, exc, context)
+        notify_failed(config, run_id, exc, context=context)
         raise
     notify_finished(config, result, context)
     return result
@@ -133,7 +139,8 @@ def _flow_run_link() -> str | None:
     """This flow run's page in the Prefect UI, if there is a UI to link to."""
     from prefect.settings import PREFECT_UI_URL
 
-    base, run = PREFECT_UI_URL.value(), flow_run.get_id()
+    base = PREFECT_UI_URL.value()
+    run = flow_run.get_id()
     return f"{base}/flow-runs/flow-run/{run}" if base and run else None
 
 
@@ -143,10 +150,19 @@ def _clock(config: TuneConfig) -> tuple[RunClock | None, dict[int, float]]:
     if config.time_budget is None and config.deadline is None:
         return None, {}
     epoch_s, export_s = past_timings(
-        config.export_to, config.s3_endpoint_url, config.dataset.label, config.model.label
+        config.export_to,
+        config.s3_endpoint_url,
+        dataset=config.dataset.label,
+        model=config.model.label,
     )
     started = time.time()
-    clock = run_clock(started, config.time_budget, config.deadline, config.timezone, export_s)
+    clock = run_clock(
+        started,
+        config.time_budget,
+        config.deadline,
+        timezone=config.timezone,
+        export_s=export_s,
+    )
     assert clock is not None
     get_logger().info(
         "time budget: %.0f s, until %s (training until %.0f s before it: the export)",
@@ -184,22 +200,45 @@ def _tune(config: TuneConfig, run_id: str) -> TuneResult:
         sweeps, rows = run_trials_on_deployments(config, str(flow_run.id), stop_at)
         lap("sweeps and trials (workers)")
     else:
-        sweeps, rows = _local_grid(config, cached, lap, budget, epoch_s)
+        sweeps, rows = _local_grid(config, cached, lap=lap, clock=budget, epoch_s=epoch_s)
         lap("trials")
     for sweep in sweeps:
         log.info("batch size %d: lr %.3g (%s)", sweep.batch_size, sweep.chosen_lr, sweep.method)
     winner, selection = select(
-        *(rows, objective.column, objective.direction, stored_values(rows)),
-        *(config.select, config.select_alpha),
+        rows,
+        objective.column,
+        objective.direction,
+        values=stored_values(rows),
+        rule=config.select,
+        alpha=config.select_alpha,
     )
     log.info(
         "winner: batch size %d, patience %d, %s %.4f (%s)",
-        *(winner.batch_size, winner.patience, objective.column, winner.value(objective.column)),
+        winner.batch_size,
+        winner.patience,
+        objective.column,
+        winner.value(objective.column),
         selection.reason,
     )
-    export = export_run(config, cached, sweeps, rows, winner, run_id, dict(seconds), selection)
+    export = export_run(
+        config,
+        cached,
+        sweeps=sweeps,
+        rows=rows,
+        winner=winner,
+        run_id=run_id,
+        seconds=dict(seconds),
+        selection=selection,
+    )
     lap("export")
-    publish_artifacts(rows, winner, export, seconds, config.monitor, selection)
+    publish_artifacts(
+        rows,
+        winner,
+        export,
+        seconds=seconds,
+        monitor=config.monitor,
+        selection=selection,
+    )
     return TuneResult(
         run_id=run_id,
         export=export,

@@ -98,10 +98,17 @@ def exported_run(tmp_path_factory) -> Path:
         export_to=str(root / "exports"),
     )
     cached = load_dataset(config.dataset, cache)
-    sweep = stored_lr_range_test(cached, config.model, 16, config.lr_range, 0, cache)
-    rows = train_trial(cached, config, 16, sweep.chosen_lr, sweep.method)
+    sweep = stored_lr_range_test(
+        cached, config.model, 16, spec=config.lr_range, seed=0, cache_dir=cache
+    )
+    rows = train_trial(cached, config, 16, lr=sweep.chosen_lr, lr_method=sweep.method)
     result = export_run(
-        config, cached, [sweep], rows, select_best(rows, "val_accuracy", "max"), new_run_id()
+        config,
+        cached,
+        sweeps=[sweep],
+        rows=rows,
+        winner=select_best(rows, "val_accuracy", "max"),
+        run_id=new_run_id(),
     )
     return Path(result.path)
 

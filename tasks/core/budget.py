@@ -78,13 +78,14 @@ def run_clock(
     started: float,
     time_budget: float | None,
     deadline: str | None,
+    *,
     timezone: str,
     export_s: float | None = None,
 ) -> RunClock | None:
     """The clock of a run started at ``started`` (``time.time()``): the earlier of the
-    budget's end and the deadline; None when neither is set. The export keeps twice what
-    earlier exports took (``export_s``), at least `MIN_EXPORT_RESERVE_S`, at most a
-    quarter of the time there is."""
+    budget's end and the deadline (in ``timezone``); None when neither is set. The export
+    keeps twice what earlier exports took (``export_s``), at least `MIN_EXPORT_RESERVE_S`,
+    at most a quarter of the time there is."""
     ends = []
     if time_budget is not None:
         ends.append(started + time_budget)
@@ -116,4 +117,4 @@ def planned_order(batch_sizes: tuple[int, ...], epoch_s: dict[int, float]) -> li
 
 def not_run_rows(patiences: tuple[int, ...], batch_size: int, why: str) -> list[TrialResult]:
     """The rows of a batch size the time budget left out: one per patience."""
-    return rows_without_result(patiences, batch_size, "not run", f"time budget: {why}")
+    return rows_without_result(patiences, batch_size, status="not run", error=f"time budget: {why}")

@@ -9,7 +9,7 @@ import logging
 DETAIL = {"nighttune_detail": True}
 
 
-def progress(label: str, done: int, total: int, note: str) -> dict[str, object]:
+def progress(label: str, done: int, total: int, *, note: str) -> dict[str, object]:
     """`DETAIL`, plus where long work stands: the screen shows it as a bar
     (`flows.console.ProgressBars`) rather than as a line."""
     return DETAIL | {"nighttune_progress": (label, done, total, note)}

@@ -89,7 +89,11 @@ class TrialResult(BaseModel):
 
 
 def rows_without_result(
-    patiences: tuple[int, ...], batch_size: int, status: Literal["failed", "not run"], error: str
+    patiences: tuple[int, ...],
+    batch_size: int,
+    *,
+    status: Literal["failed", "not run"],
+    error: str,
 ) -> list[TrialResult]:
     """A batch size's rows when its fit gave nothing: one per patience, saying why."""
     return [

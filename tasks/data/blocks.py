@@ -55,7 +55,7 @@ def block_files(folder: str | Path, part: str, count: int) -> list[str]:
     return [str(Path(folder) / f"{part}-{index:05d}.bin") for index in range(count)]
 
 
-def read_numpy(folder: str | Path, part: str, count: int, dtype: str, shape: tuple) -> Any:
+def read_numpy(folder: str | Path, part: str, count: int, *, dtype: str, shape: tuple) -> Any:
     """A whole part of a split as one NumPy array (the block files concatenated)."""
     little = np.dtype(dtype).newbyteorder("<")
     arrays = [np.fromfile(path, dtype=little) for path in block_files(folder, part, count)]
@@ -63,21 +63,24 @@ def read_numpy(folder: str | Path, part: str, count: int, dtype: str, shape: tup
     return flat.astype(np.dtype(dtype), copy=False).reshape((-1, *shape))
 
 
-def block_reader(folder: str | Path, count: int, x: tuple[str, tuple], y: tuple[str, tuple]) -> Any:
+def block_reader(
+    folder: str | Path, count: int, *, x: tuple[str, tuple], y: tuple[str, tuple]
+) -> Any:
     """A TensorFlow function: int block ids (a vector) -> ``(x, y)`` of those blocks'
     examples, concatenated in the ids' order. ``x``/``y``: (dtype name, example shape)."""
     import tensorflow as tf
 
     paths = {part: tf.constant(block_files(folder, part, count)) for part in ("x", "y")}
 
-    def part(name: str, ids: Any, dtype: str, shape: tuple) -> Any:
+    def part(name: str, ids: Any, layout: tuple[str, tuple]) -> Any:
+        dtype, shape = layout
         files = tf.gather(paths[name], ids)
         raw = tf.map_fn(tf.io.read_file, files, fn_output_signature=tf.string)
         values = tf.io.decode_raw(tf.strings.reduce_join(raw), tf.dtypes.as_dtype(dtype))
         return tf.reshape(values, [-1, *shape])
 
     def read(ids: Any) -> tuple[Any, Any]:
-        return part("x", ids, *x), part("y", ids, *y)
+        return part("x", ids, x), part("y", ids, y)
 
     return read
 

@@ -53,9 +53,10 @@ class CachedDataset(BaseModel):
         fused epoch loop holds, converting each batch with `to_model` as it trains."""
         import tensorflow as tf
 
-        folder, count = Path(self.path) / name, self.blocks(name)
-        x = read_numpy(folder, "x", count, self.stored, self.input_shape)
-        y = read_numpy(folder, "y", count, self.label_dtype, self.label_shape)
+        folder = Path(self.path) / name
+        count = self.blocks(name)
+        x = read_numpy(folder, "x", count, dtype=self.stored, shape=self.input_shape)
+        y = read_numpy(folder, "y", count, dtype=self.label_dtype, shape=self.label_shape)
         return tf.convert_to_tensor(x), tf.convert_to_tensor(y)
 
     def arrays(self, name: str) -> tuple[Any, Any]:
@@ -91,6 +92,7 @@ class CachedDataset(BaseModel):
         self,
         name: str,
         batch_size: int,
+        *,
         shuffle: bool = False,
         seed: int = 0,
         budget: int | None = None,
@@ -153,8 +155,8 @@ class CachedDataset(BaseModel):
         return block_reader(
             Path(self.path) / name,
             self.blocks(name),
-            (self.stored, self.input_shape),
-            (self.label_dtype, self.label_shape),
+            x=(self.stored, self.input_shape),
+            y=(self.label_dtype, self.label_shape),
         )
 
     def _counted(self, examples: Any, name: str) -> Any:

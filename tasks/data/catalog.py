@@ -125,7 +125,11 @@ class CatalogSource:
         # A split the source lacks is carved from train; a fraction of 0 carves nothing.
         carve_val = 0.0 if "validation" in have else self.spec.val_fraction
         carve_test = 0.0 if "test" in have else self.spec.test_fraction
-        codes = tf.constant(carve_codes(n_train, carve_val, carve_test, self.spec.seed))
+        codes = tf.constant(
+            carve_codes(
+                n_train, val_fraction=carve_val, test_fraction=carve_test, seed=self.spec.seed
+            )
+        )
 
         def read(split: str) -> Any:
             ds = self.builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)

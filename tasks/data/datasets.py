@@ -63,7 +63,7 @@ def load_dataset(spec: DatasetSpec, cache_dir: str | os.PathLike | None = None) 
         log.info("dataset %s: preprocessing and caching", spec.name)
         counts: dict[str, int] = {}
         splits = source.splits()  # (prepares a catalog dataset: its size is known after)
-        check_space(spec, root, source.num_examples(), source.input_shape)
+        check_space(spec, root, examples=source.num_examples(), input_shape=source.input_shape)
         x_spec, y_spec = splits["train"].element_spec
         rows = block_rows(tuple(x_spec.shape), x_spec.dtype.as_numpy_dtype)
         for split, ds in splits.items():
@@ -129,11 +129,11 @@ def check_dataset(spec: DatasetSpec, cache_dir: str | os.PathLike | None = None)
     source = open_source(spec, root)
     source.check()
     if examples := source.num_examples():  # known before preparing: folders, prepared TFDS
-        check_space(spec, root, examples, source.input_shape)
+        check_space(spec, root, examples=examples, input_shape=source.input_shape)
 
 
 def check_space(
-    spec: DatasetSpec, folder: Path, examples: int, input_shape: tuple[int, ...]
+    spec: DatasetSpec, folder: Path, *, examples: int, input_shape: tuple[int, ...]
 ) -> None:
     """Refuse a cache entry that would not fit the disk (float32 inputs, before writing)."""
     import math

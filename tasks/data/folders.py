@@ -110,7 +110,12 @@ class ImageFolder:
         import tensorflow as tf
 
         spec = self.spec
-        codes = carve_codes(len(self.files), spec.val_fraction, spec.test_fraction, spec.seed)
+        codes = carve_codes(
+            len(self.files),
+            val_fraction=spec.val_fraction,
+            test_fraction=spec.test_fraction,
+            seed=spec.seed,
+        )
         out = {}
         for code, split in enumerate(("train", "validation", "test")):
             chosen = [

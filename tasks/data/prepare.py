@@ -70,7 +70,7 @@ class Prepared:
     already: bool
 
 
-def _read_idx(path: Path, magic: int, count: int, side: int) -> str:
+def _read_idx(path: Path, *, magic: int, count: int, side: int) -> str:
     """The sha256 of the decompressed file, after checking its IDX header."""
     digest = hashlib.sha256()
     try:
@@ -110,8 +110,8 @@ def check_sources(name: str, folder: Path) -> str:
         )
         raise ConfigError(f"--from {folder} lacks {', '.join(missing)}{where}")
     recorded = CONTENT_SHA256.get(name, {})
-    for file, shape in IDX_FILES.items():
-        digest = _read_idx(folder / file, *shape)
+    for file, (magic, count, side) in IDX_FILES.items():
+        digest = _read_idx(folder / file, magic=magic, count=count, side=side)
         if recorded and digest != recorded[file]:
             raise ConfigError(
                 f"{folder / file}: content sha256 {digest[:16]}… is not {name}'s "

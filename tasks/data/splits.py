@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 
-def carve_codes(n: int, val_fraction: float, test_fraction: float, seed: int) -> Any:
+def carve_codes(n: int, *, val_fraction: float, test_fraction: float, seed: int) -> Any:
     """Seeded assignment of ``n`` examples: 0 train, 1 validation, 2 test.
 
     A fraction of 0 carves nothing for that split.

@@ -33,7 +33,8 @@ class BuilderSource:
 
     def __init__(self, spec: DatasetSpec) -> None:
         assert spec.builder is not None
-        self.spec, self.ref = spec, spec.builder
+        self.spec = spec
+        self.ref = spec.builder
         self.identity = f"builder-{self.ref.replace(':', '-')}"
         self.arrays: dict[str, tuple[Any, Any]] | None = None
 
@@ -82,7 +83,9 @@ class BuilderSource:
         x, y = arrays["train"]
         carve_val = 0.0 if "validation" in arrays else self.spec.val_fraction
         carve_test = 0.0 if "test" in arrays else self.spec.test_fraction
-        codes = carve_codes(len(y), carve_val, carve_test, self.spec.seed)
+        codes = carve_codes(
+            len(y), val_fraction=carve_val, test_fraction=carve_test, seed=self.spec.seed
+        )
         for code, name in ((0, "train"), (1, "validation"), (2, "test")):
             if name == "train" or name not in arrays:
                 arrays[name] = (x[codes == code], y[codes == code])
@@ -121,7 +124,7 @@ def _checked(ref: str, returned: Any) -> tuple[dict[str, tuple[Any, Any]], list[
     classes = width or int(max(int(y.max()) for y in labels)) + 1
     class_names = [str(n) for n in names] if names is not None else [str(i) for i in range(classes)]
     for name, (x, y) in arrays.items():
-        _check_labels(ref, name, y, len(class_names))
+        _check_labels(ref, name, y, classes=len(class_names))
         arrays[name] = (x, y.astype(np.float32 if y.ndim == 2 else np.int64))
     return arrays, class_names
 
@@ -157,7 +160,7 @@ def _regression(y: Any) -> bool:
     return not one_hot
 
 
-def _check_labels(ref: str, split: str, y: Any, classes: int) -> None:
+def _check_labels(ref: str, split: str, y: Any, *, classes: int) -> None:
     where = f"data builder {ref!r}, split {split!r}"
     if y.ndim == 2 and y.shape[1] == classes and np.allclose(y.sum(axis=1), 1.0):
         return  # one-hot rows

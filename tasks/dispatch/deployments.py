@@ -104,7 +104,9 @@ class ChildRuns:
     """One child flow run per batch size, started (or got back) and waited for."""
 
     def __init__(self, config: TuneConfig, parent_id: str, stop_at: float | None = None) -> None:
-        self.config, self.parent_id, self.stop_at = config, parent_id, stop_at
+        self.config = config
+        self.parent_id = parent_id
+        self.stop_at = stop_at
         self.code = expected_code(config)  # the builders every child must train with
         self.results: dict[int, Result] = {}
         self.waiting: dict[int, Any] = {}
@@ -217,8 +219,8 @@ class ChildRuns:
             else:
                 why = timed_out(run.name, self.config.trial_timeout_s, started)
                 rows = failed_rows(self.config.patiences, batch_size, why)
-            self.log.log(logging.WARNING if self.budget_bound else logging.ERROR,
-                         "batch size %d: %s", batch_size, why)  # fmt: skip
+            level = logging.WARNING if self.budget_bound else logging.ERROR
+            self.log.log(level, "batch size %d: %s", batch_size, why)
             self.results[batch_size] = (None, rows)
 
 

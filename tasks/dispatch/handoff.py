@@ -55,12 +55,12 @@ def handoff_slot(config: TuneConfig, batch_size: int) -> Slot:
 def cut_short(rows: list[TrialResult] | list[dict[str, Any]]) -> bool:
     """Whether a batch size's result was cut by a time budget: never reused, as a cut
     fit is never reused from the store."""
-    return any((r.status if isinstance(r, TrialResult) else r.get("status")) == "not run"
-               for r in rows)  # fmt: skip
+    statuses = [r.status if isinstance(r, TrialResult) else r.get("status") for r in rows]
+    return "not run" in statuses
 
 
 def publish_trial(
-    config: TuneConfig, batch_size: int, sweep: LRSweep, rows: list[TrialResult]
+    config: TuneConfig, batch_size: int, *, sweep: LRSweep, rows: list[TrialResult]
 ) -> Path:
     """Child side: copy the sweep files, rows and models into the shared folder."""
 
@@ -92,7 +92,7 @@ def publish_trial(
         uri, prefix = _remote(config, entry.path)
         client = s3.client(config.s3_endpoint_url)
         for rel in [*sorted(entry.files), META]:
-            s3.upload_verified(client, entry.path / rel, uri.bucket, f"{prefix}/{rel}")
+            s3.upload_verified(client, entry.path / rel, bucket=uri.bucket, key=f"{prefix}/{rel}")
     return entry.path
 
 
@@ -118,7 +118,8 @@ def read_published(config: TuneConfig, batch_size: int) -> tuple[LRSweep, list[T
         entry = _download_entry(config, slot)
     if entry is None:
         return None
-    data, folder = entry.data, entry.path
+    data = entry.data
+    folder = entry.path
     sweep = LRSweep.model_validate(data["sweep"]).model_copy(update={"path": str(folder)})
     rows = []
     for row in data["rows"]:
@@ -144,7 +145,7 @@ def _download_entry(config: TuneConfig, slot: Slot) -> Entry | None:
     with staged_dir(entry) as staging:
         for rel in names:
             destination = safe_join(staging, rel, "published file name")
-            s3.download(client, uri.bucket, f"{prefix}/{rel}", destination)
+            s3.download(client, uri.bucket, f"{prefix}/{rel}", local=destination)
         (staging / META).write_text(text)
     return slot.read()
 

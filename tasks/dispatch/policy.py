@@ -78,7 +78,9 @@ def pool_problem(pool: str, status: str | None, waiting: int) -> str | None:
 
 def failed_rows(patiences: tuple[int, ...], batch_size: int, error: str) -> list[TrialResult]:
     """The rows of a batch size whose child gave no result: one failed row per patience."""
-    return rows_without_result(patiences, batch_size, "failed", error[:MAX_ERROR_CHARS])
+    return rows_without_result(
+        patiences, batch_size, status="failed", error=error[:MAX_ERROR_CHARS]
+    )
 
 
 def child_stop_at(stop_at: float, now: float) -> float:

@@ -33,7 +33,8 @@ from nighttune.tasks.inference.predict import (
     write_csv,
 )
 from nighttune.tasks.inference.rows import PredictionRow, ValueRow, header, value_header
-from nighttune.tasks.runs.reader import load_run_model
+from nighttune.tasks.runs.manifest import Manifest
+from nighttune.tasks.runs.reader import DEFAULT_ACCESS, RunAccess, load_run_model
 
 SUFFIXES = (".npy", ".csv")
 
@@ -161,28 +162,33 @@ def predict_inputs_to_csv(
     model_ref: str,
     inputs: str,
     out: str,
+    *,
     batch_size: int | None = None,
     top_k: int = 1,
-    cache_dir: str | None = None,
-    endpoint_url: str | None = None,
     progress: Callable[[int, int], None] | None = None,
-    code_dir: str | None = None,
+    access: RunAccess = DEFAULT_ACCESS,
 ) -> PredictSummary:
     """Predict every example in ``inputs`` into the CSV ``out`` (renamed into place at
-    the end). Raises `UserError` for a missing or malformed file or an unusable ``out``."""
+    the end), with the run ``model_ref`` loaded through ``access`` (`load_run_model`).
+    Raises `UserError` for a missing or malformed file or an unusable ``out``."""
     target = out_path(out, batch_size)
     source = check_inputs(inputs)
     loading = time.perf_counter()
-    model, manifest = load_run_model(model_ref, cache_dir, endpoint_url, code_dir)
+    model, manifest = load_run_model(model_ref, access)
     shape = tuple(manifest.input_shape)
     total, examples = blocks(source, shape, batch_size or auto_batch_size(shape))
-    maker = _row_maker(model, manifest.class_names, manifest.outputs, top_k)
+    maker = _row_maker(model, manifest, top_k)
     summary = PredictSummary(total, 0, 0, 0.0, str(target), unit="examples")
     start = time.perf_counter()
     summary.load_seconds = start - loading
     rows = (_rows(block, str(inputs), maker) for block in examples)
     written = (counted(batch, summary, maker.k) for batch in rows)
-    write_csv(target, maker.head, written, lambda n: progress(n, total) if progress else None)
+    write_csv(
+        target,
+        maker.head,
+        written,
+        progress=lambda n: progress(n, total) if progress else None,
+    )
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -197,12 +203,20 @@ class RowMaker:
     head: list[str]
 
 
-def _row_maker(model: Any, class_names: list[str], outputs: str, top_k: int) -> RowMaker:
-    if class_names:
+def _row_maker(model: Any, manifest: Manifest, top_k: int) -> RowMaker:
+    """The rows of the run whose ``manifest`` says what ``model`` gives: class labels and
+    confidences (``top_k`` of each), or values."""
+    if manifest.class_names:
         from nighttune.tasks.inference.pipeline import BatchPredictor
 
         shape = tuple(model.input_shape[1:])
-        classify = BatchPredictor(model, class_names, shape, top_k, outputs == "logits")
+        classify = BatchPredictor(
+            model,
+            manifest.class_names,
+            shape,
+            top_k=top_k,
+            logits=manifest.outputs == "logits",
+        )
         return RowMaker(classify.rows, PredictionRow.failed, classify.k, header(classify.k))
     import tensorflow as tf
 
@@ -227,15 +241,35 @@ def _rows(block: Block, name: str, maker: RowMaker) -> list[Any]:
 
 def predict_rows_to_csv(
     model_ref: str,
-    images: Sequence[str] | None,
-    inputs: str | None,
+    *,
+    images: Sequence[str] | None = None,
+    inputs: str | None = None,
     out: str,
-    *args: Any,
+    batch_size: int | None = None,
+    top_k: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+    access: RunAccess = DEFAULT_ACCESS,
 ) -> PredictSummary:
     """`predict_to_csv` over image files and folders, or `predict_inputs_to_csv` over an
-    array file: exactly one of ``images`` and ``inputs``; ``args`` as theirs after ``out``."""
+    array file: exactly one of ``images`` and ``inputs``; the rest as theirs."""
     if bool(images) == bool(inputs):
         raise UserError("give --images (image files or folders) or --inputs (a .npy or .csv file)")
     if inputs:
-        return predict_inputs_to_csv(model_ref, inputs, out, *args)
-    return predict_to_csv(model_ref, images or [], out, *args)
+        return predict_inputs_to_csv(
+            model_ref,
+            inputs,
+            out,
+            batch_size=batch_size,
+            top_k=top_k,
+            progress=progress,
+            access=access,
+        )
+    return predict_to_csv(
+        model_ref,
+        images or [],
+        out,
+        batch_size=batch_size,
+        top_k=top_k,
+        progress=progress,
+        access=access,
+    )

@@ -56,6 +56,7 @@ def _pipeline(
     paths: list[str],
     input_shape: tuple[int, int, int],
     batch_size: int,
+    *,
     tolerant: bool,
     exact: bool = False,
 ) -> Any:
@@ -100,6 +101,7 @@ class BatchPredictor:
         model: Any,
         class_names: list[str],
         input_shape: tuple[int, int, int],
+        *,
         top_k: int = 1,
         logits: bool = True,
     ) -> None:
@@ -147,6 +149,7 @@ def predict_batches(
     model: Any,
     class_names: list[str],
     input_shape: tuple[int, int, int],
+    *,
     paths: list[str],
     batch_size: int = 256,
     top_k: int = 1,
@@ -162,13 +165,16 @@ def predict_batches(
     """
     import tensorflow as tf
 
-    predictor = BatchPredictor(model, class_names, input_shape, top_k, logits)
+    predictor = BatchPredictor(model, class_names, input_shape, top_k=top_k, logits=logits)
     cursor, restarts = 0, 0
     model_sized = _model_sized(paths[0], input_shape)
     while cursor < len(paths):
         tolerant = restarts >= STRICT_RESTARTS
         exact = model_sized and restarts == 0  # tolerant needs restarts, so never both
-        batches = iter(_pipeline(paths[cursor:], input_shape, batch_size, tolerant, exact))
+        pipeline = _pipeline(
+            paths[cursor:], input_shape, batch_size, tolerant=tolerant, exact=exact
+        )
+        batches = iter(pipeline)
         while True:
             try:
                 batch_paths, images = next(batches)

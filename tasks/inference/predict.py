@@ -23,7 +23,7 @@ from nighttune.tasks.data.images import find_images, printable
 from nighttune.tasks.inference.pipeline import predict_batches
 from nighttune.tasks.inference.rows import PredictionRow, header
 from nighttune.tasks.runs.manifest import Manifest
-from nighttune.tasks.runs.reader import load_run_model
+from nighttune.tasks.runs.reader import DEFAULT_ACCESS, RunAccess, load_run_model
 from nighttune.tasks.storage.files import check_writable_dir, remove_orphans, scratch_path
 
 
@@ -70,18 +70,18 @@ def predict_to_csv(
     model_ref: str,
     folders: Sequence[str],
     out: str,
+    *,
     batch_size: int | None = None,
     top_k: int = 1,
-    cache_dir: str | None = None,
-    endpoint_url: str | None = None,
     progress: Callable[[int, int], None] | None = None,
-    code_dir: str | None = None,
+    access: RunAccess = DEFAULT_ACCESS,
 ) -> PredictSummary:
     """Predict every image under ``folders`` into the CSV ``out`` (renamed into place at the end).
 
-    Image names that are not regular files (or too large) are error rows, never read;
-    names that are not valid UTF-8 are written with ``\\xNN`` escapes (counted in
-    the summary).
+    ``access``: where the run ``model_ref`` is loaded from (`load_run_model`);
+    ``progress`` is told the rows written and the total. Image names that are not
+    regular files (or too large) are error rows, never read; names that are not valid
+    UTF-8 are written with ``\\xNN`` escapes (counted in the summary).
 
     Raises:
         UserError: a missing folder, no images at all, an unusable ``out``, or a model
@@ -90,7 +90,7 @@ def predict_to_csv(
     target = out_path(out, batch_size)
     found = find_images(folders)
     loading = time.perf_counter()
-    model, manifest = load_run_model(model_ref, cache_dir, endpoint_url, code_dir)
+    model, manifest = load_run_model(model_ref, access)
     image_shape = _check_image_classifier(model_ref, manifest)
     k = max(1, min(top_k, len(manifest.class_names)))
     batches = (
@@ -98,10 +98,10 @@ def predict_to_csv(
             model,
             manifest.class_names,
             image_shape,
-            found.paths,
-            batch_size or auto_batch_size(image_shape),
-            k,
-            manifest.outputs == "logits",
+            paths=found.paths,
+            batch_size=batch_size or auto_batch_size(image_shape),
+            top_k=k,
+            logits=manifest.outputs == "logits",
         )
         if found.paths
         else iter([])
@@ -112,7 +112,12 @@ def predict_to_csv(
     summary.load_seconds = start - loading
     rows = _with_rejected(batches, found.rejected)
     written = (counted(batch, summary, k) for batch in rows)
-    write_csv(target, header(k), written, lambda n: progress(n, total) if progress else None)
+    write_csv(
+        target,
+        header(k),
+        written,
+        progress=lambda n: progress(n, total) if progress else None,
+    )
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -148,6 +153,7 @@ def write_csv(
     target: Path,
     head: list[str],
     batches: Iterator[list[list[str]]],
+    *,
     progress: Callable[[int], None],
 ) -> None:
     """The CSV under a scratch name, renamed into place once complete; ``progress`` is

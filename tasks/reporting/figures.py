@@ -73,6 +73,7 @@ def plot_lr_sweep(sweep: LRSweep, path: Path) -> None:
 def plot_learning_curves(
     history: list[dict[str, float]],
     stops: dict[int, int | None],
+    *,
     batch_size: int,
     monitor: str,
     path: Path,
@@ -106,7 +107,7 @@ def plot_learning_curves(
 
 
 def plot_heatmap(
-    values: np.ndarray, batch_sizes: list[int], patiences: list[int], metric: str, path: Path
+    values: np.ndarray, batch_sizes: list[int], patiences: list[int], *, metric: str, path: Path
 ) -> None:
     """``metric`` over batch size (rows) x patience (columns); cells without a result
     (failed, or not run within the time budget) left blank."""
@@ -129,7 +130,7 @@ def plot_heatmap(
     save_figure(fig, path)
 
 
-def plot_confusion(matrix: np.ndarray, class_names: list[str], title: str, path: Path) -> None:
+def plot_confusion(matrix: np.ndarray, class_names: list[str], *, title: str, path: Path) -> None:
     """Counts of true (rows) vs predicted (columns) classes."""
     n = len(class_names)
     size = min(3 + 0.45 * n, 12)
@@ -166,7 +167,7 @@ MIN_HISTORY_SPAN = 0.05
 
 
 def plot_history(
-    dates: list[str], accuracies: list[float], labels: list[str], setups: list[str], path: Path
+    dates: list[str], accuracies: list[float], *, labels: list[str], setups: list[str], path: Path
 ) -> None:
     """Test accuracy of the winner, run after run: one line per setup (dataset, model,
     grid), since only runs of one setup are comparable."""

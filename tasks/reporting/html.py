@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import html
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,7 @@ def make_plots(
     out: Path,
     rows: list[TrialResult],
     histories: dict[int, list[dict[str, float]]],
+    *,
     confusion: np.ndarray | None,
     class_names: list[str],
     monitor: str,
@@ -75,16 +77,27 @@ def make_plots(
     patiences = sorted({r.patience for r in rows})
     for batch_size, history in sorted(histories.items()):
         stops = {r.patience: r.stop_epoch for r in rows if r.batch_size == batch_size}
-        plot_learning_curves(history, stops, batch_size, monitor, out / curves_file(batch_size))
+        plot_learning_curves(
+            history,
+            stops,
+            batch_size=batch_size,
+            monitor=monitor,
+            path=out / curves_file(batch_size),
+        )
     metric = selection_column(monitor)
     grid = np.full((len(batch_sizes), len(patiences)), np.nan)
     for r in rows:
         value = r.value(metric)
         if r.status == "ok" and value is not None:
             grid[batch_sizes.index(r.batch_size), patiences.index(r.patience)] = value
-    plot_heatmap(grid, batch_sizes, patiences, metric, out / "heatmap.png")
+    plot_heatmap(grid, batch_sizes, patiences, metric=metric, path=out / "heatmap.png")
     if confusion is not None:  # a classifier
-        plot_confusion(confusion, class_names, "Winner on the test split", out / "confusion.png")
+        plot_confusion(
+            confusion,
+            class_names,
+            title="Winner on the test split",
+            path=out / "confusion.png",
+        )
 
 
 def _image(path: Path, alt: str) -> str:
@@ -186,17 +199,26 @@ def _promotion(promotion: Promotion) -> str:
     )
 
 
+@dataclass(frozen=True)
+class RunOutcome:
+    """How a run ended, as its page tells it: the winner, how it was chosen (None: no
+    `Selection` to show) and the champion gate's decision (None: the gate did not run)."""
+
+    winner: TrialResult
+    selection: Selection | None = None
+    promotion: Promotion | None = None
+
+
 def render_html(
     run_dir: Path,
+    *,
     run_id: str,
     config: dict[str, Any],
     trials: pd.DataFrame,
-    winner: TrialResult,
+    outcome: RunOutcome,
     seconds: dict[str, float],
     class_names: list[str],
     splits: dict[str, int],
-    promotion: Promotion | None = None,
-    selection: Selection | None = None,
 ) -> str:
     """The page, with every PNG under ``run_dir/plots`` and ``lr_sweeps`` embedded."""
     winner_index = (
@@ -223,9 +245,9 @@ def render_html(
         f"<h1>nighttune run {html.escape(run_id)}</h1>",
         f"<p class='muted'>{_subtitle(config, class_names, splits)}</p>",
         "<h2>Summary</h2>",
-        _summary(winner, config["monitor"]),
-        *([_selection(selection)] if selection else []),
-        *([_promotion(promotion)] if promotion else []),
+        _summary(outcome.winner, config["monitor"]),
+        *([_selection(outcome.selection)] if outcome.selection else []),
+        *([_promotion(outcome.promotion)] if outcome.promotion else []),
         "<h2>Trials</h2>",
         f"<p class='muted'>{TRIALS_NOTE}</p>",
         _table(trials[[*summary_columns(trials, config["monitor"]), *errors]], winner_index),

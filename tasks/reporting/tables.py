@@ -130,6 +130,7 @@ def write_reports(
     rows: Sequence[TrialResult],
     winner: TrialResult,
     out_dir: Path,
+    *,
     title: str,
     summary: str,
     monitor: str = "val_accuracy",

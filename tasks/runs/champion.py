@@ -21,7 +21,7 @@ from nighttune.tasks.core.records import PromotePolicy, Promotion, TrialResult
 from nighttune.tasks.data.datasets import CachedDataset
 from nighttune.tasks.runs.latest import served_run_id
 from nighttune.tasks.runs.manifest import LATEST
-from nighttune.tasks.runs.reader import load_run_model
+from nighttune.tasks.runs.reader import RunAccess, load_run_model
 from nighttune.tasks.tuning.evaluation import evaluate_split
 
 
@@ -29,6 +29,7 @@ def decide(
     policy: PromotePolicy,
     score: float | None,
     champion_score: float | None,
+    *,
     direction: str,
     margin: float,
 ) -> bool:
@@ -45,7 +46,7 @@ def decide(
 
 
 def judge(
-    config: TuneConfig, cached: CachedDataset, winner: TrialResult, objective: Objective
+    config: TuneConfig, cached: CachedDataset, winner: TrialResult, *, objective: Objective
 ) -> Promotion:
     """The gate's decision for tonight's ``winner`` against the target's champion."""
     name = objective.monitor.removeprefix("val_")
@@ -68,9 +69,21 @@ def judge(
         problem = f"the target's {LATEST} cannot be read ({exc})"
     champion_score = None
     if champion is not None:
-        champion_score, problem = _score_champion(config, cached, champion, name)
-    promoted = decide(config.promote, score, champion_score, objective.direction, base.margin)
-    reason = _reason(base, champion, champion_score, problem, promoted)
+        champion_score, problem = _score_champion(config, cached, run_id=champion, name=name)
+    promoted = decide(
+        config.promote,
+        score,
+        champion_score,
+        direction=objective.direction,
+        margin=base.margin,
+    )
+    reason = _reason(
+        base,
+        champion=champion,
+        champion_score=champion_score,
+        problem=problem,
+        promoted=promoted,
+    )
     found = base.model_copy(
         update={
             "promoted": promoted,
@@ -84,14 +97,15 @@ def judge(
 
 
 def _score_champion(
-    config: TuneConfig, cached: CachedDataset, run_id: str, name: str
+    config: TuneConfig, cached: CachedDataset, *, run_id: str, name: str
 ) -> tuple[float | None, str | None]:
     """(the champion's ``name`` on tonight's test split, None) or (None, why not)."""
     ref = f"{config.export_to.rstrip('/')}/{run_id}"
+    access = RunAccess(
+        cache_dir=config.cache_dir, endpoint_url=config.s3_endpoint_url, code_dir=config.code_dir
+    )
     try:
-        model, manifest = load_run_model(
-            ref, config.cache_dir, config.s3_endpoint_url, config.code_dir
-        )
+        model, manifest = load_run_model(ref, access)
     except UserError as exc:
         return None, f"champion {run_id} cannot be loaded ({exc})"
     if list(manifest.class_names) != list(cached.class_names):
@@ -123,6 +137,7 @@ def _evaluate(model: Any, cached: CachedDataset) -> dict[str, float]:
 
 def _reason(
     base: Promotion,
+    *,
     champion: str | None,
     champion_score: float | None,
     problem: str | None,

@@ -45,7 +45,13 @@ from nighttune.tasks.core.records import (
 from nighttune.tasks.core.urls import redact_webhook
 from nighttune.tasks.data.datasets import CachedDataset, resolve_cache_dir
 from nighttune.tasks.reporting.histories import trial_histories, write_tensorboard
-from nighttune.tasks.reporting.html import confusion_matrix, make_plots, portable, render_html
+from nighttune.tasks.reporting.html import (
+    RunOutcome,
+    confusion_matrix,
+    make_plots,
+    portable,
+    render_html,
+)
 from nighttune.tasks.reporting.tables import write_reports
 from nighttune.tasks.runs.champion import judge
 from nighttune.tasks.runs.latest import point_latest, point_latest_s3
@@ -82,6 +88,7 @@ def library_versions() -> dict[str, str]:
 def export_run(
     config: TuneConfig,
     cached: CachedDataset,
+    *,
     sweeps: list[LRSweep],
     rows: list[TrialResult],
     winner: TrialResult,
@@ -103,14 +110,25 @@ def export_run(
         final = run_cache_dir(uri, run_id, config.cache_dir)
     else:
         final = Path(config.export_to).expanduser().resolve() / run_id
-    promotion = judge(config, cached, winner, resolve_objective(config, cached))
+    promotion = judge(config, cached, winner, objective=resolve_objective(config, cached))
     log.info("export: writing %s", final)
-    bundle = RunBundle(config, cached, sweeps, rows, winner, run_id, dict(seconds or {}),
-                       promotion, selection)  # fmt: skip
+    bundle = RunBundle(
+        config=config,
+        cached=cached,
+        sweeps=sweeps,
+        rows=rows,
+        winner=winner,
+        run_id=run_id,
+        seconds=dict(seconds or {}),
+        promotion=promotion,
+        selection=selection,
+    )
     with staged_dir(final) as staging:
         _write_run(staging, bundle)
     if s3.is_s3(config.export_to):
-        return _publish_s3(final, uri, run_id, config.s3_endpoint_url, promotion)
+        return _publish_s3(
+            final, uri, run_id, endpoint_url=config.s3_endpoint_url, promotion=promotion
+        )
     target = final.parent
     moved = promotion.promoted and point_latest(target, run_id, final.as_uri())
     return ExportResult(
@@ -118,12 +136,12 @@ def export_run(
         uri=final.as_uri(),
         path=str(final),
         latest=str(target / LATEST),
-        promotion=_promoted(promotion, moved, final, str(target / LATEST)),
+        promotion=_promoted(promotion, moved=moved, run=final, latest=str(target / LATEST)),
     )
 
 
 def _publish_s3(
-    local: Path, uri: s3.S3Uri, run_id: str, endpoint_url: str | None, promotion: Promotion
+    local: Path, uri: s3.S3Uri, run_id: str, *, endpoint_url: str | None, promotion: Promotion
 ) -> ExportResult:
     """Upload every file, verify each, and put ``latest.json`` last (if promoted)."""
     log = get_logger()
@@ -133,20 +151,20 @@ def _publish_s3(
     files.sort(key=lambda p: p.name == MANIFEST)
     for i, path in enumerate(files, 1):
         key = uri.key(run_id, path.relative_to(local).as_posix())
-        s3.upload_verified(client, path, uri.bucket, key)
+        s3.upload_verified(client, path, bucket=uri.bucket, key=key)
         log.info("export: %d/%d verified s3://%s/%s", i, len(files), uri.bucket, key)
     run_uri = uri.child(run_id)
-    moved = promotion.promoted and point_latest_s3(client, uri, run_id, run_uri)
+    moved = promotion.promoted and point_latest_s3(client, uri, run_id, run_uri=run_uri)
     return ExportResult(
         run_id=run_id,
         uri=run_uri,
         path=str(local),
         latest=uri.child(LATEST),
-        promotion=_promoted(promotion, moved, run_uri, uri.child(LATEST)),
+        promotion=_promoted(promotion, moved=moved, run=run_uri, latest=uri.child(LATEST)),
     )
 
 
-def _promoted(promotion: Promotion, moved: bool, run: object, latest: str) -> Promotion:
+def _promoted(promotion: Promotion, *, moved: bool, run: object, latest: str) -> Promotion:
     """The gate's decision as it turned out: a run the gate passed whose pointer was
     refused (a newer run moved it meanwhile) was not promoted after all."""
     log = get_logger()
@@ -194,9 +212,9 @@ def _write_run(staging: Path, run: RunBundle) -> None:
         staging / "plots",
         run.rows,
         histories,
-        confusion,
-        run.cached.class_names,
-        run.config.monitor,
+        confusion=confusion,
+        class_names=run.cached.class_names,
+        monitor=run.config.monitor,
     )
     _copy_sweeps(staging / "lr_sweeps", run.sweeps)
     run.seconds["export"] = round(time.perf_counter() - started, 3)
@@ -209,7 +227,7 @@ def _write_run(staging: Path, run: RunBundle) -> None:
     )
     _write_pages(staging, run, config_shown)
     outputs = outputs_kind(model) if run.cached.num_classes else "values"
-    _write_manifest(staging, run, config_shown, outputs)
+    _write_manifest(staging, run, config_shown=config_shown, outputs=outputs)
 
 
 def _write_model(staging: Path, run: RunBundle) -> Any:
@@ -242,26 +260,31 @@ def _write_pages(staging: Path, run: RunBundle, config_shown: dict[str, Any]) ->
         + (f"Selection ({chosen.rule}): {chosen.reason}.\n\n" if chosen else "")
         + f"Champion gate: {run.promotion.text()}."
     )
-    title, monitor = f"nighttune run {run.run_id}", run.config.monitor
-    frame = write_reports(run.rows, winner, staging, title, summary, monitor, chosen)
+    frame = write_reports(
+        run.rows,
+        winner,
+        staging,
+        title=f"nighttune run {run.run_id}",
+        summary=summary,
+        monitor=run.config.monitor,
+        selection=chosen,
+    )
     cache_dir = str(resolve_cache_dir(run.config.cache_dir))  # the folder used, not "null"
     page = render_html(
         staging,
-        run.run_id,
-        config_shown | {"cache_dir": cache_dir},
-        frame,
-        winner,
-        run.seconds,
-        run.cached.class_names,
-        run.cached.num_examples,
-        run.promotion,
-        run.selection,
+        run_id=run.run_id,
+        config=config_shown | {"cache_dir": cache_dir},
+        trials=frame,
+        outcome=RunOutcome(winner=winner, selection=run.selection, promotion=run.promotion),
+        seconds=run.seconds,
+        class_names=run.cached.class_names,
+        splits=run.cached.num_examples,
     )
     write_text_atomic(staging / "report.html", page)
 
 
 def _write_manifest(
-    staging: Path, run: RunBundle, config_shown: dict[str, Any], outputs: str
+    staging: Path, run: RunBundle, *, config_shown: dict[str, Any], outputs: str
 ) -> None:
     """``manifest.json``, written last: the sha256 of every other file of the run."""
     cached = run.cached

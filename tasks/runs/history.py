@@ -33,37 +33,10 @@ COLUMNS = [
 
 def _manifests(target: str, endpoint_url: str | None) -> list[Manifest]:
     """Every run's manifest under ``target``; one that does not parse is skipped (logged)."""
-    texts: list[tuple[str, str]] = []  # (where, text)
     if s3.is_s3(target):
-        uri = s3.S3Uri.parse(target)
-        client = s3.client(endpoint_url)
-        prefix = uri.key() + "/" if uri.prefix else ""
-        try:
-            pages = client.get_paginator("list_objects_v2").paginate(
-                Bucket=uri.bucket, Prefix=prefix, Delimiter="/"
-            )
-            for page in pages:
-                for common in page.get("CommonPrefixes", []):
-                    key = common["Prefix"] + MANIFEST
-                    text = s3.get_text(client, uri.bucket, key, MAX_MANIFEST_BYTES)
-                    if text:
-                        texts.append((f"s3://{uri.bucket}/{key}", text))
-        except s3.S3Error:
-            raise
-        except Exception as exc:
-            raise s3.explain(exc, uri.bucket, "list the runs") from None
+        texts = _s3_manifest_texts(s3.S3Uri.parse(target), endpoint_url)
     else:
-        root = Path(target).expanduser()
-        if not root.is_dir():
-            raise UserError(f"export target {target} does not exist; give the --export-to of tune")
-        for path in sorted(root.glob(f"*/{MANIFEST}")):
-            if ".tmp-" in path.parent.name or not path.is_file():
-                continue  # a run still being written
-            try:
-                text = read_bounded(path, MAX_MANIFEST_BYTES).decode(errors="replace")
-                texts.append((str(path), text))
-            except OSError as exc:
-                get_logger().warning("history: skipped %s (%s)", path, exc.strerror)
+        texts = _local_manifest_texts(target)
     found = []
     for where, text in texts:
         try:
@@ -71,6 +44,46 @@ def _manifests(target: str, endpoint_url: str | None) -> list[Manifest]:
         except UserError as exc:
             get_logger().warning("history: skipped %s", exc)
     return found
+
+
+def _s3_manifest_texts(uri: s3.S3Uri, endpoint_url: str | None) -> list[tuple[str, str]]:
+    """``(where, text)`` of the manifest of every run folder directly under ``uri``."""
+    client = s3.client(endpoint_url)
+    prefix = uri.key() + "/" if uri.prefix else ""
+    texts = []
+    try:
+        pages = client.get_paginator("list_objects_v2").paginate(
+            Bucket=uri.bucket, Prefix=prefix, Delimiter="/"
+        )
+        for page in pages:
+            for common in page.get("CommonPrefixes", []):
+                key = common["Prefix"] + MANIFEST
+                text = s3.get_text(client, uri.bucket, key, max_bytes=MAX_MANIFEST_BYTES)
+                if text:
+                    texts.append((f"s3://{uri.bucket}/{key}", text))
+    except s3.S3Error:
+        raise
+    except Exception as exc:
+        raise s3.explain(exc, uri.bucket, "list the runs") from None
+    return texts
+
+
+def _local_manifest_texts(target: str) -> list[tuple[str, str]]:
+    """``(where, text)`` of the manifest of every complete run folder in ``target``; one
+    that cannot be read is skipped (logged)."""
+    root = Path(target).expanduser()
+    if not root.is_dir():
+        raise UserError(f"export target {target} does not exist; give the --export-to of tune")
+    texts = []
+    for path in sorted(root.glob(f"*/{MANIFEST}")):
+        if ".tmp-" in path.parent.name or not path.is_file():
+            continue  # a run still being written
+        try:
+            text = read_bounded(path, MAX_MANIFEST_BYTES).decode(errors="replace")
+            texts.append((str(path), text))
+        except OSError as exc:
+            get_logger().warning("history: skipped %s (%s)", path, exc.strerror)
+    return texts
 
 
 def _get(mapping: Any, *keys: str) -> Any:
@@ -97,7 +110,9 @@ def _promoted(promotion: dict[str, Any]) -> str:
     return "" if not isinstance(found, bool) else "yes" if found else "no"
 
 
-def earlier_scores(target: str, endpoint_url: str | None, run_id: str, metric: str) -> list[float]:
+def earlier_scores(
+    target: str, endpoint_url: str | None, *, run_id: str, metric: str
+) -> list[float]:
     """The winners' ``metric`` (``test_accuracy``, ``test_auc``) of the runs under
     ``target`` before ``run_id`` made with its dataset, model and grid, oldest first."""
     manifests = sorted(_manifests(target, endpoint_url), key=lambda m: m.run_id)
@@ -116,7 +131,7 @@ def earlier_scores(target: str, endpoint_url: str | None, run_id: str, metric: s
 
 
 def past_timings(
-    target: str, endpoint_url: str | None, dataset: str, model: str, runs: int = 7
+    target: str, endpoint_url: str | None, *, dataset: str, model: str, runs: int = 7
 ) -> tuple[dict[int, float], float | None]:
     """From the last ``runs`` runs under ``target`` on ``dataset`` with ``model``: the
     median seconds an epoch took at each batch size, and the median export seconds.
@@ -186,7 +201,11 @@ def run_history(target: str, endpoint_url: str | None = None) -> pd.DataFrame:
 
 
 def write_history(
-    target: str, out_dir: str, endpoint_url: str | None = None, frame: pd.DataFrame | None = None
+    target: str,
+    out_dir: str,
+    *,
+    endpoint_url: str | None = None,
+    frame: pd.DataFrame | None = None,
 ) -> tuple[Path, Path]:
     """``history.csv`` and ``history.png`` in ``out_dir`` (from ``frame`` if already read)."""
     if frame is None:
@@ -199,5 +218,5 @@ def write_history(
     dates = [str(d)[:16].replace("T", " ") for d in frame["date"]]
     setups = frame["dataset"].astype(str) + " " + frame["model"].astype(str) + " " + frame["grid"]
     accuracies = frame["test_accuracy"].astype(float).tolist()
-    plot_history(dates, accuracies, labels, setups.tolist(), png_path)
+    plot_history(dates, accuracies, labels=labels, setups=setups.tolist(), path=png_path)
     return csv_path, png_path

@@ -24,7 +24,7 @@ def served_run_id(target: str, endpoint_url: str | None = None, client: Any = No
     if s3.is_s3(target):
         uri = s3.S3Uri.parse(target)
         client = client or s3.client(endpoint_url)
-        text = s3.get_text(client, uri.bucket, uri.key(LATEST), MAX_LATEST_BYTES)
+        text = s3.get_text(client, uri.bucket, uri.key(LATEST), max_bytes=MAX_LATEST_BYTES)
         where = uri.child(LATEST)
     else:
         path = Path(target).expanduser() / LATEST
@@ -46,17 +46,24 @@ def point_latest(target: Path, run_id: str, uri: str) -> bool:
         return True
 
 
-def point_latest_s3(client: Any, uri: s3.S3Uri, run_id: str, run_uri: str) -> bool:
+def point_latest_s3(client: Any, uri: s3.S3Uri, run_id: str, *, run_uri: str) -> bool:
     """`point_latest` for a bucket: read, compare, and write only if the object is still
     the one read (a conditional PUT), so an older run finishing later never wins."""
     key = uri.key(LATEST)
     for _ in range(LATEST_ATTEMPTS):
-        found = s3.get_versioned_text(client, uri.bucket, key, MAX_LATEST_BYTES)
+        found = s3.get_versioned_text(client, uri.bucket, key, max_bytes=MAX_LATEST_BYTES)
         text, etag = found if found else (None, None)
         if _current_run_id(text) > run_id:
             return False
         try:
-            s3.put_json(client, uri.bucket, key, _latest_text(run_id, run_uri), etag, found is None)
+            s3.put_json(
+                client,
+                uri.bucket,
+                key,
+                text=_latest_text(run_id, run_uri),
+                if_match=etag,
+                if_absent=found is None,
+            )
             return True
         except s3.Conflict:
             continue  # another run wrote it meanwhile: compare again

@@ -99,7 +99,7 @@ class Manifest(BaseModel):
         return shape
 
 
-def _parse(model: type[Latest] | type[Manifest], text: str | bytes, where: str, limit: int):
+def _parse(model: type[Latest] | type[Manifest], text: str | bytes, *, where: str, limit: int):
     if len(text) > limit:
         raise DocumentInvalid(f"{where} is over {limit} bytes, more than a run ever writes")
     try:
@@ -118,9 +118,9 @@ def _why(exc: ValueError | RecursionError) -> str:
 
 def parse_latest(text: str | bytes, where: str) -> Latest:
     """``latest.json``'s text as a `Latest`, or `DocumentInvalid` naming ``where``."""
-    return _parse(Latest, text, where, MAX_LATEST_BYTES)
+    return _parse(Latest, text, where=where, limit=MAX_LATEST_BYTES)
 
 
 def parse_manifest(text: str | bytes, where: str) -> Manifest:
     """A manifest's text as a `Manifest`, or `DocumentInvalid` naming ``where``."""
-    return _parse(Manifest, text, where, MAX_MANIFEST_BYTES)
+    return _parse(Manifest, text, where=where, limit=MAX_MANIFEST_BYTES)

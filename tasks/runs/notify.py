@@ -67,10 +67,11 @@ def night_events(result: TuneResult, band: dict[str, Any] | None) -> list[str]:
 
 
 def finished_message(
-    result: TuneResult, events: list[str], band: dict[str, Any] | None, context: dict[str, Any]
+    result: TuneResult, events: list[str], *, band: dict[str, Any] | None, context: dict[str, Any]
 ) -> dict[str, Any]:
     """The body for a night that finished with ``events``."""
-    winner, promotion = result.winner, result.export.promotion
+    winner = result.winner
+    promotion = result.export.promotion
     metric = promotion.metric if promotion else f"test_{result.monitor.removeprefix('val_')}"
     value = winner.value(metric)
     shown = "n/a" if value is None else f"{value:.4f}"
@@ -151,7 +152,10 @@ def notify_finished(config: TuneConfig, result: TuneResult, context: dict[str, A
 
         try:
             earlier = earlier_scores(
-                config.export_to, config.s3_endpoint_url, result.run_id, promotion.metric
+                config.export_to,
+                config.s3_endpoint_url,
+                run_id=result.run_id,
+                metric=promotion.metric,
             )
         except UserError as exc:  # the history cannot be read: no band tonight
             get_logger().warning("notify: no night-over-night band (%s)", exc)
@@ -159,12 +163,12 @@ def notify_finished(config: TuneConfig, result: TuneResult, context: dict[str, A
         band = outside_band(promotion.score, earlier, promotion.direction)
     events = night_events(result, band)
     if events:
-        post(config.notify_url, finished_message(result, events, band, context))
+        post(config.notify_url, finished_message(result, events, band=band, context=context))
     return events
 
 
 def notify_failed(
-    config: TuneConfig, run_id: str | None, error: BaseException, context: dict[str, Any]
+    config: TuneConfig, run_id: str | None, error: BaseException, *, context: dict[str, Any]
 ) -> None:
     """Post that the night failed (when there is a ``notify_url``)."""
     if config.notify_url:

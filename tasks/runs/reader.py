@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -154,7 +155,8 @@ def _resolve_s3(ref: str, cache_dir: str | None, endpoint_url: str | None) -> tu
             return local, manifest
         except UserError:
             get_logger().warning("model: local copy %s is damaged; downloading again", local)
-    text = s3.get_text(client, uri.bucket, target.key(run_id, MANIFEST), MAX_MANIFEST_BYTES)
+    manifest_key = target.key(run_id, MANIFEST)
+    text = s3.get_text(client, uri.bucket, manifest_key, max_bytes=MAX_MANIFEST_BYTES)
     if text is None:
         raise RunUnavailable(f"{target.child(run_id)} is not a complete exported run")
     # Every name is checked before the first download: nothing lands outside the copy.
@@ -165,7 +167,7 @@ def _resolve_s3(ref: str, cache_dir: str | None, endpoint_url: str | None) -> tu
         for rel in manifest.files:
             destination = safe_join(staging, rel, "manifest file name")
             try:
-                s3.download(client, uri.bucket, target.key(run_id, rel), destination)
+                s3.download(client, uri.bucket, target.key(run_id, rel), local=destination)
             except s3.ObjectMissing:
                 raise RunUnavailable(
                     f"{target.child(run_id)} is incomplete: {rel}, listed in its manifest, "
@@ -176,23 +178,33 @@ def _resolve_s3(ref: str, cache_dir: str | None, endpoint_url: str | None) -> tu
     return local, manifest
 
 
-def load_run_model(
-    ref: str,
-    cache_dir: str | None = None,
-    endpoint_url: str | None = None,
-    code_dir: str | None = None,
-) -> tuple[Any, Manifest]:
+@dataclass(frozen=True)
+class RunAccess:
+    """What loading an exported run needs besides its reference: the cache an S3 run is
+    downloaded into (None: the default cache), the S3 endpoint, and the folder a user's
+    builder module is imported from (None: the working directory)."""
+
+    cache_dir: str | None = None
+    endpoint_url: str | None = None
+    code_dir: str | None = None
+
+
+# The default cache, the S3 endpoint the environment names, builders from the working directory.
+DEFAULT_ACCESS = RunAccess()
+
+
+def load_run_model(ref: str, access: RunAccess = DEFAULT_ACCESS) -> tuple[Any, Manifest]:
     """The run's model (loaded with ``safe_mode=True``) and its verified manifest, which
     must agree with the model on the input shape and the number of classes. A run made
-    by a user's builder has that builder's module imported first, from ``code_dir``
-    (default: the working directory), for the custom objects it registers."""
-    run, manifest = open_run(ref, cache_dir, endpoint_url)  # before TensorFlow loads
+    by a user's builder has that builder's module imported first, from
+    ``access.code_dir``, for the custom objects it registers."""
+    run, manifest = open_run(ref, access.cache_dir, access.endpoint_url)  # before TensorFlow
     import keras
 
     builder = manifest.model.get("builder")
     if isinstance(builder, str):
         code = manifest.model.get("code") or {}
-        warning = import_for_loading(builder, code_dir or ".", code.get("sha256"))
+        warning = import_for_loading(builder, access.code_dir or ".", code.get("sha256"))
         if warning:
             get_logger().warning("model %s: %s", ref, warning)
 

@@ -161,8 +161,9 @@ def sha256_b64(path: Path) -> tuple[str, str]:
     return base64.b64encode(whole.digest()).decode(), base64.b64encode(composite).decode()
 
 
-def upload_verified(s3: Any, local: Path, bucket: str, key: str) -> None:
-    """Upload with boto3's managed transfer, then check size and SHA256 on the server."""
+def upload_verified(s3: Any, local: Path, *, bucket: str, key: str) -> None:
+    """Upload ``local`` to ``bucket``/``key`` with boto3's managed transfer, then check size
+    and SHA256 on the server."""
     from boto3.s3.transfer import TransferConfig
 
     transfer = TransferConfig(multipart_threshold=CHUNK, multipart_chunksize=CHUNK)
@@ -190,7 +191,13 @@ class Conflict(Exception):
 
 
 def put_json(
-    s3: Any, bucket: str, key: str, text: str, if_match: str | None = None, if_absent: bool = False
+    s3: Any,
+    bucket: str,
+    key: str,
+    *,
+    text: str,
+    if_match: str | None = None,
+    if_absent: bool = False,
 ) -> None:
     """One small object in one PUT: readers see the old or the new one, never half.
 
@@ -218,14 +225,14 @@ def put_json(
         raise explain(exc, bucket, f"write {key}") from None
 
 
-def get_text(s3: Any, bucket: str, key: str, max_bytes: int = 2**20) -> str | None:
+def get_text(s3: Any, bucket: str, key: str, *, max_bytes: int = 2**20) -> str | None:
     """The object's text, or None if there is no such key (see `get_versioned_text`)."""
-    found = get_versioned_text(s3, bucket, key, max_bytes)
+    found = get_versioned_text(s3, bucket, key, max_bytes=max_bytes)
     return found[0] if found else None
 
 
 def get_versioned_text(
-    s3: Any, bucket: str, key: str, max_bytes: int = 2**20
+    s3: Any, bucket: str, key: str, *, max_bytes: int = 2**20
 ) -> tuple[str, str] | None:
     """The object's text and ETag, or None if there is no such key.
 
@@ -249,7 +256,7 @@ def get_versioned_text(
         raise explain(exc, bucket, f"read {key}") from None
 
 
-def download(s3: Any, bucket: str, key: str, local: Path) -> None:
+def download(s3: Any, bucket: str, key: str, *, local: Path) -> None:
     """Download one object to ``local`` (parents created)."""
     from botocore.exceptions import ClientError
 

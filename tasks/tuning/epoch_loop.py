@@ -43,7 +43,7 @@ def epoch_inputs(x: Any, y: Any, seed: int) -> Any:
 
 
 def batch_inputs(
-    x: Any, y: Any, batch_size: int, seed: int, to_model: Callable[[Any], Any] = _as_is
+    x: Any, y: Any, batch_size: int, *, seed: int, to_model: Callable[[Any], Any] = _as_is
 ) -> Any:
     """Endless `tf.data.Dataset` of ``(to_model(x), y)`` batches: each epoch's
     `examples_per_epoch` rows in the order `epoch_inputs` gives the fused loop for the

@@ -75,13 +75,14 @@ def _per_example_fn(model: Any, name: str) -> Any:
         return loss if callable(loss) else None
     for metric in flat_metrics(list(model.metrics)):
         if metric.name == name and isinstance(metric, keras.metrics.MeanMetricWrapper):
-            fn, kwargs = metric._fn, getattr(metric, "_fn_kwargs", {})
+            fn = metric._fn
+            kwargs = getattr(metric, "_fn_kwargs", {})
             return lambda labels, outputs: fn(labels, outputs, **kwargs)
     return None
 
 
 def per_example_values(
-    model: Any, cached: CachedDataset, split: str, name: str, logged: float
+    model: Any, cached: CachedDataset, split: str, *, name: str, logged: float
 ) -> np.ndarray | None:
     """Each example's value of ``name`` on ``split`` (1/0 for accuracy, each example's
     loss), as float32: what the paired test between cells and the bootstrap interval
@@ -109,7 +110,7 @@ METRIC_RESAMPLES = 200
 
 
 def metric_interval(
-    model: Any, cached: CachedDataset, split: str, name: str, seed: int = 0
+    model: Any, cached: CachedDataset, split: str, *, name: str, seed: int = 0
 ) -> tuple[float, float] | None:
     """95% percentile-bootstrap interval of a compiled metric that is not a mean over
     examples (AUC, precision, F1): a fresh copy of the metric recomputed on resampled

@@ -30,6 +30,7 @@ from nighttune.tasks.tuning.epoch_loop import (
     fuse_epochs,
 )
 from nighttune.tasks.tuning.evaluation import EVAL_BATCH
+from nighttune.tasks.tuning.fit_callbacks import TrialCallbacks
 
 JIT_COMPILE = True  # the built-in MLP's fused loop, and any on a GPU (see `use_xla`)
 # stream: the fused loop over windows read from disk; stream-fit: plain fit over batches
@@ -68,7 +69,7 @@ def memory_budget(config: TuneConfig) -> int:
 
 
 def trial_model(
-    cached: CachedDataset, config: TuneConfig, batch_size: int, lr: float, fused: bool = True
+    cached: CachedDataset, config: TuneConfig, batch_size: int, *, lr: float, fused: bool = True
 ) -> Any:
     """The compiled model a trial fits: ``config.model`` with the fused epoch loop
     installed (XLA as `use_xla` says, where the model supports it), or as built for
@@ -79,8 +80,8 @@ def trial_model(
         config.model,
         cached.input_shape,
         cached.num_classes,
-        lr,
-        config.seed,
+        learning_rate=lr,
+        seed=config.seed,
         jit_compile=fused and use_xla(config)[0],
     )
     return fuse_epochs(model, batch_size, cached.to_model) if fused else model
@@ -96,18 +97,21 @@ def fit_in_a_loop(
     cached: CachedDataset,
     config: TuneConfig,
     batch_size: int,
+    *,
     lr: float,
-    callback: Callable[[], Any],
-) -> tuple[Any, Any, Loop]:
-    """Fit once, each epoch ending in a fresh ``callback()``; return the fitted model,
-    that callback and the loop it trained in."""
-    label, log = f"trial b{batch_size}", get_logger()
+    callbacks: Callable[[], TrialCallbacks],
+) -> tuple[Any, TrialCallbacks, Loop]:
+    """Fit once with a fresh set of ``callbacks()`` (and Keras's `TerminateOnNaN`); return
+    the fitted model, those callbacks and the loop it trained in."""
+    label = f"trial b{batch_size}"
+    log = get_logger()
     common: dict[str, Any] = dict(epochs=config.max_epochs, verbose=0, shuffle=False)
     inputs = _TrainInputs(cached, config, batch_size)
     common["validation_data"] = cached.batches("validation", EVAL_BATCH, budget=inputs.budget)
     start = f"{label}: lr {lr:.3g}, up to {config.max_epochs} epochs{inputs.where}"
     if config.training_loop != "fit":
-        model, stopper = trial_model(cached, config, batch_size, lr), callback()
+        model = trial_model(cached, config, batch_size, lr=lr)
+        fitted = callbacks()
         wanted, why = use_xla(config)
         if wanted and not model.jit_compile:
             why = "a layer or op determinism rules it out"
@@ -120,12 +124,12 @@ def fit_in_a_loop(
                 batch_size,
                 fused_data,
                 steps_per_epoch=fused_steps,
-                callbacks=[keras.callbacks.TerminateOnNaN(), stopper],
+                callbacks=[keras.callbacks.TerminateOnNaN(), *fitted.in_order()],
                 **common,
             )
-            return model, stopper, "fused" if inputs.held else "stream"
+            return model, fitted, "fused" if inputs.held else "stream"
         except Exception as exc:
-            if config.training_loop == "fused" or stopper.history:
+            if config.training_loop == "fused" or fitted.record.history:
                 raise  # asked for, or it trained an epoch: not the loop's failure
             log.warning(
                 "%s: the fused epoch loop cannot run this model (%s); "
@@ -136,17 +140,18 @@ def fit_in_a_loop(
             del model  # what the failed loop held, before the second model is built
     else:
         log.info("%s, plain Keras fit (training_loop: fit)", start)
-    model, stopper = trial_model(cached, config, batch_size, lr, fused=False), callback()
+    model = trial_model(cached, config, batch_size, lr=lr, fused=False)
+    fitted = callbacks()
     data, steps = inputs.per_batch()
     fit_trial(
         model,
         batch_size,
         data,
         steps_per_epoch=steps,
-        callbacks=[keras.callbacks.TerminateOnNaN(), stopper],
+        callbacks=[keras.callbacks.TerminateOnNaN(), *fitted.in_order()],
         **common,
     )
-    return model, stopper, "fit" if inputs.held else "stream-fit"
+    return model, fitted, "fit" if inputs.held else "stream-fit"
 
 
 class _TrainInputs:
@@ -154,7 +159,9 @@ class _TrainInputs:
     memory budget as float32, else streamed from the cache on disk (said in one line)."""
 
     def __init__(self, cached: CachedDataset, config: TuneConfig, batch_size: int) -> None:
-        self.cached, self.batch_size, self.seed = cached, batch_size, config.seed
+        self.cached = cached
+        self.batch_size = batch_size
+        self.seed = config.seed
         self.budget = memory_budget(config)
         self.held = cached.held("train", self.budget)
         self.where = ""
@@ -164,7 +171,9 @@ class _TrainInputs:
                 "trial b%d: the train split takes %.0f MB (%s), over the memory budget of "
                 "%.0f MB: streamed from the cache on disk, shuffled a window of a quarter "
                 "of the budget at a time",
-                *(batch_size, cached.nbytes("train") / 2**20, cached.stored),
+                batch_size,
+                cached.nbytes("train") / 2**20,
+                cached.stored,
                 self.budget / 2**20,
             )
 
@@ -180,13 +189,14 @@ class _TrainInputs:
         """Plain ``fit``'s input: the fused loop's batches in the same order (in memory),
         or batches read from disk (streamed); and its steps an epoch."""
         if not self.held:
-            budget = self.budget
-            batches = self.cached.batches("train", self.batch_size, True, self.seed, budget)
+            batches = self.cached.batches(
+                "train", self.batch_size, shuffle=True, seed=self.seed, budget=self.budget
+            )
             return batches, None
         x, y = self.cached.stored_arrays("train")
         n = int(x.shape[0])
         steps = examples_per_epoch(n, self.batch_size) // min(self.batch_size, n)
-        batches = batch_inputs(x, y, self.batch_size, self.seed, self.cached.to_model)
+        batches = batch_inputs(x, y, self.batch_size, seed=self.seed, to_model=self.cached.to_model)
         return batches, steps
 
 

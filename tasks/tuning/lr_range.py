@@ -43,6 +43,7 @@ def default_steps(num_examples: int, batch_size: int) -> int:
 def run_range_test(
     model: Any,
     batches: Any,
+    *,
     start_lr: float,
     end_lr: float,
     num_steps: int,
@@ -89,7 +90,7 @@ def run_range_test(
                 stop_reason = f"diverged at lr {lr:.3g} (smoothed loss > {diverge_factor:g}x min)"
                 break
             if (step + 1) % report_every == 0:
-                _report_step(step + 1, num_steps, lr, loss)
+                _report_step(step + 1, num_steps, lr=lr, loss=loss)
     finally:
         for variable, value in zip(model.variables, saved_model, strict=True):
             variable.assign(value)
@@ -98,13 +99,16 @@ def run_range_test(
     return lrs, losses, stop_reason
 
 
-def _report_step(step: int, steps: int, lr: float, loss: float) -> None:
+def _report_step(step: int, steps: int, *, lr: float, loss: float) -> None:
     """A line for the logs, and the screen's bar (`tasks.core.logs.progress`)."""
     note = f"lr {lr:.2e}, loss {loss:.4f}"
     get_logger().info(
         "lr sweep: step %d/%d, lr %.2e, loss %.4f",
-        *(step, steps, lr, loss),
-        extra=progress("lr sweep: step", step, steps, note),
+        step,
+        steps,
+        lr,
+        loss,
+        extra=progress("lr sweep: step", step, steps, note=note),
     )
 
 
@@ -112,6 +116,7 @@ def sweep_from_curve(
     batch_size: int,
     lrs: list[float],
     losses: list[float],
+    *,
     stop_reason: str,
     spec: LRRangeSpec,
     seconds: float,
@@ -157,6 +162,7 @@ def lr_range_test(
     cached: CachedDataset,
     model_spec: ModelSpec,
     batch_size: int,
+    *,
     spec: LRRangeSpec,
     seed: int = 0,
     budget: int | None = None,
@@ -177,10 +183,21 @@ def lr_range_test(
     )
     start = time.perf_counter()
     lrs, losses, stop_reason = run_range_test(
-        model, batches, spec.start_lr, spec.end_lr, steps, spec.beta, spec.diverge_factor
+        model,
+        batches,
+        start_lr=spec.start_lr,
+        end_lr=spec.end_lr,
+        num_steps=steps,
+        beta=spec.beta,
+        diverge_factor=spec.diverge_factor,
     )
     sweep = sweep_from_curve(
-        batch_size, lrs, losses, stop_reason, spec, time.perf_counter() - start
+        batch_size,
+        lrs,
+        losses,
+        stop_reason=stop_reason,
+        spec=spec,
+        seconds=time.perf_counter() - start,
     )
     if sweep.method == "fallback":
         get_logger().warning(
@@ -201,6 +218,7 @@ def stored_lr_range_test(
     cached: CachedDataset,
     model_spec: ModelSpec,
     batch_size: int,
+    *,
     spec: LRRangeSpec,
     seed: int = 0,
     cache_dir: str | None = None,
@@ -227,7 +245,7 @@ def stored_lr_range_test(
     }
 
     def build(staging: Path) -> dict[str, Any]:
-        sweep = lr_range_test(cached, model_spec, batch_size, spec, seed, budget)
+        sweep = lr_range_test(cached, model_spec, batch_size, spec=spec, seed=seed, budget=budget)
         save_sweep(sweep, staging)
         return sweep.model_dump()
 

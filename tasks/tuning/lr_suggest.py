@@ -48,7 +48,7 @@ def smooth(losses: Sequence[float] | np.ndarray, beta: float = 0.98) -> np.ndarr
 
 
 def _curve(
-    lrs: Sequence[float], losses: Sequence[float], beta: float, min_points: int
+    lrs: Sequence[float], losses: Sequence[float], *, beta: float, min_points: int
 ) -> tuple[np.ndarray, np.ndarray] | Suggestion:
     """The finite prefix of the curve, smoothed; or a no-suggestion saying why not."""
     lr = np.asarray(lrs, dtype=np.float64)
@@ -70,12 +70,13 @@ def steepest(
     lrs: Sequence[float],
     losses: Sequence[float],
     beta: float = 0.98,
+    *,
     window: int = 5,
     skip_begin: int = 10,
     skip_end: int = 5,
 ) -> Suggestion:
     """LR of the steepest fall of the smoothed loss per unit log LR, over ``window`` batches."""
-    curve = _curve(lrs, losses, beta, skip_begin + skip_end + window + 1)
+    curve = _curve(lrs, losses, beta=beta, min_points=skip_begin + skip_end + window + 1)
     if isinstance(curve, Suggestion):
         return curve
     lr, smoothed = curve
@@ -93,7 +94,7 @@ def steepest(
 
 def valley(lrs: Sequence[float], losses: Sequence[float], beta: float = 0.98) -> Suggestion:
     """LR in the middle of the longest descending run of the smoothed loss."""
-    curve = _curve(lrs, losses, beta, MIN_POINTS)
+    curve = _curve(lrs, losses, beta=beta, min_points=MIN_POINTS)
     if isinstance(curve, Suggestion):
         return curve
     lr, smoothed = curve
@@ -123,7 +124,7 @@ def valley(lrs: Sequence[float], losses: Sequence[float], beta: float = 0.98) ->
 
 def minimum(lrs: Sequence[float], losses: Sequence[float], beta: float = 0.98) -> Suggestion:
     """A tenth of the LR where the smoothed loss is lowest."""
-    curve = _curve(lrs, losses, beta, MIN_POINTS)
+    curve = _curve(lrs, losses, beta=beta, min_points=MIN_POINTS)
     if isinstance(curve, Suggestion):
         return curve
     lr, smoothed = curve

@@ -30,6 +30,7 @@ def build_model(
     spec: ModelSpec,
     input_shape: tuple[int, ...],
     num_classes: int | None,
+    *,
     learning_rate: float = 1e-3,
     seed: int = 0,
     steps_per_execution: int = 1,
@@ -47,7 +48,13 @@ def build_model(
     with python_random_restored():
         keras.utils.set_random_seed(seed)
         if spec.builder:
-            return _user_model(spec, input_shape, num_classes, learning_rate, jit_compile)
+            return _user_model(
+                spec,
+                input_shape,
+                num_classes,
+                learning_rate=learning_rate,
+                jit_compile=jit_compile,
+            )
         inputs = keras.Input(shape=input_shape, name="image")
         x = inputs
         if spec.kind == "cnn":
@@ -89,6 +96,7 @@ def _user_model(
     spec: ModelSpec,
     input_shape: tuple[int, ...],
     num_classes: int | None,
+    *,
     learning_rate: float,
     jit_compile: bool | str,
 ) -> Any:

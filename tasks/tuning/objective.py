@@ -22,12 +22,13 @@ def metric_directions(
     model_spec: ModelSpec,
     input_shape: tuple[int, ...] = (8, 8, 1),
     num_classes: int | None = 2,
+    *,
     label_shape: tuple[int, ...] = (),
 ) -> dict[str, Direction | None]:
     """Every name `fit` logs for models of ``model_spec`` (validation forms included), and
     whether it improves up (max) or down (min); None where the metric does not say."""
     spec = model_spec.model_dump_json()
-    return dict(_directions(spec, tuple(input_shape), num_classes, tuple(label_shape)))
+    return dict(_directions(spec, tuple(input_shape), num_classes, label_shape=tuple(label_shape)))
 
 
 @functools.lru_cache(maxsize=8)
@@ -35,6 +36,7 @@ def _directions(
     spec_json: str,
     input_shape: tuple[int, ...],
     num_classes: int | None,
+    *,
     label_shape: tuple[int, ...],
 ) -> tuple[tuple[str, Direction | None], ...]:
     import numpy as np
@@ -75,8 +77,12 @@ def resolve_objective(config: TuneConfig, cached: CachedDataset | None = None) -
     if cached is None:
         directions = metric_directions(config.model)
     else:
-        shapes = cached.input_shape, cached.num_classes, cached.label_shape
-        directions = metric_directions(config.model, *shapes)
+        directions = metric_directions(
+            config.model,
+            cached.input_shape,
+            cached.num_classes,
+            label_shape=cached.label_shape,
+        )
     if config.monitor not in directions:
         raise ConfigError(
             f"monitor '{config.monitor}' is not a metric the model logs; "

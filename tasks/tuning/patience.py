@@ -83,6 +83,7 @@ def patience_stops(
     values: Iterable[float],
     patiences: Sequence[int],
     mode: Literal["max", "min"] = "max",
+    *,
     min_delta: float = 0.0,
 ) -> dict[int, Stop]:
     """Every patience's stop over a whole history of monitored values."""

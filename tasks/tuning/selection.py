@@ -64,6 +64,7 @@ def select(
     rows: Sequence[TrialResult],
     metric: str,
     direction: Literal["max", "min"],
+    *,
     values: Mapping[str, np.ndarray | None],
     rule: SelectRule = "best",
     alpha: float = 0.05,
@@ -88,7 +89,7 @@ def select(
         missing = [r.cell for r in usable if r.cell not in have]
         tied = [r for r in usable if r is best or p_vs_best.get(r.cell, 0.0) >= alpha]
         winner = min(tied, key=_cost)
-        reason = _noise_reason(best, winner, tied, alpha, test)
+        reason = _noise_reason(best, winner, tied, alpha=alpha, test=test)
         if missing:
             reason += f"; no per-example values for {', '.join(missing)}: not counted as tied"
     selection = Selection(
@@ -105,8 +106,15 @@ def select(
 
 
 def _noise_reason(
-    best: TrialResult, winner: TrialResult, tied: list[TrialResult], alpha: float, test: str | None
+    best: TrialResult,
+    winner: TrialResult,
+    tied: list[TrialResult],
+    *,
+    alpha: float,
+    test: str | None,
 ) -> str:
+    """Why the ``winner`` won among the cells ``tied`` with the ``best`` one (p >=
+    ``alpha`` under ``test``; None when there were no per-example values to test)."""
     if test is None:
         return "best score (no per-example values to test the others against it)"
     if winner is best:

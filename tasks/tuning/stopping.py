@@ -1,53 +1,35 @@
-"""The callback of a trial's one fit: every patience's stop and best weights, NaN, and
-the time budget's cut.
+"""The patience ledger of a trial's one fit: every patience's stop and best weights.
 
 Fed each epoch, a `PatienceLedger` (`tasks.tuning.patience`) says which patiences stop
 there; the callback keeps the best weights each had at that moment (Keras's
-restore-best-weights semantics), stops the fit when the largest patience has stopped,
-when the loss is no longer finite, or when the next epoch would end past ``stop_at``.
+restore-best-weights semantics), and stops the fit when the largest patience has
+stopped or when the loss is no longer finite. The fit's other callbacks (its record,
+its progress lines, the time budget's cut) are in `tasks.tuning.fit_callbacks`.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import keras
 
-from nighttune.tasks.core.logs import get_logger, progress
 from nighttune.tasks.tuning.patience import PatienceLedger
 
 
 class SharedEarlyStopping(keras.callbacks.Callback):
     """Feeds a `PatienceLedger` each epoch; keeps each patience's best weights at its stop."""
 
-    def __init__(
-        self,
-        monitor: str,
-        ledger: PatienceLedger,
-        label: str,
-        epochs: int,
-        stop_at: float | None = None,
-    ) -> None:
+    def __init__(self, monitor: str, ledger: PatienceLedger) -> None:
         super().__init__()
-        self.monitor, self.ledger, self.label, self.epochs = monitor, ledger, label, epochs
-        self.stop_at = stop_at  # wall-clock time (time.time()) by which the fit must end
-        self.cut_epoch: int | None = None  # the last epoch before the time budget cut the fit
+        self.monitor = monitor
+        self.ledger = ledger
         self.best_weights: list[Any] | None = None
         self.kept: dict[int, list[Any]] = {}  # best epoch (0-based) -> weights
-        self.epoch_seconds: list[float] = []
-        self.history: list[dict[str, float]] = []
         self.nan_epoch: int | None = None
-        self._started = 0.0
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self._started = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
-        self.epoch_seconds.append(time.perf_counter() - self._started)
-        self.history.append({k: float(v) for k, v in logs.items()})
         if not math.isfinite(float(logs.get("loss", math.nan))):
             self.nan_epoch = epoch
             self.model.stop_training = True
@@ -57,31 +39,15 @@ class SharedEarlyStopping(keras.callbacks.Callback):
             self.best_weights = self.model.get_weights()
         if stopping and self.best_weights is not None and self.ledger.best_epoch is not None:
             self.kept[self.ledger.best_epoch] = self.best_weights
-        stopped = sorted(self.ledger.stops)
-        note = f"{self.monitor} {logs[self.monitor]:.4f}"
-        note += f", patience {', '.join(map(str, stopped))} stopped" if stopped else ""
-        get_logger().info(
-            "%s: epoch %d, loss %.4f, %s %.4f%s",
-            self.label,
-            epoch + 1,
-            logs["loss"],
-            self.monitor,
-            logs[self.monitor],
-            f" (patience {', '.join(map(str, stopping))} stops here)" if stopping else "",
-            extra=progress(f"{self.label}: epoch", epoch + 1, self.epochs, note),
-        )
         if self.ledger.done:
-            self.model.stop_training = True
-        elif self.stop_at is not None and time.time() + self.epoch_seconds[-1] > self.stop_at:
-            # Another epoch would end past the budget: stop at this boundary. The
-            # patiences that stopped keep their results; the rest did not finish.
-            self.cut_epoch = epoch
             self.model.stop_training = True
 
     def on_train_end(self, logs: dict | None = None) -> None:
-        if self.cut_epoch is not None:
+        # Only a fit that ran every epoch ran its pending patiences to the end. One that
+        # stopped early was stopped here (every patience had stopped: none pending; or
+        # NaN: the pending ones failed) or by the time budget (they did not finish).
+        if self.model.stop_training or self.best_weights is None:
             return
-        if self.nan_epoch is None and self.best_weights is not None:
-            self.ledger.finish()
-            if self.ledger.best_epoch is not None:
-                self.kept[self.ledger.best_epoch] = self.best_weights
+        self.ledger.finish()
+        if self.ledger.best_epoch is not None:
+            self.kept[self.ledger.best_epoch] = self.best_weights

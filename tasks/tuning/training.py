@@ -3,7 +3,9 @@
 `train_trial` fits once (`tasks.tuning.loops`: in the fused epoch loop, or with plain
 ``fit``) with early stopping at the largest patience. A callback feeds a
 `PatienceLedger` each epoch and keeps, for every patience, the weights of its best
-epoch at the moment it would have stopped (Keras's restore-best-weights semantics).
+epoch at the moment it would have stopped (Keras's restore-best-weights semantics);
+others record the epochs, report progress and apply the time budget
+(`tasks.tuning.fit_callbacks`).
 Each patience's weights are then evaluated on validation and test and saved as
 ``model_e<best>.keras``; one `TrialResult` row per (batch size, patience).
 
@@ -32,6 +34,12 @@ from nighttune.tasks.data.datasets import CachedDataset, resolve_cache_dir
 from nighttune.tasks.storage.store import Slot
 from nighttune.tasks.tuning.epoch_loop import examples_per_epoch
 from nighttune.tasks.tuning.evaluation import evaluate_split, metric_interval, per_example_values
+from nighttune.tasks.tuning.fit_callbacks import (
+    EpochProgress,
+    FitRecord,
+    TimeBudgetCut,
+    TrialCallbacks,
+)
 from nighttune.tasks.tuning.loops import fit_in_a_loop, memory_budget, use_xla
 from nighttune.tasks.tuning.lr_range import SWEEP_VERSION
 from nighttune.tasks.tuning.models import model_key
@@ -73,7 +81,7 @@ def _dataset_key(spec: DatasetSpec) -> dict[str, Any]:
 
 
 def _local_trial_key(
-    cached: CachedDataset, config: TuneConfig, batch_size: int, lr: float
+    cached: CachedDataset, config: TuneConfig, batch_size: int, *, lr: float
 ) -> dict[str, Any]:
     return trial_key(
         config.trial,
@@ -90,6 +98,7 @@ def _fit_and_evaluate(
     cached: CachedDataset,
     config: TuneConfig,
     batch_size: int,
+    *,
     lr: float,
     out: Path,
     stop_at: float | None = None,
@@ -97,16 +106,22 @@ def _fit_and_evaluate(
     """The one fit, then every kept best epoch evaluated and saved; JSON-able result."""
     direction = resolve_objective(config, cached).direction
 
-    def stopper() -> SharedEarlyStopping:
+    def callbacks() -> TrialCallbacks:
         ledger = PatienceLedger(config.patiences, direction, config.min_delta)
+        record = FitRecord()
         label = f"trial b{batch_size}"
-        return SharedEarlyStopping(config.monitor, ledger, label, config.max_epochs, stop_at)
+        return TrialCallbacks(
+            record=record,
+            stopping=SharedEarlyStopping(config.monitor, ledger),
+            progress=EpochProgress(label, config.monitor, ledger, epochs=config.max_epochs),
+            cut=TimeBudgetCut(stop_at, record) if stop_at is not None else None,
+        )
 
-    model, callback, loop = fit_in_a_loop(cached, config, batch_size, lr, stopper)
+    model, fitted, loop = fit_in_a_loop(cached, config, batch_size, lr=lr, callbacks=callbacks)
     evaluated: dict[int, dict[str, float]] = {}
     intervals: dict[str, tuple[float, float] | None] = {}
     watched = config.monitor.removeprefix("val_")
-    for best_epoch, weights in sorted(callback.kept.items()):
+    for best_epoch, weights in sorted(fitted.stopping.kept.items()):
         model.set_weights(weights)
         scores: dict[str, float] = {}
         for split, prefix in (("validation", "val"), ("test", "test")):
@@ -115,28 +130,28 @@ def _fit_and_evaluate(
         saved = out / f"model_e{best_epoch + 1}.keras"
         model.save(saved)
         if (logged := scores.get(f"val_{watched}")) is not None:
-            intervals[str(best_epoch)] = _noise(model, cached, watched, logged, saved)
+            intervals[str(best_epoch)] = _noise(model, cached, watched, logged=logged, saved=saved)
         evaluated[best_epoch] = scores
     return {
-        "stops": {str(p): vars(s) for p, s in callback.ledger.stops.items()},
+        "stops": {str(p): vars(s) for p, s in fitted.stopping.ledger.stops.items()},
         "scores": {str(k): v for k, v in evaluated.items()},
         "intervals": intervals,
-        "epoch_seconds": callback.epoch_seconds,
-        "history": callback.history,
-        "nan_epoch": callback.nan_epoch,
-        "cut_epoch": callback.cut_epoch,
+        "epoch_seconds": fitted.record.epoch_seconds,
+        "history": fitted.record.history,
+        "nan_epoch": fitted.stopping.nan_epoch,
+        "cut_epoch": fitted.cut_epoch,
         "loop": loop,
     }
 
 
 def _noise(
-    model: Any, cached: CachedDataset, name: str, logged: float, saved: Path
+    model: Any, cached: CachedDataset, name: str, *, logged: float, saved: Path
 ) -> tuple[float, float] | None:
     """The monitored metric's 95% interval on validation; for a mean over examples its
     per-example values are saved beside the model too (`select`'s paired test)."""
-    values = per_example_values(model, cached, "validation", name, logged)
+    values = per_example_values(model, cached, "validation", name=name, logged=logged)
     if values is None:  # AUC, F1...: not a mean over examples
-        return metric_interval(model, cached, "validation", name)
+        return metric_interval(model, cached, "validation", name=name)
     np.save(values_file(str(saved)), values)
     return interval(values)
 
@@ -150,6 +165,7 @@ def _pair(stored: list[float] | None) -> tuple[float, float] | None:
 def _rows(
     data: dict[str, Any],
     entry: Path,
+    *,
     batch_size: int,
     lr: float,
     lr_method: LRMethod,
@@ -242,19 +258,20 @@ def train_trial(
     cached: CachedDataset,
     config: TuneConfig,
     batch_size: int,
+    *,
     lr: float,
     lr_method: LRMethod,
     stop_at: float | None = None,
 ) -> list[TrialResult]:
     """Rows for every patience at ``batch_size`` and ``lr``; reused if already stored.
     ``stop_at`` (``time.time()``): the time budget's end for training (see
-    `SharedEarlyStopping`). A fit the budget cut is never reused: it is trained again."""
+    `TimeBudgetCut`). A fit the budget cut is never reused: it is trained again."""
     root = resolve_cache_dir(config.cache_dir)
-    key = _local_trial_key(cached, config, batch_size, lr)
+    key = _local_trial_key(cached, config, batch_size, lr=lr)
     slot = Slot(root, "trials", f"b{batch_size}", key)
 
     def build(out: Path) -> dict[str, Any]:
-        return _fit_and_evaluate(cached, config, batch_size, lr, out, stop_at)
+        return _fit_and_evaluate(cached, config, batch_size, lr=lr, out=out, stop_at=stop_at)
 
     try:
         entry = slot.get_or_build(build, config.fresh)
@@ -280,7 +297,15 @@ def train_trial(
     if entry.hit:
         get_logger().info("trial b%d: finished before, reusing %s", batch_size, entry.path)
     trained = examples_per_epoch(cached.num_examples["train"], batch_size)
-    rows = _rows(entry.data, entry.path, batch_size, lr, lr_method, config, trained)
+    rows = _rows(
+        entry.data,
+        entry.path,
+        batch_size=batch_size,
+        lr=lr,
+        lr_method=lr_method,
+        config=config,
+        trained_per_epoch=trained,
+    )
     rows = [row.model_copy(update={"reused": entry.hit}) for row in rows]
     if (cut := entry.data.get("cut_epoch")) is not None:
         unfinished = [str(r.patience) for r in rows if r.status == "not run"]
@@ -294,8 +319,12 @@ def train_trial(
         last = max(done, key=lambda r: r.epochs_run or 0)
         get_logger().info(
             "trial b%d: %d epochs in %.1f s; best %s %.4f (epoch %s)",
-            *(batch_size, last.epochs_run, last.train_seconds or 0.0, config.monitor),
-            *(last.value(config.monitor) or float("nan"), last.best_epoch),
+            batch_size,
+            last.epochs_run,
+            last.train_seconds or 0.0,
+            config.monitor,
+            last.value(config.monitor) or float("nan"),
+            last.best_epoch,
         )
     return rows
 

@@ -268,9 +268,13 @@ def test_a_default_run_in_a_clean_environment_is_quiet(tmp_path) -> None:
     # The selection rule is not part of a trial: the rerun reuses every trial.
     noise = ["--select", "cheapest_within_noise"]
     again = subprocess.run(
-        [script, *args, *noise], env=clean, cwd=tmp_path, capture_output=True, text=True,
+        [script, *args, *noise],
+        env=clean,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
         timeout=600,
-    )  # fmt: skip
+    )
     assert "reused      LR sweeps 2 of 2, trials 2 of 2: from the store" in again.stdout
     assert "selection   cheapest_within_noise: " in again.stdout
     assert "val_accuracy_95ci" in again.stdout and "p_vs_best" in again.stdout
@@ -409,6 +413,10 @@ def test_make_deploy_without_a_server_answers_at_once(cli_env, api_url, said) ->
         env["PREFECT_API_URL"] = api_url
     done = subprocess.run(
         [sys.executable, "deployments/pools.py", "--check"],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2 and said in done.stderr and "Traceback" not in done.stderr

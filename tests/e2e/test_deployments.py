@@ -318,9 +318,15 @@ def test_the_time_budget_stops_a_running_child_at_an_epoch_boundary(cluster, tmp
 
     config = load_tune_config(
         None,
-        dict(GRID, batch_sizes=[16], patiences=[2, 9000], max_epochs=9000,
-             export_to=str(tmp_path), dispatch="deployments"),
-    )  # fmt: skip
+        dict(
+            GRID,
+            batch_sizes=[16],
+            patiences=[2, 9000],
+            max_epochs=9000,
+            export_to=str(tmp_path),
+            dispatch="deployments",
+        ),
+    )
     budget_s = 60.0
     started = time.time()
     sweeps, rows = run_trials_on_deployments(config, "budget-parent", started + budget_s)

@@ -189,8 +189,8 @@ def test_s3_latest_never_goes_back_to_an_older_run(s3_server, bucket) -> None:
 
     client = s3_server.client()
     target = s3.S3Uri(bucket, PREFIX)
-    assert point_latest_s3(client, target, "20260102-000000-bbbbbb", "s3://newer")
-    assert not point_latest_s3(client, target, "20260101-000000-aaaaaa", "s3://older")
+    assert point_latest_s3(client, target, "20260102-000000-bbbbbb", run_uri="s3://newer")
+    assert not point_latest_s3(client, target, "20260101-000000-aaaaaa", run_uri="s3://older")
     latest = json.loads(
         client.get_object(Bucket=bucket, Key=f"{PREFIX}/latest.json")["Body"].read()
     )
@@ -198,9 +198,9 @@ def test_s3_latest_never_goes_back_to_an_older_run(s3_server, bucket) -> None:
     # A writer that read before another wrote loses its conditional PUT, not the newer run.
     found = s3.get_versioned_text(client, bucket, f"{PREFIX}/latest.json")
     assert found is not None
-    assert point_latest_s3(client, target, "20260103-000000-cccccc", "s3://newest")
+    assert point_latest_s3(client, target, "20260103-000000-cccccc", run_uri="s3://newest")
     with pytest.raises(s3.Conflict):
-        s3.put_json(client, bucket, f"{PREFIX}/latest.json", "{}", if_match=found[1])
+        s3.put_json(client, bucket, f"{PREFIX}/latest.json", text="{}", if_match=found[1])
 
 
 def test_environment_endpoint_with_credentials_is_refused(monkeypatch) -> None:

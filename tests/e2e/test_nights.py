@@ -71,14 +71,12 @@ def test_a_grid_far_longer_than_its_budget_ends_in_time_with_what_finished(
     target = tmp_path / "exports"
     budget = 20
     with Webhook() as hook:
+        args = ["tune", "--batch-sizes", "16,32,64", "--patiences", "2,9000"]
+        args += ["--max-epochs", "10000", "--time-budget", f"{budget}s"]
+        args += ["--export-to", str(target), "--notify-url", hook.url]
         done = subprocess.run(
-            nighttune_cmd(
-                "tune", "--batch-sizes", "16,32,64", "--patiences", "2,9000",
-                "--max-epochs", "10000", "--time-budget", f"{budget}s",
-                "--export-to", str(target), "--notify-url", hook.url,
-            ),
-            env=cli_env, capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
+            nighttune_cmd(*args), env=cli_env, capture_output=True, text=True, timeout=600
+        )
     assert done.returncode == 0, done.stderr[-3000:]
     manifest = json.loads((target / serving(target) / "manifest.json").read_text())
     flow_s = sum(s for stage, s in manifest["timings"].items() if stage != "start-up")

@@ -23,16 +23,24 @@ def nights(digits, tmp_path_factory):
     a bad one (one epoch at a learning rate far too small: near chance)."""
     cache = str(tmp_path_factory.mktemp("champion-store"))
     config = TuneConfig(batch_sizes=(32,), patiences=(3,), max_epochs=10, cache_dir=cache)
-    good = train_trial(digits, config, 32, 3e-3, "minimum")
+    good = train_trial(digits, config, 32, lr=3e-3, lr_method="minimum")
     bad_config = config.model_copy(update={"max_epochs": 1})
-    bad = train_trial(digits, bad_config, 32, 1e-6, "fallback")
+    bad = train_trial(digits, bad_config, 32, lr=1e-6, lr_method="fallback")
     return config, good, bad
 
 
 def export(config, digits, rows, target: Path, **changes):
     config = config.model_copy(update={"export_to": str(target), **changes})
-    winner, selection = select(rows, "val_accuracy", "max", stored_values(rows))
-    return export_run(config, digits, [], rows, winner, new_run_id(), selection=selection)
+    winner, selection = select(rows, "val_accuracy", "max", values=stored_values(rows))
+    return export_run(
+        config,
+        digits,
+        sweeps=[],
+        rows=rows,
+        winner=winner,
+        run_id=new_run_id(),
+        selection=selection,
+    )
 
 
 def latest_run(target: Path) -> str:

@@ -70,7 +70,9 @@ def test_images_at_their_size_are_cached_as_uint8_and_read_as_before(digits, tmp
     from nighttune.tasks.data.images import preprocess_image
 
     assert digits.stored == "uint8"
-    stored = read_numpy(Path(digits.path) / "test", "x", digits.blocks("test"), "uint8", (8, 8, 1))
+    stored = read_numpy(
+        Path(digits.path) / "test", "x", digits.blocks("test"), dtype="uint8", shape=(8, 8, 1)
+    )
     assert stored.shape == (270, 8, 8, 1)  # the files hold exactly the uint8 pixels
     assert sum(f.stat().st_size for f in Path(digits.path, "test").glob("x-*.bin")) == 270 * 64
     expected = np.stack([preprocess_image(tf.constant(x), (8, 8, 1)).numpy() for x in stored])
@@ -158,11 +160,13 @@ def test_cache_dir_resolution(monkeypatch, tmp_path) -> None:
 
 
 def test_carve_codes_are_seeded_and_sized() -> None:
-    a = carve_codes(1000, 0.1, 0.2, seed=3)
-    assert (a == carve_codes(1000, 0.1, 0.2, seed=3)).all()
-    assert not (a == carve_codes(1000, 0.1, 0.2, seed=4)).all()
+    a = carve_codes(1000, val_fraction=0.1, test_fraction=0.2, seed=3)
+    assert (a == carve_codes(1000, val_fraction=0.1, test_fraction=0.2, seed=3)).all()
+    assert not (a == carve_codes(1000, val_fraction=0.1, test_fraction=0.2, seed=4)).all()
     assert np.bincount(a).tolist() == [700, 100, 200]
-    assert np.bincount(carve_codes(10, 0.0, 0.0, seed=0)).tolist() == [10]
+    assert np.bincount(carve_codes(10, val_fraction=0.0, test_fraction=0.0, seed=0)).tolist() == [
+        10
+    ]
 
 
 def test_image_folder_loads_with_class_names(tmp_path) -> None:

@@ -32,7 +32,9 @@ def data() -> tuple[np.ndarray, np.ndarray]:
 
 
 def model(jit: bool = True) -> keras.Model:
-    return build_model(ModelSpec(hidden_units=(16,)), SHAPE, 10, 1e-2, 0, jit_compile=jit)
+    return build_model(
+        ModelSpec(hidden_units=(16,)), SHAPE, 10, learning_rate=1e-2, seed=0, jit_compile=jit
+    )
 
 
 def permutations(x: np.ndarray, y: np.ndarray, seed: int, count: int) -> list[np.ndarray]:

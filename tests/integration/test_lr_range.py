@@ -32,7 +32,9 @@ def test_default_steps_is_an_epoch_clamped() -> None:
 def test_ramp_runs_the_asked_steps_repeating_short_data(digits: CachedDataset) -> None:
     model = model_for(digits)
     three_batches = digits.batches("train", 32).take(3)
-    lrs, losses, stop = run_range_test(model, three_batches, 1e-5, 1e-3, num_steps=30)
+    lrs, losses, stop = run_range_test(
+        model, three_batches, start_lr=1e-5, end_lr=1e-3, num_steps=30
+    )
     assert stop == "completed"
     assert len(lrs) == len(losses) == 30
     assert lrs[0] == pytest.approx(1e-5) and lrs[-1] == pytest.approx(1e-3)
@@ -44,7 +46,7 @@ def test_ramp_runs_the_asked_steps_repeating_short_data(digits: CachedDataset) -
 def test_losses_are_per_batch_not_a_running_mean(digits: CachedDataset) -> None:
     model = model_for(digits)
     batches = digits.batches("train", 64).take(4)
-    _, losses, _ = run_range_test(model, batches, 1e-6, 2e-6, num_steps=8)
+    _, losses, _ = run_range_test(model, batches, start_lr=1e-6, end_lr=2e-6, num_steps=8)
     # At a tiny LR the weights barely move, so a batch's loss repeats one epoch later
     # (same batches, same order): a running mean would not.
     assert losses[4:] == pytest.approx(losses[:4], rel=1e-3)
@@ -59,7 +61,7 @@ def test_sweep_restores_weights_and_optimizer_bit_for_bit(digits: CachedDataset)
     before_model = [v.numpy().copy() for v in model.variables]
     before_opt = [v.numpy().copy() for v in model.optimizer.variables]
     assert int(model.optimizer.iterations.numpy()) == 5
-    run_range_test(model, digits.batches("train", 64), 1e-4, 10.0, num_steps=40)
+    run_range_test(model, digits.batches("train", 64), start_lr=1e-4, end_lr=10.0, num_steps=40)
     for before, var in zip(before_model, model.variables, strict=True):
         assert np.array_equal(before, var.numpy()), var.path
     for before, var in zip(before_opt, model.optimizer.variables, strict=True):
@@ -69,7 +71,12 @@ def test_sweep_restores_weights_and_optimizer_bit_for_bit(digits: CachedDataset)
 def test_divergence_stops_the_sweep(digits: CachedDataset) -> None:
     model = model_for(digits)
     lrs, losses, stop = run_range_test(
-        model, digits.batches("train", 32), 1e-3, 1e4, num_steps=100, diverge_factor=1.5
+        model,
+        digits.batches("train", 32),
+        start_lr=1e-3,
+        end_lr=1e4,
+        num_steps=100,
+        diverge_factor=1.5,
     )
     assert stop.startswith("diverged at lr") or stop.startswith("loss became")
     assert len(lrs) < 100
@@ -77,7 +84,7 @@ def test_divergence_stops_the_sweep(digits: CachedDataset) -> None:
 
 def test_sweep_on_digits_suggests_a_finite_lr_in_range(digits: CachedDataset, tmp_path) -> None:
     spec = LRRangeSpec(start_lr=1e-6, end_lr=1.0)
-    sweep = lr_range_test(digits, ModelSpec(), 64, spec, seed=0)
+    sweep = lr_range_test(digits, ModelSpec(), 64, spec=spec, seed=0)
     assert sweep.method in ("valley", "steepest", "minimum")
     assert math.isfinite(sweep.chosen_lr) and spec.start_lr <= sweep.chosen_lr <= spec.end_lr
     assert sweep.steps == default_steps(digits.num_examples["train"], 64) == len(sweep.lrs)
@@ -111,7 +118,8 @@ def test_lr_sweep_task_is_stored_and_reused(
     @flow
     def sweeps(cache: str) -> list[LRSweep]:
         return [
-            lr_sweep(digits, ModelSpec(), b, LRRangeSpec(steps=30), 0, cache) for b in (32, 128)
+            lr_sweep(digits, ModelSpec(), b, spec=LRRangeSpec(steps=30), seed=0, cache_dir=cache)
+            for b in (32, 128)
         ]
 
     first = sweeps(str(tmp_path))
@@ -140,7 +148,9 @@ def test_a_stored_sweep_of_another_default_length_is_not_reused(
     from nighttune.tasks.tuning.lr_range import stored_lr_range_test
 
     def sweep() -> LRSweep:
-        return stored_lr_range_test(digits, ModelSpec(), 128, LRRangeSpec(), 0, str(tmp_path))
+        return stored_lr_range_test(
+            digits, ModelSpec(), 128, spec=LRRangeSpec(), seed=0, cache_dir=str(tmp_path)
+        )
 
     assert sweep().steps == 10  # digits at 128: one epoch
     monkeypatch.setattr(
@@ -157,8 +167,12 @@ def test_over_the_memory_budget_the_sweep_streams_and_is_stored_apart(
     from nighttune.tasks.tuning.lr_range import stored_lr_range_test
 
     spec = LRRangeSpec(steps=20)
-    held = stored_lr_range_test(digits, ModelSpec(), 64, spec, 0, str(tmp_path))
-    streamed = stored_lr_range_test(digits, ModelSpec(), 64, spec, 0, str(tmp_path), budget=50_000)
-    within = stored_lr_range_test(digits, ModelSpec(), 64, spec, 0, str(tmp_path), budget=10**9)
+    held = stored_lr_range_test(digits, ModelSpec(), 64, spec=spec, seed=0, cache_dir=str(tmp_path))
+    streamed = stored_lr_range_test(
+        digits, ModelSpec(), 64, spec=spec, seed=0, cache_dir=str(tmp_path), budget=50_000
+    )
+    within = stored_lr_range_test(
+        digits, ModelSpec(), 64, spec=spec, seed=0, cache_dir=str(tmp_path), budget=10**9
+    )
     assert streamed.path != held.path and len(streamed.lrs) == 20 and not streamed.reused
     assert within.path == held.path and within.reused  # fits: the same sweep

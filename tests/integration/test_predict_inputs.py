@@ -35,7 +35,9 @@ def test_a_npy_gives_the_models_labels_in_order(exported_run, examples, tmp_path
     x, labels = examples
     np.save(tmp_path / "x.npy", x)
     out = tmp_path / "p.csv"
-    summary = predict_inputs_to_csv(str(exported_run), str(tmp_path / "x.npy"), str(out), 5, 2)
+    summary = predict_inputs_to_csv(
+        str(exported_run), str(tmp_path / "x.npy"), str(out), batch_size=5, top_k=2
+    )
     rows = read_rows(out)
     assert (summary.files, summary.predicted, summary.errors) == (12, 12, 0)
     assert summary.unit == "examples"

@@ -33,9 +33,14 @@ def trained(tmp_path_factory):
     config = TuneConfig(batch_sizes=(64,), patiences=(2,), max_epochs=3, cache_dir=cache)
     cached = load_dataset(config.dataset, cache)
     sweep = stored_lr_range_test(
-        cached, config.model, 64, config.lr_range.model_copy(update={"steps": 20}), 0, cache
+        cached,
+        config.model,
+        64,
+        spec=config.lr_range.model_copy(update={"steps": 20}),
+        seed=0,
+        cache_dir=cache,
     )
-    rows = train_trial(cached, config, 64, sweep.chosen_lr, sweep.method)
+    rows = train_trial(cached, config, 64, lr=sweep.chosen_lr, lr_method=sweep.method)
     return config, cached, [sweep], rows, select_best(rows, "val_accuracy", "max")
 
 
@@ -51,7 +56,7 @@ def export_to(trained, target: str, endpoint: str, cache: Path):
     config = config.model_copy(
         update={"export_to": target, "s3_endpoint_url": endpoint, "cache_dir": str(cache)}
     )
-    return export_run(config, cached, sweeps, rows, winner, new_run_id())
+    return export_run(config, cached, sweeps=sweeps, rows=rows, winner=winner, run_id=new_run_id())
 
 
 def latest(client, bucket: str) -> dict:
@@ -96,9 +101,9 @@ def test_runs_load_from_s3_latest_and_are_cached(
     downloads: list[str] = []
     real_download = s3.download
 
-    def counting(client, bucket_name, key, local):
+    def counting(client, bucket_name, key, *, local):
         downloads.append(key)
-        return real_download(client, bucket_name, key, local)
+        return real_download(client, bucket_name, key, local=local)
 
     monkeypatch.setattr(s3, "download", counting)
     cache = str(tmp_path / "reader")  # another machine: nothing local yet
@@ -128,11 +133,11 @@ def test_server_stopped_mid_export_keeps_latest_on_the_complete_run(
     uploads: list[str] = []
     real_upload = s3.upload_verified
 
-    def stop_after_two(client, local, bucket_name, key):
+    def stop_after_two(client, local, *, bucket, key):
         if len(uploads) == 2:
             os.kill(s3_server.proc.pid, signal.SIGSTOP)  # the server hangs mid-export
         uploads.append(key)
-        return real_upload(client, local, bucket_name, key)
+        return real_upload(client, local, bucket=bucket, key=key)
 
     monkeypatch.setattr(s3, "upload_verified", stop_after_two)
     try:
@@ -240,6 +245,7 @@ def test_cli_tune_to_s3_never_shows_the_secret(
 
 def test_predict_with_a_model_from_s3_latest(trained, s3_server, bucket, tmp_path) -> None:
     from nighttune.tasks.inference.predict import predict_to_csv
+    from nighttune.tasks.runs.reader import RunAccess
     from tests.support.images import write_image
 
     export_to(trained, f"s3://{bucket}/{PREFIX}", s3_server.url, tmp_path / "exporter")
@@ -252,8 +258,7 @@ def test_predict_with_a_model_from_s3_latest(trained, s3_server, bucket, tmp_pat
         f"s3://{bucket}/{PREFIX}/latest",
         [str(tmp_path / "imgs")],
         str(out),
-        cache_dir=str(tmp_path / "reader"),
-        endpoint_url=s3_server.url,
+        access=RunAccess(cache_dir=str(tmp_path / "reader"), endpoint_url=s3_server.url),
     )
     assert (summary.files, summary.predicted, summary.errors) == (6, 6, 0)
     labels = [line.split(",")[1] for line in out.read_text().splitlines()[1:]]
@@ -283,7 +288,7 @@ def test_trials_hand_over_through_s3_between_machines(trained, s3_server, bucket
     worker = config.model_copy(update=dict(target, cache_dir=str(tmp_path / "gpu-machine")))
     parent = config.model_copy(update=dict(target, cache_dir=str(tmp_path / "cpu-machine")))
     assert read_published(parent, 64) is None  # nothing published yet
-    publish_trial(worker, 64, sweeps[0], rows)
+    publish_trial(worker, 64, sweep=sweeps[0], rows=rows)
     sweep, got = read_published(parent, 64)
     assert [r.model_dump(exclude={"model_path"}) for r in got] == [
         r.model_dump(exclude={"model_path"}) for r in rows

@@ -43,7 +43,7 @@ def test_shared_fit_equals_separate_fits_and_the_fit_path(digits: CachedDataset,
 
 def test_rows_are_complete_and_models_saved(digits: CachedDataset, tmp_path) -> None:
     config = TuneConfig(patiences=(1, 3, 50), max_epochs=6, cache_dir=str(tmp_path))
-    rows = train_trial(digits, config, 128, 1e-2, "steepest")
+    rows = train_trial(digits, config, 128, lr=1e-2, lr_method="steepest")
     assert [r.patience for r in rows] == [1, 3, 50]
     for r in rows:
         assert r.status == "ok" and r.error is None and r.lr_method == "steepest"
@@ -72,8 +72,13 @@ def test_per_example_values_are_a_mean_metric_or_the_loss_or_nothing(digits: Cac
         per_example_values,
     )
 
-    model = keras.Sequential([keras.Input(digits.input_shape), keras.layers.Flatten(),
-                              keras.layers.Dense(10, activation="softmax")])  # fmt: skip
+    model = keras.Sequential(
+        [
+            keras.Input(digits.input_shape),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
     model.compile(
         "adam",
         "sparse_categorical_crossentropy",
@@ -81,24 +86,24 @@ def test_per_example_values_are_a_mean_metric_or_the_loss_or_nothing(digits: Cac
             "accuracy",
             keras.metrics.SparseTopKCategoricalAccuracy(3, name="top3"),
             keras.metrics.MeanIoU(10, name="iou", sparse_y_pred=False),
-        ],  # fmt: skip
+        ],
     )
     model.fit(*next(iter(digits.batches("train", 512))), epochs=2, verbose=0)
     logged = evaluate_split(model, digits, "validation")
     n = digits.num_examples["validation"]
     for name in ("accuracy", "top3", "loss"):
-        values = per_example_values(model, digits, "validation", name, logged[name])
+        values = per_example_values(model, digits, "validation", name=name, logged=logged[name])
         assert values is not None and values.shape == (n,)
         assert float(values.mean()) == pytest.approx(logged[name], rel=1e-4)
-    assert set(np.unique(per_example_values(model, digits, "validation", "top3", logged["top3"])))\
-        <= {0.0, 1.0}  # fmt: skip
+    top3 = per_example_values(model, digits, "validation", name="top3", logged=logged["top3"])
+    assert set(np.unique(top3)) <= {0.0, 1.0}
     # IoU is not a mean over examples; a value that does not reproduce the logged one is
     # refused rather than used.
-    assert per_example_values(model, digits, "validation", "iou", logged["iou"]) is None
-    low, high = metric_interval(model, digits, "validation", "iou")  # a bootstrap instead
+    assert per_example_values(model, digits, "validation", name="iou", logged=logged["iou"]) is None
+    low, high = metric_interval(model, digits, "validation", name="iou")  # a bootstrap instead
     assert low < logged["iou"] < high
-    assert metric_interval(model, digits, "validation", "no_such_metric") is None
-    assert per_example_values(model, digits, "validation", "accuracy", 0.0) is None
+    assert metric_interval(model, digits, "validation", name="no_such_metric") is None
+    assert per_example_values(model, digits, "validation", name="accuracy", logged=0.0) is None
 
 
 def test_over_the_memory_budget_a_trial_streams_with_the_same_patience_rules(
@@ -115,7 +120,7 @@ def test_over_the_memory_budget_a_trial_streams_with_the_same_patience_rules(
     # 40 KB: windows of 10 KB, two blocks of 4 KB each: ten windows an epoch
     streamed = config.model_copy(update={"memory_budget_mb": 40 / 1024})
     with caplog.at_level("INFO"):
-        rows = train_trial(digits, streamed, 64, 2e-2, "minimum")
+        rows = train_trial(digits, streamed, 64, lr=2e-2, lr_method="minimum")
     assert any("streamed from the cache on disk" in r.getMessage() for r in caplog.records)
     assert {r.training_loop for r in rows} == {"stream"} and all(r.status == "ok" for r in rows)
     meta = json.loads((Path(rows[0].model_path).parent / "meta.json").read_text())["data"]
@@ -127,12 +132,16 @@ def test_over_the_memory_budget_a_trial_streams_with_the_same_patience_rules(
         assert row.val_accuracy == pytest.approx(values[stop.best_epoch], abs=1e-6)
     assert all(row.val_accuracy > 0.8 for row in rows)  # it learned from every window
     # Within the budget the same config trains in memory, stored under another key.
-    in_memory = train_trial(digits, config, 64, 2e-2, "minimum")
+    in_memory = train_trial(digits, config, 64, lr=2e-2, lr_method="minimum")
     assert {r.training_loop for r in in_memory} == {"fused"}
     assert in_memory[0].model_path != rows[0].model_path
     # Plain fit (the fallback for models the fused loop cannot run) streams too.
     plain = train_trial(
-        digits, streamed.model_copy(update={"training_loop": "fit"}), 64, 2e-2, "minimum"
+        digits,
+        streamed.model_copy(update={"training_loop": "fit"}),
+        64,
+        lr=2e-2,
+        lr_method="minimum",
     )
     assert {r.training_loop for r in plain} == {"stream-fit"}
     assert all(r.status == "ok" and r.val_accuracy > 0.8 for r in plain)
@@ -146,7 +155,7 @@ def test_a_trial_that_raises_becomes_failed_rows(
 
     monkeypatch.setattr("nighttune.tasks.tuning.loops.fit_trial", out_of_memory)
     config = TuneConfig(patiences=(2, 3), max_epochs=3, cache_dir=str(tmp_path))
-    rows = train_trial(digits, config, 32, 1e-3, "minimum")
+    rows = train_trial(digits, config, 32, lr=1e-3, lr_method="minimum")
     assert [r.status for r in rows] == ["failed", "failed"]
     assert all("ResourceExhaustedError" in r.error and "OOM" in r.error for r in rows)
     assert [
@@ -165,7 +174,7 @@ def test_a_bug_in_a_trial_propagates_instead_of_failed_rows(
     monkeypatch.setattr("nighttune.tasks.tuning.loops.fit_trial", bug)
     config = TuneConfig(patiences=(2,), max_epochs=3, cache_dir=str(tmp_path))
     with pytest.raises(TypeError, match="unsupported operand"):
-        train_trial(digits, config, 32, 1e-3, "minimum")
+        train_trial(digits, config, 32, lr=1e-3, lr_method="minimum")
 
 
 def test_nan_fails_only_the_patiences_still_running() -> None:
@@ -178,7 +187,15 @@ def test_nan_fails_only_the_patiences_still_running() -> None:
         "nan_epoch": 6,
     }
     config = TuneConfig(patiences=(2, 5))
-    ok, failed = _rows(data, Path("/store/e"), 64, 0.1, "minimum", config, 1000)
+    ok, failed = _rows(
+        data,
+        Path("/store/e"),
+        batch_size=64,
+        lr=0.1,
+        lr_method="minimum",
+        config=config,
+        trained_per_epoch=1000,
+    )
     assert ok.status == "ok" and ok.epochs_run == ok.stop_epoch == 5 and ok.best_epoch == 3
     assert ok.model_path == "/store/e/model_e3.keras" and ok.train_seconds == 5.0
     assert failed.status == "failed" and failed.error == (
@@ -195,10 +212,12 @@ def test_the_time_budget_cuts_a_fit_at_an_epoch_boundary_and_it_is_never_reused(
     import time
 
     config = TuneConfig(patiences=(1, 1500), max_epochs=2000, cache_dir=str(tmp_path))
-    short, cut = train_trial(digits, config, 32, 3e-3, "minimum", stop_at=time.time() + 8.0)
+    short, cut = train_trial(
+        digits, config, 32, lr=3e-3, lr_method="minimum", stop_at=time.time() + 8.0
+    )
     assert short.status == "ok" and short.stopped_early and not short.reused
     assert cut.status == "not run" and cut.error.startswith("time budget: the fit stopped")
-    again = train_trial(digits, config, 32, 3e-3, "minimum", stop_at=time.time() + 3.0)
+    again = train_trial(digits, config, 32, lr=3e-3, lr_method="minimum", stop_at=time.time() + 3.0)
     assert not any(r.reused for r in again)  # trained again, not read from the store
 
 
@@ -209,7 +228,7 @@ def test_cnn_trains_on_digits(digits: CachedDataset, tmp_path) -> None:
         max_epochs=3,
         cache_dir=str(tmp_path),
     )
-    (row,) = train_trial(digits, config, 64, 3e-3, "minimum")
+    (row,) = train_trial(digits, config, 64, lr=3e-3, lr_method="minimum")
     assert row.status == "ok" and row.val_accuracy > 0.3
     model = keras.models.load_model(row.model_path, safe_mode=True)
     assert [layer.name for layer in model.layers][:3] == ["image", "conv0", "pool0"]

@@ -112,7 +112,7 @@ def published(tmp_path: Path, cfg: TuneConfig, lr: float) -> None:
         seconds=0.1,
     )
     rows = [TrialResult(batch_size=32, patience=p, lr=lr, lr_method="minimum") for p in (2, 3)]
-    publish_trial(cfg, 32, sweep, rows)
+    publish_trial(cfg, 32, sweep=sweep, rows=rows)
 
 
 def test_fresh_retrains_and_is_never_itself_reused(tmp_path) -> None:

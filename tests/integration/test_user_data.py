@@ -83,6 +83,7 @@ def test_your_model_on_your_one_hot_data_tunes_and_exports(prefect_harness, tmp_
     from nighttune.flows.tune import tune
     from nighttune.tasks.core.errors import UserError
     from nighttune.tasks.inference.predict import predict_to_csv
+    from nighttune.tasks.runs.reader import RunAccess
     from tests.support.images import class_folder
 
     config = load_tune_config(
@@ -112,7 +113,12 @@ def test_your_model_on_your_one_hot_data_tunes_and_exports(prefect_harness, tmp_
     assert (run / "plots" / "confusion.png").is_file()
     images = class_folder(tmp_path / "images", classes=("a",), per_class=1)
     with pytest.raises(UserError, match=r"takes inputs of shape \[6\], not images"):
-        predict_to_csv(str(run), [str(images)], str(tmp_path / "p.csv"), code_dir=str(PROJECT))
+        predict_to_csv(
+            str(run),
+            [str(images)],
+            str(tmp_path / "p.csv"),
+            access=RunAccess(code_dir=str(PROJECT)),
+        )
 
 
 def test_float_targets_are_a_regression(tmp_path) -> None:
@@ -160,11 +166,14 @@ def test_a_regression_tunes_and_exports_without_classes(prefect_harness, tmp_pat
     # predict --inputs: one value per example, near the targets
     from nighttune.tasks.core.code import load_builder
     from nighttune.tasks.inference.arrays import predict_inputs_to_csv
+    from nighttune.tasks.runs.reader import RunAccess
 
     x, y = load_builder("my_data:linear", [str(PROJECT)])(n=50, seed=7)["train"]
     np.save(tmp_path / "x.npy", x)
     out = str(tmp_path / "p.csv")
-    predict_inputs_to_csv(str(run), str(tmp_path / "x.npy"), out, code_dir=str(PROJECT))
+    predict_inputs_to_csv(
+        str(run), str(tmp_path / "x.npy"), out, access=RunAccess(code_dir=str(PROJECT))
+    )
     with open(tmp_path / "p.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == ["path", "value", "error"] and len(rows) == 50

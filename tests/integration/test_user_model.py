@@ -89,7 +89,7 @@ def test_the_range_test_restores_optimizer_state_exactly(digits, optimizer) -> N
     batches = digits.batches("train", 32)
     model.fit(batches.take(3), epochs=1, verbose=0, shuffle=False)  # momentum buffers: not 0
     before = [v.numpy().copy() for v in [*model.variables, *model.optimizer.variables]]
-    lrs, losses, _ = run_range_test(model, batches, 1e-4, 1.0, 15)
+    lrs, losses, _ = run_range_test(model, batches, start_lr=1e-4, end_lr=1.0, num_steps=15)
     after = [v.numpy() for v in [*model.variables, *model.optimizer.variables]]
     assert len(lrs) >= 5 and all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
     assert type(model.optimizer).__name__ == kind
@@ -155,7 +155,7 @@ def test_a_model_with_its_own_train_step_runs_it_in_the_fused_loop(digits) -> No
     from nighttune.tasks.tuning.epoch_loop import epoch_inputs, examples_per_epoch
     from nighttune.tasks.tuning.loops import trial_model
 
-    model = trial_model(digits, TuneConfig(model=spec("build_counting")), 64, 0.01)
+    model = trial_model(digits, TuneConfig(model=spec("build_counting")), 64, lr=0.01)
     data = epoch_inputs(*digits.stored_arrays("train"), seed=0)
     history = model.fit(data, steps_per_epoch=1, epochs=2, verbose=0, shuffle=False)
     batches = examples_per_epoch(digits.num_examples["train"], 64) // 64
@@ -179,7 +179,7 @@ def test_a_model_xla_cannot_compile_trains_with_plain_fit(digits, tmp_path, capl
         cache_dir=str(tmp_path),
     )
     with caplog.at_level("INFO", logger="nighttune"):
-        rows = train_trial(digits, config, 64, 0.05, "minimum")
+        rows = train_trial(digits, config, 64, lr=0.05, lr_method="minimum")
     assert [(r.status, r.training_loop) for r in rows] == [("ok", "fit"), ("ok", "fit")]
     assert rows[0].val_accuracy > 0.5
     fallback = [line for line in caplog.messages if "plain Keras fit instead" in line]
@@ -188,7 +188,13 @@ def test_a_model_xla_cannot_compile_trains_with_plain_fit(digits, tmp_path, capl
         "PyFuncStateless op); training with plain Keras fit instead"
     ]
     with pytest.raises(tf.errors.InvalidArgumentError, match="PyFuncStateless"):
-        train_trial(digits, config.model_copy(update={"training_loop": "fused"}), 64, 0.05, "x")
+        train_trial(
+            digits,
+            config.model_copy(update={"training_loop": "fused"}),
+            64,
+            lr=0.05,
+            lr_method="x",
+        )
 
 
 def test_a_model_computing_its_own_loss_sweeps_and_trains(digits, tmp_path) -> None:
@@ -198,11 +204,11 @@ def test_a_model_computing_its_own_loss_sweeps_and_trains(digits, tmp_path) -> N
     from nighttune.tasks.tuning.lr_range import lr_range_test
     from nighttune.tasks.tuning.training import train_trial
 
-    sweep = lr_range_test(digits, spec("build_own_loss"), 64, LRRangeSpec(steps=30))
+    sweep = lr_range_test(digits, spec("build_own_loss"), 64, spec=LRRangeSpec(steps=30))
     assert sweep.stop_reason == "completed" and sweep.method != "fallback"
     assert 2.0 < sweep.losses[0] < 2.6  # ~ln(10): this batch's cross-entropy, untrained
     config = TuneConfig(
         model=spec("build_own_loss"), patiences=(2,), max_epochs=4, cache_dir=str(tmp_path)
     )
-    (row,) = train_trial(digits, config, 64, sweep.chosen_lr, sweep.method)
+    (row,) = train_trial(digits, config, 64, lr=sweep.chosen_lr, lr_method=sweep.method)
     assert row.status == "ok" and row.training_loop == "fused" and row.val_accuracy > 0.8

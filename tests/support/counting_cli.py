@@ -19,10 +19,12 @@ from nighttune.flows.cli import main
 
 
 def counted(kind: str, work: Callable[..., Any]) -> Callable[..., Any]:
-    def wrapper(cached: Any, spec: Any, batch_size: int, *args: Any, **kwargs: Any) -> Any:
+    # The first three positional only: the work's keyword-only options (a sweep's ``spec``)
+    # pass through ``kwargs`` whatever their names.
+    def wrapper(cached: Any, subject: Any, batch_size: int, /, *args: Any, **kwargs: Any) -> Any:
         with open(os.environ["NIGHTTUNE_WORK_LOG"], "a", encoding="utf-8") as log:
             log.write(f"{kind} b{batch_size}\n")
-        return work(cached, spec, batch_size, *args, **kwargs)
+        return work(cached, subject, batch_size, *args, **kwargs)
 
     return wrapper
 

@@ -29,7 +29,7 @@ KEYS = ("epochs_run", "best_epoch", "val_loss", "val_accuracy", "test_loss", "te
 
 
 def separate(cached, config: TuneConfig, patience: int) -> dict:
-    model = trial_model(cached, config, BATCH, LR)
+    model = trial_model(cached, config, BATCH, lr=LR)
     stopper = keras.callbacks.EarlyStopping(
         config.monitor, patience=patience, mode="max", restore_best_weights=True
     )
@@ -67,7 +67,7 @@ def main() -> None:
 
 
 def shared(cached, config: TuneConfig) -> dict:
-    rows = train_trial(cached, config, BATCH, LR, "minimum")
+    rows = train_trial(cached, config, BATCH, lr=LR, lr_method="minimum")
     return {str(r.patience): {k: getattr(r, k) for k in (*KEYS, "training_loop")} for r in rows}
 
 

@@ -18,9 +18,17 @@ from nighttune.tasks.core.budget import (
 
 @pytest.mark.parametrize(
     ("given", "seconds"),
-    [(5400, 5400.0), ("5400", 5400.0), ("90m", 5400.0), ("2h", 7200.0), ("1h30m", 5400.0),
-     ("45s", 45.0), ("1.5h", 5400.0), (" 2H ", 7200.0)],
-)  # fmt: skip
+    [
+        (5400, 5400.0),
+        ("5400", 5400.0),
+        ("90m", 5400.0),
+        ("2h", 7200.0),
+        ("1h30m", 5400.0),
+        ("45s", 45.0),
+        ("1.5h", 5400.0),
+        (" 2H ", 7200.0),
+    ],
+)
 def test_durations(given, seconds):
     assert parse_duration(given) == seconds
 
@@ -44,15 +52,15 @@ def test_deadlines_are_the_next_such_time_of_day_in_the_schedules_zone():
 
 
 def test_the_clock_ends_at_the_earlier_limit_and_keeps_time_for_the_export():
-    assert run_clock(1000.0, None, None, "UTC") is None
-    clock = run_clock(1000.0, 600.0, None, "UTC")
+    assert run_clock(1000.0, None, None, timezone="UTC") is None
+    clock = run_clock(1000.0, 600.0, None, timezone="UTC")
     assert clock.ends_at == 1600.0 and clock.export_reserve == EXPORT_RESERVE_S
     assert clock.stop_at == 1600.0 - EXPORT_RESERVE_S and clock.left(1100.0) == 470.0
-    assert run_clock(1000.0, 600.0, None, "UTC", export_s=40.0).export_reserve == 80.0
-    assert run_clock(1000.0, 600.0, None, "UTC", export_s=1.0).export_reserve == 10.0
-    assert run_clock(1000.0, 60.0, None, "UTC").export_reserve == 15.0  # a quarter at most
+    assert run_clock(1000.0, 600.0, None, timezone="UTC", export_s=40.0).export_reserve == 80.0
+    assert run_clock(1000.0, 600.0, None, timezone="UTC", export_s=1.0).export_reserve == 10.0
+    assert run_clock(1000.0, 60.0, None, timezone="UTC").export_reserve == 15.0  # a quarter at most
     started = datetime(2026, 12, 4, 5, 50, tzinfo=UTC).timestamp()
-    by_deadline = run_clock(started, 7200.0, "06:00", "UTC")
+    by_deadline = run_clock(started, 7200.0, "06:00", timezone="UTC")
     assert by_deadline.ends_at == started + 600  # 06:00 comes before the two hours
 
 

@@ -24,23 +24,28 @@ from nighttune.tasks.runs.champion import decide
 def test_gate_compares_in_the_metrics_direction_with_a_margin(
     score, champion, direction, margin, promoted
 ):
-    assert decide("gate", score, champion, direction, margin) is promoted
+    assert decide("gate", score, champion, direction=direction, margin=margin) is promoted
 
 
 def test_nothing_to_compare_promotes_under_the_gate():
-    assert decide("gate", 0.5, None, "max", 0.0)  # no champion, or it could not be scored
-    assert decide("gate", None, 0.9, "max", 0.0)  # no score tonight
+    assert decide(
+        "gate", 0.5, None, direction="max", margin=0.0
+    )  # no champion, or it could not be scored
+    assert decide("gate", None, 0.9, direction="max", margin=0.0)  # no score tonight
 
 
 def test_always_and_never_ignore_the_scores():
-    assert decide("always", 0.1, 0.9, "max", 0.0)
-    assert not decide("never", 0.9, 0.1, "max", 0.0)
-    assert not decide("never", 0.9, None, "max", 0.0)
+    assert decide("always", 0.1, 0.9, direction="max", margin=0.0)
+    assert not decide("never", 0.9, 0.1, direction="max", margin=0.0)
+    assert not decide("never", 0.9, None, direction="max", margin=0.0)
 
 
 def test_promotion_reads_as_one_sentence():
     found = Promotion(
-        policy="gate", promoted=False, reason="test accuracy 0.5 is worse", metric="test_accuracy",
+        policy="gate",
+        promoted=False,
+        reason="test accuracy 0.5 is worse",
+        metric="test_accuracy",
         direction="max",
-    )  # fmt: skip
+    )
     assert found.text() == "not promoted: test accuracy 0.5 is worse"

@@ -184,8 +184,12 @@ def test_config_files_that_are_not_configs(tmp_path, raw: bytes, expected: str) 
 def test_deep_merge_keeps_what_the_partial_config_does_not_say():
     from nighttune.tasks.core.config_file import deep_merge
 
-    base = {"dispatch": "deployments", "export_to": "/shared", "lr_range": {"method": "minimum"},
-            "batch_sizes": [32, 64, 128]}  # fmt: skip
+    base = {
+        "dispatch": "deployments",
+        "export_to": "/shared",
+        "lr_range": {"method": "minimum"},
+        "batch_sizes": [32, 64, 128],
+    }
     given = {"batch_sizes": [32], "lr_range": {"steps": 20}}
     merged, keys = deep_merge(base, given)
     assert merged == base | {"batch_sizes": [32], "lr_range": {"method": "minimum", "steps": 20}}

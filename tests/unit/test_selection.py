@@ -90,14 +90,16 @@ def test_within_noise_the_cheapest_cell_wins_and_a_clearly_worse_one_does_not():
         close.cell: right_wrong([*range(48), *range(100, 104)]),
         worse.cell: right_wrong(list(range(100))),
     }
-    winner, chosen = select(rows, "val_accuracy", "max", values, "cheapest_within_noise")
+    winner, chosen = select(
+        rows, "val_accuracy", "max", values=values, rule="cheapest_within_noise"
+    )
     assert winner is close and chosen.winner == "b128 p3" and chosen.best == "b64 p6"
     assert chosen.test == "McNemar" and chosen.p_vs_best["b32 p3"] < 0.05
     assert chosen.p_vs_best["b128 p3"] > 0.05 and chosen.tied() == ["b64 p6", "b128 p3"]
     assert "cheapest of the 2 cells within noise of the best, b64 p6" in chosen.reason
     assert "3.0 s of training vs 9.0 s" in chosen.reason
     # The default rule keeps the best, and still reports the noise.
-    winner, plain = select(rows, "val_accuracy", "max", values)
+    winner, plain = select(rows, "val_accuracy", "max", values=values)
     assert winner is best and plain.rule == "best" and plain.p_vs_best == chosen.p_vs_best
 
 
@@ -105,9 +107,13 @@ def test_without_per_example_values_a_cell_is_never_counted_as_tied():
     best = row(64, 6, 0.95, train_seconds=9.0)
     cheap = row(128, 3, 0.949, train_seconds=1.0)
     values = {best.cell: right_wrong([1, 2]), cheap.cell: None}
-    winner, chosen = select([best, cheap], "val_accuracy", "max", values, "cheapest_within_noise")
+    winner, chosen = select(
+        [best, cheap], "val_accuracy", "max", values=values, rule="cheapest_within_noise"
+    )
     assert winner is best and "no per-example values for b128 p3" in chosen.reason
-    winner, chosen = select([best, cheap], "val_accuracy", "max", {}, "cheapest_within_noise")
+    winner, chosen = select(
+        [best, cheap], "val_accuracy", "max", values={}, rule="cheapest_within_noise"
+    )
     assert winner is best and chosen.test is None and "no per-example values" in chosen.reason
 
 
