@@ -4,7 +4,8 @@
 #   docker build -t nighttune-worker:gpu --build-arg TF_EXTRA=gpu .
 #   docker run -e PREFECT_API_URL=http://server:4200/api -e NIGHTTUNE_POOL=gpu \
 #              -v /shared/exports:/shared/exports nighttune-worker:gpu
-# Deploy with NIGHTTUNE_CODE_DIR=/app so that workers run the flows from /app.
+# The flows come from the installed nighttune package; NIGHTTUNE_CODE_DIR (/app) is the
+# workers' working directory, where user builders named by a relative code_dir are found.
 FROM python:3.11-slim
 
 ARG TF_EXTRA=cpu
