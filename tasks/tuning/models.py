@@ -38,15 +38,15 @@ def build_model(
 ) -> Any:
     """A compiled Keras model for ``spec``; the same seed gives the same initial weights.
 
-    Python's global `random` is left as it was (see `python_random_restored`).
+    Python's global `random` is left as it was, and other threads drawing from it
+    cannot change the weights (see `seeded_build`).
     """
     import keras
 
     if jit_compile:
         use_xla_cpu_flags()  # before the model's first (XLA) compile
 
-    with python_random_restored():
-        keras.utils.set_random_seed(seed)
+    with seeded_build(seed):
         if spec.builder:
             return _user_model(
                 spec,
@@ -147,19 +147,32 @@ def set_learning_rate(model: Any, learning_rate: float, label: str) -> None:
 
 
 @contextlib.contextmanager
-def python_random_restored() -> Iterator[None]:
-    """Python's global `random` put back as it was on leaving.
+def seeded_build(seed: int) -> Iterator[None]:
+    """Keras, NumPy and TensorFlow seeded with ``seed`` while a model is built; Python's
+    global `random` put back as it was on leaving.
 
-    `keras.utils.set_random_seed` seeds it, and Keras draws unseeded initializers' seeds
-    from it, so it must stay seeded while a model is built; but Prefect draws from it
-    too (the temporary server's port, retry jitter). Left seeded with 0, every
-    `nighttune tune` process picked the same port for its temporary server, and two runs
-    at once on one machine shared one server until the first ended and the second failed.
+    Keras gives every unseeded initializer a seed drawn from Python's global `random`
+    when the layer is made. Other threads draw from it too: Prefect's services (retry
+    jitter, the temporary server's port) run beside the build in a flow run, and one
+    draw between seeding and a layer changed a model's weights (seen in CI, 1 run in
+    many). So the draws Keras makes come from a generator of our own, seeded alike,
+    which no other thread can reach; the global one is seeded as
+    `keras.utils.set_random_seed` does (a user's builder may draw from it) and then
+    restored: left seeded with 0, every `nighttune tune` process picked the same port for
+    its temporary server, and two runs at once on one machine shared one server until
+    the first ended and the second failed.
     """
+    import keras
+    from keras.src.random import seed_generator
+
     state = random.getstate()
+    shared = seed_generator.python_random
+    seed_generator.python_random = random.Random(seed)
     try:
+        keras.utils.set_random_seed(seed)
         yield
     finally:
+        seed_generator.python_random = shared
         random.setstate(state)
 
 

@@ -163,6 +163,33 @@ def test_build_model_is_seeded_and_leaves_python_random_as_it_was() -> None:
     assert not np.array_equal(a.get_weights()[0], c.get_weights()[0])
 
 
+def test_build_model_weights_do_not_depend_on_other_threads_drawing_from_random() -> None:
+    """In a flow run, Prefect's threads draw from Python's global `random` while a trial
+    builds its model; Keras drew its initializers' seeds from the same generator, and
+    the same seed gave other weights (CI, 1 run in many). A thread drawing without
+    pause makes it happen every time."""
+    import random
+    import threading
+
+    stop = threading.Event()
+
+    def draw() -> None:
+        while not stop.is_set():
+            random.random()
+
+    spec = ModelSpec(hidden_units=(16, 16, 16))
+    alone = build_model(spec, SHAPE, 10, seed=5).get_weights()
+    drawer = threading.Thread(target=draw, daemon=True)
+    drawer.start()
+    try:
+        crowded = [build_model(spec, SHAPE, 10, seed=5).get_weights() for _ in range(3)]
+    finally:
+        stop.set()
+        drawer.join()
+    for weights in crowded:
+        assert all(np.array_equal(u, v) for u, v in zip(alone, weights, strict=True))
+
+
 def test_xla_is_on_for_the_builtin_mlp_and_off_on_the_cpu_for_the_rest() -> None:
     from nighttune.tasks.core.config import TuneConfig
     from nighttune.tasks.tuning.loops import use_xla
