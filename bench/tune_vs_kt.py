@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -45,9 +46,12 @@ NIGHTTUNE = str(Path(sys.executable).with_name("nighttune"))
 SEED_LR = 1e-3
 
 
-def whole_tune(data_dir: str, tmp: str, epochs: int) -> tuple[float, float]:
-    """(seconds, winner's test accuracy) of one `nighttune tune` process."""
-    command = [NIGHTTUNE, "tune", "--dataset", "fashion_mnist", "--data-dir", data_dir]
+def whole_tune(
+    data_dir: str, tmp: str, epochs: int, *, extra: Sequence[str] = ()
+) -> tuple[float, float]:
+    """(seconds, winner's test accuracy) of one `nighttune tune` process; ``extra``:
+    more flags."""
+    command = [NIGHTTUNE, "tune", "--dataset", "fashion_mnist", "--data-dir", data_dir, *extra]
     command += ["--cache-dir", f"{tmp}/cache", "--export-to", f"{tmp}/exports"]
     command += ["--batch-sizes", ",".join(map(str, BATCHES))]
     command += ["--patiences", ",".join(map(str, PATIENCES)), "--max-epochs", str(epochs)]

@@ -61,6 +61,7 @@ TUNE_FLAGS = (
     flag("--training-loop", "training_loop"),
     flag("--xla", "xla"),
     flag("--memory-budget-mb", "memory_budget_mb"),
+    flag("--lr-schedule", "lr_schedule"),
     flag("--lr-method", "lr_range.method"),
     flag("--start-lr", "lr_range.start_lr"),
     flag("--end-lr", "lr_range.end_lr"),

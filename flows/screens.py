@@ -31,8 +31,8 @@ def print_tune_result(result: TuneResult) -> None:
     w = result.winner
     print()
     print(
-        f"winner      batch size {w.batch_size}, patience {w.patience}, lr {w.lr:.3g} "
-        f"({w.lr_method}): {w.scores_text(result.monitor)}"
+        f"winner      batch size {w.batch_size}, patience {w.patience}, {w.lr_text()}: "
+        f"{w.scores_text(result.monitor)}"
     )
     if result.selection is not None:
         print(f"selection   {result.selection.rule}: {result.selection.reason}")

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from nighttune.tasks.core.budget import check_deadline, parse_duration
-from nighttune.tasks.core.records import PromotePolicy, SelectRule
+from nighttune.tasks.core.records import LRSchedule, PromotePolicy, SelectRule
 from nighttune.tasks.core.specs import (
     DEFAULT_DATASET,
     MAX_IMAGE_PIXELS,
@@ -54,6 +54,7 @@ class TrialSpec(Strict):
     dataset: DatasetSpec
     model: ModelSpec
     lr_range: LRRangeSpec
+    lr_schedule: LRSchedule
     patiences: tuple[int, ...]
     max_epochs: int
     monitor: str
@@ -100,6 +101,13 @@ class TuneConfig(Strict):
         "off on the CPU for the rest, where it measured slower), on, or off.",
     )
     lr_range: LRRangeSpec = Field(LRRangeSpec(), description="The learning-rate range test.")
+    lr_schedule: LRSchedule = Field(
+        "constant",
+        description="How a trial's learning rate runs over its steps, the range test's LR "
+        "its peak: constant, cosine (annealed from the peak to near zero at max_epochs), "
+        "or one_cycle (a warm-up from a 25th of the peak over the first quarter, then "
+        "cosine annealing).",
+    )
     select: SelectRule = Field(
         "best",
         description="How the winner is chosen: best (the best validation score), or "

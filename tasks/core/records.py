@@ -16,6 +16,9 @@ from pydantic import BaseModel
 # How a trial's LR was chosen: a rule of the range test (`tasks.tuning.lr_suggest`), or
 # the fallback when no rule found a descent.
 LRMethod = Literal["minimum", "steepest", "valley", "fallback"]
+# How a trial's learning rate runs over its steps, its LR the peak
+# (`tasks.tuning.schedules`).
+LRSchedule = Literal["constant", "cosine", "one_cycle"]
 
 
 def sweep_files(batch_size: int) -> tuple[str, str]:
@@ -43,6 +46,7 @@ class TrialResult(BaseModel):
     patience: int
     lr: float | None  # None when the trial failed before its LR was known
     lr_method: LRMethod | None
+    lr_schedule: LRSchedule = "constant"  # rows stored before schedules ran at a constant rate
     status: Literal["ok", "failed", "not run"] = "ok"  # not run: cut by the time budget
     epochs_run: int | None = None
     stop_epoch: int | None = None  # None: ran to max_epochs without stopping
@@ -76,6 +80,14 @@ class TrialResult(BaseModel):
             value = self.value(f"{split}_{name}")
             parts.append(f"{split} {name} " + (f"{value:.4f}" if value is not None else "n/a"))
         return ", ".join(parts)
+
+    def lr_text(self) -> str:
+        """``lr 0.003 (steepest)``, or ``peak lr 0.003 (steepest, one_cycle)`` when the rate
+        was annealed from it."""
+        rate = f"{self.lr:.3g}" if self.lr is not None else "n/a"
+        if self.lr_schedule == "constant":
+            return f"lr {rate} ({self.lr_method})"
+        return f"peak lr {rate} ({self.lr_method}, {self.lr_schedule})"
 
     @property
     def cell(self) -> str:

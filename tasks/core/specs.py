@@ -168,7 +168,8 @@ class LRRangeSpec(Strict):
         None,
         ge=10,
         le=100_000,
-        description="Batches in the ramp. Default: one epoch, within 10..200.",
+        description="Batches in the ramp. Default: one epoch, within 50..200 (a small "
+        "split is repeated).",
     )
     beta: float = Field(
         0.98, ge=0.0, lt=1.0, description="Smoothing factor of the loss's moving average."

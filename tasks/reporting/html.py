@@ -175,7 +175,7 @@ TRIALS_NOTE = (
 def _summary(winner: TrialResult, monitor: str) -> str:
     return (
         f"<p class='summary'>Winner: batch size <b>{winner.batch_size}</b>, patience "
-        f"<b>{winner.patience}</b>, learning rate <b>{winner.lr:.3g}</b> ({winner.lr_method}); "
+        f"<b>{winner.patience}</b>, <b>{html.escape(winner.lr_text())}</b>; "
         f"trained {winner.epochs_run} epochs, best epoch {winner.best_epoch}.<br>"
         f"Scores: <b>{html.escape(winner.scores_text(monitor))}</b>.</p>"
     )

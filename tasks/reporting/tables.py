@@ -16,6 +16,7 @@ COLUMNS = [
     "patience",
     "lr",
     "lr_method",
+    "lr_schedule",
     "status",
     "epochs_run",
     "stop_epoch",

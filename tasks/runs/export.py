@@ -255,7 +255,7 @@ def _write_pages(staging: Path, run: RunBundle, config_shown: dict[str, Any]) ->
     chosen = run.selection
     summary = (
         f"Winner: batch size {winner.batch_size}, patience {winner.patience}, "
-        f"lr {winner.lr:.3g} ({winner.lr_method}); "
+        f"{winner.lr_text()}; "
         f"{winner.scores_text(run.config.monitor)}.\n\n"
         + (f"Selection ({chosen.rule}): {chosen.reason}.\n\n" if chosen else "")
         + f"Champion gate: {run.promotion.text()}."

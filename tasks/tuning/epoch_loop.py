@@ -83,6 +83,11 @@ def examples_per_epoch(n: int, batch_size: int) -> int:
     return n // size * size
 
 
+def batches_per_epoch(n: int, batch_size: int) -> int:
+    """How many optimizer steps an epoch of ``n`` examples takes: its full batches."""
+    return examples_per_epoch(n, batch_size) // min(batch_size, n)
+
+
 def fuse_epochs(model: Any, batch_size: int, to_model: Callable[[Any], Any] = _as_is) -> Any:
     """Make ``model.fit`` take `epoch_inputs` elements: one call trains a whole epoch.
 

@@ -25,12 +25,13 @@ from nighttune.tasks.core.logs import get_logger
 from nighttune.tasks.data.datasets import CachedDataset
 from nighttune.tasks.tuning.epoch_loop import (
     batch_inputs,
+    batches_per_epoch,
     epoch_inputs,
-    examples_per_epoch,
     fuse_epochs,
 )
 from nighttune.tasks.tuning.evaluation import EVAL_BATCH
 from nighttune.tasks.tuning.fit_callbacks import TrialCallbacks
+from nighttune.tasks.tuning.schedules import peak_schedule
 
 JIT_COMPILE = True  # the built-in MLP's fused loop, and any on a GPU (see `use_xla`)
 # stream: the fused loop over windows read from disk; stream-fit: plain fit over batches
@@ -73,14 +74,19 @@ def trial_model(
 ) -> Any:
     """The compiled model a trial fits: ``config.model`` with the fused epoch loop
     installed (XLA as `use_xla` says, where the model supports it), or as built for
-    plain ``fit``."""
+    plain ``fit``. Its learning rate runs on ``config.lr_schedule`` over ``max_epochs``
+    epochs of full batches, ``lr`` its peak. Streamed from disk, an epoch takes a few
+    batches fewer (each window drops its last partial batch) or one more (plain fit
+    keeps the last partial batch): the rate ends a little short of its last value, or
+    holds it for the last steps."""
     from nighttune.tasks.tuning.models import build_model
 
+    steps = batches_per_epoch(cached.num_examples["train"], batch_size) * config.max_epochs
     model = build_model(
         config.model,
         cached.input_shape,
         cached.num_classes,
-        learning_rate=lr,
+        learning_rate=peak_schedule(config.lr_schedule, peak=lr, total_steps=steps),
         seed=config.seed,
         jit_compile=fused and use_xla(config)[0],
     )
@@ -108,7 +114,8 @@ def fit_in_a_loop(
     common: dict[str, Any] = dict(epochs=config.max_epochs, verbose=0, shuffle=False)
     inputs = _TrainInputs(cached, config, batch_size)
     common["validation_data"] = cached.batches("validation", EVAL_BATCH, budget=inputs.budget)
-    start = f"{label}: lr {lr:.3g}, up to {config.max_epochs} epochs{inputs.where}"
+    rate = f"lr {lr:.3g} ({config.lr_schedule})"
+    start = f"{label}: {rate}, up to {config.max_epochs} epochs{inputs.where}"
     if config.training_loop != "fit":
         model = trial_model(cached, config, batch_size, lr=lr)
         fitted = callbacks()
@@ -194,8 +201,7 @@ class _TrainInputs:
             )
             return batches, None
         x, y = self.cached.stored_arrays("train")
-        n = int(x.shape[0])
-        steps = examples_per_epoch(n, self.batch_size) // min(self.batch_size, n)
+        steps = batches_per_epoch(int(x.shape[0]), self.batch_size)
         batches = batch_inputs(x, y, self.batch_size, seed=self.seed, to_model=self.cached.to_model)
         return batches, steps
 

@@ -31,12 +31,14 @@ def build_model(
     input_shape: tuple[int, ...],
     num_classes: int | None,
     *,
-    learning_rate: float = 1e-3,
+    learning_rate: Any = 1e-3,
     seed: int = 0,
     steps_per_execution: int = 1,
     jit_compile: bool | str = False,
 ) -> Any:
     """A compiled Keras model for ``spec``; the same seed gives the same initial weights.
+    ``learning_rate``: a number, or a Keras `LearningRateSchedule`
+    (`tasks.tuning.schedules`).
 
     Python's global `random` is left as it was, and other threads drawing from it
     cannot change the weights (see `seeded_build`).
@@ -97,7 +99,7 @@ def _user_model(
     input_shape: tuple[int, ...],
     num_classes: int | None,
     *,
-    learning_rate: float,
+    learning_rate: Any,
     jit_compile: bool | str,
 ) -> Any:
     """The builder's model, compiled (kept, or as the built-ins), at ``learning_rate``."""
@@ -133,15 +135,21 @@ def model_key(spec: ModelSpec) -> dict[str, Any]:
     return key
 
 
-def set_learning_rate(model: Any, learning_rate: float, label: str) -> None:
-    """Set the optimizer's learning rate; one line when a schedule owns it."""
+def set_learning_rate(model: Any, learning_rate: Any, label: str) -> None:
+    """Set the optimizer's learning rate (a number or our schedule); one line when the
+    user's own schedule owns it.
+
+    A user's `LearningRateSchedule` is refused rather than scaled to the range test's
+    peak: its shape counts steps for the user's batch size and epochs, not the trial's,
+    so scaled it would anneal at the wrong step; ``lr_schedule`` gives the shapes."""
     import keras
 
     schedule = keras.optimizers.schedules.LearningRateSchedule
     if isinstance(getattr(model.optimizer, "_learning_rate", None), schedule):
         raise BuilderError(
             f"builder {label!r}: the model's optimizer takes its learning rate from a "
-            "schedule; nighttune drives the learning rate: compile with a number"
+            "schedule; nighttune drives the learning rate (lr_schedule: constant, cosine or "
+            "one_cycle, the range test's LR its peak): compile with a number"
         )
     model.optimizer.learning_rate = learning_rate
 

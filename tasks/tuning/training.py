@@ -175,7 +175,13 @@ def _rows(
     seconds = data["epoch_seconds"]
     rows = []
     for patience in sorted(config.patiences):
-        base = TrialResult(batch_size=batch_size, patience=patience, lr=lr, lr_method=lr_method)
+        base = TrialResult(
+            batch_size=batch_size,
+            patience=patience,
+            lr=lr,
+            lr_method=lr_method,
+            lr_schedule=config.lr_schedule,
+        )
         raw = data["stops"].get(str(patience))
         if raw is None and data.get("cut_epoch") is not None:
             why = f"time budget: the fit stopped after epoch {data['cut_epoch'] + 1}, "
@@ -289,6 +295,7 @@ def train_trial(
                 patience=p,
                 lr=lr,
                 lr_method=lr_method,
+                lr_schedule=config.lr_schedule,
                 status="failed",
                 error=str(failure)[:500],
             )

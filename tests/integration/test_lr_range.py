@@ -24,9 +24,9 @@ def model_for(digits: CachedDataset, **spec):
 def test_default_steps_is_an_epoch_clamped() -> None:
     assert default_steps(60_000, 128) == 200
     assert default_steps(10_000, 100) == 100
-    assert default_steps(1257, 128) == 10
-    assert default_steps(1257, 32) == 40
-    assert default_steps(100, 32) == 10  # a curve needs some points, even if it repeats data
+    assert default_steps(1257, 128) == 50  # a curve needs its points, even if it repeats data
+    assert default_steps(1257, 16) == 79
+    assert default_steps(100, 32) == 50
 
 
 def test_ramp_runs_the_asked_steps_repeating_short_data(digits: CachedDataset) -> None:
@@ -152,11 +152,11 @@ def test_a_stored_sweep_of_another_default_length_is_not_reused(
             digits, ModelSpec(), 128, spec=LRRangeSpec(), seed=0, cache_dir=str(tmp_path)
         )
 
-    assert sweep().steps == 10  # digits at 128: one epoch
+    assert sweep().steps == 50  # digits at 128: five passes
     monkeypatch.setattr(
-        "nighttune.tasks.tuning.lr_range.MIN_STEPS", 12
+        "nighttune.tasks.tuning.lr_range.MIN_STEPS", 60
     )  # a later version's default
-    assert sweep().steps == 12
+    assert sweep().steps == 60
 
 
 def test_over_the_memory_budget_the_sweep_streams_and_is_stored_apart(

@@ -21,10 +21,16 @@ from tests.support.harness import ROOT
 
 
 @pytest.mark.slow
-def test_shared_fit_equals_separate_fits_and_the_fit_path(digits: CachedDataset, tmp_path) -> None:
+@pytest.mark.parametrize("schedule", ["constant", "one_cycle"])
+def test_shared_fit_equals_separate_fits_and_the_fit_path(
+    digits: CachedDataset, tmp_path, schedule: str
+) -> None:
+    """Every patience read off one fit equals its own fit with Keras's `EarlyStopping`,
+    with the rate constant or annealed (the schedule does not depend on the patience),
+    in the fused loop and in plain fit."""
     # Op determinism is process-wide (and turns XLA off): run it in a process of its own.
     done = subprocess.run(
-        [sys.executable, "-m", "tests.support.separate_fits", str(tmp_path)],
+        [sys.executable, "-m", "tests.support.separate_fits", str(tmp_path), schedule],
         capture_output=True,
         text=True,
         timeout=600,

@@ -61,6 +61,7 @@ def test_what_happens_around_the_trials_reuses_them(tmp_path, changes) -> None:
         {"seed": 1},
         {"lr_range": {"method": "valley"}},
         {"lr_range": {"start_lr": 1e-5}},
+        {"lr_schedule": "cosine"},
         {"monitor": "val_loss"},
         {"model": {"hidden_units": [64]}},
         {"dataset": {"val_fraction": 0.2}},

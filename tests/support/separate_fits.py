@@ -1,4 +1,5 @@
-"""Run as ``python -m tests.support.separate_fits CACHE``: the shared fit vs one fit per patience.
+"""Run as ``python -m tests.support.separate_fits CACHE [SCHEDULE]``: the shared fit vs one
+fit per patience, the learning rate on ``SCHEDULE`` (``lr_schedule``; default constant).
 
 Prints one JSON line: each patience's epochs, best epoch and metrics, from our shared
 fit in the fused epoch loop, from the same shared fit with plain Keras ``fit``
@@ -52,7 +53,8 @@ def separate(cached, config: TuneConfig, patience: int) -> dict:
 def main() -> None:
     tf.config.experimental.enable_op_determinism()
     cache = sys.argv[1]
-    config = TuneConfig(patiences=(2, 4), max_epochs=25, cache_dir=cache)
+    schedule = sys.argv[2] if len(sys.argv) > 2 else "constant"
+    config = TuneConfig(patiences=(2, 4), max_epochs=25, cache_dir=cache, lr_schedule=schedule)
     cached = load_dataset(DatasetSpec(), cache)
     apart = {str(p): separate(cached, config, p) for p in config.patiences}
     print(

@@ -65,6 +65,23 @@ def test_no_descent_is_a_clear_answer_not_a_crash(losses, note: str) -> None:
         assert any(word in result.note for word in note.split("|")), (rule.__name__, result.note)
 
 
+def test_a_curve_that_barely_falls_is_flat_for_every_rule() -> None:
+    """The 178-row wine table's sweep: the smoothed loss went 2.356 -> 2.31 over the ramp
+    before it rose, and ``minimum`` read 0.1 off the noise. A fall under 5% of the start
+    says nothing; a real fall of the same shape, deeper, still gives every rule an LR."""
+    lrs = ramp(60)
+    noise = np.random.default_rng(1).normal(0, 0.01, 60)
+    shallow = 2.356 - 0.05 * np.exp(-(((np.log10(lrs) + 1.5) / 1.2) ** 2)) + noise
+    shallow[-6:] += np.linspace(0.5, 3.0, 6)
+    for rule in (steepest, valley, minimum):
+        result = rule(lrs, shallow)
+        assert result.lr is None and "flat" in result.note, (rule.__name__, result.note)
+    assert "falls 1.1% below its start, 2.359 to 2.333" in minimum(lrs, shallow).note
+    deep = shallow.copy()
+    deep[:-6] = 2.356 - 1.5 * np.exp(-(((np.log10(lrs[:-6]) + 1.5) / 1.2) ** 2)) + noise[:-6]
+    assert all(rule(lrs, deep).lr is not None for rule in (steepest, valley, minimum))
+
+
 def test_nan_tail_is_cut_off() -> None:
     lrs = ramp()
     losses = valley_curve(lrs, 1e-3)
