@@ -101,8 +101,8 @@ class TuneConfig(Strict):
         "off on the CPU for the rest, where it measured slower), on, or off.",
     )
     lr_range: LRRangeSpec = Field(LRRangeSpec(), description="The learning-rate range test.")
-    lr_schedule: LRSchedule = Field(
-        "constant",
+    lr_schedule: LRSchedule = Field(  # one_cycle: best in bench/schedules.py; see README
+        "one_cycle",
         description="How a trial's learning rate runs over its steps, the range test's LR "
         "its peak: constant, cosine (annealed from the peak to near zero at max_epochs), "
         "or one_cycle (a warm-up from a 25th of the peak over the first quarter, then "

@@ -177,8 +177,10 @@ class LRRangeSpec(Strict):
     diverge_factor: float = Field(
         4.0, gt=1.0, description="Stop once the smoothed loss passes this multiple of its minimum."
     )
-    method: SuggestionMethod = Field(  # minimum: best in bench/lr_range.py; see README
-        "minimum", description="Which suggestion becomes the trials' learning rate."
+    method: SuggestionMethod = Field(  # steepest: best in bench/schedules.py; see README
+        "steepest",
+        description="Which suggestion becomes the trials' learning rate (the peak of "
+        "lr_schedule).",
     )
 
     @model_validator(mode="after")

@@ -29,8 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# In order of measured quality (bench/lr_range.py): the fallback order of `choose`.
-METHODS = ("minimum", "steepest", "valley")
+# In order of measured quality (bench/schedules.py, as one_cycle peaks): the fallback
+# order of `choose`.
+METHODS = ("steepest", "minimum", "valley")
 # A curve must fall this share below its start (the mean of its first tenth of raw
 # losses) to say anything: a fresh model's loss falls by half or more on every real
 # dataset measured (digits, Fashion-MNIST, the user models of bench/user_model.py).
