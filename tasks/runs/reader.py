@@ -95,6 +95,8 @@ def open_run(target: Target, name: str) -> tuple[Path, Manifest]:
         try:
             served = served_run_id(target)
         except OSError as exc:
+            if not exc.filename:  # a network error (a timeout): not the user's to fix
+                raise
             raise RunUnavailable(f"cannot read {target.location(LATEST)}: {exc.strerror}") from None
         if served is None:
             raise RunUnavailable(
