@@ -179,3 +179,24 @@ def test_an_unlistable_local_target_says_so(tmp_path) -> None:
 def test_home_keeps_names_from_outside_inside(target) -> None:
     with pytest.raises(UserError, match="is refused"):
         target.home("../outside")
+
+
+def test_the_seal_goes_up_last(target, tmp_path, monkeypatch) -> None:
+    """Until its seal is there a folder is not a run: in a bucket the seal is the last
+    object put (a folder target renames the whole folder in at once)."""
+    from nighttune.tasks.storage import s3
+
+    if target.in_place:
+        pytest.skip("a folder target publishes by one rename: there is no order to see")
+    put: list[str] = []
+    real = s3.upload_verified
+
+    def recording(client, local, *, bucket, key):
+        put.append(key)
+        return real(client, local, bucket=bucket, key=key)
+
+    monkeypatch.setattr(s3, "upload_verified", recording)
+    # Names that sort after the seal's, so that a plain sorted upload would put it first.
+    contents = {"z-last.bin": b"z", "zz/deeper.bin": b"zz", "a.bin": b"a"}
+    target.publish(sealed_folder(tmp_path / "built", contents), "run-1", seal=SEAL)
+    assert len(put) == 4 and put[-1].endswith(f"/run-1/{SEAL_NAME}")
