@@ -54,6 +54,7 @@ def config(root: Path) -> TuneConfig:
 
 
 def plain(cfg: TuneConfig) -> None:
+    from nighttune.flows.target import export_target
     from nighttune.tasks.data.datasets import load_dataset
     from nighttune.tasks.preflight import preflight
     from nighttune.tasks.runs.export import export_run, new_run_id
@@ -61,7 +62,8 @@ def plain(cfg: TuneConfig) -> None:
     from nighttune.tasks.tuning.selection import select_best
     from nighttune.tasks.tuning.training import train_trial
 
-    preflight(cfg)
+    target = export_target(cfg)
+    preflight(cfg, target=target)
     cached = load_dataset(cfg.dataset, cfg.cache_dir)
     sweeps = [
         stored_lr_range_test(
@@ -77,6 +79,7 @@ def plain(cfg: TuneConfig) -> None:
     export_run(
         cfg,
         cached,
+        target=target,
         sweeps=sweeps,
         rows=rows,
         winner=select_best(rows, "val_accuracy", "max"),

@@ -99,9 +99,11 @@ def tune(
     from nighttune.flows.server import local_flow_settings
 
     def check_and_import() -> None:  # while the temporary server starts
+        from nighttune.flows.target import export_target
         from nighttune.tasks.preflight import preflight
 
-        preflight(cfg)  # a mistake is one line at once, before any flow run
+        # A mistake is one line at once, before any flow run.
+        preflight(cfg, target=export_target(cfg))
         import nighttune.flows.tune  # noqa: F401
 
     startup.mark(STARTED_AT)
@@ -213,9 +215,11 @@ def report(
 ) -> None:
     """One row per run under an export target (winner, accuracy, duration) and a trend plot."""
     from nighttune.tasks.runs.history import run_history, write_history
+    from nighttune.tasks.storage.target import make_target
 
-    frame = run_history(history, s3_endpoint_url)  # read every manifest once
-    csv_path, png_path = write_history(history, out, endpoint_url=s3_endpoint_url, frame=frame)
+    target = make_target(history, s3_endpoint_url)
+    frame = run_history(target)  # read every manifest once
+    csv_path, png_path = write_history(target, out, frame=frame)
     print(frame.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"wrote       {csv_path}")
     print(f"            {png_path}")

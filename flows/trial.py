@@ -13,6 +13,7 @@ from __future__ import annotations
 from prefect import flow
 
 from nighttune.flows.steps import cache_dataset, lr_sweep, train_trial
+from nighttune.flows.target import export_target
 from nighttune.tasks.core import settings
 from nighttune.tasks.core.config import TuneConfig
 from nighttune.tasks.core.logs import get_logger
@@ -49,6 +50,7 @@ def train_trial_flow(
     other code refuses before training). ``stop_at``: the parent's time budget, as the
     wall-clock time (``time.time()``) by which this fit must stop at an epoch boundary."""
     check_code(config, code or {})
+    target = export_target(config)  # where the parent reads the result: checked first
     check_devices(require_gpu or settings.current().require_gpu)
     # Never rebuilt here (`cache: false`, `fresh`): the parent did that before its
     # children started, and siblings on this machine may be reading the entry.
@@ -66,6 +68,6 @@ def train_trial_flow(
     rows = train_trial(
         cached, config, batch_size, lr=sweep.chosen_lr, lr_method=sweep.method, stop_at=stop_at
     )
-    entry = publish_trial(config, batch_size, sweep=sweep, rows=rows)
+    entry = publish_trial(config, batch_size, target=target, sweep=sweep, rows=rows)
     get_logger().info("batch size %d: published %s", batch_size, entry)
     return str(entry)

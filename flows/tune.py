@@ -16,6 +16,7 @@ from prefect.runtime import flow_run
 
 from nighttune.flows import startup
 from nighttune.flows.steps import cache_dataset, export_run, lr_sweep, preflight, train_trial
+from nighttune.flows.target import export_target
 from nighttune.tasks.core.budget import RunClock, not_run_rows, planned_order, run_clock, trial_fits
 from nighttune.tasks.core.config import TuneConfig
 from nighttune.tasks.core.logs import get_logger
@@ -25,6 +26,7 @@ from nighttune.tasks.dispatch.deployments import run_trials_on_deployments, with
 from nighttune.tasks.runs.export import new_run_id
 from nighttune.tasks.runs.history import past_timings
 from nighttune.tasks.runs.notify import context_of, notify_failed, notify_finished
+from nighttune.tasks.storage.target import Target
 from nighttune.tasks.tuning.loops import memory_budget
 from nighttune.tasks.tuning.objective import resolve_objective
 from nighttune.tasks.tuning.selection import select
@@ -127,11 +129,12 @@ def tune(config: TuneConfig | None = None) -> TuneResult:
     run_id = new_run_id()
     context = context_of(config) | {"flow_run": _flow_run_link()}
     try:
-        result = _tune(config, run_id)
+        target = export_target(config)  # the one target of this run
+        result = _tune(config, run_id, target=target)
     except Exception as exc:
         notify_failed(config, run_id, exc, context=context)
         raise
-    notify_finished(config, result, context)
+    notify_finished(config, result, context, target=target)
     return result
 
 
@@ -144,14 +147,14 @@ def _flow_run_link() -> str | None:
     return f"{base}/flow-runs/flow-run/{run}" if base and run else None
 
 
-def _clock(config: TuneConfig) -> tuple[RunClock | None, dict[int, float]]:
+def _clock(config: TuneConfig, target: Target) -> tuple[RunClock | None, dict[int, float]]:
     """The run's end under ``time_budget`` / ``deadline`` (from now), logged, and earlier
-    runs' seconds an epoch by batch size; (None, {}) without a budget."""
+    runs' seconds an epoch by batch size (from ``target``'s runs); (None, {}) without a
+    budget."""
     if config.time_budget is None and config.deadline is None:
         return None, {}
     epoch_s, export_s = past_timings(
-        config.export_to,
-        config.s3_endpoint_url,
+        target,
         dataset=config.dataset.label,
         model=config.model.label,
     )
@@ -173,9 +176,9 @@ def _clock(config: TuneConfig) -> tuple[RunClock | None, dict[int, float]]:
     return clock, epoch_s
 
 
-def _tune(config: TuneConfig, run_id: str) -> TuneResult:
+def _tune(config: TuneConfig, run_id: str, *, target: Target) -> TuneResult:
     log = get_logger()
-    preflight(config)  # a scheduled run with a bad target fails here, not at export
+    preflight(config, target=target)  # a scheduled run with a bad target fails here
     seconds: dict[str, float] = {}
     if (spent := startup.take()) is not None:  # run from the command line
         seconds["start-up"] = spent
@@ -187,7 +190,7 @@ def _tune(config: TuneConfig, run_id: str) -> TuneResult:
         seconds[name] = round(now - clock, 3)
         clock = now
 
-    budget, epoch_s = _clock(config)
+    budget, epoch_s = _clock(config, target)
     dataset = config.dataset.model_copy(update={"cache": False}) if config.fresh else config.dataset
     cached = cache_dataset(dataset, config.cache_dir)  # rebuilt here, if at all: not by children
     # The model against the real data (a user's builder is first built here).
@@ -197,7 +200,7 @@ def _tune(config: TuneConfig, run_id: str) -> TuneResult:
         # One child run per batch size on the trial deployment's pool; each does its
         # sweep and its trial, so both are timed together.
         stop_at = budget.stop_at if budget is not None else None
-        sweeps, rows = run_trials_on_deployments(config, str(flow_run.id), stop_at)
+        sweeps, rows = run_trials_on_deployments(config, str(flow_run.id), stop_at, target=target)
         lap("sweeps and trials (workers)")
     else:
         sweeps, rows = _local_grid(config, cached, lap=lap, clock=budget, epoch_s=epoch_s)
@@ -223,6 +226,7 @@ def _tune(config: TuneConfig, run_id: str) -> TuneResult:
     export = export_run(
         config,
         cached,
+        target=target,
         sweeps=sweeps,
         rows=rows,
         winner=winner,

@@ -10,15 +10,14 @@ reported before TensorFlow is even imported when it can be.
 from __future__ import annotations
 
 from nighttune.tasks.core.config import TuneConfig
+from nighttune.tasks.storage.target import Target
 
 
-def preflight(config: TuneConfig) -> None:
+def preflight(config: TuneConfig, *, target: Target) -> None:
     """Raise the `UserError` a run of ``config`` would meet before any sweep or trial:
-    the export target (reachable, writable), the dataset (there, or downloadable from
+    the export ``target`` (reachable, writable), the dataset (there, or downloadable from
     here), the monitored metric (one the model logs), the trial deployment and its pool."""
-    from nighttune.tasks.runs.reader import check_target
-
-    check_target(config)
+    target.check()
     from nighttune.tasks.data.datasets import check_dataset
 
     check_dataset(config.dataset, config.cache_dir)

@@ -78,6 +78,7 @@ def digits_in_blocks(tmp_path_factory):
 @pytest.fixture(scope="session")
 def exported_run(tmp_path_factory) -> Path:
     """A real exported run (sweep, trial, export) trained on three classes of PNG files."""
+    from nighttune.flows.target import export_target
     from nighttune.tasks.core.config import TuneConfig
     from nighttune.tasks.data.datasets import load_dataset
     from nighttune.tasks.runs.export import export_run, new_run_id
@@ -105,6 +106,7 @@ def exported_run(tmp_path_factory) -> Path:
     result = export_run(
         config,
         cached,
+        target=export_target(config),
         sweeps=[sweep],
         rows=rows,
         winner=select_best(rows, "val_accuracy", "max"),

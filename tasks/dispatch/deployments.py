@@ -30,6 +30,7 @@ from nighttune.tasks.dispatch.policy import (
     pool_problem,
     timed_out,
 )
+from nighttune.tasks.storage.target import Target
 
 Result = tuple[LRSweep | None, list[TrialResult]]
 REPEAT_WARNING_S = 600.0
@@ -103,8 +104,11 @@ def _state(run: Any, state: Any) -> ChildState | None:
 class ChildRuns:
     """One child flow run per batch size, started (or got back) and waited for."""
 
-    def __init__(self, config: TuneConfig, parent_id: str, stop_at: float | None = None) -> None:
+    def __init__(
+        self, config: TuneConfig, parent_id: str, stop_at: float | None, *, target: Target
+    ) -> None:
         self.config = config
+        self.target = target  # where the children publish their results
         self.parent_id = parent_id
         self.stop_at = stop_at
         self.code = expected_code(config)  # the builders every child must train with
@@ -146,7 +150,9 @@ class ChildRuns:
 
     def collect(self, batch_size: int, state: ChildState) -> None:
         """A finished child: its published result, or failed rows saying why not."""
-        published = read_published(self.config, batch_size) if state.completed else None
+        published = (
+            read_published(self.config, batch_size, target=self.target) if state.completed else None
+        )
         if published is not None:
             self.results[batch_size] = published
             self.log.info("batch size %d: child %s completed", batch_size, state.name)
@@ -229,13 +235,13 @@ def _not_started(state: ChildState | None) -> bool:
 
 
 def run_trials_on_deployments(
-    config: TuneConfig, parent_id: str, stop_at: float | None = None
+    config: TuneConfig, parent_id: str, stop_at: float | None = None, *, target: Target
 ) -> tuple[list[LRSweep], list[TrialResult]]:
     """Start (or reuse) one child run per batch size, wait for all (until ``stop_at``, the
-    time budget's end, at most), gather their rows."""
-    children = ChildRuns(config, parent_id, stop_at)
+    time budget's end, at most), gather their rows from what they published to ``target``."""
+    children = ChildRuns(config, parent_id, stop_at, target=target)
     for batch_size in config.batch_sizes:
-        published = reusable_result(config, batch_size)
+        published = reusable_result(config, batch_size, target=target)
         if published is not None:
             children.log.info("batch size %d: published before, reusing it", batch_size)
             children.results[batch_size] = published

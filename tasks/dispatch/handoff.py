@@ -1,55 +1,44 @@
 """Children hand their results to the parent through the export target, not a local disk.
 
 Workers may be on other machines: a child run publishes its LR sweep, rows and models
-under the export target (``<export_to>/.work/trials/b<batch>-<fp>/``, staged and
-verified like every stored result), and the parent reads them from there. With an
-``s3://`` target the entry is built locally and uploaded (every object verified,
-``meta.json`` last); the parent downloads it into its cache and verifies it again.
+under the export target (``<target>/.work/trials/b<batch>-<fp>/``, staged and
+verified like every stored result), and the parent reads them from there. The entry is
+built in the target's local home (for a bucket, in the cache) and published
+(`Target.publish`: every object verified, ``meta.json`` last); the parent fetches it
+into its own home and verifies it again.
 The folder is keyed by everything the trial depends on, so a parent that is rerun
 finds finished children's work and does not start them again.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 from nighttune.tasks.core.code import code_version, load_builder
 from nighttune.tasks.core.config import TuneConfig
-from nighttune.tasks.core.errors import BuilderError, UnsafePath
+from nighttune.tasks.core.errors import BuilderError, IntegrityError
 from nighttune.tasks.core.records import LRSweep, TrialResult, sweep_files, values_file
-from nighttune.tasks.data.datasets import resolve_cache_dir
-from nighttune.tasks.storage import s3
-from nighttune.tasks.storage.files import discard_dir, safe_join, safe_relpath, staged_dir
-from nighttune.tasks.storage.store import META, Entry, Slot
+from nighttune.tasks.storage.files import safe_join
+from nighttune.tasks.storage.store import EntrySeal, Slot
+from nighttune.tasks.storage.target import Target
 from nighttune.tasks.tuning.training import trial_key
 
 WORK = ".work"
+SEAL = EntrySeal()
 
 
-def work_root(config: TuneConfig) -> Path:
-    """Where hand-over entries are built and read: the shared export folder itself, or
-    for an S3 target a local mirror (in the cache) of ``<prefix>/.work/``."""
-    if s3.is_s3(config.export_to):
-        uri = s3.S3Uri.parse(config.export_to)
-        prefix = hashlib.sha256(uri.prefix.encode()).hexdigest()[:12]
-        return resolve_cache_dir(config.cache_dir) / "handoff" / uri.bucket / prefix
-    return Path(config.export_to).expanduser().resolve() / WORK
-
-
-def _remote(config: TuneConfig, entry: Path) -> tuple[s3.S3Uri, str]:
-    """The S3 target and the key prefix of an entry's remote copy."""
-    uri = s3.S3Uri.parse(config.export_to)
-    return uri, uri.key(WORK, "trials", entry.name)
-
-
-def handoff_slot(config: TuneConfig, batch_size: int) -> Slot:
-    """Where a child's result for ``batch_size`` is kept under the work root."""
+def handoff_slot(config: TuneConfig, batch_size: int, *, target: Target) -> Slot:
+    """Where a child's result for ``batch_size`` is kept: under ``<target>/.work/`` (for a
+    bucket, under its local home in the cache)."""
     key = trial_key(config.trial, batch_size)  # the one key of a trial: see TrialSpec
-    return Slot(work_root(config), "trials", f"b{batch_size}", key)
+    return Slot(target.home(WORK), "trials", f"b{batch_size}", key)
+
+
+def _published_name(entry: Path) -> str:
+    """An entry's name under the target: ``.work/trials/<entry>``."""
+    return f"{WORK}/trials/{entry.name}"
 
 
 def cut_short(rows: list[TrialResult] | list[dict[str, Any]]) -> bool:
@@ -60,9 +49,15 @@ def cut_short(rows: list[TrialResult] | list[dict[str, Any]]) -> bool:
 
 
 def publish_trial(
-    config: TuneConfig, batch_size: int, *, sweep: LRSweep, rows: list[TrialResult]
+    config: TuneConfig,
+    batch_size: int,
+    *,
+    target: Target,
+    sweep: LRSweep,
+    rows: list[TrialResult],
 ) -> Path:
-    """Child side: copy the sweep files, rows and models into the shared folder."""
+    """Child side: copy the sweep files, rows and models into an entry and publish it
+    under ``target`` (every file verified, ``meta.json`` last)."""
 
     def build(staging: Path) -> dict[str, Any]:
         if sweep.path:
@@ -84,38 +79,40 @@ def publish_trial(
         history = trial_histories(rows).get(batch_size)
         return {"sweep": sweep.model_dump(exclude={"path"}), "rows": published, "history": history}
 
-    slot = handoff_slot(config, batch_size)
+    slot = handoff_slot(config, batch_size, target=target)
     before = slot.read()  # a fresh result, or one a time budget cut, replaces what is there
     replace = config.fresh or (before is not None and cut_short(before.data["rows"]))
     entry = slot.get_or_build(build, replace)
-    if s3.is_s3(config.export_to):  # upload every file, verified; meta.json (the seal) last
-        uri, prefix = _remote(config, entry.path)
-        client = s3.client(config.s3_endpoint_url)
-        for rel in [*sorted(entry.files), META]:
-            s3.upload_verified(client, entry.path / rel, bucket=uri.bucket, key=f"{prefix}/{rel}")
+    target.publish(entry.path, _published_name(entry.path), seal=SEAL)
     return entry.path
 
 
 def reusable_result(
-    config: TuneConfig, batch_size: int
+    config: TuneConfig, batch_size: int, *, target: Target
 ) -> tuple[LRSweep, list[TrialResult]] | None:
     """Parent side, before starting a child: a published result that may stand in for
     it. None with ``fresh`` (the child trains again, and replaces what is published),
     and for a result a time budget cut."""
     if config.fresh:
         return None
-    published = read_published(config, batch_size)
+    published = read_published(config, batch_size, target=target)
     if published is None or cut_short(published[1]):
         return None
     return published
 
 
-def read_published(config: TuneConfig, batch_size: int) -> tuple[LRSweep, list[TrialResult]] | None:
+def read_published(
+    config: TuneConfig, batch_size: int, *, target: Target
+) -> tuple[LRSweep, list[TrialResult]] | None:
     """Parent side: the child's verified result, or None if there is none (yet)."""
-    slot = handoff_slot(config, batch_size)
+    slot = handoff_slot(config, batch_size, target=target)
     entry = slot.read()
-    if entry is None and s3.is_s3(config.export_to):
-        entry = _download_entry(config, slot)
+    if entry is None:
+        try:  # from the bucket into the local home (in a folder: already there, or not)
+            fetched = target.fetch(_published_name(slot.path), seal=SEAL)
+        except IntegrityError:
+            fetched = None  # damaged: as if not published
+        entry = slot.read() if fetched is not None else None
     if entry is None:
         return None
     data = entry.data
@@ -126,28 +123,6 @@ def read_published(config: TuneConfig, batch_size: int) -> tuple[LRSweep, list[T
         model = row["model_path"] and safe_join(folder, row["model_path"], "published model file")
         rows.append(TrialResult.model_validate(dict(row, model_path=str(model) if model else None)))
     return sweep, rows
-
-
-def _download_entry(config: TuneConfig, slot: Slot) -> Entry | None:
-    """Fetch a child's published entry from S3 into the local mirror; None if not there."""
-    entry = slot.path
-    uri, prefix = _remote(config, entry)
-    client = s3.client(config.s3_endpoint_url)
-    text = s3.get_text(client, uri.bucket, f"{prefix}/{META}")
-    if text is None:
-        return None
-    try:
-        files = json.loads(text)["files"]
-        names = [safe_relpath(rel, "published file name") for rel in dict(files)]
-    except (ValueError, KeyError, TypeError):
-        raise UnsafePath(f"s3://{uri.bucket}/{prefix}/{META} is not a published result") from None
-    discard_dir(entry)
-    with staged_dir(entry) as staging:
-        for rel in names:
-            destination = safe_join(staging, rel, "published file name")
-            s3.download(client, uri.bucket, f"{prefix}/{rel}", local=destination)
-        (staging / META).write_text(text)
-    return slot.read()
 
 
 def expected_code(config: TuneConfig) -> dict[str, str]:

@@ -21,7 +21,8 @@ from nighttune.tasks.core.records import PromotePolicy, Promotion, TrialResult
 from nighttune.tasks.data.datasets import CachedDataset
 from nighttune.tasks.runs.latest import served_run_id
 from nighttune.tasks.runs.manifest import LATEST
-from nighttune.tasks.runs.reader import RunAccess, load_run_model
+from nighttune.tasks.runs.reader import load_model_of
+from nighttune.tasks.storage.target import Target
 from nighttune.tasks.tuning.evaluation import evaluate_split
 
 
@@ -46,9 +47,14 @@ def decide(
 
 
 def judge(
-    config: TuneConfig, cached: CachedDataset, winner: TrialResult, *, objective: Objective
+    config: TuneConfig,
+    cached: CachedDataset,
+    winner: TrialResult,
+    *,
+    objective: Objective,
+    target: Target,
 ) -> Promotion:
-    """The gate's decision for tonight's ``winner`` against the target's champion."""
+    """The gate's decision for tonight's ``winner`` against ``target``'s champion."""
     name = objective.monitor.removeprefix("val_")
     metric = f"test_{name}"
     score = winner.value(metric)
@@ -64,12 +70,14 @@ def judge(
     champion: str | None = None
     problem: str | None = None
     try:
-        champion = served_run_id(config.export_to, config.s3_endpoint_url)
+        champion = served_run_id(target)
     except UserError as exc:
         problem = f"the target's {LATEST} cannot be read ({exc})"
     champion_score = None
     if champion is not None:
-        champion_score, problem = _score_champion(config, cached, run_id=champion, name=name)
+        champion_score, problem = _score_champion(
+            target, cached, run_id=champion, name=name, code_dir=config.code_dir
+        )
     promoted = decide(
         config.promote,
         score,
@@ -97,15 +105,11 @@ def judge(
 
 
 def _score_champion(
-    config: TuneConfig, cached: CachedDataset, *, run_id: str, name: str
+    target: Target, cached: CachedDataset, *, run_id: str, name: str, code_dir: str | None
 ) -> tuple[float | None, str | None]:
     """(the champion's ``name`` on tonight's test split, None) or (None, why not)."""
-    ref = f"{config.export_to.rstrip('/')}/{run_id}"
-    access = RunAccess(
-        cache_dir=config.cache_dir, endpoint_url=config.s3_endpoint_url, code_dir=config.code_dir
-    )
     try:
-        model, manifest = load_run_model(ref, access)
+        model, manifest = load_model_of(target, run_id, code_dir=code_dir)
     except UserError as exc:
         return None, f"champion {run_id} cannot be loaded ({exc})"
     if list(manifest.class_names) != list(cached.class_names):

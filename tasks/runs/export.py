@@ -12,11 +12,11 @@ Layout under the target folder::
 Every run is exported. Before anything is written the champion gate
 (`tasks.runs.champion`) scores the run in service on tonight's test split and decides
 whether this run replaces it; the decision goes into the manifest and the reports.
-The run folder is staged under a temporary name and renamed when complete; only then,
-and only if promoted, is ``latest.json`` replaced (atomically): a reader never sees half
-an export. For ``s3://bucket/prefix`` the folder is built locally (in the cache, where a
-later download of the run would go), every file uploaded and verified (size, SHA256),
-the manifest last, and ``<prefix>/latest.json`` put only after that.
+The run folder is staged under a temporary name in its home and renamed when complete
+(for ``s3://bucket/prefix`` the home is in the cache, where a later fetch of the run
+would go); the target publishes it (in a bucket: every file uploaded and verified, the
+manifest last); only then, and only if promoted, is ``latest.json`` swapped: a reader
+never sees half an export (`tasks.storage.target`).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from nighttune.tasks.core.records import (
     TrialResult,
     sweep_files,
 )
-from nighttune.tasks.core.urls import redact_webhook
+from nighttune.tasks.core.urls import redact, redact_webhook
 from nighttune.tasks.data.datasets import CachedDataset, resolve_cache_dir
 from nighttune.tasks.reporting.histories import trial_histories, write_tensorboard
 from nighttune.tasks.reporting.html import (
@@ -54,11 +54,11 @@ from nighttune.tasks.reporting.html import (
 )
 from nighttune.tasks.reporting.tables import write_reports
 from nighttune.tasks.runs.champion import judge
-from nighttune.tasks.runs.latest import point_latest, point_latest_s3
+from nighttune.tasks.runs.latest import point_latest
 from nighttune.tasks.runs.manifest import LATEST, MANIFEST
-from nighttune.tasks.runs.reader import run_cache_dir
-from nighttune.tasks.storage import s3
+from nighttune.tasks.runs.reader import RunSeal
 from nighttune.tasks.storage.files import file_digests, staged_dir, write_text_atomic
+from nighttune.tasks.storage.target import Target
 from nighttune.tasks.tuning.evaluation import predict_split
 from nighttune.tasks.tuning.models import model_key, outputs_kind
 from nighttune.tasks.tuning.objective import resolve_objective
@@ -85,10 +85,11 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def export_run(
+def export_run(  # noqa: PLR0913  until the run context (#32 item 3) carries config and target
     config: TuneConfig,
     cached: CachedDataset,
     *,
+    target: Target,
     sweeps: list[LRSweep],
     rows: list[TrialResult],
     winner: TrialResult,
@@ -96,7 +97,7 @@ def export_run(
     seconds: dict[str, float] | None = None,
     selection: Selection | None = None,
 ) -> ExportResult:
-    """Write the run folder, publish it to the target, and only then move ``latest.json``.
+    """Write the run folder, publish it to ``target``, and only then move ``latest.json``.
 
     ``seconds`` are the earlier stages' timings, ``selection`` how the winner was
     chosen (`tasks.tuning.selection.select`), for the reports and the manifest.
@@ -104,13 +105,12 @@ def export_run(
     log = get_logger()
     if winner.model_path is None:
         raise ValueError(f"winner b{winner.batch_size} p{winner.patience} has no saved model")
-    if s3.is_s3(config.export_to):
-        uri = s3.S3Uri.parse(config.export_to)
-        # Staged where a later download of this run would land: predict reuses it.
-        final = run_cache_dir(uri, run_id, config.cache_dir)
-    else:
-        final = Path(config.export_to).expanduser().resolve() / run_id
-    promotion = judge(config, cached, winner, objective=resolve_objective(config, cached))
+    # The run's home: its place in a folder target; for a bucket, where a later fetch of
+    # this run would land, so predict on this machine reuses it.
+    final = target.home(run_id)
+    promotion = judge(
+        config, cached, winner, objective=resolve_objective(config, cached), target=target
+    )
     log.info("export: writing %s", final)
     bundle = RunBundle(
         config=config,
@@ -122,45 +122,20 @@ def export_run(
         seconds=dict(seconds or {}),
         promotion=promotion,
         selection=selection,
+        tensorboard=config.tensorboard if config.tensorboard is not None else target.in_place,
     )
     with staged_dir(final) as staging:
         _write_run(staging, bundle)
-    if s3.is_s3(config.export_to):
-        return _publish_s3(
-            final, uri, run_id, endpoint_url=config.s3_endpoint_url, promotion=promotion
-        )
-    target = final.parent
-    moved = promotion.promoted and point_latest(target, run_id, final.as_uri())
-    return ExportResult(
-        run_id=run_id,
-        uri=final.as_uri(),
-        path=str(final),
-        latest=str(target / LATEST),
-        promotion=_promoted(promotion, moved=moved, run=final, latest=str(target / LATEST)),
-    )
-
-
-def _publish_s3(
-    local: Path, uri: s3.S3Uri, run_id: str, *, endpoint_url: str | None, promotion: Promotion
-) -> ExportResult:
-    """Upload every file, verify each, and put ``latest.json`` last (if promoted)."""
-    log = get_logger()
-    client = s3.client(endpoint_url)
-    files = sorted(p for p in local.rglob("*") if p.is_file())
-    # The manifest goes up last of the run's files: its presence means the rest is there.
-    files.sort(key=lambda p: p.name == MANIFEST)
-    for i, path in enumerate(files, 1):
-        key = uri.key(run_id, path.relative_to(local).as_posix())
-        s3.upload_verified(client, path, bucket=uri.bucket, key=key)
-        log.info("export: %d/%d verified s3://%s/%s", i, len(files), uri.bucket, key)
-    run_uri = uri.child(run_id)
-    moved = promotion.promoted and point_latest_s3(client, uri, run_id, run_uri=run_uri)
+    target.publish(final, run_id, seal=RunSeal())  # the manifest last
+    run_uri = target.url(run_id)
+    latest = target.location(LATEST)
+    moved = promotion.promoted and point_latest(target, run_id, run_uri=run_uri)
     return ExportResult(
         run_id=run_id,
         uri=run_uri,
-        path=str(local),
-        latest=uri.child(LATEST),
-        promotion=_promoted(promotion, moved=moved, run=run_uri, latest=uri.child(LATEST)),
+        path=str(final),
+        latest=latest,
+        promotion=_promoted(promotion, moved=moved, run=target.location(run_id), latest=latest),
     )
 
 
@@ -192,17 +167,14 @@ class RunBundle:
     seconds: dict[str, float]
     promotion: Promotion
     selection: Selection | None = None
+    tensorboard: bool = True  # TensorBoard logs in the run (by default only in a folder)
 
 
 def _write_run(staging: Path, run: RunBundle) -> None:
     started = time.perf_counter()
     model = _write_model(staging, run)
     histories = trial_histories(run.rows)
-    if (
-        run.config.tensorboard
-        if run.config.tensorboard is not None
-        else not s3.is_s3(run.config.export_to)
-    ):
+    if run.tensorboard:
         write_tensorboard(staging / "tensorboard", histories)
     confusion = None
     if run.cached.num_classes:  # a classifier: its confusion matrix on the test split
@@ -221,7 +193,7 @@ def _write_run(staging: Path, run: RunBundle) -> None:
     config_shown = portable(
         run.config.model_dump(mode="json")
         | {
-            "s3_endpoint_url": s3.redact(run.config.s3_endpoint_url),
+            "s3_endpoint_url": redact(run.config.s3_endpoint_url),
             "notify_url": redact_webhook(run.config.notify_url),
         }
     )

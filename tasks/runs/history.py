@@ -11,9 +11,10 @@ import pandas as pd
 from nighttune.tasks.core.errors import UserError
 from nighttune.tasks.core.logs import get_logger
 from nighttune.tasks.reporting.figures import plot_history
-from nighttune.tasks.runs.manifest import MANIFEST, MAX_MANIFEST_BYTES, Manifest, parse_manifest
-from nighttune.tasks.storage import s3
-from nighttune.tasks.storage.files import read_bounded, write_text_atomic
+from nighttune.tasks.runs.manifest import Manifest, parse_manifest
+from nighttune.tasks.runs.reader import RunSeal
+from nighttune.tasks.storage.files import write_text_atomic
+from nighttune.tasks.storage.target import Target
 
 COLUMNS = [
     "run_id",
@@ -31,59 +32,15 @@ COLUMNS = [
 ]
 
 
-def _manifests(target: str, endpoint_url: str | None) -> list[Manifest]:
+def _manifests(target: Target) -> list[Manifest]:
     """Every run's manifest under ``target``; one that does not parse is skipped (logged)."""
-    if s3.is_s3(target):
-        texts = _s3_manifest_texts(s3.S3Uri.parse(target), endpoint_url)
-    else:
-        texts = _local_manifest_texts(target)
     found = []
-    for where, text in texts:
+    for sealed in target.runs(seal=RunSeal()):
         try:
-            found.append(parse_manifest(text, where))
+            found.append(parse_manifest(sealed.text, sealed.where))
         except UserError as exc:
             get_logger().warning("history: skipped %s", exc)
     return found
-
-
-def _s3_manifest_texts(uri: s3.S3Uri, endpoint_url: str | None) -> list[tuple[str, str]]:
-    """``(where, text)`` of the manifest of every run folder directly under ``uri``."""
-    client = s3.client(endpoint_url)
-    prefix = uri.key() + "/" if uri.prefix else ""
-    texts = []
-    try:
-        pages = client.get_paginator("list_objects_v2").paginate(
-            Bucket=uri.bucket, Prefix=prefix, Delimiter="/"
-        )
-        for page in pages:
-            for common in page.get("CommonPrefixes", []):
-                key = common["Prefix"] + MANIFEST
-                text = s3.get_text(client, uri.bucket, key, max_bytes=MAX_MANIFEST_BYTES)
-                if text:
-                    texts.append((f"s3://{uri.bucket}/{key}", text))
-    except s3.S3Error:
-        raise
-    except Exception as exc:
-        raise s3.explain(exc, uri.bucket, "list the runs") from None
-    return texts
-
-
-def _local_manifest_texts(target: str) -> list[tuple[str, str]]:
-    """``(where, text)`` of the manifest of every complete run folder in ``target``; one
-    that cannot be read is skipped (logged)."""
-    root = Path(target).expanduser()
-    if not root.is_dir():
-        raise UserError(f"export target {target} does not exist; give the --export-to of tune")
-    texts = []
-    for path in sorted(root.glob(f"*/{MANIFEST}")):
-        if ".tmp-" in path.parent.name or not path.is_file():
-            continue  # a run still being written
-        try:
-            text = read_bounded(path, MAX_MANIFEST_BYTES).decode(errors="replace")
-            texts.append((str(path), text))
-        except OSError as exc:
-            get_logger().warning("history: skipped %s (%s)", path, exc.strerror)
-    return texts
 
 
 def _get(mapping: Any, *keys: str) -> Any:
@@ -110,12 +67,10 @@ def _promoted(promotion: dict[str, Any]) -> str:
     return "" if not isinstance(found, bool) else "yes" if found else "no"
 
 
-def earlier_scores(
-    target: str, endpoint_url: str | None, *, run_id: str, metric: str
-) -> list[float]:
+def earlier_scores(target: Target, *, run_id: str, metric: str) -> list[float]:
     """The winners' ``metric`` (``test_accuracy``, ``test_auc``) of the runs under
     ``target`` before ``run_id`` made with its dataset, model and grid, oldest first."""
-    manifests = sorted(_manifests(target, endpoint_url), key=lambda m: m.run_id)
+    manifests = sorted(_manifests(target), key=lambda m: m.run_id)
     tonight = next((m for m in manifests if m.run_id == run_id), None)
     if tonight is None:
         return []
@@ -131,13 +86,13 @@ def earlier_scores(
 
 
 def past_timings(
-    target: str, endpoint_url: str | None, *, dataset: str, model: str, runs: int = 7
+    target: Target, *, dataset: str, model: str, runs: int = 7
 ) -> tuple[dict[int, float], float | None]:
     """From the last ``runs`` runs under ``target`` on ``dataset`` with ``model``: the
     median seconds an epoch took at each batch size, and the median export seconds.
     Empty when there are none (or the target cannot be read yet)."""
     try:
-        manifests = sorted(_manifests(target, endpoint_url), key=lambda m: m.run_id)
+        manifests = sorted(_manifests(target), key=lambda m: m.run_id)
     except UserError:
         return {}, None
     same = [m for m in manifests if _setup(m)[:2] == (dataset, model)][-runs:]
@@ -175,10 +130,10 @@ def _setup(manifest: Manifest) -> tuple[Any, ...]:
     return data, model, _grid(config)
 
 
-def run_history(target: str, endpoint_url: str | None = None) -> pd.DataFrame:
-    """Every complete run under ``target`` (folder or s3://), oldest first."""
+def run_history(target: Target) -> pd.DataFrame:
+    """Every complete run under ``target``, oldest first."""
     rows = []
-    for manifest in _manifests(target, endpoint_url):
+    for manifest in _manifests(target):
         winner = manifest.winner
         dataset, model, grid = _setup(manifest)
         rows.append(
@@ -201,15 +156,11 @@ def run_history(target: str, endpoint_url: str | None = None) -> pd.DataFrame:
 
 
 def write_history(
-    target: str,
-    out_dir: str,
-    *,
-    endpoint_url: str | None = None,
-    frame: pd.DataFrame | None = None,
+    target: Target, out_dir: str, *, frame: pd.DataFrame | None = None
 ) -> tuple[Path, Path]:
     """``history.csv`` and ``history.png`` in ``out_dir`` (from ``frame`` if already read)."""
     if frame is None:
-        frame = run_history(target, endpoint_url)
+        frame = run_history(target)
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     csv_path, png_path = out / "history.csv", out / "history.png"

@@ -25,6 +25,7 @@ from nighttune.tasks.core.errors import UserError, first_line
 from nighttune.tasks.core.logs import get_logger
 from nighttune.tasks.core.records import TuneResult
 from nighttune.tasks.core.urls import redact_webhook
+from nighttune.tasks.storage.target import Target
 
 ATTEMPTS = 3
 BACKOFF_S = (1.0, 3.0)  # between attempts
@@ -140,9 +141,12 @@ def post(url: str, body: dict[str, Any]) -> bool:
     return False
 
 
-def notify_finished(config: TuneConfig, result: TuneResult, context: dict[str, Any]) -> list[str]:
+def notify_finished(
+    config: TuneConfig, result: TuneResult, context: dict[str, Any], *, target: Target
+) -> list[str]:
     """Post about a finished night if it is worth telling (see `night_events`); the
-    events found, posted or not (the band is read only with a ``notify_url``)."""
+    events found, posted or not (the band is read from ``target``'s earlier runs, and
+    only with a ``notify_url``)."""
     if not config.notify_url:
         return []
     band = None
@@ -151,12 +155,7 @@ def notify_finished(config: TuneConfig, result: TuneResult, context: dict[str, A
         from nighttune.tasks.runs.history import earlier_scores
 
         try:
-            earlier = earlier_scores(
-                config.export_to,
-                config.s3_endpoint_url,
-                run_id=result.run_id,
-                metric=promotion.metric,
-            )
+            earlier = earlier_scores(target, run_id=result.run_id, metric=promotion.metric)
         except UserError as exc:  # the history cannot be read: no band tonight
             get_logger().warning("notify: no night-over-night band (%s)", exc)
             earlier = []

@@ -77,10 +77,6 @@ class S3Uri:
         return f"s3://{self.bucket}/{self.key(*parts)}"
 
 
-def is_s3(target: str) -> bool:
-    return target.startswith("s3://")
-
-
 def client(
     endpoint_url: str | None = None, timeout: float | None = None, attempts: int | None = None
 ) -> Any:

@@ -19,9 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nighttune.tasks.core.errors import UnsafePath
+from nighttune.tasks.core.errors import IntegrityError, UnsafePath
 from nighttune.tasks.core.logs import get_logger
-from nighttune.tasks.storage.files import discard_dir, file_digests, staged_dir, verify_digests
+from nighttune.tasks.storage.files import (
+    discard_dir,
+    file_digests,
+    safe_relpath,
+    staged_dir,
+    verify_digests,
+)
 
 META = "meta.json"
 
@@ -103,3 +109,30 @@ class Slot:
         if built is None:  # pragma: no cover - we just wrote it
             raise RuntimeError(f"{entry} failed verification right after writing")
         return built
+
+
+@dataclass(frozen=True)
+class EntrySeal:
+    """A stored entry's seal for `tasks.storage.target.Target.publish` / ``fetch``: its
+    ``meta.json``, which lists every other file with its size and sha256."""
+
+    name: str = META
+    max_bytes: int = 2**20
+
+    def files(self, text: str, where: str) -> list[str]:
+        """The files ``meta.json`` lists, each name checked before anything is fetched."""
+        try:
+            files = json.loads(text)["files"]
+            return [safe_relpath(rel, "published file name") for rel in dict(files)]
+        except (ValueError, KeyError, TypeError):
+            raise UnsafePath(f"{where} is not a published result") from None
+
+    def verify(self, folder: Path) -> None:
+        """Every listed file there with its size and sha256, or `IntegrityError`."""
+        try:
+            files = json.loads((folder / META).read_text())["files"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise IntegrityError(f"{folder / META} is missing or damaged") from None
+        problem = verify_digests(folder, files)
+        if problem:
+            raise IntegrityError(f"{folder}: {problem}")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from nighttune.flows.target import export_target
 from nighttune.tasks.core.config import TuneConfig
 from nighttune.tasks.core.config_file import load_tune_config
 from nighttune.tasks.core.errors import ConfigError
@@ -189,7 +190,9 @@ def test_a_rerun_reuses_published_children(cluster) -> None:
         None, dict(GRID, export_to=str(cluster["root"] / "exports"), dispatch="deployments")
     )
     before = len(trial_runs())
-    sweeps, rows = run_trials_on_deployments(config, parent_id="rerun-parent")
+    sweeps, rows = run_trials_on_deployments(
+        config, parent_id="rerun-parent", target=export_target(config)
+    )
     assert len(trial_runs()) == before  # nothing started: both batch sizes were published
     assert len(rows) == 4 and all(r.status == "ok" for r in rows) and len(sweeps) == 2
 
@@ -210,12 +213,16 @@ def test_a_failed_child_becomes_failed_rows_and_is_retried(cluster, tmp_path) ->
         ),
     )
     before = len(trial_runs())
-    sweeps, rows = run_trials_on_deployments(config, parent_id="failing-parent")
+    sweeps, rows = run_trials_on_deployments(
+        config, parent_id="failing-parent", target=export_target(config)
+    )
     assert sweeps == [] and [r.status for r in rows] == ["failed", "failed"]
     assert "ended FAILED" in rows[0].error
     assert len(trial_runs()) == before + 1
     # The same parent again (a retry): the failed child is not reused but run anew.
-    _, rows = run_trials_on_deployments(config, parent_id="failing-parent")
+    _, rows = run_trials_on_deployments(
+        config, parent_id="failing-parent", target=export_target(config)
+    )
     assert [r.status for r in rows] == ["failed", "failed"]
     assert len(trial_runs()) == before + 2
 
@@ -257,7 +264,9 @@ def test_user_builders_train_on_the_workers(cluster, tmp_path) -> None:
     from nighttune.tasks.dispatch.handoff import expected_code
 
     config = builder_config(tmp_path)
-    sweeps, rows = run_trials_on_deployments(config, parent_id="builders-parent")
+    sweeps, rows = run_trials_on_deployments(
+        config, parent_id="builders-parent", target=export_target(config)
+    )
     assert [r.status for r in rows] == ["ok"] * 4, [r.error for r in rows]
     assert len(sweeps) == 2 and all(0.0 <= r.val_accuracy <= 1.0 for r in rows)
     started = [c for c in trial_runs() if c.parameters["config"]["export_to"] == str(tmp_path)]
@@ -275,7 +284,9 @@ def test_a_worker_with_other_code_refuses_in_one_line(cluster, tmp_path, monkeyp
     # The run "started with" another version of tasks.py than the workers have.
     other = {"tasks:build": "0" * 64}
     monkeypatch.setattr("nighttune.tasks.dispatch.deployments.expected_code", lambda _config: other)
-    sweeps, rows = run_trials_on_deployments(config, parent_id="other-code-parent")
+    sweeps, rows = run_trials_on_deployments(
+        config, parent_id="other-code-parent", target=export_target(config)
+    )
     assert sweeps == [] and [r.status for r in rows] == ["failed", "failed"]
     assert "this worker's module" in rows[0].error and "differs from" in rows[0].error
     assert "(000000000000)" in rows[0].error
@@ -297,7 +308,9 @@ def test_a_paused_trial_pool_is_said_and_leaves_no_orphans(cluster, tmp_path, ca
         client.update_work_pool("gpu", WorkPoolUpdate(is_paused=True))
         try:
             before = {c.id for c in trial_runs()}
-            sweeps, rows = run_trials_on_deployments(config, parent_id="paused-parent")
+            sweeps, rows = run_trials_on_deployments(
+                config, parent_id="paused-parent", target=export_target(config)
+            )
         finally:
             client.update_work_pool("gpu", WorkPoolUpdate(is_paused=False))
         children = [c for c in trial_runs() if c.id not in before]
@@ -329,7 +342,9 @@ def test_the_time_budget_stops_a_running_child_at_an_epoch_boundary(cluster, tmp
     )
     budget_s = 60.0
     started = time.time()
-    sweeps, rows = run_trials_on_deployments(config, "budget-parent", started + budget_s)
+    sweeps, rows = run_trials_on_deployments(
+        config, "budget-parent", started + budget_s, target=export_target(config)
+    )
     took = time.time() - started
     assert took <= budget_s + 2 * 2.0, took  # two polls past the end at most
     assert len(sweeps) == 1 and [r.status for r in rows] == ["ok", "not run"], rows
@@ -337,4 +352,6 @@ def test_the_time_budget_stops_a_running_child_at_an_epoch_boundary(cluster, tmp
     (child,) = [c for c in trial_runs() if c.parameters["config"]["export_to"] == str(tmp_path)]
     assert child.state.is_completed()
     assert started < child.parameters["stop_at"] < started + budget_s
-    assert cut_short(read_published(config, 16)[1])  # a rerun trains it again
+    assert cut_short(
+        read_published(config, 16, target=export_target(config))[1]
+    )  # a rerun trains it again

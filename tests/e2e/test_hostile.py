@@ -20,6 +20,7 @@ import pytest
 
 from nighttune.tasks.core.errors import UnsafePath
 from nighttune.tasks.storage import s3
+from nighttune.tasks.storage.target import make_target
 from tests.support.harness import nighttune_cmd
 from tests.support.images import class_folder
 
@@ -162,6 +163,7 @@ def test_s3_damaged_documents_and_missing_objects_are_one_line(
 def test_a_worker_result_naming_files_outside_is_refused(
     exported_run, s3_server, bucket, tmp_path, victim
 ) -> None:
+    from nighttune.flows.target import export_target
     from nighttune.tasks.core.config import TuneConfig
     from nighttune.tasks.dispatch.handoff import WORK, handoff_slot, read_published
 
@@ -171,7 +173,8 @@ def test_a_worker_result_naming_files_outside_is_refused(
         cache_dir=str(tmp_path / "cache"),
         batch_sizes=(32,),
     )
-    entry = handoff_slot(config, 32).path
+    target = export_target(config)
+    entry = handoff_slot(config, 32, target=target).path
     prefix = f"{PREFIX}/{WORK}/trials/{entry.name}"
     rel = "../../../../../../../../../" + str(victim / "planted.txt").lstrip("/")
     client = s3_server.client()
@@ -179,18 +182,18 @@ def test_a_worker_result_naming_files_outside_is_refused(
     meta = {"fingerprint": "x", "files": {rel: {"size": 7, "sha256": "0" * 64}}}
     client.put_object(Bucket=bucket, Key=f"{prefix}/meta.json", Body=json.dumps(meta).encode())
     with pytest.raises(UnsafePath, match="published file name .* is refused"):
-        read_published(config, 32)
+        read_published(config, 32, target=target)
     assert sorted(p.name for p in victim.iterdir()) == ["keep.txt"]
     assert not entry.exists()
 
 
 def test_s3_latest_never_goes_back_to_an_older_run(s3_server, bucket) -> None:
-    from nighttune.tasks.runs.latest import point_latest_s3
+    from nighttune.tasks.runs.latest import point_latest
 
     client = s3_server.client()
-    target = s3.S3Uri(bucket, PREFIX)
-    assert point_latest_s3(client, target, "20260102-000000-bbbbbb", run_uri="s3://newer")
-    assert not point_latest_s3(client, target, "20260101-000000-aaaaaa", run_uri="s3://older")
+    target = make_target(f"s3://{bucket}/{PREFIX}", s3_server.url)
+    assert point_latest(target, "20260102-000000-bbbbbb", run_uri="s3://newer")
+    assert not point_latest(target, "20260101-000000-aaaaaa", run_uri="s3://older")
     latest = json.loads(
         client.get_object(Bucket=bucket, Key=f"{PREFIX}/latest.json")["Body"].read()
     )
@@ -198,7 +201,7 @@ def test_s3_latest_never_goes_back_to_an_older_run(s3_server, bucket) -> None:
     # A writer that read before another wrote loses its conditional PUT, not the newer run.
     found = s3.get_versioned_text(client, bucket, f"{PREFIX}/latest.json")
     assert found is not None
-    assert point_latest_s3(client, target, "20260103-000000-cccccc", run_uri="s3://newest")
+    assert point_latest(target, "20260103-000000-cccccc", run_uri="s3://newest")
     with pytest.raises(s3.Conflict):
         s3.put_json(client, bucket, f"{PREFIX}/latest.json", text="{}", if_match=found[1])
 

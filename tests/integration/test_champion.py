@@ -10,9 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from nighttune.flows.target import export_target
 from nighttune.tasks.core.config import TuneConfig
 from nighttune.tasks.runs.export import export_run, new_run_id
 from nighttune.tasks.runs.history import run_history
+from nighttune.tasks.storage.target import make_target
 from nighttune.tasks.tuning.selection import select
 from nighttune.tasks.tuning.training import stored_values, train_trial
 
@@ -35,6 +37,7 @@ def export(config, digits, rows, target: Path, **changes):
     return export_run(
         config,
         digits,
+        target=export_target(config),
         sweeps=[],
         rows=rows,
         winner=winner,
@@ -78,7 +81,7 @@ def test_a_worse_night_is_exported_but_not_served(nights, digits, tmp_path):
     assert "val_accuracy_95ci" in page and "Selection (--select best): best val_accuracy" in page
     assert manifest(second)["selection"]["winner"] == "b32 p3"
 
-    history = run_history(str(tmp_path))
+    history = run_history(make_target(str(tmp_path)))
     assert history["promoted"].tolist() == ["yes", "no"]
 
 

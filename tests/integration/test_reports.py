@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from nighttune.tasks.runs.history import run_history, write_history
+from nighttune.tasks.storage.target import make_target
 from tests.support.harness import small_config
 
 pytestmark = pytest.mark.slow
@@ -114,12 +115,12 @@ def test_history_over_three_runs(run, tmp_path) -> None:
 
     home, first = run
     later = [tune(small_config(home)) for _ in range(2)]  # trials reused: fast
-    frame = run_history(str(home / "exports"))
+    frame = run_history(make_target(str(home / "exports")))
     assert list(frame["run_id"]) == [first.run_id] + [r.run_id for r in later]
     assert (frame["test_accuracy"] == first.winner.test_accuracy).all()
     grid = f"b32,64 p{','.join(map(str, small_config(home).patiences))} e"
     assert frame["grid"].str.startswith(grid).all(), frame["grid"]
-    csv_path, png_path = write_history(str(home / "exports"), str(tmp_path))
+    csv_path, png_path = write_history(make_target(str(home / "exports")), str(tmp_path))
     assert len(csv_path.read_text().splitlines()) == 4
     with Image.open(png_path) as image:
         image.verify()
@@ -134,6 +135,6 @@ def test_history_skips_a_damaged_manifest_with_a_warning(exported_run, tmp_path,
         (target / name).mkdir()
         (target / name / "manifest.json").write_text(text)
     with caplog.at_level("WARNING", logger="nighttune"):
-        frame = run_history(str(target))
+        frame = run_history(make_target(str(target)))
     assert list(frame["run_id"]) == [exported_run.name]
     assert sum("history: skipped" in r.message for r in caplog.records) == 2

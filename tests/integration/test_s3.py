@@ -13,11 +13,13 @@ import keras
 import numpy as np
 import pytest
 
+from nighttune.flows.target import export_target
 from nighttune.tasks.core.config import TuneConfig
 from nighttune.tasks.data.datasets import load_dataset
 from nighttune.tasks.runs.export import export_run, new_run_id
-from nighttune.tasks.runs.reader import RunUnavailable, resolve_run
+from nighttune.tasks.runs.reader import RunAccess, RunUnavailable, resolve_run
 from nighttune.tasks.storage import s3
+from nighttune.tasks.storage.target import make_target
 from nighttune.tasks.tuning.lr_range import stored_lr_range_test
 from nighttune.tasks.tuning.selection import select_best
 from nighttune.tasks.tuning.training import train_trial
@@ -56,7 +58,15 @@ def export_to(trained, target: str, endpoint: str, cache: Path):
     config = config.model_copy(
         update={"export_to": target, "s3_endpoint_url": endpoint, "cache_dir": str(cache)}
     )
-    return export_run(config, cached, sweeps=sweeps, rows=rows, winner=winner, run_id=new_run_id())
+    return export_run(
+        config,
+        cached,
+        target=export_target(config),
+        sweeps=sweeps,
+        rows=rows,
+        winner=winner,
+        run_id=new_run_id(),
+    )
 
 
 def latest(client, bucket: str) -> dict:
@@ -107,7 +117,8 @@ def test_runs_load_from_s3_latest_and_are_cached(
 
     monkeypatch.setattr(s3, "download", counting)
     cache = str(tmp_path / "reader")  # another machine: nothing local yet
-    run = resolve_run(f"s3://{bucket}/{PREFIX}/latest", cache, s3_server.url)
+    access = RunAccess(cache_dir=cache, endpoint_url=s3_server.url)
+    run = resolve_run(f"s3://{bucket}/{PREFIX}/latest", access)
     assert run.name == result.run_id and len(downloads) > 3
     model = keras.models.load_model(run / "model.keras", safe_mode=True)
     winner = keras.models.load_model(trained[4].model_path)
@@ -116,11 +127,11 @@ def test_runs_load_from_s3_latest_and_are_cached(
         model.predict(x, verbose=0), winner.predict(x, verbose=0), rtol=1e-6, atol=1e-6
     )
     count = len(downloads)
-    assert resolve_run(f"s3://{bucket}/{PREFIX}/{result.run_id}", cache, s3_server.url) == run
+    assert resolve_run(f"s3://{bucket}/{PREFIX}/{result.run_id}", access) == run
     assert len(downloads) == count  # the same run id came from the local cache
 
     (run / "report.csv").write_text("tampered")  # a damaged local copy is fetched again
-    resolve_run(f"s3://{bucket}/{PREFIX}/latest", cache, s3_server.url)
+    resolve_run(f"s3://{bucket}/{PREFIX}/latest", access)
     assert len(downloads) > count
 
 
@@ -158,7 +169,7 @@ def test_missing_bucket_and_bad_uri_are_user_errors(s3_server) -> None:
         s3.S3Uri.parse("s3:///prefix")
     with pytest.raises(RunUnavailable, match="does not exist: nothing exported there"):
         s3_server.client().create_bucket(Bucket="empty-bucket")
-        resolve_run("s3://empty-bucket/p/latest", None, s3_server.url)
+        resolve_run("s3://empty-bucket/p/latest", RunAccess(endpoint_url=s3_server.url))
 
 
 def test_bad_credentials_exit_2(tmp_path, cli_env) -> None:
@@ -272,7 +283,7 @@ def test_history_of_an_s3_target(trained, s3_server, bucket, tmp_path) -> None:
         export_to(trained, f"s3://{bucket}/{PREFIX}", s3_server.url, tmp_path).run_id
         for _ in range(2)
     ]
-    frame = run_history(f"s3://{bucket}/{PREFIX}", s3_server.url)
+    frame = run_history(make_target(f"s3://{bucket}/{PREFIX}", s3_server.url))
     assert list(frame["run_id"]) == ids
 
 
@@ -287,9 +298,9 @@ def test_trials_hand_over_through_s3_between_machines(trained, s3_server, bucket
     }
     worker = config.model_copy(update=dict(target, cache_dir=str(tmp_path / "gpu-machine")))
     parent = config.model_copy(update=dict(target, cache_dir=str(tmp_path / "cpu-machine")))
-    assert read_published(parent, 64) is None  # nothing published yet
-    publish_trial(worker, 64, sweep=sweeps[0], rows=rows)
-    sweep, got = read_published(parent, 64)
+    assert read_published(parent, 64, target=export_target(parent)) is None  # nothing yet
+    publish_trial(worker, 64, target=export_target(worker), sweep=sweeps[0], rows=rows)
+    sweep, got = read_published(parent, 64, target=export_target(parent))
     assert [r.model_dump(exclude={"model_path"}) for r in got] == [
         r.model_dump(exclude={"model_path"}) for r in rows
     ]
