@@ -179,8 +179,7 @@ class LRRangeSpec(Strict):
     )
     method: SuggestionMethod = Field(  # steepest: best in bench/schedules.py; see README
         "steepest",
-        description="Which suggestion becomes the trials' learning rate (the peak of "
-        "lr_schedule).",
+        description="Which suggestion becomes the trials' learning rate (the peak of lr_schedule).",
     )
 
     @model_validator(mode="after")

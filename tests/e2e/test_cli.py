@@ -338,7 +338,7 @@ def test_on_a_terminal_long_work_is_a_bar_and_the_lines_stay(tmp_path) -> None:
     args += ["--export-to", str(tmp_path / "exports"), "--cache-dir", str(tmp_path / "cache")]
     status, screen = _on_a_terminal([script, *args], clean, tmp_path)
     assert status == 0, screen
-    assert re.search(r"lr sweep: step \d+/40 \|", screen), screen
+    assert re.search(r"lr sweep: step \d+/50 \|", screen), screen
     assert re.search(r"trial b32: epoch \d+/12 \|.*val_accuracy 0\.\d{4}", screen), screen
     # Each bar is cleared before the next line: what is left visible is the plain screen.
     visible = [line.rsplit("\r", 1)[-1] for line in screen.replace("\r\n", "\n").split("\n")]
