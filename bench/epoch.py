@@ -34,8 +34,8 @@ import tensorflow as tf  # noqa: E402
 from nighttune.tasks.core.config import DatasetSpec, ModelSpec  # noqa: E402
 from nighttune.tasks.data.blocks import block_rows, write_blocks  # noqa: E402
 from nighttune.tasks.data.datasets import CachedDataset, load_dataset  # noqa: E402
+from nighttune.tasks.tuning.context import JIT_COMPILE  # noqa: E402
 from nighttune.tasks.tuning.epoch_loop import epoch_inputs, fuse_epochs  # noqa: E402
-from nighttune.tasks.tuning.loops import JIT_COMPILE  # noqa: E402
 from nighttune.tasks.tuning.models import build_model  # noqa: E402
 
 N, BATCH = 54_000, 128
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
             "-",
         ),
         (
-            "trial epoch / the same fused loop without XLA (tuning.loops.use_xla)",
+            "trial epoch / the same fused loop without XLA (tuning.context.use_xla)",
             f"{ours / times[NO_XLA]:.2f}",
             "< 1: XLA on for the built-in MLP",
         ),

@@ -31,6 +31,7 @@ import keras  # noqa: E402
 
 from nighttune.tasks.core.config import DatasetSpec, TuneConfig  # noqa: E402
 from nighttune.tasks.data.datasets import CachedDataset, load_dataset  # noqa: E402
+from nighttune.tasks.tuning.context import trial_context  # noqa: E402
 from nighttune.tasks.tuning.evaluation import EVAL_BATCH  # noqa: E402
 from nighttune.tasks.tuning.models import build_model  # noqa: E402
 from nighttune.tasks.tuning.training import train_trial  # noqa: E402
@@ -53,7 +54,9 @@ def model_for(cached: CachedDataset, lr: float, seed: int) -> keras.Model:
 def ours(cached: CachedDataset, lr: float, *, epochs: int, seed: int, cache: str) -> float:
     config = TuneConfig(patiences=PATIENCES, max_epochs=epochs, seed=seed, cache_dir=cache)
     rows = [
-        row for b in BATCHES for row in train_trial(cached, config, b, lr=lr, lr_method="minimum")
+        row
+        for b in BATCHES
+        for row in train_trial(cached, trial_context(config, cached), b, lr=lr, lr_method="minimum")
     ]
     return max(r.val_accuracy for r in rows if r.status == "ok")
 

@@ -58,6 +58,7 @@ def plain(cfg: TuneConfig) -> None:
     from nighttune.tasks.data.datasets import load_dataset
     from nighttune.tasks.preflight import preflight
     from nighttune.tasks.runs.export import export_run, new_run_id
+    from nighttune.tasks.tuning.context import trial_context
     from nighttune.tasks.tuning.lr_range import stored_lr_range_test
     from nighttune.tasks.tuning.selection import select_best
     from nighttune.tasks.tuning.training import train_trial
@@ -71,15 +72,17 @@ def plain(cfg: TuneConfig) -> None:
         )
         for b in cfg.batch_sizes
     ]
+    run = trial_context(cfg, cached)
     rows = [
         row
         for s in sweeps
-        for row in train_trial(cached, cfg, s.batch_size, lr=s.chosen_lr, lr_method=s.method)
+        for row in train_trial(cached, run, s.batch_size, lr=s.chosen_lr, lr_method=s.method)
     ]
     export_run(
         cfg,
         cached,
         target=target,
+        objective=run.objective,
         sweeps=sweeps,
         rows=rows,
         winner=select_best(rows, "val_accuracy", "max"),

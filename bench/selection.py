@@ -33,6 +33,7 @@ import keras  # noqa: E402
 from nighttune.tasks.core.config import DatasetSpec, TuneConfig  # noqa: E402
 from nighttune.tasks.data.datasets import CachedDataset, load_dataset  # noqa: E402
 from nighttune.tasks.data.prepare import prepare_catalog  # noqa: E402
+from nighttune.tasks.tuning.context import trial_context  # noqa: E402
 from nighttune.tasks.tuning.evaluation import (  # noqa: E402
     evaluate_split,
     metric_interval,
@@ -58,7 +59,13 @@ def night(cached: CachedDataset, config: TuneConfig) -> tuple[dict, str]:
             seed=config.seed,
             cache_dir=config.cache_dir,
         )
-        rows += train_trial(cached, config, batch_size, lr=sweep.chosen_lr, lr_method=sweep.method)
+        rows += train_trial(
+            cached,
+            trial_context(config, cached),
+            batch_size,
+            lr=sweep.chosen_lr,
+            lr_method=sweep.method,
+        )
     values = stored_values(rows)
     picks, model_path = {}, None
     for rule in ("best", "cheapest_within_noise"):

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nighttune.tasks.core.config import DatasetSpec, TuneConfig  # noqa: E402
 from nighttune.tasks.data.datasets import CachedDataset, load_dataset  # noqa: E402
+from nighttune.tasks.tuning.context import trial_context  # noqa: E402
 from nighttune.tasks.tuning.training import train_trial  # noqa: E402
 
 FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
@@ -37,7 +38,7 @@ def one_trial(cached: CachedDataset, budget: float | None, *, epochs: int, store
     config = TuneConfig(
         patiences=(epochs,), max_epochs=epochs, cache_dir=store, memory_budget_mb=budget
     )
-    (row,) = train_trial(cached, config, 128, lr=5e-3, lr_method="minimum")
+    (row,) = train_trial(cached, trial_context(config, cached), 128, lr=5e-3, lr_method="minimum")
     meta = Path(row.model_path).parent / "meta.json"
     seconds = json.loads(meta.read_text())["data"]["epoch_seconds"]
     return statistics.median(seconds[1:]), row.val_accuracy, row.training_loop

@@ -5,7 +5,7 @@
     Nesterov momentum) on digits, the user tabular MLP on breast cancer — one trial on
     each path: the fused epoch loop with XLA, without, and the plain Keras `fit` that
     trials fall back to. Prints the median epoch after the first (and the first, which
-    holds the compile) and what `xla: auto` picks (`tasks.tuning.loops.use_xla`).
+    holds the compile) and what `xla: auto` picks (`tasks.tuning.context.use_xla`).
 (2) A user's batch size x patience grid: the breast-cancer classifier of
     examples/your_model (its own data builder, AdamW, AUC) with nighttune's trials (one
     fit per batch size, every patience read off it) vs KerasTuner `GridSearch` over the
@@ -38,8 +38,8 @@ import keras  # noqa: E402
 from nighttune.tasks.core.code import load_builder  # noqa: E402
 from nighttune.tasks.core.config import DatasetSpec, ModelSpec, TuneConfig  # noqa: E402
 from nighttune.tasks.data.datasets import CachedDataset, load_dataset  # noqa: E402
+from nighttune.tasks.tuning.context import trial_context, use_xla  # noqa: E402
 from nighttune.tasks.tuning.evaluation import EVAL_BATCH  # noqa: E402
-from nighttune.tasks.tuning.loops import use_xla  # noqa: E402
 from nighttune.tasks.tuning.training import train_trial  # noqa: E402
 
 CNN = ModelSpec(builder="your_models:fashion_cnn", code_path=(str(EXAMPLES),))
@@ -64,7 +64,7 @@ VARIANTS = {  # name -> config overrides
 def epoch_times(cached: CachedDataset, model: ModelSpec, *, variant: dict, store: str) -> tuple:
     """(first epoch s, median later epoch s, (patience, epochs run)) of one trial."""
     config = TuneConfig(model=model, patiences=(3,), max_epochs=10, cache_dir=store, **variant)
-    (row,) = train_trial(cached, config, 64, lr=0.01, lr_method="minimum")
+    (row,) = train_trial(cached, trial_context(config, cached), 64, lr=0.01, lr_method="minimum")
     meta = json.loads((Path(row.model_path or "").parent / "meta.json").read_text())
     seconds = meta["data"]["epoch_seconds"]
     return seconds[0], statistics.median(seconds[1:]), row.epochs_run
@@ -81,7 +81,7 @@ def loops(tmp: str) -> list[tuple[str, str, str]]:
             for v, over in VARIANTS.items()
         }
         cells = "".join(f"{1000 * t[1]:>12.0f} ({1000 * t[0]:>6.0f})" for t in times.values())
-        xla, _ = use_xla(TuneConfig(model=model))
+        xla, _ = use_xla(model)
         print(f"    {name:<18}{cells}   {'XLA' if xla else 'no XLA'}")
         on, off, fit = (times[v][1] for v in VARIANTS)
         out.append(
@@ -104,7 +104,11 @@ def ours(cached: CachedDataset, epochs: int, store: str) -> dict[str, float]:
         cache_dir=store,
     )
     rows = [
-        row for b in BATCHES for row in train_trial(cached, config, b, lr=1e-3, lr_method="minimum")
+        row
+        for b in BATCHES
+        for row in train_trial(
+            cached, trial_context(config, cached), b, lr=1e-3, lr_method="minimum"
+        )
     ]
     best = max(rows, key=lambda r: r.value("val_auc") or 0.0)
     return {"val_auc": best.value("val_auc") or 0.0, "val_accuracy": best.val_accuracy or 0.0}

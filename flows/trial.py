@@ -18,7 +18,7 @@ from nighttune.tasks.core import settings
 from nighttune.tasks.core.config import TuneConfig
 from nighttune.tasks.core.logs import get_logger
 from nighttune.tasks.dispatch.handoff import check_code, publish_trial
-from nighttune.tasks.tuning.loops import memory_budget
+from nighttune.tasks.tuning.context import trial_context
 
 
 def check_devices(require_gpu: bool) -> list[str]:
@@ -55,18 +55,19 @@ def train_trial_flow(
     # Never rebuilt here (`cache: false`, `fresh`): the parent did that before its
     # children started, and siblings on this machine may be reading the entry.
     cached = cache_dataset(config.dataset.model_copy(update={"cache": True}), config.cache_dir)
+    run = trial_context(config, cached)
     sweep = lr_sweep(
         cached,
         config.model,
         batch_size,
         spec=config.lr_range,
         seed=config.seed,
-        cache_dir=config.cache_dir,
-        fresh=config.fresh,
-        budget=memory_budget(config),
+        cache_dir=str(run.store),
+        fresh=run.fresh,
+        budget=run.memory_budget,
     )
     rows = train_trial(
-        cached, config, batch_size, lr=sweep.chosen_lr, lr_method=sweep.method, stop_at=stop_at
+        cached, run, batch_size, lr=sweep.chosen_lr, lr_method=sweep.method, stop_at=stop_at
     )
     entry = publish_trial(config, batch_size, target=target, sweep=sweep, rows=rows)
     get_logger().info("batch size %d: published %s", batch_size, entry)

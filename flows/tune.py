@@ -27,8 +27,7 @@ from nighttune.tasks.runs.export import new_run_id
 from nighttune.tasks.runs.history import past_timings
 from nighttune.tasks.runs.notify import context_of, notify_failed, notify_finished
 from nighttune.tasks.storage.target import Target
-from nighttune.tasks.tuning.loops import memory_budget
-from nighttune.tasks.tuning.objective import resolve_objective
+from nighttune.tasks.tuning.context import TrialContext, trial_context
 from nighttune.tasks.tuning.selection import select
 from nighttune.tasks.tuning.training import stored_values
 
@@ -73,9 +72,10 @@ def publish_artifacts(
 
 
 def _local_grid(
-    config: TuneConfig,
+    run: TrialContext,
     cached: CachedDataset,
     *,
+    batch_sizes: tuple[int, ...],
     lap: Callable[[str], None],
     clock: RunClock | None,
     epoch_s: dict[int, float],
@@ -84,7 +84,8 @@ def _local_grid(
     (``clock``), cheapest batch sizes first (``epoch_s``: earlier runs' seconds an epoch),
     each started only while it fits, every trial stopped where its next epoch would end
     too late."""
-    order = planned_order(config.batch_sizes, epoch_s)
+    spec = run.spec
+    order = planned_order(batch_sizes, epoch_s)
     left_out: dict[int, str] = {}
     sweeps = []
     for b in order:
@@ -94,13 +95,13 @@ def _local_grid(
         sweeps.append(
             lr_sweep(
                 cached,
-                config.model,
+                spec.model,
                 b,
-                spec=config.lr_range,
-                seed=config.seed,
-                cache_dir=config.cache_dir,
-                fresh=config.fresh,
-                budget=memory_budget(config),
+                spec=spec.lr_range,
+                seed=spec.seed,
+                cache_dir=str(run.store),
+                fresh=run.fresh,
+                budget=run.memory_budget,
             )
         )
     lap("sweeps")
@@ -108,16 +109,16 @@ def _local_grid(
     for sweep in sweeps:
         b = sweep.batch_size
         left = clock.left(time.time()) if clock is not None else None
-        if left is not None and not trial_fits(left, epoch_s.get(b), min(config.patiences)):
+        if left is not None and not trial_fits(left, epoch_s.get(b), min(spec.patiences)):
             left_out[b] = f"not started: {max(left, 0):.0f} s left"
             continue
         stop_at = clock.stop_at if clock is not None else None
         rows += train_trial(
-            cached, config, b, lr=sweep.chosen_lr, lr_method=sweep.method, stop_at=stop_at
+            cached, run, b, lr=sweep.chosen_lr, lr_method=sweep.method, stop_at=stop_at
         )
     for b, why in left_out.items():
         get_logger().warning("batch size %d: time budget: %s", b, why)
-        rows += not_run_rows(config.patiences, b, why)
+        rows += not_run_rows(spec.patiences, b, why)
     return sweeps, sorted(rows, key=lambda r: (r.batch_size, r.patience))
 
 
@@ -193,8 +194,10 @@ def _tune(config: TuneConfig, run_id: str, *, target: Target) -> TuneResult:
     budget, epoch_s = _clock(config, target)
     dataset = config.dataset.model_copy(update={"cache": False}) if config.fresh else config.dataset
     cached = cache_dataset(dataset, config.cache_dir)  # rebuilt here, if at all: not by children
-    # The model against the real data (a user's builder is first built here).
-    objective = resolve_objective(config, cached)
+    # The model against the real data (a user's builder is first built here), and what
+    # every trial shares, resolved once.
+    run = trial_context(config, cached)
+    objective = run.objective
     lap("data")
     if config.dispatch == "deployments":
         # One child run per batch size on the trial deployment's pool; each does its
@@ -203,7 +206,14 @@ def _tune(config: TuneConfig, run_id: str, *, target: Target) -> TuneResult:
         sweeps, rows = run_trials_on_deployments(config, str(flow_run.id), stop_at, target=target)
         lap("sweeps and trials (workers)")
     else:
-        sweeps, rows = _local_grid(config, cached, lap=lap, clock=budget, epoch_s=epoch_s)
+        sweeps, rows = _local_grid(
+            run,
+            cached,
+            batch_sizes=config.batch_sizes,
+            lap=lap,
+            clock=budget,
+            epoch_s=epoch_s,
+        )
         lap("trials")
     for sweep in sweeps:
         log.info("batch size %d: lr %.3g (%s)", sweep.batch_size, sweep.chosen_lr, sweep.method)
@@ -227,6 +237,7 @@ def _tune(config: TuneConfig, run_id: str, *, target: Target) -> TuneResult:
         config,
         cached,
         target=target,
+        objective=objective,
         sweeps=sweeps,
         rows=rows,
         winner=winner,

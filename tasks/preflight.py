@@ -28,7 +28,7 @@ def preflight(config: TuneConfig, *, target: Target) -> None:
     else:
         from nighttune.tasks.tuning.objective import resolve_objective
 
-        resolve_objective(config)
+        resolve_objective(config.model, monitor=config.monitor, monitor_mode=config.monitor_mode)
     if config.dispatch == "deployments":
         from nighttune.tasks.dispatch.deployments import check_deployment
 

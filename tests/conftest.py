@@ -82,6 +82,7 @@ def exported_run(tmp_path_factory) -> Path:
     from nighttune.tasks.core.config import TuneConfig
     from nighttune.tasks.data.datasets import load_dataset
     from nighttune.tasks.runs.export import export_run, new_run_id
+    from nighttune.tasks.tuning.context import trial_context
     from nighttune.tasks.tuning.lr_range import stored_lr_range_test
     from nighttune.tasks.tuning.selection import select_best
     from nighttune.tasks.tuning.training import train_trial
@@ -102,11 +103,13 @@ def exported_run(tmp_path_factory) -> Path:
     sweep = stored_lr_range_test(
         cached, config.model, 16, spec=config.lr_range, seed=0, cache_dir=cache
     )
-    rows = train_trial(cached, config, 16, lr=sweep.chosen_lr, lr_method=sweep.method)
+    run = trial_context(config, cached)
+    rows = train_trial(cached, run, 16, lr=sweep.chosen_lr, lr_method=sweep.method)
     result = export_run(
         config,
         cached,
         target=export_target(config),
+        objective=run.objective,
         sweeps=[sweep],
         rows=rows,
         winner=select_best(rows, "val_accuracy", "max"),

@@ -34,6 +34,7 @@ from typing import Any
 
 from nighttune.tasks.core.config import TuneConfig
 from nighttune.tasks.core.logs import get_logger
+from nighttune.tasks.core.objective import Objective
 from nighttune.tasks.core.records import (
     ExportResult,
     LRSweep,
@@ -61,7 +62,6 @@ from nighttune.tasks.storage.files import file_digests, staged_dir, write_text_a
 from nighttune.tasks.storage.target import Target
 from nighttune.tasks.tuning.evaluation import predict_split
 from nighttune.tasks.tuning.models import model_key, outputs_kind
-from nighttune.tasks.tuning.objective import resolve_objective
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -90,6 +90,7 @@ def export_run(  # noqa: PLR0913  until the run context (#32 item 3) carries con
     cached: CachedDataset,
     *,
     target: Target,
+    objective: Objective,
     sweeps: list[LRSweep],
     rows: list[TrialResult],
     winner: TrialResult,
@@ -99,7 +100,8 @@ def export_run(  # noqa: PLR0913  until the run context (#32 item 3) carries con
 ) -> ExportResult:
     """Write the run folder, publish it to ``target``, and only then move ``latest.json``.
 
-    ``seconds`` are the earlier stages' timings, ``selection`` how the winner was
+    ``objective``: the run's, as resolved once (`tasks.tuning.context`); ``seconds`` are
+    the earlier stages' timings, ``selection`` how the winner was
     chosen (`tasks.tuning.selection.select`), for the reports and the manifest.
     """
     log = get_logger()
@@ -108,9 +110,7 @@ def export_run(  # noqa: PLR0913  until the run context (#32 item 3) carries con
     # The run's home: its place in a folder target; for a bucket, where a later fetch of
     # this run would land, so predict on this machine reuses it.
     final = target.home(run_id)
-    promotion = judge(
-        config, cached, winner, objective=resolve_objective(config, cached), target=target
-    )
+    promotion = judge(config, cached, winner, objective=objective, target=target)
     log.info("export: writing %s", final)
     bundle = RunBundle(
         config=config,

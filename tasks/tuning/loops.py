@@ -1,28 +1,28 @@
 """The two ways a trial's one fit trains: the fused epoch loop, or plain Keras ``fit``.
 
-The fused loop (`tasks.tuning.epoch_loop`; under XLA where `use_xla` measured it faster)
-is the fast path. Some models cannot run there: XLA refuses one of their ops (a
-``tf.numpy_function``, an op with no XLA kernel), their ``train_step`` does not trace
-inside a ``tf.while_loop``, or the whole train split does not fit on the device at
-once. With ``training_loop: auto`` such a model trains with plain ``fit`` (no XLA) over
-`batch_inputs`: the same batches in the same order, so the same early stopping. A
-failure before the first epoch ends is the loop's; one after it is the model's, and is
-not retried. One log line says which path a trial takes and why.
+The fused loop (`tasks.tuning.epoch_loop`; under XLA where
+`tasks.tuning.context.use_xla` measured it faster) is the fast path. Some models cannot
+run there: XLA refuses one of their ops (a ``tf.numpy_function``, an op with no XLA
+kernel), their ``train_step`` does not trace inside a ``tf.while_loop``, or the whole
+train split does not fit on the device at once. With ``training_loop: auto`` such a
+model trains with plain ``fit`` (no XLA) over `batch_inputs`: the same batches in the
+same order, so the same early stopping. A failure before the first epoch ends is the
+loop's; one after it is the model's, and is not retried. One log line says which path
+a trial takes and why.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from typing import Any, Literal
 
 import keras
 
-from nighttune.tasks.core.config import TuneConfig
 from nighttune.tasks.core.errors import first_line
 from nighttune.tasks.core.logs import get_logger
 from nighttune.tasks.data.datasets import CachedDataset
+from nighttune.tasks.tuning.context import TrialContext
 from nighttune.tasks.tuning.epoch_loop import (
     batch_inputs,
     batches_per_epoch,
@@ -33,62 +33,32 @@ from nighttune.tasks.tuning.evaluation import EVAL_BATCH
 from nighttune.tasks.tuning.fit_callbacks import TrialCallbacks
 from nighttune.tasks.tuning.schedules import peak_schedule
 
-JIT_COMPILE = True  # the built-in MLP's fused loop, and any on a GPU (see `use_xla`)
 # stream: the fused loop over windows read from disk; stream-fit: plain fit over batches
 # read from disk (past the memory budget).
 Loop = Literal["fused", "fit", "stream", "stream-fit"]
 
 
-def use_xla(config: TuneConfig) -> tuple[bool, str]:
-    """Whether the fused loop compiles with XLA, and why.
-
-    Measured on this project's 2-core CPU, per epoch after the first: XLA made the
-    built-in MLP's loop 2.1x faster at MNIST scale (0.34 vs 0.72 s, bench/epoch.py; a
-    tie on digits), and every other model slower or no faster: the built-in CNN 2.1x
-    slower (119 vs 56 ms), a user CNN with BatchNormalization 8.5x (1513 vs 178 ms), a
-    user tabular MLP a tie (20 vs 22 ms), each compiling 1.5-2.6x longer
-    (bench/user_model.py). With a GPU it stays on (not measured here: no GPU lent).
-    """
-    if config.xla != "auto":
-        return config.xla == "on", f"xla: {config.xla}"
-    if config.model.builder is None and config.model.kind == "mlp":
-        return JIT_COMPILE, "the built-in MLP"
-    import tensorflow as tf
-
-    if tf.config.list_physical_devices("GPU"):
-        return JIT_COMPILE, "a GPU"
-    return False, "on the CPU it is slower for this model"
-
-
-def memory_budget(config: TuneConfig) -> int:
-    """Bytes a train split may take as stored (uint8 images, else float32) and still
-    train in memory: the config's ``memory_budget_mb``, else a quarter of this machine's
-    RAM."""
-    if config.memory_budget_mb is not None:
-        return int(config.memory_budget_mb * 2**20)
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
-
-
 def trial_model(
-    cached: CachedDataset, config: TuneConfig, batch_size: int, *, lr: float, fused: bool = True
+    cached: CachedDataset, run: TrialContext, batch_size: int, *, lr: float, fused: bool = True
 ) -> Any:
-    """The compiled model a trial fits: ``config.model`` with the fused epoch loop
-    installed (XLA as `use_xla` says, where the model supports it), or as built for
-    plain ``fit``. Its learning rate runs on ``config.lr_schedule`` over ``max_epochs``
+    """The compiled model a trial fits: the spec's model with the fused epoch loop
+    installed (XLA as the run resolved it, where the model supports it), or as built for
+    plain ``fit``. Its learning rate runs on the spec's ``lr_schedule`` over ``max_epochs``
     epochs of full batches, ``lr`` its peak. Streamed from disk, an epoch takes a few
     batches fewer (each window drops its last partial batch) or one more (plain fit
     keeps the last partial batch): the rate ends a little short of its last value, or
     holds it for the last steps."""
     from nighttune.tasks.tuning.models import build_model
 
-    steps = batches_per_epoch(cached.num_examples["train"], batch_size) * config.max_epochs
+    spec = run.spec
+    steps = batches_per_epoch(cached.num_examples["train"], batch_size) * spec.max_epochs
     model = build_model(
-        config.model,
+        spec.model,
         cached.input_shape,
         cached.num_classes,
-        learning_rate=peak_schedule(config.lr_schedule, peak=lr, total_steps=steps),
-        seed=config.seed,
-        jit_compile=fused and use_xla(config)[0],
+        learning_rate=peak_schedule(spec.lr_schedule, peak=lr, total_steps=steps),
+        seed=spec.seed,
+        jit_compile=fused and run.xla,
     )
     return fuse_epochs(model, batch_size, cached.to_model) if fused else model
 
@@ -101,7 +71,7 @@ def fit_trial(model: Any, batch_size: int, data: Any, **kwargs: Any) -> Any:
 
 def fit_in_a_loop(
     cached: CachedDataset,
-    config: TuneConfig,
+    run: TrialContext,
     batch_size: int,
     *,
     lr: float,
@@ -111,16 +81,17 @@ def fit_in_a_loop(
     the fitted model, those callbacks and the loop it trained in."""
     label = f"trial b{batch_size}"
     log = get_logger()
-    common: dict[str, Any] = dict(epochs=config.max_epochs, verbose=0, shuffle=False)
-    inputs = _TrainInputs(cached, config, batch_size)
+    spec = run.spec
+    common: dict[str, Any] = dict(epochs=spec.max_epochs, verbose=0, shuffle=False)
+    inputs = _TrainInputs(cached, run, batch_size)
     common["validation_data"] = cached.batches("validation", EVAL_BATCH, budget=inputs.budget)
-    rate = f"lr {lr:.3g} ({config.lr_schedule})"
-    start = f"{label}: {rate}, up to {config.max_epochs} epochs{inputs.where}"
-    if config.training_loop != "fit":
-        model = trial_model(cached, config, batch_size, lr=lr)
+    rate = f"lr {lr:.3g} ({spec.lr_schedule})"
+    start = f"{label}: {rate}, up to {spec.max_epochs} epochs{inputs.where}"
+    if spec.training_loop != "fit":
+        model = trial_model(cached, run, batch_size, lr=lr)
         fitted = callbacks()
-        wanted, why = use_xla(config)
-        if wanted and not model.jit_compile:
+        why = run.xla_why
+        if run.xla and not model.jit_compile:
             why = "a layer or op determinism rules it out"
         xla = "XLA" if model.jit_compile else "no XLA"
         log.info("%s, fused epoch loop (%s: %s)", start, xla, why)
@@ -136,7 +107,7 @@ def fit_in_a_loop(
             )
             return model, fitted, "fused" if inputs.held else "stream"
         except Exception as exc:
-            if config.training_loop == "fused" or fitted.record.history:
+            if spec.training_loop == "fused" or fitted.record.history:
                 raise  # asked for, or it trained an epoch: not the loop's failure
             log.warning(
                 "%s: the fused epoch loop cannot run this model (%s); "
@@ -147,7 +118,7 @@ def fit_in_a_loop(
             del model  # what the failed loop held, before the second model is built
     else:
         log.info("%s, plain Keras fit (training_loop: fit)", start)
-    model = trial_model(cached, config, batch_size, lr=lr, fused=False)
+    model = trial_model(cached, run, batch_size, lr=lr, fused=False)
     fitted = callbacks()
     data, steps = inputs.per_batch()
     fit_trial(
@@ -165,11 +136,11 @@ class _TrainInputs:
     """A trial's train split as each loop takes it: held in memory when it fits the
     memory budget as float32, else streamed from the cache on disk (said in one line)."""
 
-    def __init__(self, cached: CachedDataset, config: TuneConfig, batch_size: int) -> None:
+    def __init__(self, cached: CachedDataset, run: TrialContext, batch_size: int) -> None:
         self.cached = cached
         self.batch_size = batch_size
-        self.seed = config.seed
-        self.budget = memory_budget(config)
+        self.seed = run.spec.seed
+        self.budget = run.memory_budget
         self.held = cached.held("train", self.budget)
         self.where = ""
         if not self.held:

@@ -11,8 +11,9 @@ its model is checked once the dataset is cached (`preflight` checks built-in mod
 from __future__ import annotations
 
 import functools
+from typing import Literal
 
-from nighttune.tasks.core.config import ModelSpec, TuneConfig
+from nighttune.tasks.core.config import ModelSpec
 from nighttune.tasks.core.errors import BuilderError, ConfigError, clean_tf_message, first_line
 from nighttune.tasks.core.objective import Direction, Objective
 from nighttune.tasks.data.datasets import CachedDataset
@@ -70,28 +71,35 @@ def _directions(
     return tuple(both.items())
 
 
-def resolve_objective(config: TuneConfig, cached: CachedDataset | None = None) -> Objective:
-    """``config``'s objective, or a one-line `ConfigError` before any training: a monitor
-    the model does not log (Keras only warns), or one whose direction nobody states.
-    ``cached``: the dataset (its shapes are needed for a user's builder or data)."""
+def resolve_objective(
+    model: ModelSpec,
+    *,
+    monitor: str,
+    monitor_mode: Literal["auto", "max", "min"] = "auto",
+    cached: CachedDataset | None = None,
+) -> Objective:
+    """The objective of ``monitor`` for ``model``, or a one-line `ConfigError` before any
+    training: a monitor the model does not log (Keras only warns), or one whose direction
+    nobody states (``monitor_mode`` auto). ``cached``: the dataset (its shapes are needed
+    for a user's builder or data)."""
     if cached is None:
-        directions = metric_directions(config.model)
+        directions = metric_directions(model)
     else:
         directions = metric_directions(
-            config.model,
+            model,
             cached.input_shape,
             cached.num_classes,
             label_shape=cached.label_shape,
         )
-    if config.monitor not in directions:
+    if monitor not in directions:
         raise ConfigError(
-            f"monitor '{config.monitor}' is not a metric the model logs; "
+            f"monitor '{monitor}' is not a metric the model logs; "
             f"use one of: {', '.join(directions)}"
         )
-    direction = directions[config.monitor] if config.monitor_mode == "auto" else config.monitor_mode
+    direction = directions[monitor] if monitor_mode == "auto" else monitor_mode
     if direction is None:
         raise ConfigError(
-            f"monitor '{config.monitor}': its metric does not say whether higher is better; "
+            f"monitor '{monitor}': its metric does not say whether higher is better; "
             "set monitor_mode: max or min"
         )
-    return Objective(monitor=config.monitor, direction=direction)
+    return Objective(monitor=monitor, direction=direction)

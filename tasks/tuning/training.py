@@ -25,13 +25,14 @@ import keras
 import numpy as np
 
 from nighttune.tasks.core.code import code_version, load_builder
-from nighttune.tasks.core.config import DatasetSpec, TrialSpec, TuneConfig
+from nighttune.tasks.core.config import DatasetSpec, TrialSpec
 from nighttune.tasks.core.errors import TrialFailed, first_line
 from nighttune.tasks.core.logs import get_logger
 from nighttune.tasks.core.records import LRMethod, TrialResult, scored, values_file
 from nighttune.tasks.core.stats import interval
-from nighttune.tasks.data.datasets import CachedDataset, resolve_cache_dir
+from nighttune.tasks.data.datasets import CachedDataset
 from nighttune.tasks.storage.store import Slot
+from nighttune.tasks.tuning.context import TrialContext
 from nighttune.tasks.tuning.epoch_loop import examples_per_epoch
 from nighttune.tasks.tuning.evaluation import evaluate_split, metric_interval, per_example_values
 from nighttune.tasks.tuning.fit_callbacks import (
@@ -40,10 +41,9 @@ from nighttune.tasks.tuning.fit_callbacks import (
     TimeBudgetCut,
     TrialCallbacks,
 )
-from nighttune.tasks.tuning.loops import fit_in_a_loop, memory_budget, use_xla
+from nighttune.tasks.tuning.loops import fit_in_a_loop
 from nighttune.tasks.tuning.lr_range import SWEEP_VERSION
 from nighttune.tasks.tuning.models import model_key
-from nighttune.tasks.tuning.objective import resolve_objective
 from nighttune.tasks.tuning.patience import PatienceLedger, Stop
 from nighttune.tasks.tuning.stopping import SharedEarlyStopping
 
@@ -81,22 +81,22 @@ def _dataset_key(spec: DatasetSpec) -> dict[str, Any]:
 
 
 def _local_trial_key(
-    cached: CachedDataset, config: TuneConfig, batch_size: int, *, lr: float
+    cached: CachedDataset, run: TrialContext, batch_size: int, *, lr: float
 ) -> dict[str, Any]:
     return trial_key(
-        config.trial,
+        run.spec,
         batch_size,
         fingerprint=cached.fingerprint,
         lr=lr,
-        jit_compile=use_xla(config)[0],
+        jit_compile=run.xla,
         # Streamed from disk (over the memory budget): other batches, another result.
-        streamed=not cached.held("train", memory_budget(config)),
+        streamed=not cached.held("train", run.memory_budget),
     )
 
 
 def _fit_and_evaluate(
     cached: CachedDataset,
-    config: TuneConfig,
+    run: TrialContext,
     batch_size: int,
     *,
     lr: float,
@@ -104,23 +104,23 @@ def _fit_and_evaluate(
     stop_at: float | None = None,
 ) -> dict[str, Any]:
     """The one fit, then every kept best epoch evaluated and saved; JSON-able result."""
-    direction = resolve_objective(config, cached).direction
+    spec = run.spec
 
     def callbacks() -> TrialCallbacks:
-        ledger = PatienceLedger(config.patiences, direction, config.min_delta)
+        ledger = PatienceLedger(spec.patiences, run.objective.direction, spec.min_delta)
         record = FitRecord()
         label = f"trial b{batch_size}"
         return TrialCallbacks(
             record=record,
-            stopping=SharedEarlyStopping(config.monitor, ledger),
-            progress=EpochProgress(label, config.monitor, ledger, epochs=config.max_epochs),
+            stopping=SharedEarlyStopping(spec.monitor, ledger),
+            progress=EpochProgress(label, spec.monitor, ledger, epochs=spec.max_epochs),
             cut=TimeBudgetCut(stop_at, record) if stop_at is not None else None,
         )
 
-    model, fitted, loop = fit_in_a_loop(cached, config, batch_size, lr=lr, callbacks=callbacks)
+    model, fitted, loop = fit_in_a_loop(cached, run, batch_size, lr=lr, callbacks=callbacks)
     evaluated: dict[int, dict[str, float]] = {}
     intervals: dict[str, tuple[float, float] | None] = {}
-    watched = config.monitor.removeprefix("val_")
+    watched = spec.monitor.removeprefix("val_")
     for best_epoch, weights in sorted(fitted.stopping.kept.items()):
         model.set_weights(weights)
         scores: dict[str, float] = {}
@@ -169,18 +169,18 @@ def _rows(
     batch_size: int,
     lr: float,
     lr_method: LRMethod,
-    config: TuneConfig,
+    spec: TrialSpec,
     trained_per_epoch: int,
 ) -> list[TrialResult]:
     seconds = data["epoch_seconds"]
     rows = []
-    for patience in sorted(config.patiences):
+    for patience in sorted(spec.patiences):
         base = TrialResult(
             batch_size=batch_size,
             patience=patience,
             lr=lr,
             lr_method=lr_method,
-            lr_schedule=config.lr_schedule,
+            lr_schedule=spec.lr_schedule,
         )
         raw = data["stops"].get(str(patience))
         if raw is None and data.get("cut_epoch") is not None:
@@ -262,7 +262,7 @@ def failure_reason(batch_size: int, exc: BaseException) -> str:
 
 def train_trial(
     cached: CachedDataset,
-    config: TuneConfig,
+    run: TrialContext,
     batch_size: int,
     *,
     lr: float,
@@ -272,15 +272,15 @@ def train_trial(
     """Rows for every patience at ``batch_size`` and ``lr``; reused if already stored.
     ``stop_at`` (``time.time()``): the time budget's end for training (see
     `TimeBudgetCut`). A fit the budget cut is never reused: it is trained again."""
-    root = resolve_cache_dir(config.cache_dir)
-    key = _local_trial_key(cached, config, batch_size, lr=lr)
-    slot = Slot(root, "trials", f"b{batch_size}", key)
+    spec = run.spec
+    key = _local_trial_key(cached, run, batch_size, lr=lr)
+    slot = Slot(run.store, "trials", f"b{batch_size}", key)
 
     def build(out: Path) -> dict[str, Any]:
-        return _fit_and_evaluate(cached, config, batch_size, lr=lr, out=out, stop_at=stop_at)
+        return _fit_and_evaluate(cached, run, batch_size, lr=lr, out=out, stop_at=stop_at)
 
     try:
-        entry = slot.get_or_build(build, config.fresh)
+        entry = slot.get_or_build(build, run.fresh)
         if entry.hit and entry.data.get("cut_epoch") is not None:
             entry = slot.get_or_build(build, True)
     except Exception as exc:  # the grid goes on; not stored, so a rerun tries again
@@ -295,11 +295,11 @@ def train_trial(
                 patience=p,
                 lr=lr,
                 lr_method=lr_method,
-                lr_schedule=config.lr_schedule,
+                lr_schedule=spec.lr_schedule,
                 status="failed",
                 error=str(failure)[:500],
             )
-            for p in sorted(config.patiences)
+            for p in sorted(spec.patiences)
         ]
     if entry.hit:
         get_logger().info("trial b%d: finished before, reusing %s", batch_size, entry.path)
@@ -310,7 +310,7 @@ def train_trial(
         batch_size=batch_size,
         lr=lr,
         lr_method=lr_method,
-        config=config,
+        spec=spec,
         trained_per_epoch=trained,
     )
     rows = [row.model_copy(update={"reused": entry.hit}) for row in rows]
@@ -329,8 +329,8 @@ def train_trial(
             batch_size,
             last.epochs_run,
             last.train_seconds or 0.0,
-            config.monitor,
-            last.value(config.monitor) or float("nan"),
+            spec.monitor,
+            last.value(spec.monitor) or float("nan"),
             last.best_epoch,
         )
     return rows

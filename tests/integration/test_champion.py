@@ -12,9 +12,11 @@ import pytest
 
 from nighttune.flows.target import export_target
 from nighttune.tasks.core.config import TuneConfig
+from nighttune.tasks.core.objective import Objective
 from nighttune.tasks.runs.export import export_run, new_run_id
 from nighttune.tasks.runs.history import run_history
 from nighttune.tasks.storage.target import make_target
+from nighttune.tasks.tuning.context import trial_context
 from nighttune.tasks.tuning.selection import select
 from nighttune.tasks.tuning.training import stored_values, train_trial
 
@@ -25,9 +27,9 @@ def nights(digits, tmp_path_factory):
     a bad one (one epoch at a learning rate far too small: near chance)."""
     cache = str(tmp_path_factory.mktemp("champion-store"))
     config = TuneConfig(batch_sizes=(32,), patiences=(3,), max_epochs=10, cache_dir=cache)
-    good = train_trial(digits, config, 32, lr=3e-3, lr_method="minimum")
+    good = train_trial(digits, trial_context(config, digits), 32, lr=3e-3, lr_method="minimum")
     bad_config = config.model_copy(update={"max_epochs": 1})
-    bad = train_trial(digits, bad_config, 32, lr=1e-6, lr_method="fallback")
+    bad = train_trial(digits, trial_context(bad_config, digits), 32, lr=1e-6, lr_method="fallback")
     return config, good, bad
 
 
@@ -38,6 +40,7 @@ def export(config, digits, rows, target: Path, **changes):
         config,
         digits,
         target=export_target(config),
+        objective=Objective(monitor=config.monitor, direction="max"),
         sweeps=[],
         rows=rows,
         winner=winner,

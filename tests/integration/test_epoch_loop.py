@@ -191,13 +191,12 @@ def test_build_model_weights_do_not_depend_on_other_threads_drawing_from_random(
 
 
 def test_xla_is_on_for_the_builtin_mlp_and_off_on_the_cpu_for_the_rest() -> None:
-    from nighttune.tasks.core.config import TuneConfig
-    from nighttune.tasks.tuning.loops import use_xla
+    from nighttune.tasks.tuning.context import use_xla
 
     user = ModelSpec(builder="my_models:build", code_path=("tests/support/user_project",))
     gpu = bool(tf.config.list_physical_devices("GPU"))
-    assert use_xla(TuneConfig()) == (True, "the built-in MLP")
-    assert use_xla(TuneConfig(model=ModelSpec(kind="cnn")))[0] is gpu
-    assert use_xla(TuneConfig(model=user))[0] is gpu
-    assert use_xla(TuneConfig(model=user, xla="on")) == (True, "xla: on")
-    assert use_xla(TuneConfig(xla="off")) == (False, "xla: off")
+    assert use_xla(ModelSpec()) == (True, "the built-in MLP")
+    assert use_xla(ModelSpec(kind="cnn"))[0] is gpu
+    assert use_xla(user)[0] is gpu
+    assert use_xla(user, "on") == (True, "xla: on")
+    assert use_xla(ModelSpec(), "off") == (False, "xla: off")

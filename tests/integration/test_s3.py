@@ -15,11 +15,13 @@ import pytest
 
 from nighttune.flows.target import export_target
 from nighttune.tasks.core.config import TuneConfig
+from nighttune.tasks.core.objective import Objective
 from nighttune.tasks.data.datasets import load_dataset
 from nighttune.tasks.runs.export import export_run, new_run_id
 from nighttune.tasks.runs.reader import RunAccess, RunUnavailable, resolve_run
 from nighttune.tasks.storage import s3
 from nighttune.tasks.storage.target import make_target
+from nighttune.tasks.tuning.context import trial_context
 from nighttune.tasks.tuning.lr_range import stored_lr_range_test
 from nighttune.tasks.tuning.selection import select_best
 from nighttune.tasks.tuning.training import train_trial
@@ -42,7 +44,9 @@ def trained(tmp_path_factory):
         seed=0,
         cache_dir=cache,
     )
-    rows = train_trial(cached, config, 64, lr=sweep.chosen_lr, lr_method=sweep.method)
+    rows = train_trial(
+        cached, trial_context(config, cached), 64, lr=sweep.chosen_lr, lr_method=sweep.method
+    )
     return config, cached, [sweep], rows, select_best(rows, "val_accuracy", "max")
 
 
@@ -62,6 +66,7 @@ def export_to(trained, target: str, endpoint: str, cache: Path):
         config,
         cached,
         target=export_target(config),
+        objective=Objective(monitor=config.monitor, direction="max"),
         sweeps=sweeps,
         rows=rows,
         winner=winner,

@@ -9,6 +9,7 @@ import pytest
 
 from nighttune.tasks.core.config import ModelSpec, TuneConfig
 from nighttune.tasks.data.datasets import CachedDataset
+from nighttune.tasks.tuning.context import trial_context
 from nighttune.tasks.tuning.epoch_loop import batch_inputs, batches_per_epoch, epoch_inputs
 from nighttune.tasks.tuning.loops import trial_model
 from nighttune.tasks.tuning.models import build_model
@@ -77,7 +78,7 @@ def test_each_loop_steps_the_schedule_once_a_batch_over_max_epochs(
     last epoch ends annealed."""
     batch, epochs = 64, 3
     config = TuneConfig(max_epochs=epochs, lr_schedule=kind)
-    model = trial_model(digits, config, batch, lr=PEAK, fused=fused)
+    model = trial_model(digits, trial_context(config, digits), batch, lr=PEAK, fused=fused)
     x, y = digits.stored_arrays("train")
     steps = batches_per_epoch(int(x.shape[0]), batch)
     if fused:
@@ -106,6 +107,7 @@ def test_a_streamed_trial_anneals_too(digits_in_blocks: CachedDataset, tmp_path,
     disk (fit): the optimizer still counts every batch, and the saved model's optimizer
     ends the fit annealed. The count is the plan's within a few batches: each window
     drops its last partial batch, plain fit keeps an epoch's last partial one."""
+    from nighttune.tasks.tuning.context import trial_context
     from nighttune.tasks.tuning.training import train_trial
 
     epochs, batch = 4, 64
@@ -117,7 +119,13 @@ def test_a_streamed_trial_anneals_too(digits_in_blocks: CachedDataset, tmp_path,
         lr_schedule="cosine",
         training_loop=loop,
     )
-    rows = train_trial(digits_in_blocks, config, batch, lr=PEAK, lr_method="minimum")
+    rows = train_trial(
+        digits_in_blocks,
+        trial_context(config, digits_in_blocks),
+        batch,
+        lr=PEAK,
+        lr_method="minimum",
+    )
     assert rows[0].training_loop == {"fused": "stream", "fit": "stream-fit"}[loop]
     assert rows[0].lr_schedule == "cosine" and rows[0].epochs_run == epochs
     optimizer = keras.models.load_model(rows[0].model_path).optimizer

@@ -16,6 +16,7 @@ from nighttune.flows.trial import check_devices
 from nighttune.tasks.core.config import TuneConfig
 from nighttune.tasks.core.records import values_file
 from nighttune.tasks.data.datasets import CachedDataset
+from nighttune.tasks.tuning.context import trial_context
 from nighttune.tasks.tuning.training import _rows, stored_values, train_trial
 from tests.support.harness import ROOT
 
@@ -49,7 +50,7 @@ def test_shared_fit_equals_separate_fits_and_the_fit_path(
 
 def test_rows_are_complete_and_models_saved(digits: CachedDataset, tmp_path) -> None:
     config = TuneConfig(patiences=(1, 3, 50), max_epochs=6, cache_dir=str(tmp_path))
-    rows = train_trial(digits, config, 128, lr=1e-2, lr_method="steepest")
+    rows = train_trial(digits, trial_context(config, digits), 128, lr=1e-2, lr_method="steepest")
     assert [r.patience for r in rows] == [1, 3, 50]
     for r in rows:
         assert r.status == "ok" and r.error is None and r.lr_method == "steepest"
@@ -126,7 +127,9 @@ def test_over_the_memory_budget_a_trial_streams_with_the_same_patience_rules(
     # 40 KB: windows of 10 KB, two blocks of 4 KB each: ten windows an epoch
     streamed = config.model_copy(update={"memory_budget_mb": 40 / 1024})
     with caplog.at_level("INFO"):
-        rows = train_trial(digits, streamed, 64, lr=2e-2, lr_method="minimum")
+        rows = train_trial(
+            digits, trial_context(streamed, digits), 64, lr=2e-2, lr_method="minimum"
+        )
     assert any("streamed from the cache on disk" in r.getMessage() for r in caplog.records)
     assert {r.training_loop for r in rows} == {"stream"} and all(r.status == "ok" for r in rows)
     meta = json.loads((Path(rows[0].model_path).parent / "meta.json").read_text())["data"]
@@ -138,13 +141,13 @@ def test_over_the_memory_budget_a_trial_streams_with_the_same_patience_rules(
         assert row.val_accuracy == pytest.approx(values[stop.best_epoch], abs=1e-6)
     assert all(row.val_accuracy > 0.8 for row in rows)  # it learned from every window
     # Within the budget the same config trains in memory, stored under another key.
-    in_memory = train_trial(digits, config, 64, lr=2e-2, lr_method="minimum")
+    in_memory = train_trial(digits, trial_context(config, digits), 64, lr=2e-2, lr_method="minimum")
     assert {r.training_loop for r in in_memory} == {"fused"}
     assert in_memory[0].model_path != rows[0].model_path
     # Plain fit (the fallback for models the fused loop cannot run) streams too.
     plain = train_trial(
         digits,
-        streamed.model_copy(update={"training_loop": "fit"}),
+        trial_context(streamed.model_copy(update={"training_loop": "fit"}), digits),
         64,
         lr=2e-2,
         lr_method="minimum",
@@ -161,7 +164,7 @@ def test_a_trial_that_raises_becomes_failed_rows(
 
     monkeypatch.setattr("nighttune.tasks.tuning.loops.fit_trial", out_of_memory)
     config = TuneConfig(patiences=(2, 3), max_epochs=3, cache_dir=str(tmp_path))
-    rows = train_trial(digits, config, 32, lr=1e-3, lr_method="minimum")
+    rows = train_trial(digits, trial_context(config, digits), 32, lr=1e-3, lr_method="minimum")
     assert [r.status for r in rows] == ["failed", "failed"]
     assert all("ResourceExhaustedError" in r.error and "OOM" in r.error for r in rows)
     assert [
@@ -180,7 +183,7 @@ def test_a_bug_in_a_trial_propagates_instead_of_failed_rows(
     monkeypatch.setattr("nighttune.tasks.tuning.loops.fit_trial", bug)
     config = TuneConfig(patiences=(2,), max_epochs=3, cache_dir=str(tmp_path))
     with pytest.raises(TypeError, match="unsupported operand"):
-        train_trial(digits, config, 32, lr=1e-3, lr_method="minimum")
+        train_trial(digits, trial_context(config, digits), 32, lr=1e-3, lr_method="minimum")
 
 
 def test_nan_fails_only_the_patiences_still_running() -> None:
@@ -199,7 +202,7 @@ def test_nan_fails_only_the_patiences_still_running() -> None:
         batch_size=64,
         lr=0.1,
         lr_method="minimum",
-        config=config,
+        spec=config.trial,
         trained_per_epoch=1000,
     )
     assert ok.status == "ok" and ok.epochs_run == ok.stop_epoch == 5 and ok.best_epoch == 3
@@ -217,13 +220,29 @@ def test_the_time_budget_cuts_a_fit_at_an_epoch_boundary_and_it_is_never_reused(
     is stored, but the next call trains it again instead of reusing it."""
     import time
 
-    config = TuneConfig(patiences=(1, 1500), max_epochs=2000, cache_dir=str(tmp_path))
+    # A constant rate: one_cycle over 2000 epochs would warm up for 500, and patience 1
+    # might not stop within the seconds the budget leaves on a loaded machine.
+    config = TuneConfig(
+        patiences=(1, 1500), max_epochs=2000, cache_dir=str(tmp_path), lr_schedule="constant"
+    )
     short, cut = train_trial(
-        digits, config, 32, lr=3e-3, lr_method="minimum", stop_at=time.time() + 8.0
+        digits,
+        trial_context(config, digits),
+        32,
+        lr=3e-3,
+        lr_method="minimum",
+        stop_at=time.time() + 8.0,
     )
     assert short.status == "ok" and short.stopped_early and not short.reused
     assert cut.status == "not run" and cut.error.startswith("time budget: the fit stopped")
-    again = train_trial(digits, config, 32, lr=3e-3, lr_method="minimum", stop_at=time.time() + 3.0)
+    again = train_trial(
+        digits,
+        trial_context(config, digits),
+        32,
+        lr=3e-3,
+        lr_method="minimum",
+        stop_at=time.time() + 3.0,
+    )
     assert not any(r.reused for r in again)  # trained again, not read from the store
 
 
@@ -234,7 +253,7 @@ def test_cnn_trains_on_digits(digits: CachedDataset, tmp_path) -> None:
         max_epochs=3,
         cache_dir=str(tmp_path),
     )
-    (row,) = train_trial(digits, config, 64, lr=3e-3, lr_method="minimum")
+    (row,) = train_trial(digits, trial_context(config, digits), 64, lr=3e-3, lr_method="minimum")
     assert row.status == "ok" and row.val_accuracy > 0.3
     model = keras.models.load_model(row.model_path, safe_mode=True)
     assert [layer.name for layer in model.layers][:3] == ["image", "conv0", "pool0"]

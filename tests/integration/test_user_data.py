@@ -67,12 +67,12 @@ def test_data_builder_mistakes_are_one_line(tmp_path, function: str, needle: str
 
 
 def test_a_model_that_does_not_fit_the_data_is_one_line(tmp_path) -> None:
-    from nighttune.tasks.tuning.objective import resolve_objective
+    from nighttune.tasks.tuning.context import trial_context
 
     cached = load_dataset(spec(one_hot=True), tmp_path)
     config = load_tune_config(None, {"model.kind": "cnn"})  # a CNN on feature vectors
     with pytest.raises(BuilderError, match=r"does not fit the data \(inputs \[6\]"):
-        resolve_objective(config, cached)
+        trial_context(config, cached)
 
 
 @pytest.mark.slow
@@ -122,16 +122,16 @@ def test_your_model_on_your_one_hot_data_tunes_and_exports(prefect_harness, tmp_
 
 
 def test_float_targets_are_a_regression(tmp_path) -> None:
-    from nighttune.tasks.tuning.objective import resolve_objective
+    from nighttune.tasks.tuning.context import trial_context
 
     cached = load_dataset(spec("linear"), tmp_path)
     assert cached.class_names == [] and cached.num_classes is None
     assert cached.arrays("train")[1].dtype.name == "float32"
     assert sum(cached.num_examples.values()) == 400
     config = load_tune_config(None, {"monitor": "val_mae"})  # the built-in MLP, one output
-    assert resolve_objective(config, cached).direction == "min"
+    assert trial_context(config, cached).objective.direction == "min"
     with pytest.raises(ConfigError, match="use one of: loss, mae, val_loss, val_mae"):
-        resolve_objective(load_tune_config(None, {}), cached)  # val_accuracy: not logged
+        trial_context(load_tune_config(None, {}), cached)  # val_accuracy: not logged
 
 
 @pytest.mark.slow

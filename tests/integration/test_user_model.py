@@ -152,10 +152,13 @@ def test_a_user_model_tunes_exports_and_predicts(prefect_harness, tmp_path) -> N
 def test_a_model_with_its_own_train_step_runs_it_in_the_fused_loop(digits) -> None:
     """The epoch loop calls the model's own per-batch train_step: every batch counts."""
     from nighttune.tasks.core.config import TuneConfig
+    from nighttune.tasks.tuning.context import trial_context
     from nighttune.tasks.tuning.epoch_loop import epoch_inputs, examples_per_epoch
     from nighttune.tasks.tuning.loops import trial_model
 
-    model = trial_model(digits, TuneConfig(model=spec("build_counting")), 64, lr=0.01)
+    model = trial_model(
+        digits, trial_context(TuneConfig(model=spec("build_counting")), digits), 64, lr=0.01
+    )
     data = epoch_inputs(*digits.stored_arrays("train"), seed=0)
     history = model.fit(data, steps_per_epoch=1, epochs=2, verbose=0, shuffle=False)
     batches = examples_per_epoch(digits.num_examples["train"], 64) // 64
@@ -169,6 +172,7 @@ def test_a_model_xla_cannot_compile_trains_with_plain_fit(digits, tmp_path, capl
     import tensorflow as tf
 
     from nighttune.tasks.core.config import TuneConfig
+    from nighttune.tasks.tuning.context import trial_context
     from nighttune.tasks.tuning.training import train_trial
 
     config = TuneConfig(
@@ -179,7 +183,7 @@ def test_a_model_xla_cannot_compile_trains_with_plain_fit(digits, tmp_path, capl
         cache_dir=str(tmp_path),
     )
     with caplog.at_level("INFO", logger="nighttune"):
-        rows = train_trial(digits, config, 64, lr=0.05, lr_method="minimum")
+        rows = train_trial(digits, trial_context(config, digits), 64, lr=0.05, lr_method="minimum")
     assert [(r.status, r.training_loop) for r in rows] == [("ok", "fit"), ("ok", "fit")]
     assert rows[0].val_accuracy > 0.5
     fallback = [line for line in caplog.messages if "plain Keras fit instead" in line]
@@ -190,7 +194,7 @@ def test_a_model_xla_cannot_compile_trains_with_plain_fit(digits, tmp_path, capl
     with pytest.raises(tf.errors.InvalidArgumentError, match="PyFuncStateless"):
         train_trial(
             digits,
-            config.model_copy(update={"training_loop": "fused"}),
+            trial_context(config.model_copy(update={"training_loop": "fused"}), digits),
             64,
             lr=0.05,
             lr_method="x",
@@ -201,6 +205,7 @@ def test_a_model_computing_its_own_loss_sweeps_and_trains(digits, tmp_path) -> N
     """Compiled with an optimizer only; its train_step computes the loss: the LR range
     test records that step's per-batch loss, and the trial monitors its val_accuracy."""
     from nighttune.tasks.core.config import LRRangeSpec, TuneConfig
+    from nighttune.tasks.tuning.context import trial_context
     from nighttune.tasks.tuning.lr_range import lr_range_test
     from nighttune.tasks.tuning.training import train_trial
 
@@ -212,5 +217,7 @@ def test_a_model_computing_its_own_loss_sweeps_and_trains(digits, tmp_path) -> N
     config = TuneConfig(
         model=spec("build_own_loss"), patiences=(2,), max_epochs=4, cache_dir=str(tmp_path)
     )
-    (row,) = train_trial(digits, config, 64, lr=sweep.chosen_lr, lr_method=sweep.method)
+    (row,) = train_trial(
+        digits, trial_context(config, digits), 64, lr=sweep.chosen_lr, lr_method=sweep.method
+    )
     assert row.status == "ok" and row.training_loop == "fused" and row.val_accuracy > 0.8

@@ -21,6 +21,7 @@ import tensorflow as tf  # noqa: E402
 
 from nighttune.tasks.core.config import DatasetSpec, TuneConfig  # noqa: E402
 from nighttune.tasks.data.datasets import load_dataset  # noqa: E402
+from nighttune.tasks.tuning.context import trial_context  # noqa: E402
 from nighttune.tasks.tuning.epoch_loop import epoch_inputs  # noqa: E402
 from nighttune.tasks.tuning.loops import EVAL_BATCH, trial_model  # noqa: E402
 from nighttune.tasks.tuning.training import train_trial  # noqa: E402
@@ -30,7 +31,7 @@ KEYS = ("epochs_run", "best_epoch", "val_loss", "val_accuracy", "test_loss", "te
 
 
 def separate(cached, config: TuneConfig, patience: int) -> dict:
-    model = trial_model(cached, config, BATCH, lr=LR)
+    model = trial_model(cached, trial_context(config, cached), BATCH, lr=LR)
     stopper = keras.callbacks.EarlyStopping(
         config.monitor, patience=patience, mode="max", restore_best_weights=True
     )
@@ -69,7 +70,7 @@ def main() -> None:
 
 
 def shared(cached, config: TuneConfig) -> dict:
-    rows = train_trial(cached, config, BATCH, lr=LR, lr_method="minimum")
+    rows = train_trial(cached, trial_context(config, cached), BATCH, lr=LR, lr_method="minimum")
     return {str(r.patience): {k: getattr(r, k) for k in (*KEYS, "training_loop")} for r in rows}
 
 

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from nighttune.tasks.core.config import DatasetSpec
+from nighttune.tasks.core.config import DatasetSpec, ModelSpec
 from nighttune.tasks.core.config_file import parse
 from nighttune.tasks.core.errors import ConfigError
+from nighttune.tasks.core.objective import Objective
 
 
 @pytest.mark.parametrize(
@@ -48,7 +49,6 @@ def test_parse_errors_are_one_line(data: dict, expected: str) -> None:
 
 # --------------------------------------------------------------------------- TuneConfig
 
-from nighttune.tasks.core.config import TuneConfig  # noqa: E402
 from nighttune.tasks.core.config_file import load_tune_config  # noqa: E402
 
 
@@ -110,26 +110,28 @@ def test_missing_config_file(tmp_path) -> None:
 def test_the_objective_direction_comes_from_the_keras_metric(monkeypatch) -> None:
     from nighttune.tasks.tuning import objective
 
-    resolve = objective.resolve_objective
-    assert resolve(TuneConfig()).direction == "max"  # SparseCategoricalAccuracy: "up"
-    assert resolve(TuneConfig(monitor="val_loss")).direction == "min"
-    assert resolve(TuneConfig(monitor="accuracy")).column == "val_accuracy"
-    assert resolve(TuneConfig(monitor="val_loss", monitor_mode="max")).direction == "max"
+    def resolve(monitor: str = "val_accuracy", mode: str = "auto") -> Objective:
+        return objective.resolve_objective(ModelSpec(), monitor=monitor, monitor_mode=mode)
+
+    assert resolve().direction == "max"  # SparseCategoricalAccuracy: "up"
+    assert resolve("val_loss").direction == "min"
+    assert resolve("accuracy").column == "val_accuracy"
+    assert resolve("val_loss", "max").direction == "max"
     # Not from the name: a metric called "val_accuracy" that says "down" is minimized.
-    real = objective.metric_directions(TuneConfig().model)
+    real = objective.metric_directions(ModelSpec())
     monkeypatch.setattr(objective, "metric_directions", lambda spec: real | {"val_accuracy": "min"})
-    assert resolve(TuneConfig()).direction == "min"
+    assert resolve().direction == "min"
     monkeypatch.setattr(objective, "metric_directions", lambda spec: real | {"val_accuracy": None})
     with pytest.raises(ConfigError, match="set monitor_mode: max or min"):
-        resolve(TuneConfig())
+        resolve()
 
 
 def test_unknown_monitor_names_what_the_model_logs() -> None:
     from nighttune.tasks.tuning.objective import resolve_objective
 
-    resolve_objective(TuneConfig(monitor="val_loss"))
+    resolve_objective(ModelSpec(), monitor="val_loss")
     with pytest.raises(ConfigError) as err:
-        resolve_objective(TuneConfig(monitor="sparse_categorical_accuracy"))
+        resolve_objective(ModelSpec(), monitor="sparse_categorical_accuracy")
     message = str(err.value)
     assert "'sparse_categorical_accuracy' is not a metric the model logs" in message
     for name in ("accuracy", "loss", "val_accuracy", "val_loss"):
