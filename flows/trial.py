@@ -49,7 +49,7 @@ def train_trial_flow(
     ``code``: the sha256 of each builder's module as the parent has it (a worker with
     other code refuses before training). ``stop_at``: the parent's time budget, as the
     wall-clock time (``time.time()``) by which this fit must stop at an epoch boundary."""
-    check_code(config, code or {})
+    check_code(config.trial, code or {})
     target = export_target(config)  # where the parent reads the result: checked first
     check_devices(require_gpu or settings.current().require_gpu)
     # Never rebuilt here (`cache: false`, `fresh`): the parent did that before its
@@ -69,6 +69,8 @@ def train_trial_flow(
     rows = train_trial(
         cached, run, batch_size, lr=sweep.chosen_lr, lr_method=sweep.method, stop_at=stop_at
     )
-    entry = publish_trial(config, batch_size, target=target, sweep=sweep, rows=rows)
+    entry = publish_trial(
+        config.trial, batch_size, target=target, sweep=sweep, rows=rows, fresh=config.fresh
+    )
     get_logger().info("batch size %d: published %s", batch_size, entry)
     return str(entry)

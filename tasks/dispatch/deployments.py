@@ -111,7 +111,7 @@ class ChildRuns:
         self.target = target  # where the children publish their results
         self.parent_id = parent_id
         self.stop_at = stop_at
-        self.code = expected_code(config)  # the builders every child must train with
+        self.code = expected_code(config.trial)  # the builders every child must train with
         self.results: dict[int, Result] = {}
         self.waiting: dict[int, Any] = {}
         self.pool: str | None = None  # the trial deployment's work pool, once read
@@ -151,7 +151,9 @@ class ChildRuns:
     def collect(self, batch_size: int, state: ChildState) -> None:
         """A finished child: its published result, or failed rows saying why not."""
         published = (
-            read_published(self.config, batch_size, target=self.target) if state.completed else None
+            read_published(self.config.trial, batch_size, target=self.target)
+            if state.completed
+            else None
         )
         if published is not None:
             self.results[batch_size] = published
@@ -241,7 +243,7 @@ def run_trials_on_deployments(
     time budget's end, at most), gather their rows from what they published to ``target``."""
     children = ChildRuns(config, parent_id, stop_at, target=target)
     for batch_size in config.batch_sizes:
-        published = reusable_result(config, batch_size, target=target)
+        published = reusable_result(config.trial, batch_size, target=target, fresh=config.fresh)
         if published is not None:
             children.log.info("batch size %d: published before, reusing it", batch_size)
             children.results[batch_size] = published

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from nighttune.tasks.core.code import code_version, load_builder
-from nighttune.tasks.core.config import TuneConfig
+from nighttune.tasks.core.config import TrialSpec
 from nighttune.tasks.core.errors import BuilderError, IntegrityError
 from nighttune.tasks.core.records import LRSweep, TrialResult, sweep_files, values_file
 from nighttune.tasks.storage.files import safe_join
@@ -29,10 +29,10 @@ WORK = ".work"
 SEAL = EntrySeal()
 
 
-def handoff_slot(config: TuneConfig, batch_size: int, *, target: Target) -> Slot:
+def handoff_slot(spec: TrialSpec, batch_size: int, *, target: Target) -> Slot:
     """Where a child's result for ``batch_size`` is kept: under ``<target>/.work/`` (for a
     bucket, under its local home in the cache)."""
-    key = trial_key(config.trial, batch_size)  # the one key of a trial: see TrialSpec
+    key = trial_key(spec, batch_size)  # the one key of a trial: see TrialSpec
     return Slot(target.home(WORK), "trials", f"b{batch_size}", key)
 
 
@@ -49,15 +49,17 @@ def cut_short(rows: list[TrialResult] | list[dict[str, Any]]) -> bool:
 
 
 def publish_trial(
-    config: TuneConfig,
+    spec: TrialSpec,
     batch_size: int,
     *,
     target: Target,
     sweep: LRSweep,
     rows: list[TrialResult],
+    fresh: bool = False,
 ) -> Path:
     """Child side: copy the sweep files, rows and models into an entry and publish it
-    under ``target`` (every file verified, ``meta.json`` last)."""
+    under ``target`` (every file verified, ``meta.json`` last); ``fresh``: replacing
+    what is published."""
 
     def build(staging: Path) -> dict[str, Any]:
         if sweep.path:
@@ -79,33 +81,33 @@ def publish_trial(
         history = trial_histories(rows).get(batch_size)
         return {"sweep": sweep.model_dump(exclude={"path"}), "rows": published, "history": history}
 
-    slot = handoff_slot(config, batch_size, target=target)
+    slot = handoff_slot(spec, batch_size, target=target)
     before = slot.read()  # a fresh result, or one a time budget cut, replaces what is there
-    replace = config.fresh or (before is not None and cut_short(before.data["rows"]))
+    replace = fresh or (before is not None and cut_short(before.data["rows"]))
     entry = slot.get_or_build(build, replace)
     target.publish(entry.path, _published_name(entry.path), seal=SEAL)
     return entry.path
 
 
 def reusable_result(
-    config: TuneConfig, batch_size: int, *, target: Target
+    spec: TrialSpec, batch_size: int, *, target: Target, fresh: bool = False
 ) -> tuple[LRSweep, list[TrialResult]] | None:
     """Parent side, before starting a child: a published result that may stand in for
     it. None with ``fresh`` (the child trains again, and replaces what is published),
     and for a result a time budget cut."""
-    if config.fresh:
+    if fresh:
         return None
-    published = read_published(config, batch_size, target=target)
+    published = read_published(spec, batch_size, target=target)
     if published is None or cut_short(published[1]):
         return None
     return published
 
 
 def read_published(
-    config: TuneConfig, batch_size: int, *, target: Target
+    spec: TrialSpec, batch_size: int, *, target: Target
 ) -> tuple[LRSweep, list[TrialResult]] | None:
     """Parent side: the child's verified result, or None if there is none (yet)."""
-    slot = handoff_slot(config, batch_size, target=target)
+    slot = handoff_slot(spec, batch_size, target=target)
     entry = slot.read()
     if entry is None:
         try:  # from the bucket into the local home (in a folder: already there, or not)
@@ -125,21 +127,21 @@ def read_published(
     return sweep, rows
 
 
-def expected_code(config: TuneConfig) -> dict[str, str]:
+def expected_code(spec: TrialSpec) -> dict[str, str]:
     """The sha256 of each builder's module (model and data) as the parent imports it:
     what every child must train with."""
     found: dict[str, str] = {}
-    for spec in (config.model, config.dataset):
-        if spec.builder:
-            load_builder(spec.builder, spec.code_path)
-            found[spec.builder] = code_version(spec.builder).get("sha256", "")
+    for part in (spec.model, spec.dataset):
+        if part.builder:
+            load_builder(part.builder, part.code_path)
+            found[part.builder] = code_version(part.builder).get("sha256", "")
     return found
 
 
-def check_code(config: TuneConfig, expected: dict[str, str]) -> None:
+def check_code(spec: TrialSpec, expected: dict[str, str]) -> None:
     """Child side: refuse, in one line, to train with builders other than the parent's
     (a worker whose checkout or image holds another version of the module)."""
-    for ref, digest in expected_code(config).items():
+    for ref, digest in expected_code(spec).items():
         want = expected.get(ref)
         if want is not None and want != digest:
             raise BuilderError(

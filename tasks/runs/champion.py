@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from nighttune.tasks.core.config import TuneConfig
 from nighttune.tasks.core.errors import UserError, first_line
 from nighttune.tasks.core.logs import get_logger
 from nighttune.tasks.core.objective import Objective
@@ -47,24 +46,28 @@ def decide(
 
 
 def judge(
-    config: TuneConfig,
     cached: CachedDataset,
     winner: TrialResult,
     *,
     objective: Objective,
     target: Target,
+    policy: PromotePolicy,
+    margin: float,
+    code_dir: str | None,
 ) -> Promotion:
-    """The gate's decision for tonight's ``winner`` against ``target``'s champion."""
+    """The gate's decision for tonight's ``winner`` against ``target``'s champion, under
+    ``policy`` (the config's ``promote``) and ``margin`` (``promote_margin``); the
+    champion's model is loaded with ``code_dir``'s modules importable."""
     name = objective.monitor.removeprefix("val_")
     metric = f"test_{name}"
     score = winner.value(metric)
     base = Promotion(
-        policy=config.promote,
+        policy=policy,
         promoted=False,
         reason="",
         metric=metric,
         direction=objective.direction,
-        margin=config.promote_margin,
+        margin=margin,
         score=score,
     )
     champion: str | None = None
@@ -76,10 +79,10 @@ def judge(
     champion_score = None
     if champion is not None:
         champion_score, problem = _score_champion(
-            target, cached, run_id=champion, name=name, code_dir=config.code_dir
+            target, cached, run_id=champion, name=name, code_dir=code_dir
         )
     promoted = decide(
-        config.promote,
+        policy,
         score,
         champion_score,
         direction=objective.direction,

@@ -110,7 +110,15 @@ def export_run(  # noqa: PLR0913  until the run context (#32 item 3) carries con
     # The run's home: its place in a folder target; for a bucket, where a later fetch of
     # this run would land, so predict on this machine reuses it.
     final = target.home(run_id)
-    promotion = judge(config, cached, winner, objective=objective, target=target)
+    promotion = judge(
+        cached,
+        winner,
+        objective=objective,
+        target=target,
+        policy=config.promote,
+        margin=config.promote_margin,
+        code_dir=config.code_dir,
+    )
     log.info("export: writing %s", final)
     bundle = RunBundle(
         config=config,

@@ -272,7 +272,7 @@ def test_user_builders_train_on_the_workers(cluster, tmp_path) -> None:
     started = [c for c in trial_runs() if c.parameters["config"]["export_to"] == str(tmp_path)]
     assert len(started) == 2, "one child per batch size, on the workers"
     assert all(c.state.is_completed() for c in started)
-    code = expected_code(config)
+    code = expected_code(config.trial)
     assert set(code) == {"tasks:build", "flows:blobs"}
     assert all(c.parameters["code"] == code for c in started)
 
@@ -283,7 +283,7 @@ def test_a_worker_with_other_code_refuses_in_one_line(cluster, tmp_path, monkeyp
     config = builder_config(tmp_path).model_copy(update={"batch_sizes": (16,)})
     # The run "started with" another version of tasks.py than the workers have.
     other = {"tasks:build": "0" * 64}
-    monkeypatch.setattr("nighttune.tasks.dispatch.deployments.expected_code", lambda _config: other)
+    monkeypatch.setattr("nighttune.tasks.dispatch.deployments.expected_code", lambda _spec: other)
     sweeps, rows = run_trials_on_deployments(
         config, parent_id="other-code-parent", target=export_target(config)
     )
@@ -353,5 +353,5 @@ def test_the_time_budget_stops_a_running_child_at_an_epoch_boundary(cluster, tmp
     assert child.state.is_completed()
     assert started < child.parameters["stop_at"] < started + budget_s
     assert cut_short(
-        read_published(config, 16, target=export_target(config))[1]
+        read_published(config.trial, 16, target=export_target(config))[1]
     )  # a rerun trains it again

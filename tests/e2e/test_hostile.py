@@ -174,7 +174,7 @@ def test_a_worker_result_naming_files_outside_is_refused(
         batch_sizes=(32,),
     )
     target = export_target(config)
-    entry = handoff_slot(config, 32, target=target).path
+    entry = handoff_slot(config.trial, 32, target=target).path
     prefix = f"{PREFIX}/{WORK}/trials/{entry.name}"
     rel = "../../../../../../../../../" + str(victim / "planted.txt").lstrip("/")
     client = s3_server.client()
@@ -182,7 +182,7 @@ def test_a_worker_result_naming_files_outside_is_refused(
     meta = {"fingerprint": "x", "files": {rel: {"size": 7, "sha256": "0" * 64}}}
     client.put_object(Bucket=bucket, Key=f"{prefix}/meta.json", Body=json.dumps(meta).encode())
     with pytest.raises(UnsafePath, match="published file name .* is refused"):
-        read_published(config, 32, target=target)
+        read_published(config.trial, 32, target=target)
     assert sorted(p.name for p in victim.iterdir()) == ["keep.txt"]
     assert not entry.exists()
 

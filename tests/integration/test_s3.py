@@ -303,9 +303,9 @@ def test_trials_hand_over_through_s3_between_machines(trained, s3_server, bucket
     }
     worker = config.model_copy(update=dict(target, cache_dir=str(tmp_path / "gpu-machine")))
     parent = config.model_copy(update=dict(target, cache_dir=str(tmp_path / "cpu-machine")))
-    assert read_published(parent, 64, target=export_target(parent)) is None  # nothing yet
-    publish_trial(worker, 64, target=export_target(worker), sweep=sweeps[0], rows=rows)
-    sweep, got = read_published(parent, 64, target=export_target(parent))
+    assert read_published(parent.trial, 64, target=export_target(parent)) is None  # nothing yet
+    publish_trial(worker.trial, 64, target=export_target(worker), sweep=sweeps[0], rows=rows)
+    sweep, got = read_published(parent.trial, 64, target=export_target(parent))
     assert [r.model_dump(exclude={"model_path"}) for r in got] == [
         r.model_dump(exclude={"model_path"}) for r in rows
     ]

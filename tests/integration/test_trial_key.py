@@ -51,7 +51,7 @@ def config(tmp_path: Path, **changes) -> TuneConfig:
 def test_what_happens_around_the_trials_reuses_them(tmp_path, changes) -> None:
     before, after = config(tmp_path), config(tmp_path, **changes)
     assert trial_key(after.trial, 32) == trial_key(before.trial, 32)
-    slots = [handoff_slot(c, 32, target=export_target(c)) for c in (after, before)]
+    slots = [handoff_slot(c.trial, 32, target=export_target(c)) for c in (after, before)]
     assert slots[0].path == slots[1].path
 
 
@@ -115,7 +115,7 @@ def published(tmp_path: Path, cfg: TuneConfig, lr: float) -> None:
         seconds=0.1,
     )
     rows = [TrialResult(batch_size=32, patience=p, lr=lr, lr_method="minimum") for p in (2, 3)]
-    publish_trial(cfg, 32, target=export_target(cfg), sweep=sweep, rows=rows)
+    publish_trial(cfg.trial, 32, target=export_target(cfg), sweep=sweep, rows=rows, fresh=cfg.fresh)
 
 
 def test_fresh_retrains_and_is_never_itself_reused(tmp_path) -> None:
@@ -125,10 +125,14 @@ def test_fresh_retrains_and_is_never_itself_reused(tmp_path) -> None:
     plain, fresh = config(tmp_path), config(tmp_path, fresh=True)
     published(tmp_path, plain, lr=0.01)
     target = export_target(plain)  # the same folder for all of them
-    assert reusable_result(plain, 32, target=target) is not None
+    assert reusable_result(plain.trial, 32, target=target, fresh=plain.fresh) is not None
     wider = plain.model_copy(update={"batch_sizes": (32, 128)})
-    assert reusable_result(wider, 32, target=target) is not None
-    assert reusable_result(fresh, 32, target=target) is None  # the first fresh run trains
+    assert reusable_result(wider.trial, 32, target=target, fresh=wider.fresh) is not None
+    assert (
+        reusable_result(fresh.trial, 32, target=target, fresh=fresh.fresh) is None
+    )  # the first fresh run trains
     published(tmp_path, fresh, lr=0.02)  # ... and its child replaces the result
-    assert read_published(plain, 32, target=target)[0].chosen_lr == 0.02
-    assert reusable_result(fresh, 32, target=target) is None  # a second fresh run trains again
+    assert read_published(plain.trial, 32, target=target)[0].chosen_lr == 0.02
+    assert (
+        reusable_result(fresh.trial, 32, target=target, fresh=fresh.fresh) is None
+    )  # a second fresh run trains again
