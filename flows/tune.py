@@ -8,6 +8,7 @@ rest. Tasks are tagged ``cpu`` or ``gpu`` for work pools and concurrency limits.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -17,7 +18,14 @@ from prefect.runtime import flow_run
 from nighttune.flows import startup
 from nighttune.flows.steps import cache_dataset, export_run, lr_sweep, preflight, train_trial
 from nighttune.flows.target import export_target
-from nighttune.tasks.core.budget import RunClock, not_run_rows, planned_order, run_clock, trial_fits
+from nighttune.tasks.core.budget import (
+    RunClock,
+    not_run_rows,
+    planned_epochs,
+    planned_order,
+    run_clock,
+    trial_fits,
+)
 from nighttune.tasks.core.config import TuneConfig
 from nighttune.tasks.core.logs import get_logger
 from nighttune.tasks.core.records import ExportResult, LRSweep, Selection, TrialResult, TuneResult
@@ -82,8 +90,9 @@ def _local_grid(
 ) -> tuple[list[LRSweep], list[TrialResult]]:
     """The sweeps, then the trials, here: one of each per batch size. With a time budget
     (``clock``), cheapest batch sizes first (``epoch_s``: earlier runs' seconds an epoch),
-    each started only while it fits, every trial stopped where its next epoch would end
-    too late."""
+    each started only while it fits, an annealed schedule planned to end in its share of
+    the time (`_within_budget`), every trial stopped where its next epoch would end too
+    late."""
     spec = run.spec
     order = planned_order(batch_sizes, epoch_s)
     left_out: dict[int, str] = {}
@@ -106,20 +115,57 @@ def _local_grid(
         )
     lap("sweeps")
     rows: list[TrialResult] = []
-    for sweep in sweeps:
+    for done, sweep in enumerate(sweeps):
         b = sweep.batch_size
-        left = clock.left(time.time()) if clock is not None else None
-        if left is not None and not trial_fits(left, epoch_s.get(b), min(spec.patiences)):
-            left_out[b] = f"not started: {max(left, 0):.0f} s left"
-            continue
-        stop_at = clock.stop_at if clock is not None else None
+        planned, stop_at = run, None
+        if clock is not None:
+            left = clock.left(time.time())
+            planned = _within_budget(
+                run, b, left=left, epoch_s=epoch_s.get(b), trials_left=len(sweeps) - done
+            )
+            # A planned schedule runs to its end: one epoch must fit, not a patience
+            needs = 0 if planned is not run else min(spec.patiences)
+            if not trial_fits(left, epoch_s.get(b), needs):
+                left_out[b] = f"not started: {max(left, 0):.0f} s left"
+                continue
+            stop_at = clock.stop_at
         rows += train_trial(
-            cached, run, b, lr=sweep.chosen_lr, lr_method=sweep.method, stop_at=stop_at
+            cached, planned, b, lr=sweep.chosen_lr, lr_method=sweep.method, stop_at=stop_at
         )
     for b, why in left_out.items():
         get_logger().warning("batch size %d: time budget: %s", b, why)
         rows += not_run_rows(spec.patiences, b, why)
     return sweeps, sorted(rows, key=lambda r: (r.batch_size, r.patience))
+
+
+def _within_budget(
+    run: TrialContext,
+    batch_size: int,
+    *,
+    left: float,
+    epoch_s: float | None,
+    trials_left: int,
+) -> TrialContext:
+    """``run`` with as many epochs as an annealed schedule at ``batch_size`` can finish in
+    its share of the ``left`` seconds (`planned_epochs`), said in one line when fewer
+    than ``max_epochs``; a constant rate needs no plan (a fit cut at an epoch boundary
+    trained at the same rate)."""
+    spec = run.spec
+    if spec.lr_schedule == "constant":
+        return run
+    epochs = planned_epochs(left, epoch_s, max_epochs=spec.max_epochs, trials_left=trials_left)
+    if epochs >= spec.max_epochs:
+        return run
+    get_logger().info(
+        "trial b%d: time budget: %d of %d epochs planned (%.1f s an epoch in earlier runs), "
+        "so that its %s schedule anneals before the end",
+        batch_size,
+        epochs,
+        spec.max_epochs,
+        epoch_s,
+        spec.lr_schedule,
+    )
+    return dataclasses.replace(run, spec=spec.model_copy(update={"max_epochs": epochs}))
 
 
 @flow(name="tune", log_prints=False)

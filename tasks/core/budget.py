@@ -108,6 +108,23 @@ def trial_fits(left_s: float, epoch_s: float | None, patience: int) -> bool:
     return epoch_s is None or left_s >= (patience + 1) * epoch_s
 
 
+def planned_epochs(
+    left_s: float, epoch_s: float | None, *, max_epochs: int, trials_left: int
+) -> int:
+    """How many epochs a trial's schedule is planned for, so that it anneals before the
+    time budget ends: an equal share of the seconds left for each trial still to run
+    (this one included), at ``epoch_s`` an epoch (earlier runs' figure), at most
+    ``max_epochs``, at least one. ``max_epochs`` when no earlier run timed an epoch: the
+    fit is then stopped at an epoch boundary (`TimeBudgetCut`), annealed or not.
+
+    An annealed schedule cut in the middle has not annealed: a one-cycle fit stopped at
+    its peak trains at its highest rate when it stops."""
+    if epoch_s is None or epoch_s <= 0:
+        return max_epochs
+    share = max(left_s, 0.0) / max(trials_left, 1)
+    return max(1, min(max_epochs, int(share // epoch_s)))
+
+
 def planned_order(batch_sizes: tuple[int, ...], epoch_s: dict[int, float]) -> list[int]:
     """Batch sizes cheapest epoch first where earlier runs timed them (more cells finish
     in a short night), the rest after them in the config's order."""

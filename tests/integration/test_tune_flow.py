@@ -121,3 +121,42 @@ def test_the_flow_checks_its_own_input_before_any_sweep_or_trial(prefect_harness
     cache = tmp_path / "cache"
     assert not (cache / "sweeps").exists() and not (cache / "trials").exists()
     assert not (cache / "datasets").exists()  # the target is checked before the dataset
+
+
+def test_under_a_time_budget_an_annealed_trial_is_planned_to_finish(
+    prefect_harness, digits, tmp_path
+) -> None:
+    """With earlier runs' seconds an epoch, a one-cycle trial gets as many epochs as its
+    share of the time left holds, so its schedule ends annealed instead of being cut at
+    its peak: some 650 s for one trial at 100 s an epoch (a made-up history) is 6 epochs,
+    although patience 50 could never stop in them."""
+    import logging
+    import time
+
+    from nighttune.flows.tune import _local_grid
+    from nighttune.tasks.core.budget import RunClock
+    from nighttune.tasks.core.config import TuneConfig
+    from nighttune.tasks.tuning.context import trial_context
+
+    config = TuneConfig(batch_sizes=(64,), patiences=(50,), max_epochs=40, cache_dir=str(tmp_path))
+    run = trial_context(config, digits)
+    clock = RunClock(ends_at=time.time() + 650.0, export_reserve=0.0)
+    said: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
+    ours = logging.getLogger("nighttune")
+    level = ours.level
+    ours.addHandler(handler)
+    ours.setLevel(logging.INFO)
+    try:
+        sweeps, rows = _local_grid(
+            run, digits, batch_sizes=(64,), lap=lambda _: None, clock=clock, epoch_s={64: 100.0}
+        )
+    finally:
+        ours.removeHandler(handler)
+        ours.setLevel(level)
+    assert any("trial b64: time budget: 6 of 40 epochs planned" in line for line in said), said
+    (row,) = rows
+    assert row.status == "ok" and row.epochs_run == 6 and row.stop_epoch is None
+    optimizer = keras.models.load_model(row.model_path).optimizer
+    assert float(optimizer.learning_rate) < sweeps[0].chosen_lr * 1e-3  # annealed

@@ -11,6 +11,7 @@ from nighttune.tasks.core.budget import (
     check_deadline,
     next_deadline,
     parse_duration,
+    planned_epochs,
     run_clock,
     trial_fits,
 )
@@ -69,3 +70,14 @@ def test_a_trial_starts_only_when_its_smallest_patience_can_stop_in_time():
     assert trial_fits(100.0, 20.0, 3)  # 4 epochs of 20 s
     assert not trial_fits(70.0, 20.0, 3)
     assert not trial_fits(0.0, None, 3)
+
+
+def test_an_annealed_schedule_is_planned_to_end_within_its_share_of_the_time_left():
+    # 300 s for 3 trials at 10 s an epoch: 10 epochs each, so each one anneals in time
+    assert planned_epochs(300.0, 10.0, max_epochs=30, trials_left=3) == 10
+    assert planned_epochs(300.0, 10.0, max_epochs=30, trials_left=1) == 30  # capped
+    assert planned_epochs(300.0, 10.0, max_epochs=50, trials_left=1) == 30
+    assert planned_epochs(5.0, 10.0, max_epochs=30, trials_left=2) == 1  # at least one
+    assert planned_epochs(-4.0, 10.0, max_epochs=30, trials_left=2) == 1
+    # Never timed: no plan; the fit is cut at an epoch boundary as before
+    assert planned_epochs(300.0, None, max_epochs=30, trials_left=3) == 30
