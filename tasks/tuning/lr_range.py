@@ -27,7 +27,9 @@ from nighttune.tasks.storage.store import Slot
 from nighttune.tasks.tuning.lr_suggest import choose, smooth, suggest_all
 from nighttune.tasks.tuning.models import model_key
 
-FALLBACK_LR = 1e-3  # Adam's default, used only when no method finds a descent
+# Used only when no rule finds a descent: the rate the user's model was compiled with
+# (their own recipe's; SGD's 1e-3 would leave a CNN at chance), else Adam's default.
+FALLBACK_LR = 1e-3
 MIN_STEPS, MAX_STEPS = 50, 200
 
 
@@ -122,11 +124,13 @@ def sweep_from_curve(
     stop_reason: str,
     spec: LRRangeSpec,
     seconds: float,
+    fallback_lr: float = FALLBACK_LR,
 ) -> LRSweep:
-    """The `LRSweep` of one curve: every rule's suggestion, and the LR chosen for trials."""
+    """The `LRSweep` of one curve: every rule's suggestion, and the LR chosen for trials
+    (``fallback_lr`` when no rule has one)."""
     found = suggest_all(lrs, losses, spec.beta)
     picked = choose(found, spec.method)
-    chosen_lr, method = picked if picked else (FALLBACK_LR, "fallback")
+    chosen_lr, method = picked if picked else (fallback_lr, "fallback")
     return LRSweep(
         batch_size=batch_size,
         lrs=lrs,
@@ -174,6 +178,7 @@ def lr_range_test(
     from nighttune.tasks.tuning.models import build_model
 
     model = build_model(model_spec, cached.input_shape, cached.num_classes, seed=seed)
+    compiled_lr = _compiled_lr(model, model_spec)
     batches = cached.batches("train", batch_size, shuffle=True, seed=seed, budget=budget)
     steps = spec.steps or default_steps(cached.num_examples["train"], batch_size)
     get_logger().info(
@@ -200,15 +205,31 @@ def lr_range_test(
         stop_reason=stop_reason,
         spec=spec,
         seconds=time.perf_counter() - start,
+        fallback_lr=compiled_lr or FALLBACK_LR,
     )
     if sweep.method == "fallback":
         get_logger().warning(
-            "lr sweep, batch size %d: no method found a descent (%s); using lr %.0e",
+            "lr sweep, batch size %d: no method found a descent (%s); using lr %.3g (%s)",
             batch_size,
-            "; ".join(sweep.notes.values()),
-            FALLBACK_LR,
+            "; ".join(dict.fromkeys(sweep.notes.values())),
+            sweep.chosen_lr,
+            "the rate the model was compiled with" if compiled_lr else "Adam's default",
         )
     return sweep
+
+
+def _compiled_lr(model: Any, model_spec: ModelSpec) -> float | None:
+    """The learning rate a user's builder compiled its model with; None for the built-in
+    models and a builder that left compiling to us."""
+    if not model_spec.builder:
+        return None
+    import keras
+
+    rate = model.optimizer.learning_rate
+    if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
+        return None
+    value = float(keras.ops.convert_to_numpy(rate))
+    return value if math.isfinite(value) and value > 0 else None
 
 
 # Bump when what a sweep computes changes, so stored sweeps are not reused.
