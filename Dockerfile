@@ -3,6 +3,7 @@
 #   docker build -t nighttune-worker .
 #   docker build -t nighttune-worker:gpu --build-arg TF_EXTRA=gpu .
 #   docker run -e PREFECT_API_URL=http://server:4200/api -e NIGHTTUNE_POOL=gpu \
+#              --env-file /etc/nighttune/worker.env \
 #              -v /shared/exports:/shared/exports nighttune-worker:gpu
 # The flows come from the installed nighttune package; NIGHTTUNE_CODE_DIR (/app) is the
 # workers' working directory, where user builders named by a relative code_dir are found.
@@ -34,5 +35,7 @@ COPY examples/ examples/
 RUN pip install --no-cache-dir ".[${TF_EXTRA}]"
 
 USER 10001:10001
-# The worker polls the pool named by NIGHTTUNE_POOL (cpu or gpu) on PREFECT_API_URL.
-CMD ["sh", "-c", "exec prefect worker start --pool \"$NIGHTTUNE_POOL\""]
+# The worker polls the pool named by NIGHTTUNE_POOL (cpu or gpu) on PREFECT_API_URL, with
+# PREFECT_API_AUTH_STRING (docker run --env-file, never -e on a shared machine: `ps` shows
+# it) when the server asks for one; a server that is down or refuses it is one line first.
+CMD ["sh", "-c", "python deployments/pools.py --check && exec prefect worker start --pool \"$NIGHTTUNE_POOL\""]

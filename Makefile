@@ -24,7 +24,8 @@ help:
 	@echo "make lint   ruff, mypy and the import layers (lint-imports)"
 	@echo "make docs   regenerate docs/reliability.md (the reliability tables) and docs/command-line.md (--help)"
 	@echo "make bench  run the benchmarks in bench/ and print their ratios"
-	@echo "make server start the Prefect server for nightly runs (SERVER_HOST=127.0.0.1 SERVER_PORT=4200)"
+	@echo "make server start the Prefect server for nightly runs (SERVER_HOST=127.0.0.1 SERVER_PORT=4200;"
+	@echo "           off loopback: PREFECT_SERVER_API_AUTH_STRING in the environment, or SERVER_ARGS=--trusted-network)"
 	@echo "make pools  create the cpu/gpu work pools and the gpu concurrency limit (PREFECT_API_URL)"
 	@echo "make deploy deploy tune/nightly, tune/manual, train-trial/gpu and predict/batch (PREFECT_API_URL)"
 	@echo "make worker-cpu / worker-gpu   start a worker for that pool"
@@ -112,9 +113,12 @@ export NIGHTTUNE_TIMEZONE ?= UTC
 GPU_SLOTS ?= 1
 SERVER_HOST ?= 127.0.0.1
 SERVER_PORT ?= 4200
+# More `nighttune server` options: --trusted-network, --ui-api-url URL. The auth string
+# is read from the environment only (PREFECT_SERVER_API_AUTH_STRING): `ps` shows arguments.
+SERVER_ARGS ?=
 
 server: $(VENV)/.installed-run $(VENV)/.linked
-	$(BIN)/nighttune server --host $(SERVER_HOST) --port $(SERVER_PORT)
+	$(BIN)/nighttune server --host $(SERVER_HOST) --port $(SERVER_PORT) $(SERVER_ARGS)
 
 pools: $(VENV)/.installed-run $(VENV)/.linked
 	$(BIN)/python deployments/pools.py --gpu-slots $(GPU_SLOTS)
@@ -123,10 +127,13 @@ deploy: $(VENV)/.installed-run $(VENV)/.linked
 	@$(BIN)/python deployments/pools.py --check
 	$(BIN)/prefect --no-prompt deploy --prefect-file deployments/prefect.yaml --all
 
+# Workers check the server first: a missing or wrong PREFECT_API_AUTH_STRING is one line.
 worker-cpu: $(VENV)/.installed-run $(VENV)/.linked
+	@$(BIN)/python deployments/pools.py --check
 	$(BIN)/prefect worker start --pool cpu
 
 worker-gpu: $(VENV)/.installed-run $(VENV)/.linked
+	@$(BIN)/python deployments/pools.py --check
 	$(BIN)/prefect worker start --pool gpu
 
 clean:

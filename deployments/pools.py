@@ -1,7 +1,9 @@
 """Create (or update) nighttune's work pools and the `gpu` tag concurrency limit.
 
     .venv/bin/python deployments/pools.py [--gpu-slots N]
-    .venv/bin/python deployments/pools.py --check     # only: is there a server? (make deploy)
+    .venv/bin/python deployments/pools.py --check     # only: is there a server that takes
+                                                      # our PREFECT_API_AUTH_STRING? (make
+                                                      # deploy, make worker-cpu/gpu, Docker)
 
 Idempotent: run it as often as you like. Pools ``cpu`` and ``gpu`` are process
 pools; ``gpu`` task runs are limited to N at a time across all workers (default 1:
@@ -16,34 +18,26 @@ import sys
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.exceptions import ObjectAlreadyExists
-from prefect.settings import PREFECT_API_URL
+from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL
+
+from nighttune.flows.server import api_problem
 
 POOLS = {"cpu": "Dataset caching and the tune flow itself", "gpu": "LR sweeps and trials"}
 
 
 def server_problem() -> str | None:
-    """Why there is no Prefect server to talk to (one line), or None."""
-    import urllib.request
-
-    url = PREFECT_API_URL.value()
-    if not url:
-        return (
-            "set PREFECT_API_URL to your Prefect server first "
-            "(e.g. export PREFECT_API_URL=http://127.0.0.1:4200/api; start one: make server)"
-        )
-    try:
-        with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=10):
-            return None
-    except OSError as exc:
-        reason = getattr(exc, "reason", exc)
-        return f"no Prefect server answers at PREFECT_API_URL={url} ({reason}); make server"
+    """Why there is no Prefect server to talk to, or why it refuses this client's
+    PREFECT_API_AUTH_STRING (one line), or None."""
+    return api_problem(PREFECT_API_URL.value(), PREFECT_API_AUTH_STRING.value())
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpu-slots", type=int, default=1, help="gpu-tagged task runs at once")
     parser.add_argument(
-        "--check", action="store_true", help="only check that the Prefect server answers"
+        "--check",
+        action="store_true",
+        help="only check that the Prefect server answers and takes PREFECT_API_AUTH_STRING",
     )
     args = parser.parse_args()
     if problem := server_problem():

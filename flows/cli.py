@@ -54,6 +54,8 @@ from nighttune.flows.options import (  # noqa: E402
     SweepBatchOpt,
     SweepOutOpt,
     TopKOpt,
+    TrustedNetworkOpt,
+    UiApiUrlOpt,
     VerboseOpt,
 )
 from nighttune.tasks.core.errors import TrialFailed, UserError, clean_tf_message, first_line  # noqa: E402
@@ -94,6 +96,13 @@ def tune(
     cfg = load_tune_config(config, overrides or {})
 
     from nighttune.flows import startup
+    from nighttune.flows.server import check_api
+    from nighttune.tasks.runs.notify import by_reference
+
+    check_api()  # a lasting server that is down or refuses us: one line, before any work
+    # The flow runs in this process: it reads a plain --notify-url from our environment,
+    # and the flow-run parameter (Prefect's database, its UI) holds only the reference.
+    cfg = by_reference(cfg, os.environ)
     from nighttune.flows.console import screen_logging
     from nighttune.flows.screens import print_tune_result
     from nighttune.flows.server import local_flow_settings
@@ -227,29 +236,51 @@ def report(
 
 @app.command(short_help="Start the Prefect server for nightly runs.")
 def server(
+    *,
     host: HostOpt = "127.0.0.1",
     port: PortOpt = 4200,
+    trusted_network: TrustedNetworkOpt = False,
+    ui_api_url: UiApiUrlOpt = None,
 ) -> None:
     """Start the Prefect server for nightly runs (`prefect server start`, tuned).
 
+    Off loopback it needs PREFECT_SERVER_API_AUTH_STRING=user:password in the
+    environment (never as an argument: `ps` shows those to every user), or
+    --trusted-network: anyone who reaches the API can run code on every worker. With
+    an auth string the API and UI ask for it (clients and workers send it as
+    PREFECT_API_AUTH_STRING) and CSRF protection is on.
     Its task-run recorder writes in batches: on Prefect's default SQLite
     database that saves a 2 s client retry on many task starts (see
-    flows/server.py). Its UI reaches the API at this --host and --port (for
-    0.0.0.0: this machine's name), whatever PREFECT_API_URL says.
+    flows/server.py). Its UI reaches the API at --ui-api-url, else at this --host and
+    --port (for 0.0.0.0: this machine's name), whatever PREFECT_API_URL says.
     Variables already set in the environment win. The database: SQLite under
     PREFECT_HOME, or the one named by PREFECT_SERVER_DATABASE_CONNECTION_URL.
     """
-    from nighttune.flows.server import check_listen, served_settings, unset_server_settings
+    from nighttune.flows.server import (
+        auth_settings,
+        check_auth,
+        check_listen,
+        security_summary,
+        served_settings,
+        ui_api_warning,
+        unset_server_settings,
+    )
 
+    check_auth(host, trusted_network=trusted_network, environ=os.environ)
     check_listen(host, port)
     command = [sys.executable, "-m", "prefect", "server", "start"]
     command += ["--host", host, "--port", str(port)]
-    served = served_settings(host, port)
+    given = {"PREFECT_UI_API_URL": ui_api_url} if ui_api_url else {}
+    served = served_settings(host, port, {**os.environ, **given}) | given | auth_settings()
     ui_api = served.get("PREFECT_UI_API_URL") or os.environ.get(
-        "PREFECT_UI_API_URL", os.environ.get("PREFECT_SERVER_UI_API_URL")
+        "PREFECT_UI_API_URL", os.environ.get("PREFECT_SERVER_UI_API_URL", "")
     )
     print(f"nighttune: the UI at http://{host}:{port} reaches the API at {ui_api}")
+    if warning := ui_api_warning(host, ui_api):
+        print(f"nighttune: {warning}", file=sys.stderr)
+    print(f"nighttune: {security_summary({**os.environ, **served})}")
     sys.stdout.flush()
+    sys.stderr.flush()
     os.execve(command[0], command, {**os.environ, **unset_server_settings(), **served})
 
 

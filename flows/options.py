@@ -113,6 +113,24 @@ PortOpt = Annotated[
     int,
     typer.Option("--port", metavar="INTEGER", min=1, max=65535, help="Port of the API and UI."),
 ]
+TrustedNetworkOpt = Annotated[
+    bool,
+    typer.Option(
+        "--trusted-network",
+        help="Serve on a non-loopback --host without PREFECT_SERVER_API_AUTH_STRING: only "
+        "when nobody but your team can reach this network (anyone who reaches the API can "
+        "run code on every worker).",
+    ),
+]
+UiApiUrlOpt = Annotated[
+    str | None,
+    text(
+        "--ui-api-url",
+        "URL",
+        "Where browsers reach the API (http(s)://SERVER:PORT/api, or a proxy's address). "
+        "Default: PREFECT_UI_API_URL, else this --host and --port.",
+    ),
+]
 
 # data prepare
 PrepareNameArg = Annotated[

@@ -52,10 +52,142 @@ def served_settings(host: str, port: int, environ: Mapping[str, str] = os.enviro
     environment wins (a reverse proxy)."""
     settings = {"PREFECT_SERVER_API_HOST": host, "PREFECT_SERVER_API_PORT": str(port)}
     if not {"PREFECT_UI_API_URL", "PREFECT_SERVER_UI_API_URL"} & set(environ):
-        name = socket.getfqdn() if host in ("0.0.0.0", "::", "") else host
+        name = socket.getfqdn() if host in WILDCARDS else host
         name = f"[{name}]" if ":" in name else name  # an IPv6 literal
         settings["PREFECT_UI_API_URL"] = f"http://{name}:{port}/api"
     return settings
+
+
+AUTH_SETTING = "PREFECT_SERVER_API_AUTH_STRING"  # the server's; clients: PREFECT_API_AUTH_STRING
+CSRF_SETTING = "PREFECT_SERVER_CSRF_PROTECTION_ENABLED"
+WILDCARDS = ("0.0.0.0", "::", "")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether every address ``host`` names is this machine's loopback (127.0.0.0/8,
+    ::1): only this machine's own users reach a server bound there."""
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        return False  # `check_listen` says what is wrong with it
+    addresses = {str(info[4][0]).split("%")[0] for info in infos}
+    return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
+
+
+def check_auth(host: str, *, trusted_network: bool, environ: Mapping[str, str]) -> None:
+    """Refuse, in one line, a server that other machines can reach with no auth string.
+
+    Whoever reaches Prefect's API can create deployments and flow runs, that is run code
+    on every worker (GPU machines holding the bucket's keys): off loopback, Prefect's
+    basic auth is on unless the user says the network is trusted. The auth string comes
+    from the environment only: a command-line argument shows in `ps` to every user."""
+    from nighttune.tasks.core.errors import UserError
+
+    if trusted_network or is_loopback(host) or environ.get(AUTH_SETTING, "").strip():
+        return
+    raise UserError(
+        f"--host {host} lets other machines drive this server, and {AUTH_SETTING} is not "
+        f"set: export {AUTH_SETTING}='user:a-long-random-password' in the server's "
+        "environment (clients and workers set PREFECT_API_AUTH_STRING to the same), or "
+        "pass --trusted-network if only your team can reach this network "
+        "(docs/production.md, Securing the server)"
+    )
+
+
+def auth_settings(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """With an auth string, CSRF protection too (Prefect's default is off): a page on
+    another site cannot make a logged-in browser POST to the API. Prefect's clients fetch
+    a token first (PREFECT_CLIENT_CSRF_SUPPORT_ENABLED, on by default). A value set in
+    the environment wins."""
+    if environ.get(AUTH_SETTING, "").strip() and CSRF_SETTING not in environ:
+        return {CSRF_SETTING: "true"}
+    return {}
+
+
+def security_summary(settings: Mapping[str, str]) -> str:
+    """``basic auth on, CSRF protection on``: what the server will ask of its clients
+    (never the auth string itself)."""
+    auth = "on" if settings.get(AUTH_SETTING, "").strip() else "off"
+    enabled = settings.get(CSRF_SETTING, "").strip().lower() in ("1", "true", "t", "yes", "on")
+    return f"basic auth {auth}, CSRF protection {'on' if enabled else 'off'}"
+
+
+def ui_api_warning(host: str, ui_api_url: str) -> str | None:
+    """For a wildcard bind, a warning when the UI's API address names this machine by a
+    name that resolves to loopback (``/etc/hosts`` often maps the host name to
+    127.0.0.1): a browser elsewhere would load the UI, then call its own localhost."""
+    from urllib.parse import urlsplit
+
+    name = urlsplit(ui_api_url).hostname or ""
+    if host not in WILDCARDS or not is_loopback(name):
+        return None
+    return (
+        f"warning: the UI will call the API at {ui_api_url}, and {name!r} is this machine's "
+        "loopback: browsers on other machines cannot reach it. Give the address they use: "
+        "--ui-api-url http://SERVER:PORT/api (or PREFECT_UI_API_URL)"
+    )
+
+
+def api_problem(url: str | None, auth_string: str | None, *, timeout: float = 10) -> str | None:
+    """Why a client cannot use the Prefect API at ``url`` sending ``auth_string``
+    (PREFECT_API_AUTH_STRING), in one line that says how to fix it; None when it can.
+
+    Asks an endpoint behind Prefect's basic auth (``/health`` is open to probes), once:
+    Prefect's own client answers a 401 with a traceback, and a worker retries."""
+    import base64
+    import urllib.error
+    import urllib.request
+
+    from nighttune.tasks.core.urls import redact
+
+    if not url:
+        return (
+            "set PREFECT_API_URL to your Prefect server first "
+            "(e.g. export PREFECT_API_URL=http://127.0.0.1:4200/api; start one: make server)"
+        )
+    shown = redact(url)
+    request = urllib.request.Request(f"{url.rstrip('/')}/admin/version")
+    if auth_string:
+        token = base64.b64encode(auth_string.encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):
+            return None
+    except urllib.error.HTTPError as exc:
+        if exc.code != 401:
+            return f"the Prefect server at PREFECT_API_URL={shown} answered HTTP {exc.code}"
+        if not auth_string:
+            return (
+                f"the Prefect server at PREFECT_API_URL={shown} wants its auth string "
+                "(401 Unauthorized): set PREFECT_API_AUTH_STRING to the server's "
+                f"{AUTH_SETTING} (user:password)"
+            )
+        return (
+            f"the Prefect server at PREFECT_API_URL={shown} refused PREFECT_API_AUTH_STRING "
+            f"(401 Unauthorized): set it to the server's {AUTH_SETTING}"
+        )
+    except (OSError, ValueError) as exc:  # ValueError: a URL that does not parse
+        reason = getattr(exc, "reason", exc)
+        return f"no Prefect server answers at PREFECT_API_URL={shown} ({reason}); make server"
+
+
+def check_api() -> None:
+    """With PREFECT_API_URL set, fail in one line (exit 2) when that server cannot be
+    used: down, or refusing this client's PREFECT_API_AUTH_STRING. Without it nothing is
+    asked: the command starts a temporary server of its own."""
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL
+
+    from nighttune.tasks.core.errors import UserError
+
+    url = PREFECT_API_URL.value()
+    if url and (problem := api_problem(url, PREFECT_API_AUTH_STRING.value())):
+        raise UserError(f"{problem}, or unset PREFECT_API_URL to run on a temporary server")
 
 
 def unset_server_setting_updates() -> dict:
@@ -102,6 +234,10 @@ class TemporaryServer:
             **get_current_settings().to_environment_variables(exclude_unset=True),
             **unset_server_settings(),
         }
+        # A server's auth string exported in this shell (the machine that runs `nighttune
+        # server`) would lock this client out of its own temporary server, which listens
+        # on loopback only.
+        env.pop(AUTH_SETTING, None)
         self.deadline = self.deadline or time.monotonic() + self.startup_s
         port = _free_port()
         self.api_url = f"http://127.0.0.1:{port}/api"

@@ -16,6 +16,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from nighttune.flows import startup
+from nighttune.flows.secrets import secret_block
 from nighttune.flows.steps import cache_dataset, export_run, lr_sweep, preflight, train_trial
 from nighttune.flows.target import export_target
 from nighttune.tasks.core.budget import (
@@ -33,7 +34,7 @@ from nighttune.tasks.data.datasets import CachedDataset
 from nighttune.tasks.dispatch.deployments import run_trials_on_deployments, with_deployment_config
 from nighttune.tasks.runs.export import new_run_id
 from nighttune.tasks.runs.history import past_timings
-from nighttune.tasks.runs.notify import context_of, notify_failed, notify_finished
+from nighttune.tasks.runs.notify import context_of, notify_failed, notify_finished, warn_if_plain
 from nighttune.tasks.storage.target import Target
 from nighttune.tasks.tuning.context import TrialContext, trial_context
 from nighttune.tasks.tuning.selection import select
@@ -171,17 +172,19 @@ def _within_budget(
 @flow(name="tune", log_prints=False)
 def tune(config: TuneConfig | None = None) -> TuneResult:
     """Tune batch size x patience for ``config``, export the best model, promote it if
-    it beats the model in service, and tell ``notify_url`` when the night went wrong."""
+    it beats the model in service, and tell the webhook (``notify_url``, read where this
+    runs) when the night went wrong."""
     config = with_deployment_config(config or TuneConfig())
+    warn_if_plain(config)
     run_id = new_run_id()
     context = context_of(config) | {"flow_run": _flow_run_link()}
     try:
         target = export_target(config)  # the one target of this run
         result = _tune(config, run_id, target=target)
     except Exception as exc:
-        notify_failed(config, run_id, exc, context=context)
+        notify_failed(config, run_id, exc, context=context, read_secret=secret_block)
         raise
-    notify_finished(config, result, context, target=target)
+    notify_finished(config, result, context, target=target, read_secret=secret_block)
     return result
 
 

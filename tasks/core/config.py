@@ -153,7 +153,9 @@ class TuneConfig(Strict):
     notify_url: str | None = Field(
         None,
         description="Webhook that receives a JSON POST when a run fails, is not promoted, "
-        "or scores outside its night-over-night band (shown only as scheme and host).",
+        "or scores outside its night-over-night band: a URL (shown only as scheme and "
+        "host; the command line keeps it out of Prefect), env:NAME or secret:BLOCK (read "
+        "where the flow runs). Default: $NIGHTTUNE_NOTIFY_URL there.",
     )
     s3_endpoint_url: str | None = Field(
         None,

@@ -8,6 +8,7 @@ now; everything else takes the values from the `Settings` it returns.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -49,6 +50,12 @@ def current() -> Settings:
         tfds_data_dir=env.get("TFDS_DATA_DIR"),
         require_gpu=env.get("NIGHTTUNE_REQUIRE_GPU") == "1",
     )
+
+
+def environment() -> Mapping[str, str]:
+    """This process's environment, for a value a config names by reference (a webhook's
+    ``env:NAME``): read on the machine that runs the flow, never passed as a parameter."""
+    return os.environ
 
 
 # XLA's CPU scheduler "optimized for concurrency" runs a step's independent kernels

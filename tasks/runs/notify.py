@@ -1,4 +1,11 @@
-"""Telling someone when a night goes wrong: one JSON POST to ``notify_url``.
+"""Telling someone when a night goes wrong: one JSON POST to the webhook.
+
+The webhook's URL usually holds its token, so it is best named by reference and read
+on the machine that runs the flow: ``notify_url: env:NAME`` (a variable there),
+``notify_url: secret:NAME`` (a Prefect Secret block), or no ``notify_url`` and
+$NIGHTTUNE_NOTIFY_URL (`webhook_url`). A plain URL still works; the command line moves
+it out of the flow-run parameters (`by_reference`), and a flow run that receives one
+says that Prefect now holds it (`warn_if_plain`).
 
 A night is worth a message when it fails, when the champion gate keeps the model in
 service (``--promote gate`` only: ``never`` is a choice, not news), when its time
@@ -17,16 +24,18 @@ import statistics
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 from nighttune.tasks.core.config import TuneConfig
 from nighttune.tasks.core.errors import UserError, first_line
 from nighttune.tasks.core.logs import get_logger
 from nighttune.tasks.core.records import TuneResult
-from nighttune.tasks.core.urls import redact_webhook
+from nighttune.tasks.core.settings import environment
+from nighttune.tasks.core.urls import redact_webhook, webhook_problem, webhook_reference
 from nighttune.tasks.storage.target import Target
 
+NOTIFY_URL_ENV = "NIGHTTUNE_NOTIFY_URL"  # the webhook, where no notify_url is given
 ATTEMPTS = 3
 BACKOFF_S = (1.0, 3.0)  # between attempts
 TIMEOUT_S = 10.0
@@ -141,13 +150,88 @@ def post(url: str, body: dict[str, Any]) -> bool:
     return False
 
 
+def by_reference(config: TuneConfig, environ: MutableMapping[str, str]) -> TuneConfig:
+    """``config`` with a plain ``notify_url`` moved into ``environ`` (this process's
+    environment, which the flow run that the command starts reads) and named there by
+    reference, ``env:NIGHTTUNE_NOTIFY_URL``: the token never becomes a flow-run parameter,
+    so Prefect's database and UI, the manifest and the report never hold it. A
+    reference or no URL is left as it is."""
+    url = config.notify_url
+    if not url or webhook_reference(url) is not None:
+        return config
+    environ[NOTIFY_URL_ENV] = url
+    return config.model_copy(update={"notify_url": f"env:{NOTIFY_URL_ENV}"})
+
+
+def warn_if_plain(config: TuneConfig) -> None:
+    """A plain webhook URL that reached the flow as a parameter is stored in Prefect's
+    database and shown in its UI (its token too): say so, and how to avoid it."""
+    if config.notify_url and webhook_reference(config.notify_url) is None:
+        get_logger().warning(
+            "notify_url %s is a plain URL in this flow run's parameters: Prefect's database "
+            "and UI hold its token. Give notify_url env:NAME (a variable on the worker) or "
+            "secret:BLOCK (a Prefect Secret block), or set %s on the worker instead",
+            redact_webhook(config.notify_url),
+            NOTIFY_URL_ENV,
+        )
+
+
+def webhook_url(
+    notify_url: str | None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    read_secret: Callable[[str], str] | None = None,
+) -> str | None:
+    """Where notifications go: ``notify_url`` itself, the variable an ``env:NAME`` names,
+    the Secret block a ``secret:NAME`` names (through ``read_secret``, which raises
+    LookupError), or without a ``notify_url`` $NIGHTTUNE_NOTIFY_URL; None when there is
+    none to use (a warning says why when one was named). Read on the machine that runs
+    the flow, when a message is sent."""
+    environ = environment() if environ is None else environ
+    reference = webhook_reference(notify_url)
+    if notify_url and reference is None:
+        return notify_url  # a URL, checked with the config
+    kind, name = reference or ("env", NOTIFY_URL_ENV)
+    if kind == "env":
+        value, why = environ.get(name, "").strip(), f"{name} is not set on this machine"
+    else:
+        value, why = _secret(name, read_secret)
+    if value and (problem := _url_problem(value)):
+        value, why = "", f"its value is no webhook URL ({problem})"
+    if not value and (reference is not None or why.startswith("its value")):
+        get_logger().warning("notify_url %s: %s; no notification", notify_url or name, why)
+    return value or None
+
+
+def _secret(name: str, read_secret: Callable[[str], str] | None) -> tuple[str, str]:
+    """(the Secret block's value, "") or ("", why there is none)."""
+    if read_secret is None:
+        return "", "a Secret block is read only inside a flow run"
+    try:
+        return read_secret(name).strip(), f"Secret block {name!r} is empty"
+    except LookupError as exc:
+        return "", str(exc)
+
+
+def _url_problem(value: str) -> str | None:
+    if webhook_reference(value) is not None:
+        return "a reference, not a URL"
+    return webhook_problem(value)
+
+
 def notify_finished(
-    config: TuneConfig, result: TuneResult, context: dict[str, Any], *, target: Target
+    config: TuneConfig,
+    result: TuneResult,
+    context: dict[str, Any],
+    *,
+    target: Target,
+    read_secret: Callable[[str], str] | None = None,
 ) -> list[str]:
     """Post about a finished night if it is worth telling (see `night_events`); the
     events found, posted or not (the band is read from ``target``'s earlier runs, and
-    only with a ``notify_url``)."""
-    if not config.notify_url:
+    only with a webhook: see `webhook_url`)."""
+    url = webhook_url(config.notify_url, read_secret=read_secret)
+    if not url:
         return []
     band = None
     promotion = result.export.promotion
@@ -162,16 +246,21 @@ def notify_finished(
         band = outside_band(promotion.score, earlier, promotion.direction)
     events = night_events(result, band)
     if events:
-        post(config.notify_url, finished_message(result, events, band=band, context=context))
+        post(url, finished_message(result, events, band=band, context=context))
     return events
 
 
 def notify_failed(
-    config: TuneConfig, run_id: str | None, error: BaseException, *, context: dict[str, Any]
+    config: TuneConfig,
+    run_id: str | None,
+    error: BaseException,
+    *,
+    context: dict[str, Any],
+    read_secret: Callable[[str], str] | None = None,
 ) -> None:
-    """Post that the night failed (when there is a ``notify_url``)."""
-    if config.notify_url:
-        post(config.notify_url, failed_message(run_id, error, context))
+    """Post that the night failed (when there is a webhook: see `webhook_url`)."""
+    if url := webhook_url(config.notify_url, read_secret=read_secret):
+        post(url, failed_message(run_id, error, context))
 
 
 def context_of(config: TuneConfig) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from tests.support.reliability import (
     CRAFTED_MANIFESTS,
     DOC,
     OTHER_FAULTS,
+    SERVER_FAULTS,
     TRAINING_FAULTS,
     BadInput,
     render,
@@ -158,7 +159,7 @@ def test_bad_input_exits_2_with_one_line(case: BadInput, outcomes) -> None:
 
 def test_reliability_doc_is_current() -> None:
     assert DOC.read_text() == render(), "docs/reliability.md is out of date: run `make docs`"
-    for fault in TRAINING_FAULTS + OTHER_FAULTS:  # every fault names a test that exists
+    for fault in TRAINING_FAULTS + OTHER_FAULTS + SERVER_FAULTS:  # each names a real test
         path, name = fault.test.split("::")
         assert f"def {name}(" in (ROOT / path).read_text(), fault.test
 

@@ -676,6 +676,57 @@ OTHER_FAULTS: tuple[Fault, ...] = (
     ),
 )
 
+SERVER_TEST = "tests/e2e/test_server_auth.py"
+SERVER_FAULTS: tuple[Fault, ...] = (
+    Fault(
+        "server-open-without-auth",
+        "`nighttune server --host 0.0.0.0` without PREFECT_SERVER_API_AUTH_STRING",
+        "exit 2 before it binds, one line naming PREFECT_SERVER_API_AUTH_STRING and "
+        "`--trusted-network`; nothing on stdout",
+        f"{SERVER_TEST}::test_a_server_off_loopback_without_an_auth_string_exits_2_in_one_line",
+    ),
+    Fault(
+        "server-wildcard-loopback-name",
+        "a wildcard bind whose UI API address names a host that resolves to loopback",
+        "a warning line with the fix (`--ui-api-url` or PREFECT_UI_API_URL)",
+        f"{SERVER_TEST}::test_a_wildcard_bind_whose_name_is_loopback_is_a_warning_with_the_fix",
+    ),
+    Fault(
+        "api-without-credentials",
+        "requests to a server started with an auth string: none, a wrong one, the right one",
+        "401, 401, 200; a state-changing request without the CSRF token 403; `/api/health` "
+        "200 for probes; the UI's settings say BASIC auth and CSRF on",
+        f"{SERVER_TEST}::test_the_api_asks_for_the_auth_string_and_csrf_is_on",
+    ),
+    Fault(
+        "client-auth-missing-or-wrong",
+        "`deployments/pools.py --check` (make deploy, make worker-cpu/gpu, the image), "
+        "`nighttune tune --dispatch deployments`, `prefect worker start` and `prefect "
+        "deployment run` with PREFECT_API_AUTH_STRING unset or wrong",
+        "ours: exit 2, one line (`wants its auth string` / `refused "
+        "PREFECT_API_AUTH_STRING`); Prefect's worker exits 1 at once with `401 "
+        "Unauthorized`, no traceback; `prefect deployment run` exits 1 (Prefect prints "
+        "its traceback); the auth string on no screen",
+        f"{SERVER_TEST}::test_a_missing_or_wrong_auth_string_is_one_line",
+    ),
+    Fault(
+        "webhook-token-nowhere",
+        "with an auth string on the server: `nighttune tune --notify-url URL-with-token` "
+        "(a night that fails), and `prefect deployment run` on a cpu worker whose "
+        "environment holds NIGHTTUNE_NOTIFY_URL (a night cut by its budget)",
+        "both POSTs arrive; the CLI run's parameter is `env:NIGHTTUNE_NOTIFY_URL`; neither "
+        "the token nor the auth string is in Prefect's database files, the server's or "
+        "worker's log, the export folders or on the screen",
+        f"{SERVER_TEST}::test_runs_with_a_webhook_leave_its_token_and_the_auth_string_nowhere",
+    ),
+    Fault(
+        "webhook-secret-block",
+        "`notify_url: secret:NAME` naming a Prefect Secret block, and one that does not exist",
+        "the block's URL is used; a missing block is a warning and no notification",
+        f"{SERVER_TEST}::test_a_secret_block_names_the_webhook",
+    ),
+)
+
 
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
     def cell(text: str) -> str:
@@ -789,6 +840,19 @@ def render() -> str:
     out += _table(
         ("fault", "done", "outcome", "test"),
         [(f.id, f.what, f.outcome, f"`{f.test}`") for f in OTHER_FAULTS],
+    )
+    out += [
+        "",
+        f"## Securing the server (`{SERVER_TEST}`)",
+        "",
+        "A real `nighttune server` (on 127.0.0.1, with an auth string), pools, deployments,",
+        "a cpu worker and `prefect deployment run` in their own processes; a webhook",
+        "receiver on 127.0.0.1. See [production.md](production.md#securing-the-server).",
+        "",
+    ]
+    out += _table(
+        ("fault", "done", "outcome", "test"),
+        [(f.id, f.what, f.outcome, f"`{f.test}`") for f in SERVER_FAULTS],
     )
     return "\n".join(out) + "\n"
 

@@ -12,7 +12,9 @@ from typing import Any
 class Webhook:
     """``url`` takes JSON POSTs; ``bodies`` holds them in order of arrival."""
 
-    def __init__(self, fail_first: int = 0, status: int = 500) -> None:
+    def __init__(
+        self, fail_first: int = 0, status: int = 500, *, path: str = "/hooks/T0/secret-token"
+    ) -> None:
         self.bodies: list[dict[str, Any]] = []
         self.attempts = 0
         hook = self
@@ -32,7 +34,7 @@ class Webhook:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_port}/hooks/T0/secret-token"
+        self.url = f"http://127.0.0.1:{self._server.server_port}{path}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
