@@ -174,7 +174,9 @@ def lr_range_test(
     budget: int | None = None,
 ) -> LRSweep:
     """Build a fresh model and sweep it on the cached train split at ``batch_size`` (held
-    in memory if it fits ``budget`` bytes as float32, else read from disk)."""
+    in memory if it fits ``budget`` bytes as float32, else read from disk). A user's
+    model is built at the rate it was compiled with: the fallback when no rule finds a
+    descent."""
     from nighttune.tasks.tuning.models import build_model
 
     model = build_model(model_spec, cached.input_shape, cached.num_classes, seed=seed)

@@ -25,20 +25,23 @@ from nighttune.tasks.core.settings import use_xla_cpu_flags
 # it (or with op determinism on); a trial's log line says which way it trains instead.
 warnings.filterwarnings("ignore", message="Model doesn't support `jit_compile=True`")
 
+DEFAULT_LR = 1e-3  # Adam's default: a model nobody gave a rate
+
 
 def build_model(
     spec: ModelSpec,
     input_shape: tuple[int, ...],
     num_classes: int | None,
     *,
-    learning_rate: Any = 1e-3,
+    learning_rate: Any = None,
     seed: int = 0,
     steps_per_execution: int = 1,
     jit_compile: bool | str = False,
 ) -> Any:
     """A compiled Keras model for ``spec``; the same seed gives the same initial weights.
     ``learning_rate``: a number, or a Keras `LearningRateSchedule`
-    (`tasks.tuning.schedules`).
+    (`tasks.tuning.schedules`); None keeps the rate a user's builder compiled with
+    (Adam's default 1e-3 for the rest).
 
     Python's global `random` is left as it was, and other threads drawing from it
     cannot change the weights (see `seeded_build`).
@@ -74,7 +77,7 @@ def build_model(
         outputs = keras.layers.Dense(num_classes or 1, name="logits" if num_classes else "value")(x)
         model = keras.Model(inputs, outputs, name=f"nighttune_{spec.kind}")
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=keras.optimizers.Adam(DEFAULT_LR if learning_rate is None else learning_rate),
         **_loss_and_metrics(num_classes, logits=True),
         steps_per_execution=steps_per_execution,
         jit_compile=jit_compile,
@@ -114,12 +117,13 @@ def _user_model(
         )
     if getattr(model, "optimizer", None) is None or not model.compiled:
         model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate),
+            optimizer=keras.optimizers.Adam(DEFAULT_LR if learning_rate is None else learning_rate),
             **_loss_and_metrics(num_classes, logits=outputs_kind(model) == "logits"),
             jit_compile=jit_compile,
         )
         return model
-    set_learning_rate(model, learning_rate, spec.builder)
+    if learning_rate is not None:
+        set_learning_rate(model, learning_rate, spec.builder)
     model.jit_compile = jit_compile  # Keras turns it off for models that cannot
     return model
 

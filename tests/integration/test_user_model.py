@@ -221,3 +221,16 @@ def test_a_model_computing_its_own_loss_sweeps_and_trains(digits, tmp_path) -> N
         digits, trial_context(config, digits), 64, lr=sweep.chosen_lr, lr_method=sweep.method
     )
     assert row.status == "ok" and row.training_loop == "fused" and row.val_accuracy > 0.8
+
+
+def test_a_flat_sweep_falls_back_to_the_rate_the_model_was_compiled_with(digits) -> None:
+    """30 steps of this SGD model's sweep fall 3% (flat: no rule reads an LR off it);
+    its trials then train at the user's own compiled rate, 0.05, not Adam's 1e-3 (at
+    which the example's SGD CNN stayed at chance)."""
+    from nighttune.tasks.core.config import LRRangeSpec
+    from nighttune.tasks.tuning.lr_range import lr_range_test
+
+    sweep = lr_range_test(digits, spec("build_own_loss"), 64, spec=LRRangeSpec(steps=30))
+    assert sweep.method == "fallback"
+    assert all("flat" in note or "too short" in note for note in sweep.notes.values())
+    assert sweep.chosen_lr == pytest.approx(0.05)
