@@ -122,8 +122,9 @@ def _user_model(
             jit_compile=jit_compile,
         )
         return model
+    refuse_own_schedule(model, spec.builder)
     if learning_rate is not None:
-        set_learning_rate(model, learning_rate, spec.builder)
+        model.optimizer.learning_rate = learning_rate
     model.jit_compile = jit_compile  # Keras turns it off for models that cannot
     return model
 
@@ -139,9 +140,9 @@ def model_key(spec: ModelSpec) -> dict[str, Any]:
     return key
 
 
-def set_learning_rate(model: Any, learning_rate: Any, label: str) -> None:
-    """Set the optimizer's learning rate (a number or our schedule); one line when the
-    user's own schedule owns it.
+def refuse_own_schedule(model: Any, label: str) -> None:
+    """One line when the optimizer a user's builder compiled takes its rate from the
+    user's own schedule.
 
     A user's `LearningRateSchedule` is refused rather than scaled to the range test's
     peak: its shape counts steps for the user's batch size and epochs, not the trial's,
@@ -155,7 +156,6 @@ def set_learning_rate(model: Any, learning_rate: Any, label: str) -> None:
             "schedule; nighttune drives the learning rate (lr_schedule: constant, cosine or "
             "one_cycle, the range test's LR its peak): compile with a number"
         )
-    model.optimizer.learning_rate = learning_rate
 
 
 @contextlib.contextmanager
