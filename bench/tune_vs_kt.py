@@ -61,9 +61,13 @@ def whole_tune(
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
     seconds = time.perf_counter() - start
+    return seconds, float(last_manifest(tmp)["winner"]["test_accuracy"])
+
+
+def last_manifest(tmp: str) -> dict:
+    """The manifest of the run `whole_tune` exported under ``tmp``."""
     run_id = json.loads(Path(tmp, "exports", "latest.json").read_text())["run_id"]
-    manifest = json.loads(Path(tmp, "exports", run_id, "manifest.json").read_text())
-    return seconds, float(manifest["winner"]["test_accuracy"])
+    return json.loads(Path(tmp, "exports", run_id, "manifest.json").read_text())
 
 
 def model_for(cached: CachedDataset, lr: float, seed: int) -> keras.Model:

@@ -21,12 +21,14 @@ from nighttune.tasks.inference.predict import PredictSummary
 from nighttune.tasks.preflight import preflight as check_input
 from nighttune.tasks.runs.export import export_run as write_export
 from nighttune.tasks.runs.reader import RunAccess
+from nighttune.tasks.tuning.halving import run_bracket
 from nighttune.tasks.tuning.lr_range import stored_lr_range_test
 from nighttune.tasks.tuning.training import train_trial as fit_trial
 
 preflight = task(name="preflight", tags=["cpu"], cache_policy=NO_CACHE)(check_input)
 cache_dataset = task(name="cache_dataset", tags=["cpu"], cache_policy=NO_CACHE)(load_dataset)
 lr_sweep = task(name="lr_sweep", tags=["gpu"], cache_policy=NO_CACHE)(stored_lr_range_test)
+lr_bracket = task(name="lr_bracket", tags=["gpu"], cache_policy=NO_CACHE)(run_bracket)
 train_trial = task(name="train_trial", tags=["gpu"], cache_policy=NO_CACHE)(fit_trial)
 export_run = task(name="export_run", tags=["cpu"], cache_policy=NO_CACHE)(write_export)
 

@@ -1,4 +1,4 @@
-"""The `train-trial` flow: one batch size's LR sweep and trial, on a (GPU) worker.
+"""The `train-trial` flow: one batch size's LR sweep, bracket and trial, on a (GPU) worker.
 
 Deployed as ``train-trial/gpu`` on the ``gpu`` work pool. It loads the dataset into
 the worker's own cache, runs the sweep and the shared-patience trial, and publishes
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from nighttune.flows.steps import cache_dataset, lr_sweep, train_trial
+from nighttune.flows.steps import cache_dataset, lr_bracket, lr_sweep, train_trial
 from nighttune.flows.target import export_target
 from nighttune.tasks.core import settings
 from nighttune.tasks.core.config import TuneConfig
@@ -66,8 +66,16 @@ def train_trial_flow(
         fresh=run.fresh,
         budget=run.memory_budget,
     )
+    sweep = lr_bracket(cached, run, sweep, stop_at=stop_at)
+    lr, factor = sweep.trial_lr()
     rows = train_trial(
-        cached, run, batch_size, lr=sweep.chosen_lr, lr_method=sweep.method, stop_at=stop_at
+        cached,
+        run,
+        batch_size,
+        lr=lr,
+        lr_method=sweep.method,
+        lr_factor=factor,
+        stop_at=stop_at,
     )
     entry = publish_trial(
         config.trial, batch_size, target=target, sweep=sweep, rows=rows, fresh=config.fresh

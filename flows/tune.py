@@ -17,7 +17,14 @@ from prefect.runtime import flow_run
 
 from nighttune.flows import startup
 from nighttune.flows.secrets import secret_block
-from nighttune.flows.steps import cache_dataset, export_run, lr_sweep, preflight, train_trial
+from nighttune.flows.steps import (
+    cache_dataset,
+    export_run,
+    lr_bracket,
+    lr_sweep,
+    preflight,
+    train_trial,
+)
 from nighttune.flows.target import export_target
 from nighttune.tasks.core.budget import (
     RunClock,
@@ -89,11 +96,12 @@ def _local_grid(
     clock: RunClock | None,
     epoch_s: dict[int, float],
 ) -> tuple[list[LRSweep], list[TrialResult]]:
-    """The sweeps, then the trials, here: one of each per batch size. With a time budget
-    (``clock``), cheapest batch sizes first (``epoch_s``: earlier runs' seconds an epoch),
-    each started only while it fits, an annealed schedule planned to end in its share of
-    the time (`_within_budget`), every trial stopped where its next epoch would end too
-    late."""
+    """The sweeps, then each one's bracket (its rungs), then the trials, here: one of each
+    per batch size. With a time budget (``clock``), cheapest batch sizes first
+    (``epoch_s``: earlier runs' seconds an epoch), each started only while it fits (a
+    bracket with no time left is skipped: its trial takes the suggestion), an annealed
+    schedule planned to end in its share of the time (`_within_budget`), every fit
+    stopped where its next epoch would end too late."""
     spec = run.spec
     order = planned_order(batch_sizes, epoch_s)
     left_out: dict[int, str] = {}
@@ -115,10 +123,19 @@ def _local_grid(
             )
         )
     lap("sweeps")
+    stop_at = clock.stop_at if clock is not None else None
+    sweeps = [
+        lr_bracket(cached, run, sweep, stop_at=stop_at)
+        if clock is None or clock.left(time.time()) > 0
+        else sweep
+        for sweep in sweeps
+    ]
+    if any(sweep.rungs for sweep in sweeps):
+        lap("rungs")
     rows: list[TrialResult] = []
     for done, sweep in enumerate(sweeps):
         b = sweep.batch_size
-        planned, stop_at = run, None
+        planned = run
         if clock is not None:
             left = clock.left(time.time())
             planned = _within_budget(
@@ -129,9 +146,15 @@ def _local_grid(
             if not trial_fits(left, epoch_s.get(b), needs):
                 left_out[b] = f"not started: {max(left, 0):.0f} s left"
                 continue
-            stop_at = clock.stop_at
+        lr, factor = sweep.trial_lr()
         rows += train_trial(
-            cached, planned, b, lr=sweep.chosen_lr, lr_method=sweep.method, stop_at=stop_at
+            cached,
+            planned,
+            b,
+            lr=lr,
+            lr_method=sweep.method,
+            lr_factor=factor,
+            stop_at=stop_at,
         )
     for b, why in left_out.items():
         get_logger().warning("batch size %d: time budget: %s", b, why)

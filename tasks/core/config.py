@@ -21,6 +21,7 @@ from nighttune.tasks.core.specs import (
     MAX_IMAGE_SIDE,
     MAX_SEED,
     DatasetSpec,
+    LRBracketSpec,
     LRRangeSpec,
     ModelSpec,
     Strict,
@@ -34,6 +35,7 @@ __all__ = [
     "MAX_IMAGE_SIDE",
     "MAX_SEED",
     "DatasetSpec",
+    "LRBracketSpec",
     "LRRangeSpec",
     "ModelSpec",
     "Strict",
@@ -54,6 +56,7 @@ class TrialSpec(Strict):
     dataset: DatasetSpec
     model: ModelSpec
     lr_range: LRRangeSpec
+    lr_bracket: LRBracketSpec
     lr_schedule: LRSchedule
     patiences: tuple[int, ...]
     max_epochs: int
@@ -101,6 +104,11 @@ class TuneConfig(Strict):
         "off on the CPU for the rest, where it measured slower), on, or off.",
     )
     lr_range: LRRangeSpec = Field(LRRangeSpec(), description="The learning-rate range test.")
+    lr_bracket: LRBracketSpec = Field(
+        LRBracketSpec(),
+        description="Candidate LRs around the range test's suggestion and the successive "
+        "halving that picks one for each batch size's trial.",
+    )
     lr_schedule: LRSchedule = Field(  # one_cycle: best in bench/schedules.py; see README
         "one_cycle",
         description="How a trial's learning rate runs over its steps, the range test's LR "

@@ -47,6 +47,7 @@ class TrialResult(BaseModel):
     lr: float | None  # None when the trial failed before its LR was known
     lr_method: LRMethod | None
     lr_schedule: LRSchedule = "constant"  # rows stored before schedules ran at a constant rate
+    lr_factor: float = 1.0  # the trial's LR as a multiple of lr_method's suggestion (the bracket)
     status: Literal["ok", "failed", "not run"] = "ok"  # not run: cut by the time budget
     epochs_run: int | None = None
     stop_epoch: int | None = None  # None: ran to max_epochs without stopping
@@ -82,12 +83,13 @@ class TrialResult(BaseModel):
         return ", ".join(parts)
 
     def lr_text(self) -> str:
-        """``lr 0.003 (steepest)``, or ``peak lr 0.003 (steepest, one_cycle)`` when the rate
-        was annealed from it."""
+        """``lr 0.003 (steepest)``, or ``peak lr 0.009 (steepest x3, one_cycle)`` when the
+        rate was annealed from it and the bracket chose a multiple of the suggestion."""
         rate = f"{self.lr:.3g}" if self.lr is not None else "n/a"
+        origin = candidate_label(self.lr_method, self.lr_factor)
         if self.lr_schedule == "constant":
-            return f"lr {rate} ({self.lr_method})"
-        return f"peak lr {rate} ({self.lr_method}, {self.lr_schedule})"
+            return f"lr {rate} ({origin})"
+        return f"peak lr {rate} ({origin}, {self.lr_schedule})"
 
     @property
     def cell(self) -> str:
@@ -130,8 +132,41 @@ def scored(scores: dict[str, float]) -> dict[str, Any]:
     return {k: scores[k] for k in ROW_METRICS if k in scores} | {"metrics": dict(scores)}
 
 
+def candidate_label(method: str | None, factor: float) -> str:
+    """``steepest``, ``steepest x3``, ``steepest /3``: a bracket candidate by its origin."""
+    if factor == 1.0:
+        return str(method)
+    if factor > 1.0:
+        return f"{method} x{factor:g}"
+    return f"{method} /{1.0 / factor:g}"
+
+
+class RungResult(BaseModel):
+    """One candidate LR's fit in one rung of a batch size's bracket
+    (`tasks.tuning.halving`): a whole schedule over the rung's epochs, its best
+    validation value of the monitored metric, and whether it went on."""
+
+    batch_size: int
+    rung: int  # 0: the first (shortest) rung
+    epochs: int  # the rung's length: its schedule anneals over these epochs
+    lr: float
+    lr_method: LRMethod  # the rule whose suggestion the candidate is a multiple of
+    lr_factor: float
+    value: float | None  # None: the fit failed (NaN loss) before a value
+    epochs_run: int = 0
+    seconds: float = 0.0
+    promoted: bool = False
+    why: str = ""  # why it went on, or where and why it stopped
+    reused: bool = False
+
+    @property
+    def label(self) -> str:
+        return candidate_label(self.lr_method, self.lr_factor)
+
+
 class LRSweep(BaseModel):
-    """One range test's curve, every method's suggestion, and the LR chosen for trials."""
+    """One range test's curve, every method's suggestion, the LR chosen from them, and
+    the bracket's rungs around it (empty without a bracket)."""
 
     batch_size: int
     lrs: list[float]
@@ -146,6 +181,15 @@ class LRSweep(BaseModel):
     seconds: float
     path: str | None = None  # folder holding the saved JSON and PNG, once stored
     reused: bool = False  # read from the store, not run now
+    rungs: list[RungResult] = []
+
+    def trial_lr(self) -> tuple[float, float]:
+        """The full trial's peak LR and its factor: the last rung's promoted candidate,
+        else (no bracket, or every rung failed) the chosen suggestion itself."""
+        if promoted := [r for r in self.rungs if r.promoted]:
+            last = max(promoted, key=lambda r: r.rung)
+            return last.lr, last.lr_factor
+        return self.chosen_lr, 1.0
 
 
 PromotePolicy = Literal["gate", "always", "never"]

@@ -189,6 +189,30 @@ class LRRangeSpec(Strict):
         return self
 
 
+class LRBracketSpec(Strict):
+    """Candidate LRs around the range test's suggestion, told apart by successive halving:
+    each gets a short first rung (its whole schedule over ``first_rung`` epochs), the
+    best ``1/eta`` go on to a rung ``eta`` times longer, and the last one standing gets
+    the full trial (`tasks.tuning.halving`)."""
+
+    width: int = Field(  # 1: no bracket measured better in bench/bracket.py; see README
+        1,
+        ge=1,
+        le=9,
+        description="Candidate LRs per batch size: the suggestion, then its multiples by "
+        "factor below and above it in turn (1: the suggestion alone, no rungs).",
+    )
+    factor: float = Field(
+        3.0, gt=1.0, le=100.0, description="Spacing of the candidates: each a multiple of the next."
+    )
+    eta: int = Field(
+        3, ge=2, le=9, description="Successive halving: the best 1/eta of a rung go on."
+    )
+    first_rung: int = Field(
+        2, ge=1, le=1000, description="Epochs of the first rung (each next one eta times more)."
+    )
+
+
 def looks_like_path(name: str) -> bool:
     """True for names a user means as a folder (``./x``, ``~/x``, ``a/b``) or that exist."""
     return (

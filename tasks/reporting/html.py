@@ -172,6 +172,26 @@ TRIALS_NOTE = (
 )
 
 
+RUNGS_NOTE = (
+    "Each batch size's candidate peak LRs: the range test's suggestion and its multiples. "
+    "In a rung every candidate trains its whole schedule compressed into the rung's epochs; "
+    "the best of each rung went on to a longer one, and the last one standing was the "
+    "batch size's trial above. The value is the best the candidate reached in its rung."
+)
+
+
+def _rungs(table: Path) -> list[str]:
+    """The brackets' section from their ``rungs.csv``: nothing when no bracket ran rungs."""
+    if not table.is_file():
+        return []
+    rungs = pd.read_csv(table)
+    return [
+        "<h2>Bracket: candidate learning rates and their rungs</h2>",
+        f"<p class='muted'>{RUNGS_NOTE}</p>",
+        _table(rungs),
+    ]
+
+
 def _summary(winner: TrialResult, monitor: str) -> str:
     return (
         f"<p class='summary'>Winner: batch size <b>{winner.batch_size}</b>, patience "
@@ -220,7 +240,8 @@ def render_html(
     class_names: list[str],
     splits: dict[str, int],
 ) -> str:
-    """The page, with every PNG under ``run_dir/plots`` and ``lr_sweeps`` embedded."""
+    """The page, with every PNG under ``run_dir/plots`` and ``lr_sweeps`` embedded, and
+    the brackets' rungs (``rungs.csv``, where they ran) under the range tests."""
     winner_index = (
         next((i for i, w in enumerate(trials["winner"]) if w), None) if "winner" in trials else None
     )
@@ -255,6 +276,7 @@ def render_html(
         _image(run_dir / "plots" / "heatmap.png", "heatmap"),
         "<h2>Learning-rate range tests</h2>",
         *[_image(p, p.stem) for p in sweeps if p.is_file()],
+        *_rungs(run_dir / "rungs.csv"),
         "<h2>Learning curves</h2>",
         *[_image(p, p.stem) for p in curves if p.is_file()],
         *confusion,

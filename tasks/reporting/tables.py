@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from nighttune.tasks.core.objective import selection_column
-from nighttune.tasks.core.records import Selection, TrialResult
+from nighttune.tasks.core.records import LRSweep, Selection, TrialResult
 from nighttune.tasks.storage.files import write_text_atomic
 
 COLUMNS = [
@@ -16,6 +16,7 @@ COLUMNS = [
     "patience",
     "lr",
     "lr_method",
+    "lr_factor",
     "lr_schedule",
     "status",
     "epochs_run",
@@ -89,6 +90,29 @@ def trials_frame(rows: Sequence[TrialResult], winner: TrialResult | None = None)
     )
 
 
+def rungs_frame(sweeps: Sequence[LRSweep], monitor: str) -> pd.DataFrame:
+    """One row per candidate per rung of every batch size's bracket, in the order they
+    ran: its LR, the best ``monitor`` it reached in the rung, and whether it went on (and
+    why). Empty (no rows) when no bracket ran rungs."""
+    rows = [
+        {
+            "batch_size": r.batch_size,
+            "rung": r.rung + 1,
+            "epochs": r.epochs,
+            "candidate": r.label,
+            "lr": r.lr,
+            monitor: r.value,
+            "seconds": r.seconds,
+            "went_on": r.promoted,
+            "why": r.why,
+        }
+        for sweep in sorted(sweeps, key=lambda s: s.batch_size)
+        for r in sweep.rungs
+    ]
+    columns = ["batch_size", "rung", "epochs", "candidate", "lr", monitor, "seconds", "went_on"]
+    return pd.DataFrame(rows, columns=[*columns, "why"])
+
+
 def with_noise(frame: pd.DataFrame, monitor: str, selection: Selection | None) -> pd.DataFrame:
     """``frame`` with the noise of the monitored score after its validation column:
     each cell's 95% interval (`ci_column`, ``0.951-0.975``) and, given the
@@ -136,12 +160,16 @@ def write_reports(
     summary: str,
     monitor: str = "val_accuracy",
     selection: Selection | None = None,
+    rungs: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Write ``report.csv`` and ``report.md`` into out_dir; return the trials table (with
-    the monitored score's intervals and, given the ``selection``, p-values)."""
+    """Write ``report.csv`` and ``report.md`` into out_dir (and ``rungs.csv``, given the
+    brackets' `rungs_frame` with rows); return the trials table (with the monitored
+    score's intervals and, given the ``selection``, p-values)."""
     frame = with_noise(trials_frame(rows, winner), monitor, selection)
     write_text_atomic(out_dir / "report.csv", frame.to_csv(index=False))
-    write_text_atomic(
-        out_dir / "report.md", f"# {title}\n\n{summary}\n\n## Trials\n\n{markdown_table(frame)}\n"
-    )
+    page = f"# {title}\n\n{summary}\n\n## Trials\n\n{markdown_table(frame)}\n"
+    if rungs is not None and len(rungs):
+        write_text_atomic(out_dir / "rungs.csv", rungs.to_csv(index=False))
+        page += f"\n## Bracket rungs\n\n{markdown_table(rungs)}\n"
+    write_text_atomic(out_dir / "report.md", page)
     return frame

@@ -53,7 +53,7 @@ from nighttune.tasks.reporting.html import (
     portable,
     render_html,
 )
-from nighttune.tasks.reporting.tables import write_reports
+from nighttune.tasks.reporting.tables import rungs_frame, write_reports
 from nighttune.tasks.runs.champion import judge
 from nighttune.tasks.runs.latest import point_latest
 from nighttune.tasks.runs.manifest import LATEST, MANIFEST
@@ -248,6 +248,7 @@ def _write_pages(staging: Path, run: RunBundle, config_shown: dict[str, Any]) ->
         summary=summary,
         monitor=run.config.monitor,
         selection=chosen,
+        rungs=rungs_frame(run.sweeps, run.config.monitor),
     )
     cache_dir = str(resolve_cache_dir(run.config.cache_dir))  # the folder used, not "null"
     page = render_html(
@@ -296,6 +297,7 @@ def _write_manifest(
                 "chosen_lr": s.chosen_lr,
                 "method": s.method,
                 "suggestions": s.suggestions,
+                "rungs": [r.model_dump() for r in s.rungs],
             }
             for s in run.sweeps
         },

@@ -76,10 +76,12 @@ def fit_in_a_loop(
     *,
     lr: float,
     callbacks: Callable[[], TrialCallbacks],
+    label: str | None = None,
 ) -> tuple[Any, TrialCallbacks, Loop]:
     """Fit once with a fresh set of ``callbacks()`` (and Keras's `TerminateOnNaN`); return
-    the fitted model, those callbacks and the loop it trained in."""
-    label = f"trial b{batch_size}"
+    the fitted model, those callbacks and the loop it trained in. ``label`` names the
+    fit in its log lines (``trial b32``)."""
+    label = label or f"trial b{batch_size}"
     log = get_logger()
     spec = run.spec
     common: dict[str, Any] = dict(epochs=spec.max_epochs, verbose=0, shuffle=False)

@@ -80,9 +80,11 @@ def _dataset_key(spec: DatasetSpec) -> dict[str, Any]:
     return key
 
 
-def _local_trial_key(
+def local_trial_key(
     cached: CachedDataset, run: TrialContext, batch_size: int, *, lr: float
 ) -> dict[str, Any]:
+    """`trial_key` with what this machine resolved: a trial's key in the local store
+    (a bracket's rung adds its own mark: `tasks.tuning.halving`)."""
     return trial_key(
         run.spec,
         batch_size,
@@ -169,6 +171,7 @@ def _rows(
     batch_size: int,
     lr: float,
     lr_method: LRMethod,
+    lr_factor: float,
     spec: TrialSpec,
     trained_per_epoch: int,
 ) -> list[TrialResult]:
@@ -180,6 +183,7 @@ def _rows(
             patience=patience,
             lr=lr,
             lr_method=lr_method,
+            lr_factor=lr_factor,
             lr_schedule=spec.lr_schedule,
         )
         raw = data["stops"].get(str(patience))
@@ -267,13 +271,15 @@ def train_trial(
     *,
     lr: float,
     lr_method: LRMethod,
+    lr_factor: float = 1.0,
     stop_at: float | None = None,
 ) -> list[TrialResult]:
-    """Rows for every patience at ``batch_size`` and ``lr``; reused if already stored.
+    """Rows for every patience at ``batch_size`` and ``lr`` (``lr_factor`` times
+    ``lr_method``'s suggestion: the bracket's survivor); reused if already stored.
     ``stop_at`` (``time.time()``): the time budget's end for training (see
     `TimeBudgetCut`). A fit the budget cut is never reused: it is trained again."""
     spec = run.spec
-    key = _local_trial_key(cached, run, batch_size, lr=lr)
+    key = local_trial_key(cached, run, batch_size, lr=lr)
     slot = Slot(run.store, "trials", f"b{batch_size}", key)
 
     def build(out: Path) -> dict[str, Any]:
@@ -295,6 +301,7 @@ def train_trial(
                 patience=p,
                 lr=lr,
                 lr_method=lr_method,
+                lr_factor=lr_factor,
                 lr_schedule=spec.lr_schedule,
                 status="failed",
                 error=str(failure)[:500],
@@ -310,6 +317,7 @@ def train_trial(
         batch_size=batch_size,
         lr=lr,
         lr_method=lr_method,
+        lr_factor=lr_factor,
         spec=spec,
         trained_per_epoch=trained,
     )

@@ -202,6 +202,7 @@ def test_nan_fails_only_the_patiences_still_running() -> None:
         batch_size=64,
         lr=0.1,
         lr_method="minimum",
+        lr_factor=1.0,
         spec=config.trial,
         trained_per_epoch=1000,
     )

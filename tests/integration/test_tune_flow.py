@@ -37,11 +37,13 @@ def fits(monkeypatch) -> list[int]:
 def test_tune_exports_a_verified_run_and_reuses_trials(prefect_harness, tmp_path, fits) -> None:
     from nighttune.flows.tune import tune
 
-    config = small_config(tmp_path)
+    config = small_config(tmp_path, **{"lr_bracket.width": 3})
     first = tune(config)
-    assert len(fits) == 2  # one fit per batch size, not per cell
+    # per batch size: a 2-epoch rung for each of the bracket's 3 candidates, then one
+    # trial fit for every patience
+    assert len(fits) == 2 * (3 + 1)
     assert len(first.rows) == 4 and all(r.status == "ok" for r in first.rows)
-    assert set(first.seconds) == {"data", "sweeps", "trials", "export"}
+    assert set(first.seconds) == {"data", "sweeps", "rungs", "trials", "export"}
 
     run = Path(first.export.path)
     latest = json.loads((run.parent / "latest.json").read_text())
@@ -51,12 +53,19 @@ def test_tune_exports_a_verified_run_and_reuses_trials(prefect_harness, tmp_path
     assert manifest["input_shape"] == [8, 8, 1]
     assert manifest["winner"]["batch_size"] == first.winner.batch_size
     assert len(manifest["trials"]) == 4 and "tensorflow-cpu" in manifest["versions"]
+    for row in first.rows:  # each trial trained its bracket's survivor
+        rungs = manifest["lr_sweeps"][str(row.batch_size)]["rungs"]
+        assert [r["epochs"] for r in rungs] == [2, 2, 2]
+        survivor = next(r for r in rungs if r["promoted"])
+        assert (row.lr, row.lr_factor) == (survivor["lr"], survivor["lr_factor"])
+        assert survivor["value"] == max(r["value"] for r in rungs)
     for rel, digest in manifest["files"].items():
         assert sha256_file(run / rel) == digest, rel
     assert {
         "model.keras",
         "report.csv",
         "report.md",
+        "rungs.csv",
         "lr_sweeps/lr_sweep_b32.png",
         "saved_model/saved_model.pb",
     } <= set(manifest["files"])
@@ -74,8 +83,11 @@ def test_tune_exports_a_verified_run_and_reuses_trials(prefect_harness, tmp_path
     report = (run / "report.csv").read_text().splitlines()
     assert report[0].startswith("batch_size,patience,lr,") and len(report) == 5
 
+    assert "## Bracket rungs" in (run / "report.md").read_text()
+    assert "Bracket: candidate learning rates" in (run / "report.html").read_text()
+
     second = tune(config)
-    assert len(fits) == 2  # nothing trained again: sweeps and trials came from the store
+    assert len(fits) == 8  # nothing trained again: sweeps, rungs, trials from the store
     assert second.run_id != first.run_id
     assert [r.model_dump() | {"reused": True} for r in first.rows] == [
         r.model_dump() for r in second.rows
@@ -89,10 +101,10 @@ def test_tune_exports_a_verified_run_and_reuses_trials(prefect_harness, tmp_path
 
     # fresh: the dataset rebuilt, every sweep and trial run again, and the same results.
     stored = list((tmp_path / "cache").glob("*/*/meta.json"))
-    assert {p.parts[-3] for p in stored} == {"datasets", "sweeps", "trials"}
+    assert {p.parts[-3] for p in stored} == {"datasets", "sweeps", "rungs", "trials"}
     before = {p: p.stat().st_mtime_ns for p in stored}
     third = tune(config.model_copy(update={"fresh": True}))
-    assert len(fits) == 4
+    assert len(fits) == 16
     assert all(p.stat().st_mtime_ns > when for p, when in before.items())
     same = ("batch_size", "patience", "epochs_run", "best_epoch")
     assert [r.model_dump(include=set(same)) for r in third.rows] == [
