@@ -189,7 +189,7 @@ def test_a_signal_stops_tune_at_once_with_its_server(
     on_temporary_server(cli_env, prefect_database, tmp_path / "prefect-home")
     # Long enough (5,000 epochs: minutes) that the run cannot finish before the signal.
     args = [*QUICK_TUNE, "--max-epochs", "5000", "--patiences", "4000", "--batch-sizes", "32"]
-    args += ["--export-to", str(tmp_path / "exports"), "--verbose"]  # --verbose: the epochs
+    args += ["--export-to", str(tmp_path / "exports")]
     log = tmp_path / "stderr.txt"
     with open(log, "w") as err:
         proc = subprocess.Popen(
@@ -204,9 +204,10 @@ def test_a_signal_stops_tune_at_once_with_its_server(
         )
     try:
         deadline = time.monotonic() + 240
-        while "trial b32: epoch 2," not in log.read_text():
+        while "trial b32: lr " not in log.read_text():  # the trial has started
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.2)
+        time.sleep(3)  # and is training
         family = psutil.Process(proc.pid).children(recursive=True)
         assert any("uvicorn" in " ".join(child.cmdline()) for child in family)
         sent = time.monotonic()
@@ -230,12 +231,35 @@ def test_a_signal_stops_tune_at_once_with_its_server(
         "nighttune: error: interrupted; rerun the same command to resume (finished work is kept)"
     ], stderr[-3000:]
     assert "Traceback" not in stderr
+    assert "Crash detected" not in stderr and "Finished in state" not in stderr, stderr
     gone, alive = psutil.wait_procs(family, timeout=10)
     assert not alive, [p.cmdline() for p in alive]
     assert not (tmp_path / "exports" / "latest.json").exists()
 
 
 NOISE = ("Traceback", "ERROR", "error:", "oneDNN", "absl", "Unknown size", "telemetry")
+
+
+def test_a_data_builder_that_raises_is_one_line_and_whole_in_prefects_log(
+    cli_env, tmp_path, prefect_database
+) -> None:
+    """A user's data builder raising in the flow: the screen shows nighttune's one line
+    and none of Prefect's four about the failed task and flow; Prefect's own log (the
+    UI's) still has them."""
+    home = on_temporary_server(cli_env, prefect_database, tmp_path / "prefect-home")
+    project = Path(__file__).parents[1] / "support" / "user_project"
+    config = tmp_path / "tune.yaml"
+    config.write_text(f"code_dir: {project}\ndataset: {{builder: 'my_data:unreadable'}}\n")
+    result = run(cli_env, "tune", "--config", str(config), "--export-to", str(tmp_path / "x"))
+    assert result.returncode == 2, result.stderr[-3000:]
+    said = "builder 'my_data:unreadable' raised ValueError: cannot read wine.csv"
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert errors == [f"nighttune: error: {said}: no column 'quality'"], result.stderr
+    assert "Finished in state" not in result.stderr and "Task run" not in result.stderr
+    with sqlite3.connect(home / "prefect.db") as db:
+        logged = [message for (message,) in db.execute("SELECT message FROM log")]
+    assert any(m.startswith("Task run failed with exception") and said in m for m in logged)
+    assert any(m.startswith("Finished in state Failed") for m in logged), logged
 
 
 def test_a_default_run_in_a_clean_environment_is_quiet(tmp_path) -> None:

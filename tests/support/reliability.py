@@ -252,6 +252,13 @@ BAD_INPUTS: tuple[BadInput, ...] = (
         yaml="code_dir: {project}\ndataset: {builder: 'my_data:no_train'}\n",
     ),
     BadInput(
+        "data-builder-raises",
+        "builders",
+        ("tune", "--config", "{yaml}"),
+        "builder 'my_data:unreadable' raised ValueError: cannot read wine.csv",
+        yaml="code_dir: {project}\ndataset: {builder: 'my_data:unreadable'}\n",
+    ),
+    BadInput(
         "model-does-not-fit-data",
         "builders",
         ("tune", "--config", "{yaml}"),
