@@ -285,7 +285,9 @@ def server(
 
 
 def _fail(message: str, code: int) -> int:
-    print(f"nighttune: error: {message}", file=sys.stderr)
+    """Each line of ``message`` (a config's mistakes: one each) as an error line."""
+    for line in message.splitlines() or [message]:
+        print(f"nighttune: error: {line}", file=sys.stderr)
     return code
 
 

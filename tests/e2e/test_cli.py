@@ -48,6 +48,19 @@ def test_help_lists_commands_and_flags(cli_env) -> None:
         assert flag in tune.stdout
 
 
+def test_a_file_with_two_mistakes_says_both(cli_env, tmp_path) -> None:
+    """Every mistake of a config file at once, one error line each, exit 2."""
+    config = tmp_path / "tune.yaml"
+    config.write_text("batch_sizes: 32\nmax_epochs: many\n")
+    result = run(cli_env, "tune", "--config", str(config))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        "nighttune: error: batch_sizes: should be a list of integers such as [32, 64, 128] "
+        "(got 32)",
+        "nighttune: error: max_epochs: should be an integer such as 30 (got 'many')",
+    ]
+
+
 def test_cache_on_the_offline_default_prints_splits(cli_env) -> None:
     first = run(cli_env, "cache")
     assert first.returncode == 0, first.stderr
