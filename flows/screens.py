@@ -67,7 +67,7 @@ def _reused_text(result: TuneResult) -> str:
 def print_dataset(spec: DatasetSpec, cached: CachedDataset) -> None:
     height, width, channels = cached.input_shape
     state = "cache hit" if cached.cache_hit else "built"
-    print(f"dataset     {spec.name}  ({state}: {cached.path})")
+    print(f"dataset     {spec.label}  ({state}: {cached.path})")
     print(f"classes     {len(cached.class_names)}: {' '.join(cached.class_names)}")
     kept = "uint8, converted as read" if cached.stored == "uint8" else "float32"
     print(f"input       {height}x{width}x{channels} float32 in [0, 1]  (cached as {kept})")

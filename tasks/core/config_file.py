@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from nighttune.tasks.core.config import TuneConfig
+from nighttune.tasks.core.contradictions import contradictions
 from nighttune.tasks.core.errors import ConfigError
 from nighttune.tasks.core.yaml_words import describe_errors
 
@@ -88,7 +89,8 @@ def load_tune_config(path: str | None, overrides: dict[str, Any]) -> TuneConfig:
 
     Raises:
         ConfigError: unreadable file, YAML that is not a mapping; or, every one of them
-            at once: an unknown key, a value the models refuse.
+            at once: an unknown key, a value the models refuse, keys that contradict
+            each other (`tasks.core.contradictions`).
     """
 
     data: dict[str, Any] = {}
@@ -112,7 +114,14 @@ def load_tune_config(path: str | None, overrides: dict[str, Any]) -> TuneConfig:
             node = child
         node[leaf] = value
     _set_code_path(data, path)
-    return parse(TuneConfig, data)
+    problems = contradictions(data)
+    try:
+        config = parse(TuneConfig, data)
+    except ConfigError as exc:  # every mistake of the file at once
+        raise ConfigError(*problems, str(exc)) from None
+    if problems:
+        raise ConfigError(*problems)
+    return config
 
 
 def _set_code_path(data: dict[str, Any], path: str | None) -> None:

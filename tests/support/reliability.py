@@ -259,6 +259,20 @@ BAD_INPUTS: tuple[BadInput, ...] = (
         yaml="code_dir: {project}\ndataset: {builder: 'my_data:unreadable'}\n",
     ),
     BadInput(
+        "data-name-and-builder",
+        "builders",
+        ("tune", "--config", "{yaml}"),
+        "dataset.name (mnist) and dataset.builder (my_data:blobs) both say what to train on",
+        yaml="code_dir: {project}\ndataset: {name: mnist, builder: 'my_data:blobs'}\n",
+    ),
+    BadInput(
+        "model-kind-and-builder",
+        "builders",
+        ("tune", "--config", "{yaml}"),
+        "model.kind (cnn) and model.builder (my_models:build) both say what model to train",
+        yaml="code_dir: {project}\nmodel: {kind: cnn, builder: 'my_models:build'}\n",
+    ),
+    BadInput(
         "model-does-not-fit-data",
         "builders",
         ("tune", "--config", "{yaml}"),

@@ -240,3 +240,61 @@ def test_a_section_that_is_not_a_mapping_says_what_it_holds(tmp_path) -> None:
         str(caught.value)
         == "model: should be a mapping of keys (kind: ..., builder: ...) (got 'cnn')"
     )
+
+
+@pytest.mark.parametrize(
+    ("yaml", "expected"),
+    [
+        (
+            "dataset: {name: mnist, builder: 'my_data:wine'}\n",
+            ["dataset.name (mnist) and dataset.builder (my_data:wine) both say what to train on"],
+        ),
+        (
+            "model: {kind: cnn, builder: 'my_models:small', hidden_units: [8]}\n",
+            [
+                "model.kind (cnn) and model.builder (my_models:small) both say what model",
+                "model.hidden_units shapes the built-in models, not model.builder's",
+            ],
+        ),
+        (
+            "dataset: {builder: 'my_data:wine', image_size: [28, 28], data_dir: /d}\n",
+            [
+                "dataset.data_dir is where TFDS finds catalog datasets",
+                "dataset.image_size resizes catalog datasets and image folders",
+            ],
+        ),
+        ("model: {filters: [8]}\n", ["model.filters sets the cnn's conv blocks"]),
+        ("model: {kwargs: {width: 3}}\n", ["model.kwargs are passed to model.builder"]),
+        ("dataset: {kwargs: {n: 3}}\n", ["dataset.kwargs are passed to dataset.builder"]),
+    ],
+)
+def test_keys_that_contradict_each_other_are_refused(tmp_path, yaml: str, expected) -> None:
+    """Two keys that answer one question differently: one line each, never settled
+    silently (the builder used to win over the name without a word)."""
+    path = tmp_path / "tune.yaml"
+    path.write_text(yaml)
+    with pytest.raises(ConfigError) as caught:
+        load_tune_config(str(path), {})
+    lines = str(caught.value).splitlines()
+    assert len(lines) == len(expected), lines
+    for line, start in zip(lines, expected, strict=True):
+        assert line.startswith(start), lines
+
+
+def test_a_flag_that_contradicts_the_file_is_refused_too(tmp_path) -> None:
+    path = tmp_path / "tune.yaml"
+    path.write_text("dataset: {builder: 'my_data:wine'}\nbatch_sizes: 32\n")
+    with pytest.raises(ConfigError) as caught:
+        load_tune_config(str(path), {"dataset.name": "mnist"})  # --dataset mnist
+    assert str(caught.value).splitlines() == [
+        "dataset.name (mnist) and dataset.builder (my_data:wine) both say what to train on; "
+        "keep one",
+        "batch_sizes: should be a list of integers such as [32, 64, 128] (got 32)",
+    ]
+
+
+def test_defaults_contradict_nothing(tmp_path) -> None:
+    path = tmp_path / "tune.yaml"
+    path.write_text("dataset: {builder: 'my_data:wine'}\nmodel: {kind: cnn, filters: [8]}\n")
+    config = load_tune_config(str(path), {})
+    assert config.dataset.kind == "builder" and config.model.filters == (8,)
