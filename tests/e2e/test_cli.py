@@ -314,7 +314,7 @@ def test_a_default_run_in_a_clean_environment_is_quiet(tmp_path) -> None:
     )
     assert "reused      LR sweeps 2 of 2, trials 2 of 2: from the store" in again.stdout
     assert "selection   cheapest_within_noise: " in again.stdout
-    assert "val_accuracy_95ci" in again.stdout and "p_vs_best" in again.stdout
+    assert "95% CI" in again.stdout and "p vs best" in again.stdout
     run_id = again.stdout.split("exported    ")[1].split()[0].rsplit("/", 1)[1]
     chosen = json.loads((tmp_path / "exports" / run_id / "manifest.json").read_text())
     assert chosen["selection"]["rule"] == "cheapest_within_noise"
@@ -382,6 +382,12 @@ def test_on_a_terminal_long_work_is_a_bar_and_the_lines_stay(tmp_path) -> None:
     assert not [line for line in visible if re.search(r"\d+/\d+ \|", line)], visible
     assert any("trial b32: " in line and "epochs in" in line for line in visible), visible
     assert any(line.startswith("winner      batch size 32") for line in visible), visible
+    final = visible[[line.split()[:1] for line in visible].index(["batch"]) :]
+    # The terminal's width, but for a path (never broken: it is copied whole).
+    assert max(len(line) for line in final if str(tmp_path) not in line) <= 100, final
+    exported = next(line.split()[1] for line in visible if line.startswith("exported"))
+    last = [line for line in visible if line.strip()][-1]
+    assert last == f"report      {exported}/report.html", visible[-3:]
     assert [word for word in NOISE if word in screen] == [], screen
 
 
