@@ -31,6 +31,18 @@ def screen_width() -> int | None:
     return None
 
 
+def say_where_the_record_is(export_to: str) -> None:
+    """For a run on a temporary Prefect server (no UI, gone when the command ends): the
+    line that says where its record will be, in place of a link to a UI."""
+    from nighttune.tasks.core.logs import get_logger
+
+    get_logger().info(
+        "record: report.html (named at the end); all runs: nighttune report --history %s; "
+        "no Prefect UI (a temporary server)",
+        export_to,
+    )
+
+
 def print_tune_result(result: TuneResult, width: int | None = None) -> None:
     """The trials table and the winner, fitted to ``width`` columns (default
     `screen_width`), and where the run went, ending with the report to open."""

@@ -116,6 +116,7 @@ def test_the_temporary_server_is_ours_and_stops_with_the_command(
             api = get_current_settings().api.url
             assert api and api.startswith("http://127.0.0.1:")
             assert get_current_settings().flows.heartbeat_frequency is None
+            assert not get_current_settings().ui_url  # no UI there: no "View at" link
             with urllib.request.urlopen(f"{api}/admin/settings", timeout=10) as reply:
                 recorder = json.load(reply)["server"]["services"]["task_run_recorder"]
             assert (recorder["batch_size"], recorder["flush_interval"]) == (100, 1)
@@ -126,6 +127,7 @@ def test_the_temporary_server_is_ours_and_stops_with_the_command(
         local_flow_settings(),
     ):
         assert get_current_settings().flows.heartbeat_frequency == 180  # Prefect's default
+        assert get_current_settings().ui_url == "http://127.0.0.1:4200"  # its UI's runs
         assert get_current_settings().api.url == "http://127.0.0.1:4200/api"
 
 
@@ -299,6 +301,10 @@ def test_a_default_run_in_a_clean_environment_is_quiet(tmp_path) -> None:
     for stage in ("dataset digits: cached in", "lr sweep, batch size 64", "trial b32: 4 epochs"):
         assert stage in screen, screen
     assert "winner      batch size" in screen and "epoch 1," not in screen
+    # No link to a UI that is not there (the temporary server has none, and stops):
+    # where the run's record is instead.
+    assert "View at" not in screen and "http://" not in screen, screen
+    assert "record: report.html (named at the end); all runs: nighttune report --history" in screen
     assert "reused" not in screen  # the first run trained everything
     manifest = json.loads(next((tmp_path / "exports").glob("*/manifest.json")).read_text())
     assert list(manifest["timings"])[0] == "start-up" and manifest["timings"]["start-up"] > 0
