@@ -117,8 +117,13 @@ SERVER_PORT ?= 4200
 # is read from the environment only (PREFECT_SERVER_API_AUTH_STRING): `ps` shows arguments.
 SERVER_ARGS ?=
 
+# The server and the workers run as services (deployments/service.py): one SIGTERM
+# (systemctl stop, docker stop, kill) or Ctrl-C stops each, and what it started, within
+# seconds; a worker's flow runs end Crashed and resume with `prefect flow-run retry`.
+SERVICE := $(BIN)/python deployments/service.py --
+
 server: $(VENV)/.installed-run $(VENV)/.linked
-	$(BIN)/nighttune server --host $(SERVER_HOST) --port $(SERVER_PORT) $(SERVER_ARGS)
+	$(SERVICE) $(BIN)/nighttune server --host $(SERVER_HOST) --port $(SERVER_PORT) $(SERVER_ARGS)
 
 pools: $(VENV)/.installed-run $(VENV)/.linked
 	$(BIN)/python deployments/pools.py --gpu-slots $(GPU_SLOTS)
@@ -130,11 +135,11 @@ deploy: $(VENV)/.installed-run $(VENV)/.linked
 # Workers check the server first: a missing or wrong PREFECT_API_AUTH_STRING is one line.
 worker-cpu: $(VENV)/.installed-run $(VENV)/.linked
 	@$(BIN)/python deployments/pools.py --check
-	$(BIN)/prefect worker start --pool cpu
+	$(SERVICE) $(BIN)/prefect worker start --pool cpu
 
 worker-gpu: $(VENV)/.installed-run $(VENV)/.linked
 	@$(BIN)/python deployments/pools.py --check
-	$(BIN)/prefect worker start --pool gpu
+	$(SERVICE) $(BIN)/prefect worker start --pool gpu
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache
