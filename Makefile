@@ -15,7 +15,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 
-.PHONY: help setup fashion-mnist run test test-fast lint docs bench server pools deploy worker-cpu worker-gpu clean
+.PHONY: help setup fashion-mnist run test test-fast lint docs readme-sample bench server pools deploy worker-cpu worker-gpu clean
 
 help:
 	@echo "make run    set up .venv and run 'nighttune tune' on the offline default (digits)"
@@ -23,6 +23,7 @@ help:
 	@echo "make test-fast   the suite without tests marked slow"
 	@echo "make lint   ruff, mypy and the import layers (lint-imports)"
 	@echo "make docs   regenerate docs/reliability.md (the reliability tables) and docs/command-line.md (--help)"
+	@echo "make readme-sample   rewrite the README's sample of 'make run' from a real run"
 	@echo "make bench  run the benchmarks in bench/ and print their ratios"
 	@echo "make server start the Prefect server for nightly runs (SERVER_HOST=127.0.0.1 SERVER_PORT=4200;"
 	@echo "           off loopback: PREFECT_SERVER_API_AUTH_STRING in the environment, or SERVER_ARGS=--trusted-network)"
@@ -102,6 +103,11 @@ lint: $(VENV)/.installed-dev $(VENV)/.linked
 docs: $(BIN)/python
 	$(BIN)/python -m tests.support.reliability
 	$(BIN)/python -m tests.support.cli_doc
+
+# The README's sample of `make run`'s screen, from a real run (about 30 s); a slow test
+# (tests/e2e/test_readme.py) fails when it and a run disagree.
+readme-sample: $(VENV)/.installed-run $(VENV)/.linked
+	$(BIN)/python -m tests.support.readme_sample
 
 bench: $(VENV)/.installed-bench $(VENV)/.linked fashion-mnist
 	$(BIN)/python bench/run_all.py $(ARGS)

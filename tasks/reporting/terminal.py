@@ -73,7 +73,7 @@ def fit_table(
     shown = _cells(frame[kept])
     while True:
         table = shown[kept].rename(columns=lambda c: heading(c, monitor_ci))
-        text = table.to_string(index=False)
+        text = "\n".join(line.rstrip() for line in table.to_string(index=False).splitlines())
         widest = max(len(line) for line in text.splitlines())
         droppable = [c for c in order if c in kept]
         if width is None or widest <= width or not droppable:
