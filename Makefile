@@ -15,7 +15,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 
-.PHONY: help setup fashion-mnist run test test-fast lint docs readme-sample bench server pools deploy worker-cpu worker-gpu clean
+.PHONY: help setup fashion-mnist browser run test test-fast lint docs readme-sample bench server pools deploy worker-cpu worker-gpu clean
 
 help:
 	@echo "make run    set up .venv and run 'nighttune tune' on the offline default (digits)"
@@ -78,12 +78,25 @@ fashion-mnist:
 	  || echo "could not install dataset-fashion-mnist; the tests that need it will say so"; \
 	fi
 
+# A headless browser for the report's layout test (tests/integration/test_reports.py):
+# Debian's chromium-headless-shell, installed where we can (root and apt). Where we
+# cannot, that test fails saying how to install it.
+browser:
+	@if ! command -v chromium-headless-shell >/dev/null && ! command -v chromium >/dev/null \
+	    && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing chromium-headless-shell (Debian) for the report's layout test"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium-headless-shell >/dev/null 2>&1 \
+	  || { apt-get update -q >/dev/null 2>&1 && \
+	       DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium-headless-shell >/dev/null 2>&1; } \
+	  || echo "could not install chromium-headless-shell; the report's layout test will say so"; \
+	fi
+
 setup: $(VENV)/.installed-dev
 
 run: $(VENV)/.installed-run $(VENV)/.linked
 	$(BIN)/nighttune tune $(ARGS)
 
-test: $(VENV)/.installed-dev $(VENV)/.linked fashion-mnist
+test: $(VENV)/.installed-dev $(VENV)/.linked fashion-mnist browser
 	$(PYTEST) $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.installed-dev $(VENV)/.linked fashion-mnist
