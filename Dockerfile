@@ -38,4 +38,5 @@ USER 10001:10001
 # The worker polls the pool named by NIGHTTUNE_POOL (cpu or gpu) on PREFECT_API_URL, with
 # PREFECT_API_AUTH_STRING (docker run --env-file, never -e on a shared machine: `ps` shows
 # it) when the server asks for one; a server that is down or refuses it is one line first.
-CMD ["sh", "-c", "python deployments/pools.py --check && exec prefect worker start --pool \"$NIGHTTUNE_POOL\""]
+# deployments/service.py: `docker stop` (SIGTERM) ends the worker and its flow runs at once.
+CMD ["sh", "-c", "python deployments/pools.py --check && exec python deployments/service.py -- prefect worker start --pool \"$NIGHTTUNE_POOL\""]

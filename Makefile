@@ -15,7 +15,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 
-.PHONY: help setup fashion-mnist run test test-fast lint docs bench server pools deploy worker-cpu worker-gpu clean
+.PHONY: help setup fashion-mnist browser run test test-fast lint docs readme-sample bench server pools deploy worker-cpu worker-gpu clean
 
 help:
 	@echo "make run    set up .venv and run 'nighttune tune' on the offline default (digits)"
@@ -23,6 +23,7 @@ help:
 	@echo "make test-fast   the suite without tests marked slow"
 	@echo "make lint   ruff, mypy and the import layers (lint-imports)"
 	@echo "make docs   regenerate docs/reliability.md (the reliability tables) and docs/command-line.md (--help)"
+	@echo "make readme-sample   rewrite the README's sample of 'make run' from a real run"
 	@echo "make bench  run the benchmarks in bench/ and print their ratios"
 	@echo "make server start the Prefect server for nightly runs (SERVER_HOST=127.0.0.1 SERVER_PORT=4200;"
 	@echo "           off loopback: PREFECT_SERVER_API_AUTH_STRING in the environment, or SERVER_ARGS=--trusted-network)"
@@ -77,12 +78,25 @@ fashion-mnist:
 	  || echo "could not install dataset-fashion-mnist; the tests that need it will say so"; \
 	fi
 
+# A headless browser for the report's layout test (tests/integration/test_reports.py):
+# Debian's chromium-headless-shell, installed where we can (root and apt). Where we
+# cannot, that test fails saying how to install it.
+browser:
+	@if ! command -v chromium-headless-shell >/dev/null && ! command -v chromium >/dev/null \
+	    && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing chromium-headless-shell (Debian) for the report's layout test"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium-headless-shell >/dev/null 2>&1 \
+	  || { apt-get update -q >/dev/null 2>&1 && \
+	       DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium-headless-shell >/dev/null 2>&1; } \
+	  || echo "could not install chromium-headless-shell; the report's layout test will say so"; \
+	fi
+
 setup: $(VENV)/.installed-dev
 
 run: $(VENV)/.installed-run $(VENV)/.linked
 	$(BIN)/nighttune tune $(ARGS)
 
-test: $(VENV)/.installed-dev $(VENV)/.linked fashion-mnist
+test: $(VENV)/.installed-dev $(VENV)/.linked fashion-mnist browser
 	$(PYTEST) $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.installed-dev $(VENV)/.linked fashion-mnist
@@ -103,6 +117,11 @@ docs: $(BIN)/python
 	$(BIN)/python -m tests.support.reliability
 	$(BIN)/python -m tests.support.cli_doc
 
+# The README's sample of `make run`'s screen, from a real run (about 30 s); a slow test
+# (tests/e2e/test_readme.py) fails when it and a run disagree.
+readme-sample: $(VENV)/.installed-run $(VENV)/.linked
+	$(BIN)/python -m tests.support.readme_sample
+
 bench: $(VENV)/.installed-bench $(VENV)/.linked fashion-mnist
 	$(BIN)/python bench/run_all.py $(ARGS)
 
@@ -117,8 +136,13 @@ SERVER_PORT ?= 4200
 # is read from the environment only (PREFECT_SERVER_API_AUTH_STRING): `ps` shows arguments.
 SERVER_ARGS ?=
 
+# The server and the workers run as services (deployments/service.py): one SIGTERM
+# (systemctl stop, docker stop, kill) or Ctrl-C stops each, and what it started, within
+# seconds; a worker's flow runs end Crashed and resume with `prefect flow-run retry`.
+SERVICE := $(BIN)/python deployments/service.py --
+
 server: $(VENV)/.installed-run $(VENV)/.linked
-	$(BIN)/nighttune server --host $(SERVER_HOST) --port $(SERVER_PORT) $(SERVER_ARGS)
+	$(SERVICE) $(BIN)/nighttune server --host $(SERVER_HOST) --port $(SERVER_PORT) $(SERVER_ARGS)
 
 pools: $(VENV)/.installed-run $(VENV)/.linked
 	$(BIN)/python deployments/pools.py --gpu-slots $(GPU_SLOTS)
@@ -130,11 +154,11 @@ deploy: $(VENV)/.installed-run $(VENV)/.linked
 # Workers check the server first: a missing or wrong PREFECT_API_AUTH_STRING is one line.
 worker-cpu: $(VENV)/.installed-run $(VENV)/.linked
 	@$(BIN)/python deployments/pools.py --check
-	$(BIN)/prefect worker start --pool cpu
+	$(SERVICE) $(BIN)/prefect worker start --pool cpu
 
 worker-gpu: $(VENV)/.installed-run $(VENV)/.linked
 	@$(BIN)/python deployments/pools.py --check
-	$(BIN)/prefect worker start --pool gpu
+	$(SERVICE) $(BIN)/prefect worker start --pool gpu
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -103,8 +103,10 @@ def tune(
     # The flow runs in this process: it reads a plain --notify-url from our environment,
     # and the flow-run parameter (Prefect's database, its UI) holds only the reference.
     cfg = by_reference(cfg, os.environ)
+    from prefect.settings import PREFECT_API_URL
+
     from nighttune.flows.console import screen_logging
-    from nighttune.flows.screens import print_tune_result
+    from nighttune.flows.screens import print_tune_result, say_where_the_record_is
     from nighttune.flows.server import local_flow_settings
 
     def check_and_import() -> None:  # while the temporary server starts
@@ -116,10 +118,13 @@ def tune(
         import nighttune.flows.tune  # noqa: F401
 
     startup.mark(STARTED_AT)
+    temporary = not PREFECT_API_URL.value()  # a server of this command's own, no UI
     with local_flow_settings(while_starting=check_and_import):
         from nighttune.flows.tune import tune as tune_flow
 
         screen_logging(_VERBOSE)  # Prefect's console handler exists now
+        if temporary:  # (on a lasting server Prefect links the run's page in its UI)
+            say_where_the_record_is(cfg.export_to)
         result = tune_flow(cfg)
     print_tune_result(result)
 
@@ -285,7 +290,9 @@ def server(
 
 
 def _fail(message: str, code: int) -> int:
-    print(f"nighttune: error: {message}", file=sys.stderr)
+    """Each line of ``message`` (a config's mistakes: one each) as an error line."""
+    for line in message.splitlines() or [message]:
+        print(f"nighttune: error: {line}", file=sys.stderr)
     return code
 
 

@@ -2,9 +2,10 @@
 
 A user's mistake is a `UserError` (exit 2, `flows.cli`). A failure of the machine or
 the network — a full disk, a cut connection, an S3 timeout — is one line and exit 1
-(`environmental`); Prefect's own console logs of a failed task or flow keep their
-one-line message and lose the traceback (`screen_logging`; its API handler still
-sends it to the server, where the UI shows it). ``--verbose`` keeps every traceback.
+(`environmental`); Prefect's own console lines about a failed or crashed task or flow
+stay off the screen, since the command says the failure once (`ForTheScreen`; its API
+handler still sends them to the server, where the UI shows them). ``--verbose`` keeps
+every line and every traceback.
 """
 
 from __future__ import annotations
@@ -51,21 +52,33 @@ class WithoutTraceback(logging.Formatter):
 
 # Prefect's lines that say nothing a person needs on a good run (the UI keeps them).
 ENGINE_CHATTER = ("Finished in state Completed()", "Beginning flow run", "Created task run")
+# Prefect's lines as a task or flow run ends on an exception or a signal: the same
+# failure once per run it passes through (a builder's error was four lines, Ctrl-C four
+# "Crash detected!"), before the command says it once (`flows.cli`: one line, or the
+# traceback of a bug). The API handler still sends them to the server, for the UI.
+ENGINE_ENDINGS = (
+    "Task run failed with",
+    "Finished in state",
+    "Encountered exception during execution",
+    "Crash detected!",
+)
 
 
 class ForTheScreen(logging.Filter):
     """Drops what belongs in the logs but not on the default screen: lines marked
     `tasks.core.logs.DETAIL` (each epoch, each sweep step), Prefect's engine chatter,
-    and INFO from libraries (absl)."""
+    its lines about a run that failed or crashed (the command says that once), and INFO
+    from libraries (absl)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        engine = record.name.startswith(("prefect.flow_runs", "prefect.task_runs"))
+        if engine and record.getMessage().startswith((*ENGINE_CHATTER, *ENGINE_ENDINGS)):
+            return False
         if record.levelno >= logging.WARNING:
             return record.name != "absl" or record.levelno >= logging.ERROR
         if getattr(record, "nighttune_detail", False):
             return False
-        if record.name.startswith(("prefect.flow_runs", "prefect.task_runs")):
-            return not record.getMessage().startswith(ENGINE_CHATTER)
-        return record.name.startswith("nighttune")
+        return engine or record.name.startswith("nighttune")
 
 
 class ScreenFormat(logging.Formatter):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the commands import these before they call us
-    from pathlib import Path
-
     from nighttune.tasks.core.config import DatasetSpec
     from nighttune.tasks.core.records import LRSweep, TuneResult
     from nighttune.tasks.data.datasets import CachedDataset
@@ -19,37 +18,95 @@ def _number(value: float) -> str:
     return f"{value:.4g}"
 
 
-def print_tune_result(result: TuneResult) -> None:
-    """The trials table, the winner and where the run went."""
-    from nighttune.tasks.reporting.tables import summary_columns, trials_frame, with_noise
+def screen_width() -> int | None:
+    """The columns to fit: $COLUMNS, else the terminal's; None when the output is not a
+    terminal (a log or a pipe keeps every column and whole lines, for grep)."""
+    import os
+    import shutil
 
+    if os.environ.get("COLUMNS", "").strip().isdigit():
+        return max(int(os.environ["COLUMNS"]), 40)
+    if sys.stdout.isatty():
+        return max(shutil.get_terminal_size().columns, 40)
+    return None
+
+
+def say_where_the_record_is(export_to: str) -> None:
+    """For a run on a temporary Prefect server (no UI, gone when the command ends): the
+    line that says where its record will be, in place of a link to a UI."""
+    from nighttune.tasks.core.logs import get_logger
+
+    get_logger().info(
+        "record: report.html (named at the end); all runs: nighttune report --history %s; "
+        "no Prefect UI (a temporary server)",
+        export_to,
+    )
+
+
+def print_tune_result(result: TuneResult, width: int | None = None) -> None:
+    """The trials table and the winner, fitted to ``width`` columns (default
+    `screen_width`), and where the run went, ending with the report to open."""
+    from nighttune.tasks.reporting.tables import summary_columns, trials_frame, with_noise
+    from nighttune.tasks.reporting.terminal import fit_table, heading
+
+    width = width or screen_width()
     frame = trials_frame(result.rows, result.winner)
     frame = with_noise(frame, result.monitor, result.selection)
     columns = [*summary_columns(frame, result.monitor), "winner"]
+    if (frame["status"] == "ok").all():  # a status column only when a trial did not finish
+        columns.remove("status")
+    table, left_out = fit_table(frame, columns, monitor=result.monitor, width=width)
     print()
-    print(frame[columns].to_string(index=False, float_format=_number, na_rep=""))
+    print(table)
+    if left_out:
+        names = ", ".join(heading(c, "") for c in left_out)
+        _say("", f"({names}: left out to fit {width} columns; report.html has them)", width)
     w = result.winner
     print()
-    print(
-        f"winner      batch size {w.batch_size}, patience {w.patience}, {w.lr_text()}: "
-        f"{w.scores_text(result.monitor)}"
+    _say(
+        "winner",
+        f"batch size {w.batch_size}, patience {w.patience}, {w.lr_text()}: "
+        f"{w.scores_text(result.monitor)}",
+        width,
     )
     if result.selection is not None:
-        print(f"selection   {result.selection.rule}: {result.selection.reason}")
-    if left_out := [row for row in result.rows if row.status == "not run"]:
-        print(
-            f"time budget {len(left_out)} of {len(result.rows)} cells not run "
-            "(the report's error column says where each stopped)"
+        _say("selection", f"{result.selection.rule}: {result.selection.reason}", width)
+    if not_run := [row for row in result.rows if row.status == "not run"]:
+        _say(
+            "time budget",
+            f"{len(not_run)} of {len(result.rows)} cells not run "
+            "(the report's error column says where each stopped)",
+            width,
         )
     if reused := _reused_text(result):
-        print(f"reused      {reused}")
+        _say("reused", reused, width)
     exported = result.export
-    print(f"exported    {exported.path if exported.uri.startswith('file:') else exported.uri}")
+    _say("exported", exported.path if exported.uri.startswith("file:") else exported.uri, width)
     gate = exported.promotion
     if gate is not None:
-        print(f"champion    {gate.text()}")
+        _say("champion", gate.text(), width)
     serving = "" if gate is None or gate.promoted or not gate.champion else gate.champion
-    print(f"latest      {exported.latest}" + (f" (still {serving})" if serving else ""))
+    _say("latest", exported.latest + (f" (still {serving})" if serving else ""), width)
+    _say("report", str(Path(exported.path) / "report.html"), width)
+
+
+def _say(label: str, text: str, width: int | None) -> None:
+    """``label`` in a 12-column margin, then ``text`` wrapped to ``width`` under it
+    (paths never broken: a long one runs past the edge, whole, to be copied)."""
+    import textwrap
+
+    if width is None:
+        print(f"{label:<11} {text}".rstrip())
+        return
+    lines = textwrap.wrap(
+        text,
+        width=width - 12,
+        break_long_words=False,
+        break_on_hyphens=False,
+    ) or [""]
+    print(f"{label:<11} {lines[0]}".rstrip())
+    for line in lines[1:]:
+        print(f"{'':<11} {line}")
 
 
 def _reused_text(result: TuneResult) -> str:
@@ -67,7 +124,7 @@ def _reused_text(result: TuneResult) -> str:
 def print_dataset(spec: DatasetSpec, cached: CachedDataset) -> None:
     height, width, channels = cached.input_shape
     state = "cache hit" if cached.cache_hit else "built"
-    print(f"dataset     {spec.name}  ({state}: {cached.path})")
+    print(f"dataset     {spec.label}  ({state}: {cached.path})")
     print(f"classes     {len(cached.class_names)}: {' '.join(cached.class_names)}")
     kept = "uint8, converted as read" if cached.stored == "uint8" else "float32"
     print(f"input       {height}x{width}x{channels} float32 in [0, 1]  (cached as {kept})")

@@ -347,7 +347,8 @@ def local_flow_settings(while_starting: Callable[[], object] = lambda: None) -> 
     (`flows.server.TemporaryServer`: stopped on every exit, signals included), so
     nobody is there to read flow-run heartbeats (they mark crashed runs on a lasting
     server); and joining the heartbeat thread costs up to 1 s at the end of every run
-    (it sleeps in 1 s steps). They are off in that case only. The server gets
+    (it sleeps in 1 s steps). They are off in that case only, and so is the UI's URL:
+    that server has no UI to link to. The server gets
     `TEMPORARY_SERVER_STARTUP_S` to start unless
     ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` says otherwise (Prefect's
     20 s ran out on a busy 2-core machine), and the server settings of
@@ -357,6 +358,7 @@ def local_flow_settings(while_starting: Callable[[], object] = lambda: None) -> 
     from prefect.settings import (
         PREFECT_API_URL,
         PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        PREFECT_UI_URL,
         temporary_settings,
     )
 
@@ -373,7 +375,14 @@ def local_flow_settings(while_starting: Callable[[], object] = lambda: None) -> 
         server.launch()
         while_starting()
         api_url = server.ready()
-        updates = {PREFECT_API_URL: api_url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+        # No UI URL: the temporary server serves no UI and stops with the command, so
+        # Prefect's "View at http://127.0.0.1:PORT/runs/..." led to a 404, then to a
+        # closed port (the command says where the run's record is instead).
+        updates = {
+            PREFECT_API_URL: api_url,
+            PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
+            PREFECT_UI_URL: "",
+        }
         with temporary_settings(updates=updates):
             try:
                 yield

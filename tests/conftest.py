@@ -36,6 +36,10 @@ os.environ.update(
 os.environ["AWS_ENDPOINT_URL"] = "http://127.0.0.1:9"
 os.environ.pop("AWS_PROFILE", None)
 os.environ.pop("PREFECT_API_URL", None)
+# pytest-xdist's workers run with COLUMNS=80, which the CLI's final screen would fit
+# (flows.screens.screen_width): `nighttune` in a test writes whole lines, as into any
+# log, unless the test gives it a width.
+os.environ.pop("COLUMNS", None)
 
 import pytest  # noqa: E402
 

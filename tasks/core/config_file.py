@@ -16,7 +16,9 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from nighttune.tasks.core.config import TuneConfig
-from nighttune.tasks.core.errors import ConfigError, short_repr
+from nighttune.tasks.core.contradictions import contradictions
+from nighttune.tasks.core.errors import ConfigError
+from nighttune.tasks.core.yaml_words import describe_errors
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -86,8 +88,9 @@ def load_tune_config(path: str | None, overrides: dict[str, Any]) -> TuneConfig:
     """A YAML file (if any) with flag ``overrides`` on top; dotted keys reach nested specs.
 
     Raises:
-        ConfigError: unreadable file, YAML that is not a mapping, an unknown key, or
-            a value the models refuse.
+        ConfigError: unreadable file, YAML that is not a mapping; or, every one of them
+            at once: an unknown key, a value the models refuse, keys that contradict
+            each other (`tasks.core.contradictions`).
     """
 
     data: dict[str, Any] = {}
@@ -111,7 +114,14 @@ def load_tune_config(path: str | None, overrides: dict[str, Any]) -> TuneConfig:
             node = child
         node[leaf] = value
     _set_code_path(data, path)
-    return parse(TuneConfig, data)
+    problems = contradictions(data)
+    try:
+        config = parse(TuneConfig, data)
+    except ConfigError as exc:  # every mistake of the file at once
+        raise ConfigError(*problems, str(exc)) from None
+    if problems:
+        raise ConfigError(*problems)
+    return config
 
 
 def _set_code_path(data: dict[str, Any], path: str | None) -> None:
@@ -131,7 +141,7 @@ def _set_code_path(data: dict[str, Any], path: str | None) -> None:
 
 
 def parse(model: type[M], data: dict[str, Any], where: str = "") -> M:
-    """Validate ``data`` into ``model``, raising a one-line `ConfigError` on failure.
+    """Validate ``data`` into ``model``, raising a `ConfigError` of one line per mistake.
 
     Args:
         model: the pydantic model class.
@@ -141,26 +151,7 @@ def parse(model: type[M], data: dict[str, Any], where: str = "") -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, where)) from None
-
-
-# Keys whose values may hold a secret: their errors never repeat the raw value.
-QUIET_KEYS = {"s3_endpoint_url", "notify_url"}
-
-
-def describe_validation_error(exc: ValidationError, where: str = "") -> str:
-    """The first problem of a pydantic error, as ``key: problem (got value)``."""
-    first = exc.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
-    key = (where + loc) if loc else (where.rstrip(".") or "config")
-    if first["type"] == "extra_forbidden":
-        return f"unknown key '{key}'; remove it or check its spelling"
-    message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "string_too_short" and first.get("ctx", {}).get("min_length") == 1:
-        message = "is empty; give a value or leave the key out"
-    if not loc or key in QUIET_KEYS:  # the message names the values (secrets redacted)
-        return f"{key}: {message}"
-    return f"{key}: {message} (got {short_repr(first.get('input'))})"
+        raise ConfigError(*describe_errors(exc, model, data, where=where)) from None
 
 
 def deep_merge(base: dict[str, Any], given: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:

@@ -20,7 +20,11 @@ class UserError(Exception):
 
 
 class ConfigError(UserError):
-    """A configuration value (flag, YAML key, dataset spec) is invalid."""
+    """A configuration value (flag, YAML key, dataset spec) is invalid; a config with
+    several mistakes gives one line for each (the CLI says each as its own line)."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("\n".join(problems))
 
 
 class BuilderError(UserError):

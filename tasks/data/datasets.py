@@ -60,7 +60,7 @@ def load_dataset(spec: DatasetSpec, cache_dir: str | os.PathLike | None = None) 
     key = _cache_key(source, spec)
 
     def build(staging: Path) -> dict[str, Any]:
-        log.info("dataset %s: preprocessing and caching", spec.name)
+        log.info("dataset %s: preprocessing and caching", spec.label)
         counts: dict[str, int] = {}
         splits = source.splits()  # (prepares a catalog dataset: its size is known after)
         check_space(spec, root, examples=source.num_examples(), input_shape=source.input_shape)
@@ -70,7 +70,7 @@ def load_dataset(spec: DatasetSpec, cache_dir: str | os.PathLike | None = None) 
             counts[split] = write_blocks(ds, staging / split, rows)
             if counts[split] == 0:
                 raise DatasetUnavailable(
-                    f"dataset {spec.name}: the {split} split came out empty; "
+                    f"dataset {spec.label}: the {split} split came out empty; "
                     "add examples or lower val_fraction / test_fraction"
                 )
         return {
@@ -86,11 +86,11 @@ def load_dataset(spec: DatasetSpec, cache_dir: str | os.PathLike | None = None) 
     entry = Slot(root, "datasets", _slug(source.identity), key).get_or_build(
         build, fresh=not spec.cache
     )
-    log.info("dataset %s: %s %s", spec.name, "cache hit" if entry.hit else "cached in", entry.path)
+    log.info("dataset %s: %s %s", spec.label, "cache hit" if entry.hit else "cached in", entry.path)
     data = entry.data
     kept = sum(data["num_examples"].values())  # as recorded when the entry was built
     if isinstance(source, ImageFolder) and (lost := len(source.files) - kept):
-        log.warning("dataset %s: skipped %d unreadable image file(s)", spec.name, lost)
+        log.warning("dataset %s: skipped %d unreadable image file(s)", spec.label, lost)
     return CachedDataset(
         path=str(entry.path),
         fingerprint=entry.fingerprint,
@@ -145,7 +145,7 @@ def check_space(
     if need > 0.9 * free:
         shape = "x".join(map(str, input_shape))
         raise DatasetUnavailable(
-            f"dataset {spec.name}: caching {examples} examples of {shape} "
+            f"dataset {spec.label}: caching {examples} examples of {shape} "
             f"(float32) needs about {_size(need)} and {probe} has {_size(free)} free; "
             "give a smaller --image-size, or a --cache-dir on a disk with room"
         )

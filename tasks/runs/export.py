@@ -222,11 +222,16 @@ def _write_model(staging: Path, run: RunBundle) -> Any:
 
 
 def _copy_sweeps(folder: Path, sweeps: list[LRSweep]) -> None:
+    """Each sweep's record from the store, and its plot drawn again from it: a sweep
+    reused from an earlier run is shown as this version draws sweeps."""
+    from nighttune.tasks.reporting.figures import plot_lr_sweep
+
     folder.mkdir()
     for sweep in sweeps:
         if sweep.path:
-            for name in sweep_files(sweep.batch_size):
-                shutil.copyfile(Path(sweep.path) / name, folder / name)
+            record, plot = sweep_files(sweep.batch_size)
+            shutil.copyfile(Path(sweep.path) / record, folder / record)
+            plot_lr_sweep(sweep, folder / plot)
 
 
 def _write_pages(staging: Path, run: RunBundle, config_shown: dict[str, Any]) -> None:

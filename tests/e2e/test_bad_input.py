@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,10 @@ from tests.support.reliability import (
     TRAINING_FAULTS,
     BadInput,
     render,
+)
+
+PREFECT_ENDINGS = re.compile(
+    r"Task run failed|Finished in state|Encountered exception|Crash detected"
 )
 
 
@@ -149,6 +154,8 @@ def test_bad_input_exits_2_with_one_line(case: BadInput, outcomes) -> None:
     assert case.needle in lines[0], lines[0]
     assert len(lines[0]) < 600, lines[0]  # never the whole input echoed back
     assert "Traceback" not in output
+    # Prefect's own lines about the failed task and flow stay in its logs, off the screen.
+    assert [line for line in output.splitlines() if PREFECT_ENDINGS.search(line)] == []
     for text in case.absent:
         assert text not in output
     assert not list(tmp.rglob("latest.json"))

@@ -48,6 +48,19 @@ def test_help_lists_commands_and_flags(cli_env) -> None:
         assert flag in tune.stdout
 
 
+def test_a_file_with_two_mistakes_says_both(cli_env, tmp_path) -> None:
+    """Every mistake of a config file at once, one error line each, exit 2."""
+    config = tmp_path / "tune.yaml"
+    config.write_text("batch_sizes: 32\nmax_epochs: many\n")
+    result = run(cli_env, "tune", "--config", str(config))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        "nighttune: error: batch_sizes: should be a list of integers such as [32, 64, 128] "
+        "(got 32)",
+        "nighttune: error: max_epochs: should be an integer such as 30 (got 'many')",
+    ]
+
+
 def test_cache_on_the_offline_default_prints_splits(cli_env) -> None:
     first = run(cli_env, "cache")
     assert first.returncode == 0, first.stderr
@@ -103,6 +116,7 @@ def test_the_temporary_server_is_ours_and_stops_with_the_command(
             api = get_current_settings().api.url
             assert api and api.startswith("http://127.0.0.1:")
             assert get_current_settings().flows.heartbeat_frequency is None
+            assert not get_current_settings().ui_url  # no UI there: no "View at" link
             with urllib.request.urlopen(f"{api}/admin/settings", timeout=10) as reply:
                 recorder = json.load(reply)["server"]["services"]["task_run_recorder"]
             assert (recorder["batch_size"], recorder["flush_interval"]) == (100, 1)
@@ -113,6 +127,7 @@ def test_the_temporary_server_is_ours_and_stops_with_the_command(
         local_flow_settings(),
     ):
         assert get_current_settings().flows.heartbeat_frequency == 180  # Prefect's default
+        assert get_current_settings().ui_url == "http://127.0.0.1:4200"  # its UI's runs
         assert get_current_settings().api.url == "http://127.0.0.1:4200/api"
 
 
@@ -189,7 +204,7 @@ def test_a_signal_stops_tune_at_once_with_its_server(
     on_temporary_server(cli_env, prefect_database, tmp_path / "prefect-home")
     # Long enough (5,000 epochs: minutes) that the run cannot finish before the signal.
     args = [*QUICK_TUNE, "--max-epochs", "5000", "--patiences", "4000", "--batch-sizes", "32"]
-    args += ["--export-to", str(tmp_path / "exports"), "--verbose"]  # --verbose: the epochs
+    args += ["--export-to", str(tmp_path / "exports")]
     log = tmp_path / "stderr.txt"
     with open(log, "w") as err:
         proc = subprocess.Popen(
@@ -204,9 +219,10 @@ def test_a_signal_stops_tune_at_once_with_its_server(
         )
     try:
         deadline = time.monotonic() + 240
-        while "trial b32: epoch 2," not in log.read_text():
+        while "trial b32: lr " not in log.read_text():  # the trial has started
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.2)
+        time.sleep(3)  # and is training
         family = psutil.Process(proc.pid).children(recursive=True)
         assert any("uvicorn" in " ".join(child.cmdline()) for child in family)
         sent = time.monotonic()
@@ -230,12 +246,35 @@ def test_a_signal_stops_tune_at_once_with_its_server(
         "nighttune: error: interrupted; rerun the same command to resume (finished work is kept)"
     ], stderr[-3000:]
     assert "Traceback" not in stderr
+    assert "Crash detected" not in stderr and "Finished in state" not in stderr, stderr
     gone, alive = psutil.wait_procs(family, timeout=10)
     assert not alive, [p.cmdline() for p in alive]
     assert not (tmp_path / "exports" / "latest.json").exists()
 
 
 NOISE = ("Traceback", "ERROR", "error:", "oneDNN", "absl", "Unknown size", "telemetry")
+
+
+def test_a_data_builder_that_raises_is_one_line_and_whole_in_prefects_log(
+    cli_env, tmp_path, prefect_database
+) -> None:
+    """A user's data builder raising in the flow: the screen shows nighttune's one line
+    and none of Prefect's four about the failed task and flow; Prefect's own log (the
+    UI's) still has them."""
+    home = on_temporary_server(cli_env, prefect_database, tmp_path / "prefect-home")
+    project = Path(__file__).parents[1] / "support" / "user_project"
+    config = tmp_path / "tune.yaml"
+    config.write_text(f"code_dir: {project}\ndataset: {{builder: 'my_data:unreadable'}}\n")
+    result = run(cli_env, "tune", "--config", str(config), "--export-to", str(tmp_path / "x"))
+    assert result.returncode == 2, result.stderr[-3000:]
+    said = "builder 'my_data:unreadable' raised ValueError: cannot read wine.csv"
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert errors == [f"nighttune: error: {said}: no column 'quality'"], result.stderr
+    assert "Finished in state" not in result.stderr and "Task run" not in result.stderr
+    with sqlite3.connect(home / "prefect.db") as db:
+        logged = [message for (message,) in db.execute("SELECT message FROM log")]
+    assert any(m.startswith("Task run failed with exception") and said in m for m in logged)
+    assert any(m.startswith("Finished in state Failed") for m in logged), logged
 
 
 def test_a_default_run_in_a_clean_environment_is_quiet(tmp_path) -> None:
@@ -262,6 +301,10 @@ def test_a_default_run_in_a_clean_environment_is_quiet(tmp_path) -> None:
     for stage in ("dataset digits: cached in", "lr sweep, batch size 64", "trial b32: 4 epochs"):
         assert stage in screen, screen
     assert "winner      batch size" in screen and "epoch 1," not in screen
+    # No link to a UI that is not there (the temporary server has none, and stops):
+    # where the run's record is instead.
+    assert "View at" not in screen and "http://" not in screen, screen
+    assert "record: report.html (named at the end); all runs: nighttune report --history" in screen
     assert "reused" not in screen  # the first run trained everything
     manifest = json.loads(next((tmp_path / "exports").glob("*/manifest.json")).read_text())
     assert list(manifest["timings"])[0] == "start-up" and manifest["timings"]["start-up"] > 0
@@ -277,7 +320,7 @@ def test_a_default_run_in_a_clean_environment_is_quiet(tmp_path) -> None:
     )
     assert "reused      LR sweeps 2 of 2, trials 2 of 2: from the store" in again.stdout
     assert "selection   cheapest_within_noise: " in again.stdout
-    assert "val_accuracy_95ci" in again.stdout and "p_vs_best" in again.stdout
+    assert "95% CI" in again.stdout and "p vs best" in again.stdout
     run_id = again.stdout.split("exported    ")[1].split()[0].rsplit("/", 1)[1]
     chosen = json.loads((tmp_path / "exports" / run_id / "manifest.json").read_text())
     assert chosen["selection"]["rule"] == "cheapest_within_noise"
@@ -345,6 +388,12 @@ def test_on_a_terminal_long_work_is_a_bar_and_the_lines_stay(tmp_path) -> None:
     assert not [line for line in visible if re.search(r"\d+/\d+ \|", line)], visible
     assert any("trial b32: " in line and "epochs in" in line for line in visible), visible
     assert any(line.startswith("winner      batch size 32") for line in visible), visible
+    final = visible[[line.split()[:1] for line in visible].index(["batch"]) :]
+    # The terminal's width, but for a path (never broken: it is copied whole).
+    assert max(len(line) for line in final if str(tmp_path) not in line) <= 100, final
+    exported = next(line.split()[1] for line in visible if line.startswith("exported"))
+    last = [line for line in visible if line.strip()][-1]
+    assert last == f"report      {exported}/report.html", visible[-3:]
     assert [word for word in NOISE if word in screen] == [], screen
 
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -178,6 +180,13 @@ def test_two_runs_at_once_to_one_target_both_export_intact(prefect_server, tmp_p
     outputs = [proc.communicate(timeout=600)[0] for proc in procs]
     for proc, output in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, output[-3000:]
+        # On a lasting server the screen links the run's page in its UI, which is there.
+        ui = prefect_server["api"].removesuffix("/api")
+        link = re.search(rf"View at ({re.escape(ui)}/runs/flow-run/[0-9a-f-]+)", output)
+        assert link and "record: report.html" not in output, output[:2000]
+        request = urllib.request.Request(link.group(1), headers={"Accept": "text/html"})
+        with urllib.request.urlopen(request, timeout=10) as page:  # as a browser asks
+            assert page.status == 200 and b"<html" in page.read(2000).lower()
 
     exports = tmp_path / "exports"
     runs = sorted(p for p in exports.iterdir() if p.is_dir())

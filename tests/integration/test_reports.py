@@ -72,13 +72,49 @@ def test_report_html_has_every_section_and_plot(run) -> None:
     for unused in ("null", "filters:", "val_fraction", "trial_deployment", "builder:"):
         assert unused not in shown, unused
     assert "an exact tie goes to fewer epochs run" in page
-    assert "p_vs_best</th>" in page and "val_accuracy_95ci</th>" in page
+    assert "p_<wbr>vs_<wbr>best</th>" in page and "val_<wbr>accuracy_<wbr>95ci</th>" in page
+    assert "<th>status</th>" not in page  # every trial finished: no status column
     assert "Selection (--select best): best val_accuracy" in page
     for stage in ("data", "sweeps", "trials", "export"):
         assert f'<td class="text">{stage}</td>' in page
     for png in (run_dir / "plots").glob("*.png"):
         with Image.open(png) as image:
             image.verify()
+
+
+def test_the_page_fits_a_laptop_and_its_table_scrolls_in_a_narrow_window(run, tmp_path) -> None:
+    """report.html laid out by headless Chromium: at 1280 px the trials table fits its
+    box (it was 1296 px in 1100, cut off at test_accuracy) and nothing is wider than the
+    window; at 800 px only the table scrolls, sideways, under a line saying so."""
+    from tests.support.browser import measure, screenshot
+
+    _, result = run
+    page = Path(result.export.path) / "report.html"
+    laptop = measure(page, 1280, tmp_path)
+    assert laptop["table"] <= laptop["table_box"], laptop  # no sideways scroll
+    assert laptop["page"] <= 1280 and laptop["table_right"] <= 1280, laptop
+    assert laptop["images_right"] <= 1280 and laptop["hint"] == "none", laptop
+    narrow = measure(page, 800, tmp_path)
+    assert narrow["page"] <= 800 and narrow["images_right"] <= 800, narrow
+    assert narrow["table"] > narrow["table_box"] and narrow["hint"] == "block", narrow
+    picture = screenshot(page, 1280, tmp_path / "report-1280.png")
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_heatmap_scale_spans_the_noise_and_the_sweep_plot_says_minimum_over_10() -> None:
+    """A one-example difference (0.963 vs 0.974 on 270 examples, intervals 0.05 wide)
+    is a small step of a scale at least the noise wide, not purple against yellow; the
+    `minimum` rule's line sits a decade left of the point it read, and says so."""
+    import numpy as np
+
+    from nighttune.tasks.reporting.figures import READ_AT, RULE_WORDS, colour_range
+
+    grid = np.array([[0.963, 0.963], [0.9741, np.nan]])
+    low, high = colour_range(grid, noise=0.05)
+    assert high - low == pytest.approx(0.05) and low < 0.963 and high > 0.9741
+    assert colour_range(grid, noise=None) == (0.963, 0.9741)  # no noise known: the range
+    assert colour_range(np.array([[0.5, 0.9]]), noise=0.05) == (0.5, 0.9)  # wider: kept
+    assert RULE_WORDS["minimum"] == "minimum ÷ 10" and READ_AT["minimum"] == 10.0
 
 
 def test_tensorboard_logs_and_artifacts(run) -> None:

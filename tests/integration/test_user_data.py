@@ -37,6 +37,28 @@ def test_arrays_are_cached_and_reused_until_they_change(tmp_path) -> None:
     assert x.dtype.name == "float32" and y.dtype.name == "int64"
 
 
+def test_the_screen_names_the_builder_it_caches(tmp_path, monkeypatch) -> None:
+    """The dataset lines name the user's builder, not the default dataset name."""
+    import logging
+
+    from nighttune.tasks.data import datasets
+
+    said: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.Logger("screen", logging.INFO)
+    logger.addHandler(handler)
+    monkeypatch.setattr(datasets, "get_logger", lambda: logger)
+    load_dataset(spec(), tmp_path)
+    load_dataset(spec(), tmp_path)
+    assert [line.split(" /")[0] for line in said] == [
+        "dataset my_data:blobs: preprocessing and caching",
+        "dataset my_data:blobs: cached in",
+        "dataset my_data:blobs: cache hit",
+    ], said
+    assert not [line for line in said if "digits" in line]
+
+
 def test_a_dataset_without_validation_or_test_is_carved_from_train(tmp_path) -> None:
     cached = load_dataset(spec("as_dataset"), tmp_path)
     assert sum(cached.num_examples.values()) == 100  # as_dataset(200) keeps blobs' train half

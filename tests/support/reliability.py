@@ -111,7 +111,7 @@ BAD_INPUTS: tuple[BadInput, ...] = (
         "seed-negative",
         "flags",
         ("tune", "--seed", "-1"),
-        "seed: Input should be greater than or equal to 0",
+        "seed: should be at least 0 (got -1)",
     ),
     BadInput(
         "image-size-huge",
@@ -158,7 +158,7 @@ BAD_INPUTS: tuple[BadInput, ...] = (
         "select-alpha-out-of-range",
         "flags",
         ("tune", "--select-alpha", "1.5"),
-        "select_alpha: Input should be less than 1 (got 1.5)",
+        "select_alpha: should be below 1 (got 1.5)",
     ),
     BadInput(
         "promote-margin-nan",
@@ -198,7 +198,7 @@ BAD_INPUTS: tuple[BadInput, ...] = (
         "yaml-wrong-type",
         "config",
         ("tune", "--config", "{yaml}"),
-        "max_epochs: Input should be a valid integer",
+        "max_epochs: should be an integer such as 30 (got 'many')",
         yaml="max_epochs: many\n",
     ),
     BadInput(
@@ -212,7 +212,7 @@ BAD_INPUTS: tuple[BadInput, ...] = (
         "yaml-long-value",
         "config",
         ("tune", "--config", "{yaml}"),
-        "monitor: Input should be a valid string (got [",
+        "monitor: should be text such as val_accuracy (got [",
         yaml="monitor: [" + ", ".join(["val_accuracy_of_a_long_name"] * 2000) + "]\n",
         absent=("val_accuracy_of_a_long_name, " * 10,),
     ),
@@ -250,6 +250,27 @@ BAD_INPUTS: tuple[BadInput, ...] = (
         ("tune", "--config", "{yaml}"),
         "must return a mapping with a 'train' split",
         yaml="code_dir: {project}\ndataset: {builder: 'my_data:no_train'}\n",
+    ),
+    BadInput(
+        "data-builder-raises",
+        "builders",
+        ("tune", "--config", "{yaml}"),
+        "builder 'my_data:unreadable' raised ValueError: cannot read wine.csv",
+        yaml="code_dir: {project}\ndataset: {builder: 'my_data:unreadable'}\n",
+    ),
+    BadInput(
+        "data-name-and-builder",
+        "builders",
+        ("tune", "--config", "{yaml}"),
+        "dataset.name (mnist) and dataset.builder (my_data:blobs) both say what to train on",
+        yaml="code_dir: {project}\ndataset: {name: mnist, builder: 'my_data:blobs'}\n",
+    ),
+    BadInput(
+        "model-kind-and-builder",
+        "builders",
+        ("tune", "--config", "{yaml}"),
+        "model.kind (cnn) and model.builder (my_models:build) both say what model to train",
+        yaml="code_dir: {project}\nmodel: {kind: cnn, builder: 'my_models:build'}\n",
     ),
     BadInput(
         "model-does-not-fit-data",

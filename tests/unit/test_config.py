@@ -34,7 +34,7 @@ def test_existing_folder_without_slash_is_a_folder(tmp_path, monkeypatch) -> Non
     ("data", "expected"),
     [
         ({"nmae": "mnist"}, "unknown key 'dataset.nmae'"),
-        ({"val_fraction": 0.7}, "dataset.val_fraction: Input should be less than 0.5 (got 0.7)"),
+        ({"val_fraction": 0.7}, "dataset.val_fraction: should be below 0.5 (got 0.7)"),
         ({"image_size": [0, 28]}, "dataset.image_size: must be two positive integers"),
         ({"channels": 2}, "dataset.channels"),
         ({"name": "  "}, "dataset.name: is empty"),
@@ -61,8 +61,11 @@ from nighttune.tasks.core.config_file import load_tune_config  # noqa: E402
         ({"patiences": [-1]}, "patiences: every value must be a positive integer"),
         ({"patiences": [3, 3]}, "patiences: has duplicates: 3"),
         ({"lr_range.start_lr": 1.0, "lr_range.end_lr": 0.1}, "start_lr (1) must be below end_lr"),
-        ({"max_epochs": 0}, "max_epochs: Input should be greater than or equal to 1"),
-        ({"model.kind": "transformer"}, "model.kind: Input should be 'mlp' or 'cnn'"),
+        ({"max_epochs": 0}, "max_epochs: should be at least 1 (got 0)"),
+        (
+            {"model.kind": "transformer"},
+            "model.kind: should be one of: mlp, cnn (got 'transformer')",
+        ),
         ({"lr_range.method": "best"}, "lr_range.method"),
         ({"dispatch": "cluster"}, "dispatch"),
     ],
@@ -168,7 +171,7 @@ def test_errors_never_echo_a_large_value(tmp_path) -> None:
     path.write_text("monitor: [" + ", ".join(["x" * 50] * 5000) + "]\n")
     with pytest.raises(ConfigError) as caught:
         load_tune_config(str(path), {})
-    assert "monitor: Input should be a valid string" in str(caught.value)
+    assert "monitor: should be text such as val_accuracy (got [" in str(caught.value)
     assert len(str(caught.value)) < 200
 
 
@@ -197,3 +200,101 @@ def test_deep_merge_keeps_what_the_partial_config_does_not_say():
     assert merged == base | {"batch_sizes": [32], "lr_range": {"method": "minimum", "steps": 20}}
     assert keys == ["batch_sizes", "lr_range.steps"]
     assert base["lr_range"] == {"method": "minimum"}  # not changed in place
+
+
+def test_every_mistake_of_a_file_is_a_line_in_yamls_words(tmp_path) -> None:
+    """A file with several mistakes: each said once, as what the key wants (a list, an
+    integer, one of some words) with an example, never as a Python type."""
+    path = tmp_path / "tune.yaml"
+    path.write_text(
+        "batch_sizes: 32\nmax_epochs: many\npatience: [3]\npatiences: [3, x]\n"
+        "dataset: {image_size: [28], seed: -1}\nmodel: {kind: transformer}\n"
+        "monitor_mode: maxx\ntensorboard: maybe\nnotify_url: 5\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_tune_config(str(path), {})
+    lines = str(caught.value).splitlines()
+    assert sorted(lines) == sorted(
+        [
+            "batch_sizes: should be a list of integers such as [32, 64, 128] (got 32)",
+            "max_epochs: should be an integer such as 30 (got 'many')",
+            "unknown key 'patience'; remove it or check its spelling",
+            "patiences: should be a list of integers such as [3, 6, 10] (got [3, 'x'])",
+            "dataset.image_size: should be a list of two integers such as [28, 28] (got [28])",
+            "dataset.seed: should be at least 0 (got -1)",
+            "model.kind: should be one of: mlp, cnn (got 'transformer')",
+            "monitor_mode: should be one of: auto, max, min (got 'maxx')",
+            "tensorboard: should be true or false (got 'maybe')",
+            "notify_url: should be text",  # a secret's key never repeats its value
+        ]
+    )
+    assert not [line for line in lines if "Input should" in line or "tuple" in line]
+
+
+def test_a_section_that_is_not_a_mapping_says_what_it_holds(tmp_path) -> None:
+    path = tmp_path / "tune.yaml"
+    path.write_text("model: cnn\n")
+    with pytest.raises(ConfigError) as caught:
+        load_tune_config(str(path), {})
+    assert (
+        str(caught.value)
+        == "model: should be a mapping of keys (kind: ..., builder: ...) (got 'cnn')"
+    )
+
+
+@pytest.mark.parametrize(
+    ("yaml", "expected"),
+    [
+        (
+            "dataset: {name: mnist, builder: 'my_data:wine'}\n",
+            ["dataset.name (mnist) and dataset.builder (my_data:wine) both say what to train on"],
+        ),
+        (
+            "model: {kind: cnn, builder: 'my_models:small', hidden_units: [8]}\n",
+            [
+                "model.kind (cnn) and model.builder (my_models:small) both say what model",
+                "model.hidden_units shapes the built-in models, not model.builder's",
+            ],
+        ),
+        (
+            "dataset: {builder: 'my_data:wine', image_size: [28, 28], data_dir: /d}\n",
+            [
+                "dataset.data_dir is where TFDS finds catalog datasets",
+                "dataset.image_size resizes catalog datasets and image folders",
+            ],
+        ),
+        ("model: {filters: [8]}\n", ["model.filters sets the cnn's conv blocks"]),
+        ("model: {kwargs: {width: 3}}\n", ["model.kwargs are passed to model.builder"]),
+        ("dataset: {kwargs: {n: 3}}\n", ["dataset.kwargs are passed to dataset.builder"]),
+    ],
+)
+def test_keys_that_contradict_each_other_are_refused(tmp_path, yaml: str, expected) -> None:
+    """Two keys that answer one question differently: one line each, never settled
+    silently (the builder used to win over the name without a word)."""
+    path = tmp_path / "tune.yaml"
+    path.write_text(yaml)
+    with pytest.raises(ConfigError) as caught:
+        load_tune_config(str(path), {})
+    lines = str(caught.value).splitlines()
+    assert len(lines) == len(expected), lines
+    for line, start in zip(lines, expected, strict=True):
+        assert line.startswith(start), lines
+
+
+def test_a_flag_that_contradicts_the_file_is_refused_too(tmp_path) -> None:
+    path = tmp_path / "tune.yaml"
+    path.write_text("dataset: {builder: 'my_data:wine'}\nbatch_sizes: 32\n")
+    with pytest.raises(ConfigError) as caught:
+        load_tune_config(str(path), {"dataset.name": "mnist"})  # --dataset mnist
+    assert str(caught.value).splitlines() == [
+        "dataset.name (mnist) and dataset.builder (my_data:wine) both say what to train on; "
+        "keep one",
+        "batch_sizes: should be a list of integers such as [32, 64, 128] (got 32)",
+    ]
+
+
+def test_defaults_contradict_nothing(tmp_path) -> None:
+    path = tmp_path / "tune.yaml"
+    path.write_text("dataset: {builder: 'my_data:wine'}\nmodel: {kind: cnn, filters: [8]}\n")
+    config = load_tune_config(str(path), {})
+    assert config.dataset.kind == "builder" and config.model.filters == (8,)

@@ -46,3 +46,8 @@ def linear(n=400, features=5, seed=0):
     x = rng.normal(size=(n, features)).astype("float32")
     y = (x @ np.linspace(-1.0, 1.0, features) + 0.1 * rng.normal(size=n)).astype("float32")
     return {"train": (x, y)}
+
+
+def unreadable(path="wine.csv"):
+    """A builder whose own code fails, as a user's does on a file it cannot read."""
+    raise ValueError(f"cannot read {path}: no column 'quality'")
