@@ -183,6 +183,8 @@ def test_tune_on_the_temporary_server_records_every_task_run(
             "cache_dataset",
             "lr_sweep",
             "lr_sweep",
+            "lr_bracket",
+            "lr_bracket",
             "train_trial",
             "train_trial",
             "export_run",
