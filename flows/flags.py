@@ -70,6 +70,8 @@ TUNE_FLAGS = (
     flag("--bracket-factor", "lr_bracket.factor"),
     flag("--halving-eta", "lr_bracket.eta"),
     flag("--first-rung", "lr_bracket.first_rung"),
+    flag("--bracket-center", "lr_bracket.center"),
+    flag("--warm-start", "warm_start"),
     flag("--select", "select"),
     flag("--select-alpha", "select_alpha"),
     flag("--export-to", "export_to"),

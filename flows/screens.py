@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the commands import these before they call us
     from nighttune.tasks.core.config import DatasetSpec
-    from nighttune.tasks.core.records import LRSweep, TuneResult
+    from nighttune.tasks.core.records import LRSweep, TrialResult, TuneResult
     from nighttune.tasks.data.datasets import CachedDataset
     from nighttune.tasks.data.prepare import Prepared
     from nighttune.tasks.inference.predict import PredictSummary
@@ -71,10 +71,18 @@ def print_tune_result(result: TuneResult, width: int | None = None) -> None:
     )
     if result.selection is not None:
         _say("selection", f"{result.selection.rule}: {result.selection.reason}", width)
-    if not_run := [row for row in result.rows if row.status == "not run"]:
+    not_run = [row for row in result.rows if row.status == "not run"]
+    if left_out := sorted({r.batch_size for r in not_run if _carried(r)}):
+        sizes = ", ".join(map(str, left_out))
+        _say(
+            "warm start",
+            f"batch size {sizes} left out: lost clearly on earlier nights (report.html says which)",
+            width,
+        )
+    if cut := [row for row in not_run if not _carried(row)]:
         _say(
             "time budget",
-            f"{len(not_run)} of {len(result.rows)} cells not run "
+            f"{len(cut)} of {len(result.rows)} cells not run "
             "(the report's error column says where each stopped)",
             width,
         )
@@ -88,6 +96,11 @@ def print_tune_result(result: TuneResult, width: int | None = None) -> None:
     serving = "" if gate is None or gate.promoted or not gate.champion else gate.champion
     _say("latest", exported.latest + (f" (still {serving})" if serving else ""), width)
     _say("report", str(Path(exported.path) / "report.html"), width)
+
+
+def _carried(row: TrialResult) -> bool:
+    """A row of a batch size the warm start left out (`tasks.runs.warm_start`)."""
+    return (row.error or "").startswith("warm start:")
 
 
 def _say(label: str, text: str, width: int | None) -> None:
@@ -111,7 +124,7 @@ def _say(label: str, text: str, width: int | None) -> None:
 
 def _reused_text(result: TuneResult) -> str:
     """Which work came from the store rather than being done now ("" when none did)."""
-    sizes = {row.batch_size for row in result.rows}
+    sizes = {row.batch_size for row in result.rows if not _carried(row)}
     trials = len({row.batch_size for row in result.rows if row.reused})
     if not (trials or result.sweeps_reused):
         return ""

@@ -67,7 +67,7 @@ def train_trial_flow(
         budget=run.memory_budget,
     )
     sweep = lr_bracket(cached, run, sweep, stop_at=stop_at)
-    lr, factor = sweep.trial_lr()
+    lr, factor = sweep.trial_lr(config.lr_bracket.center_factor)
     rows = train_trial(
         cached,
         run,

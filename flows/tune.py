@@ -36,14 +36,24 @@ from nighttune.tasks.core.budget import (
 )
 from nighttune.tasks.core.config import TuneConfig
 from nighttune.tasks.core.logs import get_logger
-from nighttune.tasks.core.records import ExportResult, LRSweep, Selection, TrialResult, TuneResult
+from nighttune.tasks.core.records import (
+    ExportResult,
+    LRSweep,
+    Selection,
+    TrialResult,
+    TuneResult,
+    WarmStart,
+    rows_without_result,
+)
 from nighttune.tasks.data.datasets import CachedDataset
 from nighttune.tasks.dispatch.deployments import run_trials_on_deployments, with_deployment_config
 from nighttune.tasks.runs.export import new_run_id
 from nighttune.tasks.runs.history import past_timings
 from nighttune.tasks.runs.notify import context_of, notify_failed, notify_finished, warn_if_plain
+from nighttune.tasks.runs.warm_start import setup_fingerprint, warm_start
 from nighttune.tasks.storage.target import Target
 from nighttune.tasks.tuning.context import TrialContext, trial_context
+from nighttune.tasks.tuning.models import model_key
 from nighttune.tasks.tuning.selection import select
 from nighttune.tasks.tuning.training import stored_values
 
@@ -146,7 +156,7 @@ def _local_grid(
             if not trial_fits(left, epoch_s.get(b), needs):
                 left_out[b] = f"not started: {max(left, 0):.0f} s left"
                 continue
-        lr, factor = sweep.trial_lr()
+        lr, factor = sweep.trial_lr(spec.lr_bracket.center_factor)
         rows += train_trial(
             cached,
             planned,
@@ -220,6 +230,38 @@ def _flow_run_link() -> str | None:
     return f"{base}/flow-runs/flow-run/{run}" if base and run else None
 
 
+def _warm_start(
+    config: TuneConfig, cached: CachedDataset, *, target: Target
+) -> tuple[TuneConfig, WarmStart]:
+    """`warm_start` for this run's setup, and ``config`` with the bracket's centre and
+    width it carried over."""
+    setup = setup_fingerprint(
+        source=cached.source,
+        input_shape=cached.input_shape,
+        class_names=cached.class_names,
+        model=model_key(config.model),
+        trial_shape={
+            "monitor": config.monitor,
+            "lr_method": config.lr_range.method,
+            "lr_schedule": config.lr_schedule,
+        },
+    )
+    warm = warm_start(
+        target,
+        enabled=config.warm_start,
+        setup=setup,
+        train_examples=cached.num_examples["train"],
+        batch_sizes=config.batch_sizes,
+        width=config.lr_bracket.width,
+        center=config.lr_bracket.center,
+    )
+    carried = {"center": warm.lr_center, "width": warm.width}
+    bracket = config.lr_bracket.model_copy(
+        update={key: value for key, value in carried.items() if value is not None}
+    )
+    return config.model_copy(update={"lr_bracket": bracket}), warm
+
+
 def _clock(config: TuneConfig, target: Target) -> tuple[RunClock | None, dict[int, float]]:
     """The run's end under ``time_budget`` / ``deadline`` (from now), logged, and earlier
     runs' seconds an epoch by batch size (from ``target``'s runs); (None, {}) without a
@@ -266,27 +308,35 @@ def _tune(config: TuneConfig, run_id: str, *, target: Target) -> TuneResult:
     budget, epoch_s = _clock(config, target)
     dataset = config.dataset.model_copy(update={"cache": False}) if config.fresh else config.dataset
     cached = cache_dataset(dataset, config.cache_dir)  # rebuilt here, if at all: not by children
-    # The model against the real data (a user's builder is first built here), and what
-    # every trial shares, resolved once.
+    # What earlier nights of this dataset and model carry over (the bracket's centre
+    # and width go into the config: they shape the trials), then the model against the
+    # real data (a user's builder is first built here) and what every trial shares.
+    config, warm = _warm_start(config, cached, target=target)
     run = trial_context(config, cached)
+    batch_sizes = tuple(b for b in config.batch_sizes if b not in warm.left_out)
     objective = run.objective
     lap("data")
     if config.dispatch == "deployments":
         # One child run per batch size on the trial deployment's pool; each does its
         # sweep and its trial, so both are timed together.
         stop_at = budget.stop_at if budget is not None else None
-        sweeps, rows = run_trials_on_deployments(config, str(flow_run.id), stop_at, target=target)
+        sweeps, rows = run_trials_on_deployments(
+            config, str(flow_run.id), stop_at, target=target, batch_sizes=batch_sizes
+        )
         lap("sweeps and trials (workers)")
     else:
         sweeps, rows = _local_grid(
             run,
             cached,
-            batch_sizes=config.batch_sizes,
+            batch_sizes=batch_sizes,
             lap=lap,
             clock=budget,
             epoch_s=epoch_s,
         )
         lap("trials")
+    for b, why in warm.left_out.items():
+        why = f"warm start: {why}"
+        rows += rows_without_result(config.patiences, b, status="not run", error=why)
     for sweep in sweeps:
         log.info("batch size %d: lr %.3g (%s)", sweep.batch_size, sweep.chosen_lr, sweep.method)
     winner, selection = select(
@@ -316,6 +366,7 @@ def _tune(config: TuneConfig, run_id: str, *, target: Target) -> TuneResult:
         run_id=run_id,
         seconds=dict(seconds),
         selection=selection,
+        warm_start=warm,
     )
     lap("export")
     publish_artifacts(

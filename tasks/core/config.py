@@ -116,6 +116,12 @@ class TuneConfig(Strict):
         "or one_cycle (a warm-up from a 25th of the peak over the first quarter, then "
         "cosine annealing).",
     )
+    warm_start: bool = Field(
+        True,
+        description="Start from earlier nights of the same dataset and model under export_to: "
+        "leave out a batch size that lost clearly 3 nights running (back after 4 nights "
+        "out), centre the LR bracket on the recent winners' multiple of the suggestion.",
+    )
     select: SelectRule = Field(
         "best",
         description="How the winner is chosen: best (the best validation score), or "

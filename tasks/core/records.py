@@ -183,13 +183,14 @@ class LRSweep(BaseModel):
     reused: bool = False  # read from the store, not run now
     rungs: list[RungResult] = []
 
-    def trial_lr(self) -> tuple[float, float]:
+    def trial_lr(self, center: float = 1.0) -> tuple[float, float]:
         """The full trial's peak LR and its factor: the last rung's promoted candidate,
-        else (no bracket, or every rung failed) the chosen suggestion itself."""
+        else (no bracket, or every rung failed) the bracket's ``center`` times the
+        chosen suggestion."""
         if promoted := [r for r in self.rungs if r.promoted]:
             last = max(promoted, key=lambda r: r.rung)
             return last.lr, last.lr_factor
-        return self.chosen_lr, 1.0
+        return self.chosen_lr * center, center
 
 
 PromotePolicy = Literal["gate", "always", "never"]
@@ -259,3 +260,38 @@ class TuneResult(BaseModel):
     monitor: str = "val_accuracy"
     selection: Selection | None = None
     sweeps_reused: int = 0  # LR sweeps read from the store (the rows say which trials)
+
+
+def plural(n: int, noun: str) -> str:
+    """``1 night``, ``3 nights``."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+class WarmStart(BaseModel):
+    """What tonight carries over from earlier nights of its setup, and why; kept in the
+    manifest (where the next night reads ``setup`` and ``train_examples``)."""
+
+    setup: str  # `setup_fingerprint`
+    train_examples: int
+    enabled: bool = True
+    nights: list[str] = []  # the earlier nights read, oldest first
+    left_out: dict[int, str] = {}  # batch size -> why it does not run tonight
+    back: dict[int, str] = {}  # batch size -> why it runs again tonight
+    lr_center: float | None = None  # the suggestion's multiple carried over (None: none)
+    width: int | None = None  # the bracket's width tonight, where the warm start set it
+    bracket_why: str = ""
+
+    def lines(self) -> list[str]:
+        """The carry-over in sentences, for the screen and the report."""
+        if not self.enabled:
+            return ["off: every batch size and the whole bracket run"]
+        if not self.nights:
+            return ["no earlier night of this dataset and model: starting wide"]
+        found = [f"from {plural(len(self.nights), 'earlier night')} of this dataset and model"]
+        found += [f"batch size {b} left out: {why}" for b, why in sorted(self.left_out.items())]
+        found += [f"batch size {b} runs again: {why}" for b, why in sorted(self.back.items())]
+        if self.bracket_why:
+            found.append(self.bracket_why)
+        if len(found) == 1:
+            found.append("nothing to carry over: every batch size runs, the bracket as set")
+        return found

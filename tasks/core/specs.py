@@ -211,6 +211,18 @@ class LRBracketSpec(Strict):
     first_rung: int = Field(
         2, ge=1, le=1000, description="Epochs of the first rung (each next one eta times more)."
     )
+    center: float | None = Field(
+        None,
+        ge=0.001,
+        le=1000.0,
+        description="The multiple of the suggestion the bracket is centred on (the one "
+        "candidate at width 1). Default: 1, or with warm_start the recent winners' multiple.",
+    )
+
+    @property
+    def center_factor(self) -> float:
+        """The centre as a number: 1 (the suggestion itself) when not set."""
+        return self.center if self.center is not None else 1.0
 
 
 def looks_like_path(name: str) -> bool:

@@ -237,12 +237,20 @@ def _not_started(state: ChildState | None) -> bool:
 
 
 def run_trials_on_deployments(
-    config: TuneConfig, parent_id: str, stop_at: float | None = None, *, target: Target
+    config: TuneConfig,
+    parent_id: str,
+    stop_at: float | None = None,
+    *,
+    target: Target,
+    batch_sizes: tuple[int, ...] | None = None,
 ) -> tuple[list[LRSweep], list[TrialResult]]:
-    """Start (or reuse) one child run per batch size, wait for all (until ``stop_at``, the
-    time budget's end, at most), gather their rows from what they published to ``target``."""
+    """Start (or reuse) one child run per batch size (``batch_sizes``, default the grid's),
+    wait for all (until ``stop_at``, the time budget's end, at most), gather their rows
+    from what they published to ``target``."""
+    if batch_sizes is None:
+        batch_sizes = config.batch_sizes
     children = ChildRuns(config, parent_id, stop_at, target=target)
-    for batch_size in config.batch_sizes:
+    for batch_size in batch_sizes:
         published = reusable_result(config.trial, batch_size, target=target, fresh=config.fresh)
         if published is not None:
             children.log.info("batch size %d: published before, reusing it", batch_size)
@@ -250,6 +258,6 @@ def run_trials_on_deployments(
         else:
             children.start(batch_size)
     children.wait()
-    results = [children.results[b] for b in config.batch_sizes]
+    results = [children.results[b] for b in batch_sizes]
     sweeps = [sweep for sweep, _ in results if sweep is not None]
     return sweeps, [row for _, rows in results for row in rows]

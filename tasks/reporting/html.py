@@ -21,7 +21,14 @@ import pandas as pd
 import yaml
 
 from nighttune.tasks.core.objective import selection_column
-from nighttune.tasks.core.records import Promotion, Selection, TrialResult, curves_file, sweep_files
+from nighttune.tasks.core.records import (
+    Promotion,
+    Selection,
+    TrialResult,
+    WarmStart,
+    curves_file,
+    sweep_files,
+)
 from nighttune.tasks.reporting.figures import plot_confusion, plot_heatmap, plot_learning_curves
 from nighttune.tasks.reporting.tables import summary_columns
 
@@ -162,7 +169,11 @@ def applicable(config: dict[str, Any]) -> dict[str, Any]:
     def kept(part: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in part.items() if v not in (None, {}, [], ()) and k not in drop}
 
-    return kept(config | {"dataset": kept(dataset), "model": kept(model)})
+    nested = {key: kept(value) for key, value in config.items() if isinstance(value, dict)} | {
+        "dataset": kept(dataset),
+        "model": kept(model),
+    }
+    return kept(config | nested)
 
 
 BUILT_IN_MODEL_KEYS = {"kind", "hidden_units", "filters", "dropout"}
@@ -250,6 +261,12 @@ def _promotion(promotion: Promotion) -> str:
     )
 
 
+def _warm_start(warm: WarmStart) -> str:
+    """What the run carried over from earlier nights, one line each."""
+    lines = "<br>".join(html.escape(line[0].upper() + line[1:]) for line in warm.lines())
+    return f"<p class='muted'><b>Warm start</b> (--warm-start): {lines}.</p>"
+
+
 @dataclass(frozen=True)
 class RunOutcome:
     """How a run ended, as its page tells it: the winner, how it was chosen (None: no
@@ -258,6 +275,7 @@ class RunOutcome:
     winner: TrialResult
     selection: Selection | None = None
     promotion: Promotion | None = None
+    warm_start: WarmStart | None = None  # what the run carried over from earlier nights
 
 
 def render_html(
@@ -300,6 +318,7 @@ def render_html(
         _summary(outcome.winner, config["monitor"]),
         *([_selection(outcome.selection)] if outcome.selection else []),
         *([_promotion(outcome.promotion)] if outcome.promotion else []),
+        *([_warm_start(outcome.warm_start)] if outcome.warm_start else []),
         "<h2>Trials</h2>",
         f"<p class='muted'>{TRIALS_NOTE}</p>",
         "<p class='muted scroll-hint'>(the table scrolls sideways)</p>",

@@ -41,6 +41,7 @@ from nighttune.tasks.core.records import (
     Promotion,
     Selection,
     TrialResult,
+    WarmStart,
     sweep_files,
 )
 from nighttune.tasks.core.urls import redact, redact_webhook
@@ -97,12 +98,14 @@ def export_run(  # noqa: PLR0913  until the run context (#32 item 3) carries con
     run_id: str,
     seconds: dict[str, float] | None = None,
     selection: Selection | None = None,
+    warm_start: WarmStart | None = None,
 ) -> ExportResult:
     """Write the run folder, publish it to ``target``, and only then move ``latest.json``.
 
     ``objective``: the run's, as resolved once (`tasks.tuning.context`); ``seconds`` are
     the earlier stages' timings, ``selection`` how the winner was
-    chosen (`tasks.tuning.selection.select`), for the reports and the manifest.
+    chosen (`tasks.tuning.selection.select`) and ``warm_start`` what the run carried
+    over from earlier nights (`tasks.runs.warm_start`), for the reports and the manifest.
     """
     log = get_logger()
     if winner.model_path is None:
@@ -130,6 +133,7 @@ def export_run(  # noqa: PLR0913  until the run context (#32 item 3) carries con
         seconds=dict(seconds or {}),
         promotion=promotion,
         selection=selection,
+        warm_start=warm_start,
         tensorboard=config.tensorboard if config.tensorboard is not None else target.in_place,
     )
     with staged_dir(final) as staging:
@@ -175,6 +179,7 @@ class RunBundle:
     seconds: dict[str, float]
     promotion: Promotion
     selection: Selection | None = None
+    warm_start: WarmStart | None = None
     tensorboard: bool = True  # TensorBoard logs in the run (by default only in a folder)
 
 
@@ -244,6 +249,7 @@ def _write_pages(staging: Path, run: RunBundle, config_shown: dict[str, Any]) ->
         f"{winner.scores_text(run.config.monitor)}.\n\n"
         + (f"Selection ({chosen.rule}): {chosen.reason}.\n\n" if chosen else "")
         + f"Champion gate: {run.promotion.text()}."
+        + (f"\n\nWarm start: {'; '.join(run.warm_start.lines())}." if run.warm_start else "")
     )
     frame = write_reports(
         run.rows,
@@ -261,7 +267,12 @@ def _write_pages(staging: Path, run: RunBundle, config_shown: dict[str, Any]) ->
         run_id=run.run_id,
         config=config_shown | {"cache_dir": cache_dir},
         trials=frame,
-        outcome=RunOutcome(winner=winner, selection=run.selection, promotion=run.promotion),
+        outcome=RunOutcome(
+            winner=winner,
+            selection=run.selection,
+            promotion=run.promotion,
+            warm_start=run.warm_start,
+        ),
         seconds=run.seconds,
         class_names=run.cached.class_names,
         splits=run.cached.num_examples,
@@ -296,6 +307,7 @@ def _write_manifest(
         "winner": _portable(run.winner),
         "promotion": run.promotion.model_dump(),
         "selection": run.selection.model_dump() if run.selection else None,
+        "warm_start": run.warm_start.model_dump() if run.warm_start else None,
         "trials": [_portable(r) for r in run.rows],
         "lr_sweeps": {
             str(s.batch_size): {

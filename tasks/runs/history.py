@@ -32,7 +32,7 @@ COLUMNS = [
 ]
 
 
-def _manifests(target: Target) -> list[Manifest]:
+def read_manifests(target: Target) -> list[Manifest]:
     """Every run's manifest under ``target``; one that does not parse is skipped (logged)."""
     found = []
     for sealed in target.runs(seal=RunSeal()):
@@ -70,7 +70,7 @@ def _promoted(promotion: dict[str, Any]) -> str:
 def earlier_scores(target: Target, *, run_id: str, metric: str) -> list[float]:
     """The winners' ``metric`` (``test_accuracy``, ``test_auc``) of the runs under
     ``target`` before ``run_id`` made with its dataset, model and grid, oldest first."""
-    manifests = sorted(_manifests(target), key=lambda m: m.run_id)
+    manifests = sorted(read_manifests(target), key=lambda m: m.run_id)
     tonight = next((m for m in manifests if m.run_id == run_id), None)
     if tonight is None:
         return []
@@ -92,7 +92,7 @@ def past_timings(
     median seconds an epoch took at each batch size, and the median export seconds.
     Empty when there are none (or the target cannot be read yet)."""
     try:
-        manifests = sorted(_manifests(target), key=lambda m: m.run_id)
+        manifests = sorted(read_manifests(target), key=lambda m: m.run_id)
     except UserError:
         return {}, None
     same = [m for m in manifests if _setup(m)[:2] == (dataset, model)][-runs:]
@@ -133,7 +133,7 @@ def _setup(manifest: Manifest) -> tuple[Any, ...]:
 def run_history(target: Target) -> pd.DataFrame:
     """Every complete run under ``target``, oldest first."""
     rows = []
-    for manifest in _manifests(target):
+    for manifest in read_manifests(target):
         winner = manifest.winner
         dataset, model, grid = _setup(manifest)
         rows.append(

@@ -46,7 +46,11 @@ def run_bracket(
     ran, and trained again by a rerun)."""
     settings = run.spec.lr_bracket
     candidates = bracket(
-        sweep.chosen_lr, sweep.method, width=settings.width, factor=settings.factor
+        sweep.chosen_lr,
+        sweep.method,
+        width=settings.width,
+        factor=settings.factor,
+        center=settings.center_factor,
     )
     plan = halving_plan(
         len(candidates),

@@ -50,16 +50,19 @@ class Rung:
     keep: int
 
 
-def bracket(lr: float, method: LRMethod, *, width: int, factor: float) -> list[Candidate]:
-    """``width`` candidates: ``lr`` itself, then ``lr / factor``, ``lr * factor``,
-    ``lr / factor**2``... in that order (the order breaks ties in `promote`: nearer the
-    suggestion first, the lower of a pair first, since a rate too high diverges)."""
-    found = [Candidate(lr, method, 1.0)]
+def bracket(
+    lr: float, method: LRMethod, *, width: int, factor: float, center: float = 1.0
+) -> list[Candidate]:
+    """``width`` candidates around ``center`` times the suggestion ``lr`` (c): ``c``
+    itself, then ``c / factor``, ``c * factor``, ``c / factor**2``... in that order (the
+    order breaks ties in `promote`: nearer the centre first, the lower of a pair first,
+    since a rate too high diverges)."""
+    found = [Candidate(lr * center, method, center)]
     power = 1
     while len(found) < width:
         for multiple in (factor**-power, factor**power):
             if len(found) < width:
-                found.append(Candidate(lr * multiple, method, multiple))
+                found.append(Candidate(lr * center * multiple, method, center * multiple))
         power += 1
     return found
 

@@ -37,7 +37,9 @@ def fits(monkeypatch) -> list[int]:
 def test_tune_exports_a_verified_run_and_reuses_trials(prefect_harness, tmp_path, fits) -> None:
     from nighttune.flows.tune import tune
 
-    config = small_config(tmp_path, **{"lr_bracket.width": 3})
+    # Without the warm start: the rerun below follows an exported run, a night whose
+    # winning multiple would centre tonight's bracket (tests/integration/test_warm_start.py)
+    config = small_config(tmp_path, warm_start=False, **{"lr_bracket.width": 3})
     first = tune(config)
     # per batch size: a 2-epoch rung for each of the bracket's 3 candidates, then one
     # trial fit for every patience

@@ -111,3 +111,27 @@ def test_the_trial_takes_the_last_rungs_promoted_candidate() -> None:
         result(0.09, 0.95, factor=9.0, rung=1).model_copy(update={"promoted": True}),
     ]
     assert sweep.model_copy(update={"rungs": rungs}).trial_lr() == (0.09, 9.0)
+
+
+def test_a_centred_bracket_is_built_around_its_centre_and_says_its_multiples() -> None:
+    found = bracket(0.03, "steepest", width=3, factor=3.0, center=1 / 3)
+    assert [c.lr for c in found] == pytest.approx([0.01, 0.01 / 3, 0.03])
+    assert [c.factor for c in found] == pytest.approx([1 / 3, 1 / 9, 1.0])
+    assert [c.label for c in found] == ["steepest /3", "steepest /9", "steepest"]
+
+
+def test_without_rungs_the_trial_takes_the_centre_times_the_suggestion() -> None:
+    sweep = LRSweep(
+        batch_size=32,
+        lrs=[],
+        losses=[],
+        smoothed=[],
+        suggestions={},
+        notes={},
+        chosen_lr=0.03,
+        method="steepest",
+        steps=50,
+        stop_reason="",
+        seconds=1.0,
+    )
+    assert sweep.trial_lr(0.5) == pytest.approx((0.015, 0.5))
