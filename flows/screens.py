@@ -72,8 +72,8 @@ def print_tune_result(result: TuneResult, width: int | None = None) -> None:
     if result.selection is not None:
         _say("selection", f"{result.selection.rule}: {result.selection.reason}", width)
     not_run = [row for row in result.rows if row.status == "not run"]
-    if left_out := sorted({r.batch_size for r in not_run if _carried(r)}):
-        sizes = ", ".join(map(str, left_out))
+    if carried := sorted({r.batch_size for r in not_run if _carried(r)}):
+        sizes = ", ".join(map(str, carried))
         _say(
             "warm start",
             f"batch size {sizes} left out: lost clearly on earlier nights (report.html says which)",
