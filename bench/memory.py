@@ -1,111 +1,169 @@
-"""Peak memory past the budget: a folder several times `memory_budget_mb` against digits.
+"""Memory flat in the size of the data: peak RSS of a streamed tune as a folder grows.
 
-A generated class-per-folder tree of 32x32 RGB PNGs (20,000 by default: 196 MB of
-float32 train split, the way folders are cached) is tuned with `--memory-budget-mb 32`,
-so every trial and LR sweep streams from the cache on disk; the bundled digits (80 KB)
-are tuned with the same flags, in memory. Each command runs under `/usr/bin/time -v`
-(peak resident set size of the largest process; getrusage where it is missing), the
-folder's cache built first by `nighttune cache` and measured apart. Goal: the folder's
-tune peaks within +300 MB of the digits tune (issue #20); it would need the whole split,
-~200 MB more, to hold it.
+Class-per-folder trees of 128x128 RGB PNGs (400, 8,000 and 32,000 by default; each tree
+generated, used and deleted before the next: the largest is ~1.5 GB of PNGs) are tuned
+with the same model and flags under a 32 MB `--memory-budget-mb`, so every phase
+streams. Each size runs twice: a first night (the cache is built inside the tune) and a
+next night (the cache built earlier). The resident set of the `nighttune` process is
+sampled every 20 ms; `--phases` prints the peak between one screen line and the next,
+which says which phase holds the memory.
 
-    .venv/bin/python bench/memory.py [--images 20000] [--budget-mb 32]
+Goals (issue #35): from 400 to 8,000 images the peak grows < 100 MB (first nights),
+< 50 MB per further doubling (8,000 -> 32,000); a first night peaks within 150 MB of
+the next one.
+
+    .venv/bin/python bench/memory.py [--images 400,8000,32000] [--budget-mb 32] [--phases]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import math
 import os
-import re
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
 NIGHTTUNE = str(Path(sys.executable).with_name("nighttune"))
-TIME = "/usr/bin/time"
+SIDE = 128
 
 
-def make_folder(root: Path, n: int) -> Path:
-    """``n`` 32x32 RGB PNGs in four classes, each class a bright band somewhere else."""
+def make_folder(root: Path, n: int, side: int = SIDE) -> Path:
+    """``n`` side x side RGB PNGs in four classes, each class a bright band elsewhere."""
     rng = np.random.default_rng(0)
+    band = side // 4
     for i in range(n):
         label = i % 4
-        image = rng.integers(0, 80, (32, 32, 3), dtype=np.uint8)
-        image[label * 8 : label * 8 + 8, :, label % 3] = 240
+        image = rng.integers(0, 80, (side, side, 3), dtype=np.uint8)
+        image[label * band : (label + 1) * band, :, label % 3] = 240
         path = root / f"class{label}" / f"{i:05d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(image).save(path, compress_level=1)
     return root
 
 
-def peak_mb(command: list[str], env: dict[str, str]) -> float:
-    """Run ``command``; its peak resident set size in MB (it must succeed)."""
-    if shutil.which(TIME):
-        done = subprocess.run(
-            [TIME, "-v", *command], env=env, capture_output=True, text=True, cwd=ROOT
-        )
-        if done.returncode != 0:
-            raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-        found = re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)
-        assert found, done.stderr[-2000:]
-        return int(found.group(1)) / 1024
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run(command, env=env, check=True, capture_output=True, cwd=ROOT)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(before, after) / 1024  # (a max over every child so far: run the largest last)
+def rss_mb(pid: int) -> float:
+    """The resident set of process ``pid`` in MB (0 once it has gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+@dataclass
+class Sampled:
+    """A command's peak resident set, and the peak during each of its screen lines."""
+
+    peak_mb: float = 0.0
+    phases: list[tuple[str, float]] = field(default_factory=list)  # (line, peak until the next)
+
+
+def run_sampled(command: list[str], env: dict[str, str]) -> Sampled:
+    """Run ``command`` (it must succeed), sampling its resident set every 20 ms."""
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    result = Sampled()
+    current = ["(start-up)", 0.0]  # the line being run, and the peak since it came
+    lock = threading.Lock()
+    screen: list[str] = []
+
+    def read_lines() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            screen.append(line)
+            with lock:
+                result.phases.append((str(current[0]), float(current[1])))
+                current[0], current[1] = line.rstrip()[:110], 0.0
+
+    reader = threading.Thread(target=read_lines, daemon=True)
+    reader.start()
+    while process.poll() is None:
+        mb = rss_mb(process.pid)
+        with lock:
+            current[1] = max(float(current[1]), mb)
+            result.peak_mb = max(result.peak_mb, mb)
+        time.sleep(0.02)
+    reader.join()
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{''.join(screen)[-3000:]}")
+    return result
+
+
+def print_phases(title: str, sampled: Sampled) -> None:
+    print(f"  {title}: peak by phase (MB, the peak until the next line)")
+    for line, mb in sampled.phases:
+        if mb:
+            print(f"    {mb:7.0f}  {line}")
 
 
 def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=20_000)
+    parser.add_argument("--images", default="400,8000,32000", help="folder sizes, a list")
     parser.add_argument("--budget-mb", type=float, default=32.0)
+    parser.add_argument("--phases", action="store_true", help="the peak of each phase too")
     args = parser.parse_args(argv)
+    sizes = [int(part) for part in args.images.split(",")]
+    split_mb = {n: 0.8 * n * SIDE * SIDE * 3 / 2**20 for n in sizes}  # uint8, as cached
+    first: dict[int, float] = {}
+    later: dict[int, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        folder = make_folder(Path(tmp, "images"), args.images)
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PREFECT_HOME": f"{tmp}/prefect"}
-        common = ["--cache-dir", f"{tmp}/cache"]
-        grid = ["--memory-budget-mb", str(args.budget_mb), "--batch-sizes", "128"]
-        grid += ["--patiences", "2", "--max-epochs", "3"]
-        grid += ["--export-to", f"{tmp}/exports", "--no-tensorboard"]
-        build = peak_mb([NIGHTTUNE, "cache", "--dataset", str(folder), *common], env)
-        tune = [NIGHTTUNE, "tune", *common, *grid]
-        runs = {
-            "digits": peak_mb([*tune, "--dataset", "digits"], env),
-            "folder": peak_mb([*tune, "--dataset", str(folder)], env),
-            # for scale: the same folder held in memory (a budget it fits)
-            "folder, held": peak_mb(
-                [*tune, "--dataset", str(folder), "--memory-budget-mb", "100000"], env
-            ),
-        }
-    split_mb = args.images * 0.8 * 32 * 32 * 3 * 4 / 2**20
-    over = runs["folder"] - runs["digits"]
-    print(
-        f"{args.images} PNGs of 32x32 RGB: train split ~{split_mb:.0f} MB as float32, "
-        f"memory budget {args.budget_mb:.0f} MB ({split_mb / args.budget_mb:.1f}x)"
-    )
-    print(f"{'run':<34} {'peak RSS MB':>12}")
-    print(f"{'nighttune cache (folder)':<34} {build:>12.0f}")
-    for name, mb in runs.items():
-        print(f"{'nighttune tune (' + name + ')':<34} {mb:>12.0f}")
-    print(
-        f"folder tune - digits tune = {over:+.0f} MB streamed, "
-        f"{runs['folder, held'] - runs['digits']:+.0f} MB held in memory"
-    )
-    return [
-        (
-            f"peak RSS, tune of a folder {split_mb / args.budget_mb:.0f}x the memory budget "
-            "- the same tune of digits",
-            f"{over:+.0f} MB ({runs['folder']:.0f} vs {runs['digits']:.0f} MB)",
-            "<= +300 MB",
+        for n in sizes:
+            started = time.perf_counter()
+            folder = make_folder(Path(tmp, f"images-{n}"), n)
+            made = time.perf_counter() - started
+            tune = [NIGHTTUNE, "tune", "--dataset", str(folder), "--cache-dir", f"{tmp}/cache"]
+            tune += ["--image-size", f"{SIDE},{SIDE}", "--memory-budget-mb", str(args.budget_mb)]
+            tune += ["--batch-sizes", "32", "--patiences", "2", "--max-epochs", "2"]
+            tune += ["--export-to", f"{tmp}/exports-{n}", "--no-tensorboard"]
+            fresh = run_sampled(tune, env)
+            warm = run_sampled([*tune, "--fresh"], env)  # the cache kept, trials retrained
+            first[n], later[n] = fresh.peak_mb, warm.peak_mb
+            print(
+                f"{n:>6} images ({made:.0f} s to generate; train split {split_mb[n]:.0f} MB "
+                f"as cached): first night {fresh.peak_mb:.0f} MB, next night {warm.peak_mb:.0f} MB",
+                flush=True,
+            )
+            if args.phases:
+                print_phases("first night", fresh)
+                print_phases("next night", warm)
+            shutil.rmtree(folder)
+            shutil.rmtree(Path(tmp, "cache", "datasets"), ignore_errors=True)
+    print(f"\n{'images':>8} {'first night MB':>15} {'next night MB':>14} {'first - next':>13}")
+    for n in sizes:
+        print(f"{n:>8} {first[n]:>15.0f} {later[n]:>14.0f} {first[n] - later[n]:>+13.0f}")
+    rows = []
+    for small, large in itertools.pairwise(sizes):
+        doublings = math.log2(large / small)
+        growth = first[large] - first[small]
+        rows.append(
+            (
+                f"peak RSS growth, {small:,} -> {large:,} 128x128 PNGs (first nights, "
+                f"{args.budget_mb:.0f} MB budget)",
+                f"{growth:+.0f} MB ({growth / doublings:+.0f} MB a doubling)",
+                "< 100 MB (400 -> 8,000), < 50 MB a doubling past it",
+            )
         )
-    ]
+    worst = max(first[n] - later[n] for n in sizes)
+    rows.append(("first night's peak - next night's (worst size)", f"{worst:+.0f} MB", "< 150 MB"))
+    print()
+    for name, value, goal in rows:
+        print(f"{name}: {value} (goal {goal})")
+    return rows
 
 
 if __name__ == "__main__":

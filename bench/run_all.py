@@ -30,8 +30,9 @@ SCRIPTS = {  # name -> arguments; --quick trims the slow ones
     "overhead": ([], []),
     "user_model": ([], ["--max-epochs", "20"]),
     "stream": ([], ["--rounds", "1"]),
-    "memory": ([], ["--images", "10000", "--budget-mb", "16"]),
+    "memory": ([], ["--images", "400,4000"]),
     "selection": ([], ["--seeds", "4", "--fmnist-seeds", "2", "--max-epochs", "15"]),
+    "warm": ([], ["--later", "1", "--max-epochs", "10"]),
     "tune_vs_kt": ([], ["--max-epochs", "8"]),  # the longest: about a quarter of an hour
 }
 
