@@ -51,6 +51,10 @@ def make_folder(root: Path, n: int, side: int = SIDE) -> Path:
     return root
 
 
+def exports(tmp: str, n: int, night: int) -> list[str]:
+    return ["--export-to", f"{tmp}/exports-{n}-{night}"]
+
+
 def rss_mb(pid: int) -> float:
     """The resident set of process ``pid`` in MB (0 once it has gone)."""
     try:
@@ -126,12 +130,16 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
             started = time.perf_counter()
             folder = make_folder(Path(tmp, f"images-{n}"), n)
             made = time.perf_counter() - started
-            tune = [NIGHTTUNE, "tune", "--dataset", str(folder), "--cache-dir", f"{tmp}/cache"]
+            tune = [NIGHTTUNE, "tune", "--dataset", str(folder), "--no-tensorboard"]
             tune += ["--image-size", f"{SIDE},{SIDE}", "--memory-budget-mb", str(args.budget_mb)]
             tune += ["--batch-sizes", "32", "--patiences", "2", "--max-epochs", "2"]
-            tune += ["--export-to", f"{tmp}/exports-{n}", "--no-tensorboard"]
-            fresh = run_sampled(tune, env)
-            warm = run_sampled([*tune, "--fresh"], env)  # the cache kept, trials retrained
+            first_cache, next_cache = Path(tmp, f"cache-{n}"), Path(tmp, f"cache-{n}-next")
+            fresh = run_sampled([*tune, "--cache-dir", str(first_cache), *exports(tmp, n, 1)], env)
+            # The next night finds the dataset's entry (moved to a cache of its own) and
+            # no sweeps or trials: it trains the same, without building.
+            next_cache.mkdir()
+            (first_cache / "datasets").rename(next_cache / "datasets")
+            warm = run_sampled([*tune, "--cache-dir", str(next_cache), *exports(tmp, n, 2)], env)
             first[n], later[n] = fresh.peak_mb, warm.peak_mb
             print(
                 f"{n:>6} images ({made:.0f} s to generate; train split {split_mb[n]:.0f} MB "
@@ -141,8 +149,8 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
             if args.phases:
                 print_phases("first night", fresh)
                 print_phases("next night", warm)
-            shutil.rmtree(folder)
-            shutil.rmtree(Path(tmp, "cache", "datasets"), ignore_errors=True)
+            for used in (folder, first_cache, next_cache):
+                shutil.rmtree(used)
     print(f"\n{'images':>8} {'first night MB':>15} {'next night MB':>14} {'first - next':>13}")
     for n in sizes:
         print(f"{n:>8} {first[n]:>15.0f} {later[n]:>14.0f} {first[n] - later[n]:>+13.0f}")

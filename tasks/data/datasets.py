@@ -3,8 +3,9 @@
 A `DatasetSpec` names a TFDS catalog dataset, the bundled offline ``digits``, or
 a folder of images with one subfolder per class. `load_dataset` preprocesses it
 once (fixed shape, seeded validation/test carved from train where the source has
-none; images already at their size kept as uint8 and converted to float32 in [0, 1]
-as they are read, the rest stored as float32), writes every split as blocks of
+none; catalog images already at their size and RGB folders kept as uint8 (resized ones
+rounded to uint8 levels) and converted to float32 in [0, 1] as they are read, the rest
+stored as float32), writes every split as blocks of
 examples (`tasks.data.blocks`) under ``<cache>/datasets/<name>-<fingerprint>/`` and
 returns a `CachedDataset`: plain paths and metadata that Prefect can hash and pass
 between machines.
@@ -34,7 +35,8 @@ from nighttune.tasks.storage.store import Slot
 # Bump when the cached layout or the preprocessing code changes meaning.
 # 4: images that need no resizing are kept as stored (uint8), converted when read.
 # 5: splits as raw blocks of examples (tasks.data.blocks), not tf.data's saved format.
-CACHE_FORMAT = 5
+# 6: resized images rounded to uint8 levels; RGB folders kept as uint8.
+CACHE_FORMAT = 6
 SPLITS = ("train", "validation", "test")
 
 

@@ -13,6 +13,7 @@ from nighttune.tasks.core.logs import get_logger
 from nighttune.tasks.data.images import (
     IMAGE_EXTENSIONS,
     decode_image_file,
+    decode_resized,
     load_image,
     printable,
     scan_images,
@@ -83,6 +84,9 @@ class ImageFolder:
             digest.update(f"|{label}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
         self.version = digest.hexdigest()
         self.input_shape = self._input_shape(files[0][0])
+        # RGB is cached as the uint8 pixels decoding (and resizing, rounded) gives, and
+        # converted as it is read; gray as float32 (its levels come from RGB by weights).
+        self.stored = "uint8" if self.input_shape[2] == 3 else "float32"
         self.split_plan = {"validation": spec.val_fraction, "test": spec.test_fraction}
 
     def check(self) -> None:
@@ -106,6 +110,15 @@ class ImageFolder:
         channels = self.spec.channels or (1 if shape[2] in (1, 2) else 3)
         return (height, width, channels)
 
+    def _example(self, path: Any) -> Any:
+        """One file as the cache keeps it: uint8 RGB (`stored`), else the model's float32."""
+        import tensorflow as tf
+
+        if self.stored == "uint8":
+            size = self.input_shape[:2]
+            return tf.ensure_shape(decode_resized(path, size), self.input_shape)
+        return load_image(path, self.input_shape)
+
     def splits(self) -> dict[str, Any]:
         import tensorflow as tf
 
@@ -124,7 +137,7 @@ class ImageFolder:
             paths = tf.constant([tf_path(p) for p, _ in chosen], tf.string)
             labels = tf.constant([label for _, label in chosen], tf.int64)
             ds = tf.data.Dataset.from_tensor_slices((paths, labels)).map(
-                lambda p, y: (load_image(p, self.input_shape), y),
+                lambda p, y: (self._example(p), y),
                 num_parallel_calls=tf.data.AUTOTUNE,
                 deterministic=True,
             )

@@ -54,10 +54,12 @@ def judge(
     policy: PromotePolicy,
     margin: float,
     code_dir: str | None,
+    budget: int,
 ) -> Promotion:
     """The gate's decision for tonight's ``winner`` against ``target``'s champion, under
     ``policy`` (the config's ``promote``) and ``margin`` (``promote_margin``); the
-    champion's model is loaded with ``code_dir``'s modules importable."""
+    champion's model is loaded with ``code_dir``'s modules importable and evaluated under
+    the memory ``budget`` (bytes)."""
     name = objective.monitor.removeprefix("val_")
     metric = f"test_{name}"
     score = winner.value(metric)
@@ -79,7 +81,7 @@ def judge(
     champion_score = None
     if champion is not None:
         champion_score, problem = _score_champion(
-            target, cached, run_id=champion, name=name, code_dir=code_dir
+            target, cached, run_id=champion, name=name, code_dir=code_dir, budget=budget
         )
     promoted = decide(
         policy,
@@ -108,7 +110,13 @@ def judge(
 
 
 def _score_champion(
-    target: Target, cached: CachedDataset, *, run_id: str, name: str, code_dir: str | None
+    target: Target,
+    cached: CachedDataset,
+    *,
+    run_id: str,
+    name: str,
+    code_dir: str | None,
+    budget: int,
 ) -> tuple[float | None, str | None]:
     """(the champion's ``name`` on tonight's test split, None) or (None, why not)."""
     try:
@@ -127,7 +135,7 @@ def _score_champion(
             f"{'x'.join(map(str, cached.input_shape))}"
         )
     try:
-        found = _evaluate(model, cached)
+        found = _evaluate(model, cached, budget)
     except Exception as exc:  # noqa: BLE001  its model, not tonight's run: never fatal
         return None, f"champion {run_id} cannot be evaluated ({first_line(exc)[:200]})"
     if name not in found:
@@ -135,11 +143,11 @@ def _score_champion(
     return found[name], None
 
 
-def _evaluate(model: Any, cached: CachedDataset) -> dict[str, float]:
+def _evaluate(model: Any, cached: CachedDataset, budget: int) -> dict[str, float]:
     """What the trials computed on the test split, computed the same way."""
     if not getattr(model, "compiled", False):
         raise ValueError("it was saved without its loss and metrics (not compiled)")
-    return evaluate_split(model, cached, "test")
+    return evaluate_split(model, cached, "test", budget=budget)
 
 
 def _reason(

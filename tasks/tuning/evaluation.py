@@ -4,6 +4,7 @@ champion gate) and its predicted classes (the winner's confusion matrix)."""
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,7 +12,7 @@ import numpy as np
 
 from nighttune.tasks.data.datasets import CachedDataset
 
-EVAL_BATCH = 1024
+EVAL_BATCH = 1024  # examples in an evaluation batch at most
 
 
 class _NoRetracingNote(logging.Filter):
@@ -26,17 +27,39 @@ class _NoRetracingNote(logging.Filter):
 logging.getLogger("tensorflow").addFilter(_NoRetracingNote())
 
 
-def evaluate_split(model: Any, cached: CachedDataset, split: str) -> dict[str, float]:
-    """The model's loss and compiled metrics on every example of ``split``, by name."""
-    batches = cached.batches(split, EVAL_BATCH, budget=0)  # one pass: read, not held
+def eval_batch(cached: CachedDataset, budget: int | None) -> int:
+    """Examples in one evaluation batch: `EVAL_BATCH`, or fewer where that batch of the
+    model's float32 inputs would take more than an eighth of the memory ``budget`` (bytes;
+    None: no limit). A pass over a split holds a few batches at a time (the one being
+    evaluated, its stored form, the next one read ahead), so at most about half the budget
+    whatever the split's size: 1024 images of 128x128 RGB would be 200 MB a batch."""
+    if budget is None:
+        return EVAL_BATCH
+    example_bytes = 4 * math.prod(cached.input_shape)
+    return max(1, min(EVAL_BATCH, budget // 8 // example_bytes))
+
+
+def _read_once(cached: CachedDataset, split: str, budget: int | None) -> Any:
+    """One pass over ``split`` in evaluation batches, read from disk, not held."""
+    return cached.batches(split, eval_batch(cached, budget), budget=0)
+
+
+def evaluate_split(
+    model: Any, cached: CachedDataset, split: str, *, budget: int | None = None
+) -> dict[str, float]:
+    """The model's loss and compiled metrics on every example of ``split``, by name,
+    in batches of `eval_batch` under the memory ``budget`` (bytes)."""
+    batches = _read_once(cached, split, budget)
     result = model.evaluate(batches, verbose=0, return_dict=True)
     return {name: float(value) for name, value in result.items()}
 
 
-def predict_split(model: Any, cached: CachedDataset, split: str) -> tuple[Any, Any]:
+def predict_split(
+    model: Any, cached: CachedDataset, split: str, *, budget: int | None = None
+) -> tuple[Any, Any]:
     """``(labels, predicted classes)`` of every example of ``split``, as NumPy arrays."""
     labels, predicted = [], []
-    for images, batch_labels in cached.batches(split, EVAL_BATCH, budget=0):  # one pass, not held
+    for images, batch_labels in _read_once(cached, split, budget):
         predicted.append(np.argmax(model.predict(images, verbose=0), axis=1))
         batch = batch_labels.numpy()
         labels.append(np.argmax(batch, axis=1) if batch.ndim == 2 else batch)  # one-hot rows
@@ -54,10 +77,12 @@ def flat_metrics(metrics: list[Any]) -> list[Any]:
     return found
 
 
-def _outputs(model: Any, cached: CachedDataset, split: str) -> Iterator[tuple[Any, Any]]:
+def _outputs(
+    model: Any, cached: CachedDataset, split: str, *, budget: int | None
+) -> Iterator[tuple[Any, Any]]:
     """``(labels, outputs)`` of each batch of ``split`` as NumPy arrays (one pass over
     the split, not held)."""
-    for images, labels in cached.batches(split, EVAL_BATCH, budget=0):
+    for images, labels in _read_once(cached, split, budget):
         yield labels.numpy(), np.asarray(model(images, training=False))
 
 
@@ -82,7 +107,13 @@ def _per_example_fn(model: Any, name: str) -> Any:
 
 
 def per_example_values(
-    model: Any, cached: CachedDataset, split: str, *, name: str, logged: float
+    model: Any,
+    cached: CachedDataset,
+    split: str,
+    *,
+    name: str,
+    logged: float,
+    budget: int | None = None,
 ) -> np.ndarray | None:
     """Each example's value of ``name`` on ``split`` (1/0 for accuracy, each example's
     loss), as float32: what the paired test between cells and the bootstrap interval
@@ -93,7 +124,7 @@ def per_example_values(
     if fn is None:
         return None
     parts = []
-    for labels, outputs in _outputs(model, cached, split):
+    for labels, outputs in _outputs(model, cached, split, budget=budget):
         values = np.asarray(fn(labels, outputs), dtype=np.float64)
         parts.append(values.reshape(len(values), -1).mean(axis=1))
     values = np.concatenate(parts)
@@ -110,7 +141,13 @@ METRIC_RESAMPLES = 200
 
 
 def metric_interval(
-    model: Any, cached: CachedDataset, split: str, *, name: str, seed: int = 0
+    model: Any,
+    cached: CachedDataset,
+    split: str,
+    *,
+    name: str,
+    seed: int = 0,
+    budget: int | None = None,
 ) -> tuple[float, float] | None:
     """95% percentile-bootstrap interval of a compiled metric that is not a mean over
     examples (AUC, precision, F1): a fresh copy of the metric recomputed on resampled
@@ -121,7 +158,7 @@ def metric_interval(
     if not found or not isinstance(found[0], keras.metrics.Metric):
         return None
     metric = type(found[0]).from_config(found[0].get_config())
-    batches = list(_outputs(model, cached, split))
+    batches = list(_outputs(model, cached, split, budget=budget))  # outputs only: no inputs kept
     y = np.concatenate([labels for labels, _ in batches])
     p = np.concatenate([outputs for _, outputs in batches])
     rng = np.random.default_rng(seed)

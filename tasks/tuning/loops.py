@@ -29,7 +29,7 @@ from nighttune.tasks.tuning.epoch_loop import (
     epoch_inputs,
     fuse_epochs,
 )
-from nighttune.tasks.tuning.evaluation import EVAL_BATCH
+from nighttune.tasks.tuning.evaluation import eval_batch
 from nighttune.tasks.tuning.fit_callbacks import TrialCallbacks
 from nighttune.tasks.tuning.schedules import peak_schedule
 
@@ -86,7 +86,9 @@ def fit_in_a_loop(
     spec = run.spec
     common: dict[str, Any] = dict(epochs=spec.max_epochs, verbose=0, shuffle=False)
     inputs = _TrainInputs(cached, run, batch_size)
-    common["validation_data"] = cached.batches("validation", EVAL_BATCH, budget=inputs.budget)
+    common["validation_data"] = cached.batches(
+        "validation", eval_batch(cached, inputs.budget), budget=inputs.budget
+    )
     rate = f"lr {lr:.3g} ({spec.lr_schedule})"
     start = f"{label}: {rate}, up to {spec.max_epochs} epochs{inputs.where}"
     if spec.training_loop != "fit":

@@ -127,12 +127,14 @@ def _fit_and_evaluate(
         model.set_weights(weights)
         scores: dict[str, float] = {}
         for split, prefix in (("validation", "val"), ("test", "test")):
-            found = evaluate_split(model, cached, split)
+            found = evaluate_split(model, cached, split, budget=run.memory_budget)
             scores |= {f"{prefix}_{name}": value for name, value in found.items()}
         saved = out / f"model_e{best_epoch + 1}.keras"
         model.save(saved)
         if (logged := scores.get(f"val_{watched}")) is not None:
-            intervals[str(best_epoch)] = _noise(model, cached, watched, logged=logged, saved=saved)
+            intervals[str(best_epoch)] = _noise(
+                model, cached, watched, logged=logged, saved=saved, budget=run.memory_budget
+            )
         evaluated[best_epoch] = scores
     return {
         "stops": {str(p): vars(s) for p, s in fitted.stopping.ledger.stops.items()},
@@ -147,13 +149,15 @@ def _fit_and_evaluate(
 
 
 def _noise(
-    model: Any, cached: CachedDataset, name: str, *, logged: float, saved: Path
+    model: Any, cached: CachedDataset, name: str, *, logged: float, saved: Path, budget: int
 ) -> tuple[float, float] | None:
     """The monitored metric's 95% interval on validation; for a mean over examples its
     per-example values are saved beside the model too (`select`'s paired test)."""
-    values = per_example_values(model, cached, "validation", name=name, logged=logged)
+    values = per_example_values(
+        model, cached, "validation", name=name, logged=logged, budget=budget
+    )
     if values is None:  # AUC, F1...: not a mean over examples
-        return metric_interval(model, cached, "validation", name=name)
+        return metric_interval(model, cached, "validation", name=name, budget=budget)
     np.save(values_file(str(saved)), values)
     return interval(values)
 

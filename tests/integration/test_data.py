@@ -215,6 +215,37 @@ def test_image_folder_mixed_formats_and_a_broken_file(tmp_path, caplog) -> None:
         assert images.shape[1:] == (8, 8, 3) and 0.0 <= images.min() and images.max() <= 1.0
 
 
+def test_an_rgb_folder_is_cached_as_uint8_with_the_values_prediction_computes(tmp_path) -> None:
+    """RGB images, some of another size (resized, then rounded to uint8 levels), are
+    cached as uint8 pixels: a quarter of float32's bytes. Read back they are bit for bit
+    what prediction's preprocessing (`load_image`) gives each file: no train/serve skew."""
+    from nighttune.tasks.data.folders import ImageFolder
+    from nighttune.tasks.data.images import load_image, tf_path
+
+    root = tmp_path / "rgb"
+    sizes = [16, 16, 24, 16, 9, 16, 40, 16, 16, 31, 16, 16]
+    for label, cls in enumerate(("a", "b")):
+        for i, size in enumerate(sizes):
+            write_image(root / cls / f"{i:02d}.png", pattern(label * 2, size=size, seed=i), "RGB")
+    spec = DatasetSpec(name=str(root), image_size=(16, 16), channels=3)
+    cached = load_dataset(spec, tmp_path / "cache")
+    assert cached.stored == "uint8" and cached.input_shape == (16, 16, 3)
+    blocks = sum(f.stat().st_size for f in Path(cached.path).rglob("x-*.bin"))
+    assert blocks == 24 * 16 * 16 * 3  # one byte a value
+    folder = ImageFolder(spec)
+    codes = carve_codes(
+        len(folder.files),
+        val_fraction=spec.val_fraction,
+        test_fraction=spec.test_fraction,
+        seed=spec.seed,
+    )
+    for code, split in enumerate(("train", "validation", "test")):
+        paths = [path for (path, _), c in zip(folder.files, codes, strict=True) if c == code]
+        served = np.stack([load_image(tf_path(p), (16, 16, 3)).numpy() for p in paths])
+        images, _ = as_arrays(cached, split)
+        assert images.dtype == np.float32 and np.array_equal(images, served), split
+
+
 def test_image_folder_version_changes_with_files(tmp_path) -> None:
     root = class_folder(tmp_path / "pets", per_class=6)
     first = load_dataset(DatasetSpec(name=str(root)), tmp_path / "cache")
