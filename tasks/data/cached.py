@@ -120,7 +120,7 @@ class CachedDataset(BaseModel):
         batched = ds.batch(batch_size).map(lambda x, y: (self.to_model(x), y))
         return batched.prefetch(tf.data.AUTOTUNE)
 
-    def windows(self, name: str, seed: int, budget: int) -> tuple[Any, int]:
+    def windows(self, name: str, seed: int, budget: int, *, batch_size: int) -> tuple[Any, int]:
         """The fused epoch loop's input past the memory budget, and its elements an epoch.
 
         An endless `tf.data.Dataset` of ``(x as stored, y, permutation of len(x))`` like
@@ -128,26 +128,35 @@ class CachedDataset(BaseModel):
         blocks in a fresh seeded order, taken as many at a time as a quarter of ``budget``
         holds; the permutation (seeded too) shuffles the window. At most three windows
         are alive at once (being trained on, prefetched, being read).
+
+        Every window holds at least one batch of ``batch_size``: a window is at least
+        one block more than a batch takes, and the blocks left over at the end of an
+        epoch join its last window instead of making a short one (the compiled loop
+        cannot take a window smaller than its batch, and would train nothing on it).
         """
         import tensorflow as tf
 
         count = self.blocks(name)
         k = window_blocks(budget, self.nbytes(name) // self.num_examples[name] * self.block_rows)
-        k = min(k, count)
+        k = min(count, max(k, 1 + -(-(batch_size - 1) // self.block_rows)))
+        per_epoch = count // k
         read = self._reader(name)
 
         def epoch(draw: Any) -> Any:
             key = tf.stack([tf.constant(seed, tf.int64), draw])
             order = tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64), key)
-            windows = tf.data.Dataset.from_tensor_slices(order).batch(k)
-            return windows.enumerate().map(lambda i, ids: (ids, tf.stack([draw, i])))
+            whole = (per_epoch - 1) * k
+            windows = tf.data.Dataset.from_tensor_slices(order[:whole]).batch(k)
+            last = tf.data.Dataset.from_tensors(order[whole:])  # k to 2k - 1 blocks
+            numbered = windows.concatenate(last).enumerate()
+            return numbered.map(lambda i, ids: (ids, tf.stack([draw, i])))
 
         def window(ids: Any, key: Any) -> Any:
             x, y = read(ids)
             return x, y, tf.random.experimental.stateless_shuffle(tf.range(tf.shape(y)[0]), key)
 
         ds = tf.data.Dataset.random(seed=seed).flat_map(epoch).map(window).prefetch(1)
-        return ds, -(-count // k)
+        return ds, per_epoch
 
     # ------------------------------------------------------------------ reading blocks
 

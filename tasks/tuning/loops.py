@@ -163,7 +163,7 @@ class _TrainInputs:
         """The fused loop's input and its steps an epoch: one step the whole split, or
         one step a window of it."""
         if not self.held:
-            return self.cached.windows("train", self.seed, self.budget)
+            return self.cached.windows("train", self.seed, self.budget, batch_size=self.batch_size)
         x, y = self.cached.stored_arrays("train")
         return epoch_inputs(x, y, seed=self.seed), 1
 

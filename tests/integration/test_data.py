@@ -393,32 +393,52 @@ def test_streamed_batches_read_blocks_in_a_new_order_every_pass(digits_in_blocks
     assert one_pass(again) == first  # seeded: repeatable
 
 
+def test_every_window_holds_a_batch_whatever_the_budget(digits_in_blocks) -> None:
+    """A budget whose quarter is one block (64 images), a batch of 100: each window takes
+    enough blocks for a batch, and no short window is left at the end of an epoch (the
+    compiled loop failed on one smaller than its batch)."""
+    cached = digits_in_blocks
+    n = cached.num_examples["train"]
+    for batch_size in (1, 64, 65, 100, 200):
+        windows, per_epoch = cached.windows("train", seed=0, budget=1, batch_size=batch_size)
+        sizes = [len(y) for _, y, _ in windows.take(2 * per_epoch).as_numpy_iterator()]
+        assert sum(sizes[:per_epoch]) == sum(sizes[per_epoch:]) == n
+        assert min(sizes) >= batch_size, (batch_size, sizes)
+
+
 def test_windows_give_every_example_once_an_epoch_shuffled_by_seed(digits_in_blocks) -> None:
     """The fused loop's input past the budget: windows of whole blocks (a quarter of the
-    budget each), stored uint8, every example once an epoch, a new order every epoch."""
+    budget each; the blocks left at the end join the last), stored uint8, every example
+    once an epoch, a new order every epoch."""
     cached = digits_in_blocks
     stored, _ = cached.stored_arrays("train")
     every = sorted(_images(stored))
     budget = 4 * 3 * 64 * 64  # a quarter holds three blocks of 64 images of 64 bytes
-    windows, per_epoch = cached.windows("train", seed=5, budget=budget)
-    assert per_epoch == 7  # 20 blocks, three at a time
+    windows, per_epoch = cached.windows("train", seed=5, budget=budget, batch_size=32)
+    assert per_epoch == 6  # 20 blocks: five windows of three, the last of five
 
     def epochs(ds, count: int) -> list[list[bytes]]:
         it, out = iter(ds), []
         for _ in range(count):
-            seen = []
+            seen, sizes = [], []
             for _ in range(per_epoch):
                 x, y, order = next(it)
-                assert x.dtype == tf.uint8 and len(x) <= 3 * 64 and len(y) == len(x)
+                assert x.dtype == tf.uint8 and len(y) == len(x)
                 assert sorted(order.numpy()) == list(range(len(x)))
                 seen += _images(tf.gather(x, order))
+                sizes.append(len(x))
+            # three blocks, five in the last (the short block may be in any of them)
+            assert all(2 * 64 < size <= 3 * 64 for size in sizes[:-1]), sizes
+            assert 4 * 64 < sizes[-1] <= 5 * 64, sizes
             out.append(seen)
         return out
 
     first, second = epochs(windows, 2)
     assert sorted(first) == sorted(second) == every and first != second
-    assert epochs(cached.windows("train", seed=5, budget=budget)[0], 1)[0] == first
-    assert epochs(cached.windows("train", seed=6, budget=budget)[0], 1)[0] != first
+    again = cached.windows("train", seed=5, budget=budget, batch_size=32)[0]
+    assert epochs(again, 1)[0] == first
+    other = cached.windows("train", seed=6, budget=budget, batch_size=32)[0]
+    assert epochs(other, 1)[0] != first
     # converted as the model takes them: what the whole split converts to
     x, _, _ = next(iter(windows))
     rows = {image: i for i, image in enumerate(_images(stored))}

@@ -118,7 +118,6 @@ def test_prepare_then_cache_and_tune_offline(tmp_path) -> None:
     assert "INFO" not in screen and "epoch 1, loss" not in screen, screen
     assert "dataset fashion_mnist: cache hit" in screen
     # Every line is one of ours: a timed progress line, the trials table or the summary.
-    ours = re.compile(
-        r"^$|^\d\d:\d\d:\d\d |^batch |^ +\d+ |^(winner|selection|reused|exported|champion|latest|report) "
-    )
+    labels = "winner|selection|reused|exported|champion|latest|report"
+    ours = re.compile(rf"^$|^\d\d:\d\d:\d\d |^batch |^ +\d+ |^({labels}) ")
     assert [line for line in screen.splitlines() if not ours.match(line)] == [], screen
