@@ -50,7 +50,6 @@ def peak_mb(args: list[str], env: dict[str, str], cwd: Path) -> float:
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "streamed from the cache on disk" in done.stderr, done.stderr[-3000:]
     return int(done.stdout.split()[-1]) / 1024
 
 
@@ -61,8 +60,9 @@ def test_a_streamed_tune_holds_no_whole_split_in_any_phase(tmp_path: Path, cli_e
     validation and test splits as the model's float32. A phase holding any of them whole
     (cache build, LR sweep, trial, validation, evaluation, per-example values, champion
     gate, confusion matrix, export) would raise the peak by that much; the fixed costs
-    (start-up, model, windows) do not change with the count. Measured: +26 MB from 400
-    to 8,000 images (bench/memory.py); +565 MB when evaluation took 1,024 images a batch."""
+    (start-up, model, windows) do not change with the count. Measured: +10 MB alone,
+    +71 MB beside another test (tf.data reads further ahead on a loaded machine); +236 MB
+    when evaluation took 1,024 images a batch (bench/memory.py: +26 MB from 400 to 8,000)."""
     peaks = {}
     for n in (200, 4000):
         folder = image_folder(tmp_path / f"images-{n}", n)
@@ -72,5 +72,8 @@ def test_a_streamed_tune_holds_no_whole_split_in_any_phase(tmp_path: Path, cli_e
         args += ["--export-to", str(tmp_path / f"exports-{n}")]
         peaks[n] = peak_mb(args, cli_env, tmp_path)
         (manifest,) = (tmp_path / f"exports-{n}").glob("*/manifest.json")
-        assert json.loads(manifest.read_text())["winner"]["test_accuracy"] > 0.5
-    assert peaks[4000] - peaks[200] < 50, peaks
+        found = json.loads(manifest.read_text())
+        assert found["winner"]["test_accuracy"] > 0.5
+        # 200 images (7.5 MB as uint8) are held; 4,000 stream through the fused loop
+        assert found["trials"][0]["training_loop"] == ("fused" if n == 200 else "stream")
+    assert peaks[4000] - peaks[200] < 120, peaks

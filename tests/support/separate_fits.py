@@ -23,7 +23,8 @@ from nighttune.tasks.core.config import DatasetSpec, TuneConfig  # noqa: E402
 from nighttune.tasks.data.datasets import load_dataset  # noqa: E402
 from nighttune.tasks.tuning.context import trial_context  # noqa: E402
 from nighttune.tasks.tuning.epoch_loop import epoch_inputs  # noqa: E402
-from nighttune.tasks.tuning.loops import EVAL_BATCH, trial_model  # noqa: E402
+from nighttune.tasks.tuning.evaluation import EVAL_BATCH  # noqa: E402
+from nighttune.tasks.tuning.loops import trial_model  # noqa: E402
 from nighttune.tasks.tuning.training import train_trial  # noqa: E402
 
 BATCH, LR = 64, 3e-3
