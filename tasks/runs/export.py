@@ -114,7 +114,6 @@ def export_run(  # noqa: PLR0913  until the run context (#32 item 3) carries con
     # The run's home: its place in a folder target; for a bucket, where a later fetch of
     # this run would land, so predict on this machine reuses it.
     final = target.home(run_id)
-    budget = memory_budget(config.memory_budget_mb)
     promotion = judge(
         cached,
         winner,
@@ -123,7 +122,7 @@ def export_run(  # noqa: PLR0913  until the run context (#32 item 3) carries con
         policy=config.promote,
         margin=config.promote_margin,
         code_dir=config.code_dir,
-        budget=budget,
+        budget=memory_budget(config.memory_budget_mb),
     )
     log.info("export: writing %s", final)
     bundle = RunBundle(
@@ -137,7 +136,6 @@ def export_run(  # noqa: PLR0913  until the run context (#32 item 3) carries con
         promotion=promotion,
         selection=selection,
         warm_start=warm_start,
-        memory_budget=budget,
         tensorboard=config.tensorboard if config.tensorboard is not None else target.in_place,
     )
     with staged_dir(final) as staging:
@@ -182,7 +180,6 @@ class RunBundle:
     run_id: str
     seconds: dict[str, float]
     promotion: Promotion
-    memory_budget: int  # bytes: what evaluating a split may hold
     selection: Selection | None = None
     warm_start: WarmStart | None = None
     tensorboard: bool = True  # TensorBoard logs in the run (by default only in a folder)
@@ -196,7 +193,8 @@ def _write_run(staging: Path, run: RunBundle) -> None:
         write_tensorboard(staging / "tensorboard", histories)
     confusion = None
     if run.cached.num_classes:  # a classifier: its confusion matrix on the test split
-        labels, predicted = predict_split(model, run.cached, "test", budget=run.memory_budget)
+        budget = memory_budget(run.config.memory_budget_mb)
+        labels, predicted = predict_split(model, run.cached, "test", budget=budget)
         confusion = confusion_matrix(labels, predicted, run.cached.num_classes)
     make_plots(
         staging / "plots",
