@@ -18,6 +18,7 @@ seconds, and (a)'s time as a share of (c)'s and (d)'s, measured in the same run.
 KerasTuner and Optuna are needed only here (the ``bench`` extra).
 
     .venv/bin/python bench/peers.py [--seeds 0,1,2] [--max-epochs 20] [--trials 30]
+        [--variant=--no-hurdle ...]   (more tunes side by side; --trials 0: no peers)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -59,10 +61,19 @@ class _ReportToOptuna(keras.callbacks.Callback):
 
 
 def optuna_search(
-    cached: CachedDataset, *, epochs: int, seed: int, trials: int
+    cached: CachedDataset,
+    *,
+    epochs: int,
+    seed: int,
+    trials: int,
+    build: Callable[[float, int], keras.Model] | None = None,
 ) -> tuple[float, float, float]:
-    """(seconds, seconds to the end of its best trial, best model's test accuracy)."""
+    """(seconds, seconds to the end of its best trial, best model's test accuracy).
+
+    ``build(lr, seed)``: the model at that learning rate (default: the seed's MLP)."""
     import optuna
+
+    build = build or (lambda lr, seed: model_for(cached, lr, seed))
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     best: dict[str, object] = {"score": -1.0}
@@ -71,7 +82,7 @@ def optuna_search(
     def objective(trial) -> float:
         lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
         batch = trial.suggest_categorical("batch_size", list(BATCHES))
-        model = model_for(cached, lr, seed)
+        model = build(lr, seed)
         report = _ReportToOptuna(trial)
         keep_best = keras.callbacks.EarlyStopping(
             "val_accuracy", patience=epochs, mode="max", restore_best_weights=True
@@ -106,16 +117,20 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--max-epochs", type=int, default=20)
-    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--trials", type=int, default=30, help="Optuna's; 0: no peers")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="also the tune with these flags, side by side (repeatable): --variant=--no-hurdle",
+    )
     args = parser.parse_args(argv)
     if not Path(FASHION_MNIST, "train-images-idx3-ubyte.gz").is_file():
         raise SystemExit(f"no Fashion-MNIST in {FASHION_MNIST}: make fashion-mnist")
-    names = (
-        "(a) nighttune tune, defaults",
-        "(b) one cosine fit, 2e-3, batch 128",
-        "(c) KerasTuner Hyperband, lr x batch",
-        "(d) Optuna TPE + Hyperband pruner",
-    )
+    names = ["(a) nighttune tune, defaults", "(b) one cosine fit, 2e-3, batch 128"]
+    if args.trials > 0:
+        names += ["(c) KerasTuner Hyperband, lr x batch", "(d) Optuna TPE + Hyperband pruner"]
+    names += [f"(a) tune {variant}" for variant in args.variant]
     accuracy: dict[str, list[float]] = {name: [] for name in names}
     seconds: dict[str, list[float]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory() as tmp:
@@ -129,10 +144,20 @@ def main(argv: list[str] | None = None) -> None:
                 names[0]: ours,
                 names[1]: one_annealed_fit(cached, epochs=epochs, seed=seed),
             }
-            band = kt_search(cached, epochs=epochs, seed=seed, folder=f"{tmp}/kt", kind="hyperband")
-            results[names[2]] = (band[0], band[2])
-            found = optuna_search(cached, epochs=epochs, seed=seed, trials=args.trials)
-            results[names[3]] = (found[0], found[2])
+            for variant in args.variant:
+                results[f"(a) tune {variant}"] = whole_tune(
+                    f"{tmp}/tfds",
+                    f"{tmp}/ours-{seed}{variant}",
+                    epochs,
+                    extra=["--seed", str(seed), *variant.split()],
+                )
+            if args.trials > 0:
+                band = kt_search(
+                    cached, epochs=epochs, seed=seed, folder=f"{tmp}/kt", kind="hyperband"
+                )
+                results[names[2]] = (band[0], band[2])
+                found = optuna_search(cached, epochs=epochs, seed=seed, trials=args.trials)
+                results[names[3]] = (found[0], found[2])
             for name, (took, test) in results.items():
                 accuracy[name].append(test)
                 seconds[name].append(took)
@@ -149,8 +174,9 @@ def main(argv: list[str] | None = None) -> None:
             f"{statistics.mean(seconds[name]):>8.1f}"
         )
     ours_seconds = statistics.mean(seconds[names[0]])
-    for peer in names[2:]:
-        print(f"(a)'s time / {peer[:3]}'s: {ours_seconds / statistics.mean(seconds[peer]):.2f}")
+    for other in names[1:]:
+        ratio = ours_seconds / statistics.mean(seconds[other])
+        print(f"(a)'s time / {other}'s: {ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ SCRIPTS = {  # name -> arguments; --quick trims the slow ones
     "memory": ([], ["--images", "400,4000"]),
     "selection": ([], ["--seeds", "4", "--fmnist-seeds", "2", "--max-epochs", "15"]),
     "warm": ([], ["--later", "1", "--max-epochs", "10"]),
+    "recipes": ([], ["--tasks", "tabular", "--seeds", "0"]),
     "tune_vs_kt": ([], ["--max-epochs", "8"]),  # the longest: about a quarter of an hour
 }
 

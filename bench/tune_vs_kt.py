@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -87,17 +87,29 @@ def test_accuracy(model: keras.Model, cached: CachedDataset) -> float:
     return float(scores["accuracy"])
 
 
-def kt_search(cached: CachedDataset, *, epochs: int, seed: int, folder: str, kind: str) -> tuple:
-    """(seconds, seconds to the end of its best trial, best model's test accuracy)."""
+def kt_search(
+    cached: CachedDataset,
+    *,
+    epochs: int,
+    seed: int,
+    folder: str,
+    kind: str,
+    build: Callable[[float, int], keras.Model] | None = None,
+) -> tuple:
+    """(seconds, seconds to the end of its best trial, best model's test accuracy).
+
+    ``build(lr, seed)``: the model at that learning rate (default: the seed's MLP)."""
     import keras_tuner as kt
+
+    build = build or (lambda lr, seed: model_for(cached, lr, seed))
 
     class Model(kt.HyperModel):
         def build(self, hp):
             hp.Choice("batch_size", list(BATCHES))
             if kind == "grid":
                 hp.Choice("patience", list(PATIENCES))
-                return model_for(cached, SEED_LR, seed)
-            return model_for(cached, hp.Float("lr", 1e-4, 1e-1, sampling="log"), seed)
+                return build(SEED_LR, seed)
+            return build(hp.Float("lr", 1e-4, 1e-1, sampling="log"), seed)
 
         def fit(self, hp, model, *args, **kwargs):
             callbacks = list(kwargs.pop("callbacks", []))
