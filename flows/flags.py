@@ -72,6 +72,7 @@ TUNE_FLAGS = (
     flag("--first-rung", "lr_bracket.first_rung"),
     flag("--bracket-center", "lr_bracket.center"),
     flag("--warm-start", "warm_start"),
+    flag("--hurdle", "hurdle"),
     flag("--select", "select"),
     flag("--select-alpha", "select_alpha"),
     flag("--export-to", "export_to"),

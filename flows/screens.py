@@ -79,7 +79,15 @@ def print_tune_result(result: TuneResult, width: int | None = None) -> None:
             f"batch size {sizes} left out: lost clearly on earlier nights (report.html says which)",
             width,
         )
-    if cut := [row for row in not_run if not _carried(row)]:
+    if behind := sorted({r.batch_size for r in not_run if _behind(r)}):
+        sizes = ", ".join(map(str, behind))
+        _say(
+            "hurdle",
+            f"batch size {sizes} stopped at a third of the epochs, behind an earlier fit "
+            "(report.html says by how much)",
+            width,
+        )
+    if cut := [row for row in not_run if not (_carried(row) or _behind(row))]:
         _say(
             "time budget",
             f"{len(cut)} of {len(result.rows)} cells not run "
@@ -101,6 +109,11 @@ def print_tune_result(result: TuneResult, width: int | None = None) -> None:
 def _carried(row: TrialResult) -> bool:
     """A row of a batch size the warm start left out (`tasks.runs.warm_start`)."""
     return (row.error or "").startswith("warm start:")
+
+
+def _behind(row: TrialResult) -> bool:
+    """A row of a fit the hurdle stopped (`tasks.tuning.hurdle`)."""
+    return (row.error or "").startswith("hurdle:")
 
 
 def _say(label: str, text: str, width: int | None) -> None:

@@ -53,6 +53,7 @@ from nighttune.tasks.runs.notify import context_of, notify_failed, notify_finish
 from nighttune.tasks.runs.warm_start import setup_fingerprint, warm_start
 from nighttune.tasks.storage.target import Target
 from nighttune.tasks.tuning.context import TrialContext, trial_context
+from nighttune.tasks.tuning.hurdle import Hurdle
 from nighttune.tasks.tuning.models import model_key
 from nighttune.tasks.tuning.selection import select
 from nighttune.tasks.tuning.training import stored_values
@@ -105,9 +106,12 @@ def _local_grid(
     lap: Callable[[str], None],
     clock: RunClock | None,
     epoch_s: dict[int, float],
+    hurdle: bool,
 ) -> tuple[list[LRSweep], list[TrialResult]]:
     """The sweeps, then each one's bracket (its rungs), then the trials, here: one of each
-    per batch size. With a time budget (``clock``), cheapest batch sizes first
+    per batch size, each after the first meeting the earlier ones' hurdle (``hurdle``;
+    not under a time budget, whose planned schedules differ in length:
+    `tasks.tuning.hurdle`). With a time budget (``clock``), cheapest batch sizes first
     (``epoch_s``: earlier runs' seconds an epoch), each started only while it fits (a
     bracket with no time left is skipped: its trial takes the suggestion), an annealed
     schedule planned to end in its share of the time (`_within_budget`), every fit
@@ -143,6 +147,7 @@ def _local_grid(
     if any(sweep.rungs for sweep in sweeps):
         lap("rungs")
     rows: list[TrialResult] = []
+    race = Hurdle(run.objective.direction) if hurdle and clock is None else None
     for done, sweep in enumerate(sweeps):
         b = sweep.batch_size
         planned = run
@@ -165,6 +170,7 @@ def _local_grid(
             lr_method=sweep.method,
             lr_factor=factor,
             stop_at=stop_at,
+            hurdle=race,
         )
     for b, why in left_out.items():
         get_logger().warning("batch size %d: time budget: %s", b, why)
@@ -332,6 +338,7 @@ def _tune(config: TuneConfig, run_id: str, *, target: Target) -> TuneResult:
             lap=lap,
             clock=budget,
             epoch_s=epoch_s,
+            hurdle=config.hurdle,
         )
         lap("trials")
     for b, why in warm.left_out.items():

@@ -122,6 +122,13 @@ class TuneConfig(Strict):
         "leave out a batch size that lost clearly 3 nights running (back after 4 nights "
         "out), centre the LR bracket on the recent winners' multiple of the suggestion.",
     )
+    hurdle: bool = Field(  # on: bench/recipes.py; see docs/lr-range-test.md
+        True,
+        description="Stop a batch size's fit at a third of max_epochs when its best "
+        "monitored value so far is behind what an earlier fit of this run had reached "
+        "by then, so epochs go to the batch sizes that are ahead (local dispatch without "
+        "a time budget).",
+    )
     select: SelectRule = Field(
         "best",
         description="How the winner is chosen: best (the best validation score), or "

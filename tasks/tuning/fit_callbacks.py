@@ -4,6 +4,8 @@
 - `EpochProgress`: each epoch's line for the logs (``--verbose``) and the screen's bar.
 - `TimeBudgetCut`: stops the fit at an epoch boundary when the next epoch would end past
   the time budget (``stop_at``).
+- `HurdleCut`: stops the fit at the hurdle's epoch when it is behind an earlier fit
+  (`tasks.tuning.hurdle`).
 
 `TrialCallbacks` holds one fit's set, with `SharedEarlyStopping`
 (`tasks.tuning.stopping`), in the order Keras must call them.
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 import keras
 
 from nighttune.tasks.core.logs import get_logger, progress
+from nighttune.tasks.tuning.hurdle import Bar
 from nighttune.tasks.tuning.patience import PatienceLedger
 from nighttune.tasks.tuning.stopping import SharedEarlyStopping
 
@@ -93,6 +96,27 @@ class TimeBudgetCut(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class HurdleCut(keras.callbacks.Callback):
+    """Stops the fit after the ``bar``'s epoch when the ledger's best value so far is
+    behind the bar; ``cut_epoch`` is that epoch (0-based). A fit already ending there is
+    not cut, so this comes after `SharedEarlyStopping`."""
+
+    def __init__(self, bar: Bar, ledger: PatienceLedger) -> None:
+        super().__init__()
+        self.bar = bar
+        self.ledger = ledger
+        self.cut_epoch: int | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.model.stop_training or epoch + 1 != self.bar.epoch:
+            return
+        if self.bar.behind(
+            self.ledger.best, mode=self.ledger.mode, min_delta=self.ledger.min_delta
+        ):
+            self.cut_epoch = epoch
+            self.model.stop_training = True
+
+
 @dataclass(frozen=True)
 class TrialCallbacks:
     """One trial fit's callbacks, and what they found after it."""
@@ -101,14 +125,21 @@ class TrialCallbacks:
     stopping: SharedEarlyStopping
     progress: EpochProgress
     cut: TimeBudgetCut | None = None  # only under a time budget
+    hurdle: HurdleCut | None = None  # only behind an earlier fit of a local grid
 
     def in_order(self) -> list[keras.callbacks.Callback]:
         """The callbacks as Keras must call them each epoch: the record first (it times
         the epoch), then the ledger, then what reads the ledger's decision (the progress
-        line, the time budget's cut)."""
-        return [self.record, self.stopping, self.progress, *([self.cut] if self.cut else [])]
+        line, the hurdle, the time budget's cut)."""
+        readers = [c for c in (self.hurdle, self.cut) if c is not None]
+        return [self.record, self.stopping, self.progress, *readers]
 
     @property
     def cut_epoch(self) -> int | None:
         """The last epoch before the time budget cut the fit; None when it did not."""
         return self.cut.cut_epoch if self.cut is not None else None
+
+    @property
+    def hurdle_epoch(self) -> int | None:
+        """The epoch after which the hurdle stopped the fit; None when it did not."""
+        return self.hurdle.cut_epoch if self.hurdle is not None else None

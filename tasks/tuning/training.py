@@ -18,6 +18,7 @@ while those that had stopped before keep their results.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,11 @@ from nighttune.tasks.tuning.evaluation import evaluate_split, metric_interval, p
 from nighttune.tasks.tuning.fit_callbacks import (
     EpochProgress,
     FitRecord,
+    HurdleCut,
     TimeBudgetCut,
     TrialCallbacks,
 )
+from nighttune.tasks.tuning.hurdle import Bar, Hurdle
 from nighttune.tasks.tuning.loops import fit_in_a_loop
 from nighttune.tasks.tuning.lr_range import SWEEP_VERSION
 from nighttune.tasks.tuning.models import model_key
@@ -81,10 +84,11 @@ def _dataset_key(spec: DatasetSpec) -> dict[str, Any]:
 
 
 def local_trial_key(
-    cached: CachedDataset, run: TrialContext, batch_size: int, *, lr: float
+    cached: CachedDataset, run: TrialContext, batch_size: int, *, lr: float, bar: Bar | None = None
 ) -> dict[str, Any]:
     """`trial_key` with what this machine resolved: a trial's key in the local store
-    (a bracket's rung adds its own mark: `tasks.tuning.halving`)."""
+    (a bracket's rung adds its own mark: `tasks.tuning.halving`); a fit that meets a
+    hurdle (``bar``) may end there, so the bar is part of its key."""
     return trial_key(
         run.spec,
         batch_size,
@@ -93,6 +97,7 @@ def local_trial_key(
         jit_compile=run.xla,
         # Streamed from disk (over the memory budget): other batches, another result.
         streamed=not cached.held("train", run.memory_budget),
+        **({"hurdle": [bar.epoch, bar.value]} if bar is not None else {}),
     )
 
 
@@ -104,6 +109,7 @@ def _fit_and_evaluate(
     lr: float,
     out: Path,
     stop_at: float | None = None,
+    bar: Bar | None = None,
 ) -> dict[str, Any]:
     """The one fit, then every kept best epoch evaluated and saved; JSON-able result."""
     spec = run.spec
@@ -117,6 +123,7 @@ def _fit_and_evaluate(
             stopping=SharedEarlyStopping(spec.monitor, ledger),
             progress=EpochProgress(label, spec.monitor, ledger, epochs=spec.max_epochs),
             cut=TimeBudgetCut(stop_at, record) if stop_at is not None else None,
+            hurdle=HurdleCut(bar, ledger) if bar is not None else None,
         )
 
     model, fitted, loop = fit_in_a_loop(cached, run, batch_size, lr=lr, callbacks=callbacks)
@@ -144,6 +151,8 @@ def _fit_and_evaluate(
         "history": fitted.record.history,
         "nan_epoch": fitted.stopping.nan_epoch,
         "cut_epoch": fitted.cut_epoch,
+        "hurdle": vars(bar) if bar is not None else None,
+        "hurdle_epoch": fitted.hurdle_epoch,
         "loop": loop,
     }
 
@@ -191,11 +200,10 @@ def _rows(
             lr_schedule=spec.lr_schedule,
         )
         raw = data["stops"].get(str(patience))
-        if raw is None and data.get("cut_epoch") is not None:
-            why = f"time budget: the fit stopped after epoch {data['cut_epoch'] + 1}, "
+        if raw is None and (why := _cut_reason(data, spec.monitor)):
             rows.append(
                 base.model_copy(
-                    update={"status": "not run", "error": why + "before this patience stopped"}
+                    update={"status": "not run", "error": why + ", before this patience stopped"}
                 )
             )
             continue
@@ -235,6 +243,20 @@ def _rows(
             )
         )
     return rows
+
+
+def _cut_reason(data: dict[str, Any], monitor: str) -> str | None:
+    """Why the fit stopped before its patiences did (the time budget, or the hurdle);
+    None when neither stopped it."""
+    if data.get("cut_epoch") is not None:
+        return f"time budget: the fit stopped after epoch {data['cut_epoch'] + 1}"
+    if data.get("hurdle_epoch") is not None:
+        bar = Bar(**data["hurdle"])
+        return (
+            f"hurdle: behind b{bar.batch_size}'s {monitor} {bar.value:.4f} by epoch "
+            f"{bar.epoch}, the fit stopped there"
+        )
+    return None
 
 
 def expected_failure(exc: BaseException) -> bool:
@@ -277,17 +299,21 @@ def train_trial(
     lr_method: LRMethod,
     lr_factor: float = 1.0,
     stop_at: float | None = None,
+    hurdle: Hurdle | None = None,
 ) -> list[TrialResult]:
     """Rows for every patience at ``batch_size`` and ``lr`` (``lr_factor`` times
     ``lr_method``'s suggestion: the bracket's survivor); reused if already stored.
     ``stop_at`` (``time.time()``): the time budget's end for training (see
-    `TimeBudgetCut`). A fit the budget cut is never reused: it is trained again."""
+    `TimeBudgetCut`). A fit the budget cut is never reused: it is trained again.
+    ``hurdle``: the run's earlier fits; this one meets their bar
+    (`tasks.tuning.hurdle`), then is recorded for the next."""
     spec = run.spec
-    key = local_trial_key(cached, run, batch_size, lr=lr)
+    bar = hurdle.bar(spec.max_epochs) if hurdle is not None else None
+    key = local_trial_key(cached, run, batch_size, lr=lr, bar=bar)
     slot = Slot(run.store, "trials", f"b{batch_size}", key)
 
     def build(out: Path) -> dict[str, Any]:
-        return _fit_and_evaluate(cached, run, batch_size, lr=lr, out=out, stop_at=stop_at)
+        return _fit_and_evaluate(cached, run, batch_size, lr=lr, out=out, stop_at=stop_at, bar=bar)
 
     try:
         entry = slot.get_or_build(build, run.fresh)
@@ -326,13 +352,28 @@ def train_trial(
         trained_per_epoch=trained,
     )
     rows = [row.model_copy(update={"reused": entry.hit}) for row in rows]
+    if hurdle is not None:
+        values = [epoch.get(spec.monitor, math.nan) for epoch in entry.data["history"]]
+        hurdle.record(batch_size, values)
+    unfinished = ", ".join(str(r.patience) for r in rows if r.status == "not run")
     if (cut := entry.data.get("cut_epoch")) is not None:
-        unfinished = [str(r.patience) for r in rows if r.status == "not run"]
         get_logger().warning(
             "trial b%d: stopped by the time budget after epoch %d; patience %s did not finish",
             batch_size,
             cut + 1,
-            ", ".join(unfinished),
+            unfinished,
+        )
+    elif hurdle is not None and bar is not None and entry.data.get("hurdle_epoch") is not None:
+        get_logger().info(
+            "trial b%d: %s %.4f by epoch %d, behind b%d's %.4f: stopped there (the hurdle); "
+            "patience %s did not finish",
+            batch_size,
+            spec.monitor,
+            hurdle.reached[batch_size][bar.epoch - 1],
+            bar.epoch,
+            bar.batch_size,
+            bar.value,
+            unfinished,
         )
     if not entry.hit and (done := [r for r in rows if r.status == "ok"]):
         last = max(done, key=lambda r: r.epochs_run or 0)

@@ -17,6 +17,7 @@ from nighttune.tasks.core.config import TuneConfig
 from nighttune.tasks.core.records import values_file
 from nighttune.tasks.data.datasets import CachedDataset
 from nighttune.tasks.tuning.context import trial_context
+from nighttune.tasks.tuning.hurdle import Hurdle
 from nighttune.tasks.tuning.training import _rows, stored_values, train_trial
 from tests.support.harness import ROOT
 
@@ -245,6 +246,37 @@ def test_the_time_budget_cuts_a_fit_at_an_epoch_boundary_and_it_is_never_reused(
         stop_at=time.time() + 3.0,
     )
     assert not any(r.reused for r in again)  # trained again, not read from the store
+
+
+def test_a_fit_behind_the_hurdle_stops_there_and_a_rerun_reuses_it(
+    digits: CachedDataset, tmp_path
+) -> None:
+    """Against a bar no fit can reach by epoch 2 of 6, the fit stops after epoch 2, its
+    patiences "not run" saying why, and it is recorded for the next fit; the same bar
+    again reuses it from the store. Against a bar it clears, it runs all 6 epochs."""
+    config = TuneConfig(patiences=(3, 50), max_epochs=6, cache_dir=str(tmp_path))
+    run = trial_context(config, digits)
+    race = Hurdle("max")
+    race.record(32, [1.5, 1.5])  # made up: above any accuracy
+    rows = train_trial(digits, run, 128, lr=1e-2, lr_method="steepest", hurdle=race)
+    assert [r.status for r in rows] == ["not run", "not run"]
+    assert rows[0].error == (
+        "hurdle: behind b32's val_accuracy 1.5000 by epoch 2, the fit stopped there, "
+        "before this patience stopped"
+    )
+    assert len(race.reached[128]) == 2 and 0 < race.reached[128][1] <= 1
+    again = train_trial(digits, run, 128, lr=1e-2, lr_method="steepest", hurdle=race_at(1.5))
+    assert all(r.reused and r.status == "not run" for r in again)
+    cleared = train_trial(digits, run, 128, lr=1e-2, lr_method="steepest", hurdle=race_at(0.0))
+    assert all(r.status == "ok" and not r.reused for r in cleared)
+    assert max(r.epochs_run for r in cleared) == 6
+
+
+def race_at(value: float) -> Hurdle:
+    """A hurdle whose only fit (b32) reached ``value`` by epoch 2."""
+    race = Hurdle("max")
+    race.record(32, [value, value])
+    return race
 
 
 def test_cnn_trains_on_digits(digits: CachedDataset, tmp_path) -> None:

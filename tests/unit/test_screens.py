@@ -104,3 +104,23 @@ def test_columns_from_the_environment_and_whole_lines_in_a_log(capsys, monkeypat
     assert [line for line in out.splitlines() if line.startswith("winner")][0].endswith(
         "test accuracy 0.9781"
     )
+
+
+def test_cells_not_run_are_said_by_what_stopped_them(capsys) -> None:
+    """A batch size the hurdle stopped and one the time budget cut each get their own
+    line, and neither is called the other."""
+    result = _result()
+    why = {
+        32: "hurdle: behind b128's val_accuracy 0.9700 by epoch 10, the fit stopped there",
+        64: "time budget: the fit stopped after epoch 4",
+    }
+    rows = [
+        row.model_copy(update={"status": "not run", "error": why[row.batch_size]})
+        if row.batch_size in why
+        else row
+        for row in result.rows
+    ]
+    print_tune_result(result.model_copy(update={"rows": rows}), width=120)
+    said = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line}
+    assert "batch size 32 stopped at a third of the epochs" in said["hurdle"]
+    assert "3 of 9 cells not run" in said["time"]
