@@ -193,11 +193,16 @@ def night_of(manifest: Manifest) -> Night | None:
     if not (isinstance(setup, str) and isinstance(examples, int) and isinstance(rows, list)):
         return None
     cells: dict[int, list[str]] = {}
+    behind: set[str] = set()  # cells the hurdle stopped (tasks.tuning.hurdle): they lost
     for row in rows:
-        if isinstance(row, dict) and row.get("status") == "ok":
-            b, p = row.get("batch_size"), row.get("patience")
-            if isinstance(b, int) and isinstance(p, int):
-                cells.setdefault(b, []).append(f"b{b} p{p}")
+        if not isinstance(row, dict):
+            continue
+        b, p = row.get("batch_size"), row.get("patience")
+        stopped = row.get("status") == "not run" and str(row.get("error")).startswith("hurdle:")
+        if isinstance(b, int) and isinstance(p, int) and (row.get("status") == "ok" or stopped):
+            cells.setdefault(b, []).append(f"b{b} p{p}")
+            if stopped:
+                behind.add(f"b{b} p{p}")
     factor = manifest.winner.get("lr_factor", 1.0)
     sweeps = extra.get("lr_sweeps")
     return Night(
@@ -205,23 +210,26 @@ def night_of(manifest: Manifest) -> Night | None:
         setup=setup,
         train_examples=examples,
         ran=frozenset(cells),
-        lost=_lost(cells, extra.get("selection")),
+        lost=_lost(cells, extra.get("selection"), behind=behind),
         winner_factor=float(factor) if isinstance(factor, int | float) else 1.0,
         bracket=isinstance(sweeps, dict)
         and any(isinstance(s, dict) and s.get("rungs") for s in sweeps.values()),
     )
 
 
-def _lost(cells: dict[int, list[str]], selection: Any) -> frozenset[int]:
-    """Batch sizes every cell of which the selection's paired test told from the best."""
-    if not isinstance(selection, dict) or not selection.get("test"):
-        return frozenset()
-    p_vs_best, alpha = selection.get("p_vs_best"), selection.get("alpha")
-    if not isinstance(p_vs_best, dict) or not isinstance(alpha, int | float):
-        return frozenset()
+def _lost(cells: dict[int, list[str]], selection: Any, *, behind: set[str]) -> frozenset[int]:
+    """Batch sizes every cell of which the hurdle stopped (``behind``) or the
+    selection's paired test told from the best."""
+    p_vs_best: Any = None
+    alpha: Any = None
+    if isinstance(selection, dict) and selection.get("test"):
+        p_vs_best, alpha = selection.get("p_vs_best"), selection.get("alpha")
+    tested = isinstance(p_vs_best, dict) and isinstance(alpha, int | float)
 
     def below(cell: str) -> bool:
-        p = p_vs_best.get(cell)
+        if cell in behind:
+            return True
+        p = p_vs_best.get(cell) if tested else None
         return isinstance(p, int | float) and p < alpha
 
     return frozenset(b for b, names in cells.items() if all(below(c) for c in names))

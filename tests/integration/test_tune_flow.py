@@ -38,8 +38,9 @@ def test_tune_exports_a_verified_run_and_reuses_trials(prefect_harness, tmp_path
     from nighttune.flows.tune import tune
 
     # Without the warm start: the rerun below follows an exported run, a night whose
-    # winning multiple would centre tonight's bracket (tests/integration/test_warm_start.py)
-    config = small_config(tmp_path, warm_start=False, **{"lr_bracket.width": 3})
+    # winning multiple would centre tonight's bracket (tests/integration/test_warm_start.py);
+    # without the hurdle, so every cell finishes (tests/integration/test_training.py)
+    config = small_config(tmp_path, warm_start=False, hurdle=False, **{"lr_bracket.width": 3})
     first = tune(config)
     # per batch size: a 2-epoch rung for each of the bracket's 3 candidates, then one
     # trial fit for every patience

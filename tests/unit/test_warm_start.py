@@ -189,3 +189,32 @@ def test_a_night_is_read_from_what_an_export_writes() -> None:
     )
     assert night_of(untested).lost == frozenset()  # type: ignore[union-attr]
     assert night_of(parse_manifest(manifest_text(trials=rows), "m")) is None  # before nights
+
+
+def test_a_batch_size_the_hurdle_stopped_lost_that_night() -> None:
+    """Every cell of b128 stopped by the hurdle: lost, with or without a paired test;
+    b64 with one cell stopped and one the test cannot tell from the best: not lost."""
+    hurdle = "hurdle: behind b32's val_accuracy 0.9000 by epoch 10, the fit stopped there"
+    rows = [
+        {"batch_size": 32, "patience": 3, "status": "ok"},
+        {"batch_size": 32, "patience": 6, "status": "ok"},
+        {"batch_size": 64, "patience": 3, "status": "ok"},
+        {"batch_size": 64, "patience": 6, "status": "not run", "error": hurdle},
+        {"batch_size": 128, "patience": 3, "status": "not run", "error": hurdle},
+        {"batch_size": 128, "patience": 6, "status": "not run", "error": hurdle},
+        {"batch_size": 256, "patience": 3, "status": "not run", "error": "time budget: ..."},
+    ]
+    selection = {"test": "McNemar", "alpha": 0.05, "p_vs_best": {"b32 p6": 0.5, "b64 p3": 0.4}}
+    for chosen in (selection, None):
+        found = night_of(
+            parse_manifest(
+                manifest_text(
+                    warm_start={"setup": SETUP, "train_examples": 1000},
+                    trials=rows,
+                    selection=chosen,
+                ),
+                "m",
+            )
+        )
+        assert found is not None
+        assert found.ran == {32, 64, 128} and found.lost == {128}
