@@ -176,7 +176,16 @@ def test_same_rows_whatever_the_batch_size(run_dir, tmp_path) -> None:
         summary = predict_to_csv(str(run_dir), [str(root)], str(out), batch_size=batch_size)
         assert (summary.files, summary.errors) == (44, 8)
         outputs.append(read_rows(out))
-    assert all(rows == outputs[0] for rows in outputs[1:])
+    # The same files, labels and errors; the confidence (6 decimals) within float32's
+    # noise: a matrix product's sums run in another order for another batch size.
+    for rows in outputs[1:]:
+        assert [(r["path"], r["label"], r["error"]) for r in rows] == [
+            (r["path"], r["label"], r["error"]) for r in outputs[0]
+        ]
+        for row, first in zip(rows, outputs[0], strict=True):
+            assert (row["confidence"] == first["confidence"]) or abs(
+                float(row["confidence"]) - float(first["confidence"])
+            ) <= 2e-6
 
 
 def test_default_batch_size_follows_the_image_size() -> None:

@@ -165,7 +165,13 @@ def test_under_a_time_budget_an_annealed_trial_is_planned_to_finish(
     ours.setLevel(logging.INFO)
     try:
         sweeps, rows = _local_grid(
-            run, digits, batch_sizes=(64,), lap=lambda _: None, clock=clock, epoch_s={64: 100.0}
+            run,
+            digits,
+            batch_sizes=(64,),
+            lap=lambda _: None,
+            clock=clock,
+            epoch_s={64: 100.0},
+            hurdle=True,  # off under a time budget: no bar however many batch sizes
         )
     finally:
         ours.removeHandler(handler)
