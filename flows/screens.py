@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nighttune.tasks.tuning.hurdle import stopped_by_hurdle
+
 if TYPE_CHECKING:  # the commands import these before they call us
     from nighttune.tasks.core.config import DatasetSpec
     from nighttune.tasks.core.records import LRSweep, TrialResult, TuneResult
@@ -79,7 +81,7 @@ def print_tune_result(result: TuneResult, width: int | None = None) -> None:
             f"batch size {sizes} left out: lost clearly on earlier nights (report.html says which)",
             width,
         )
-    if behind := sorted({r.batch_size for r in not_run if _behind(r)}):
+    if behind := sorted({r.batch_size for r in not_run if stopped_by_hurdle(r.error)}):
         sizes = ", ".join(map(str, behind))
         _say(
             "hurdle",
@@ -87,7 +89,7 @@ def print_tune_result(result: TuneResult, width: int | None = None) -> None:
             "(report.html says by how much)",
             width,
         )
-    if cut := [row for row in not_run if not (_carried(row) or _behind(row))]:
+    if cut := [row for row in not_run if not (_carried(row) or stopped_by_hurdle(row.error))]:
         _say(
             "time budget",
             f"{len(cut)} of {len(result.rows)} cells not run "
@@ -109,11 +111,6 @@ def print_tune_result(result: TuneResult, width: int | None = None) -> None:
 def _carried(row: TrialResult) -> bool:
     """A row of a batch size the warm start left out (`tasks.runs.warm_start`)."""
     return (row.error or "").startswith("warm start:")
-
-
-def _behind(row: TrialResult) -> bool:
-    """A row of a fit the hurdle stopped (`tasks.tuning.hurdle`)."""
-    return (row.error or "").startswith("hurdle:")
 
 
 def _say(label: str, text: str, width: int | None) -> None:

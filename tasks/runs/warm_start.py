@@ -41,6 +41,7 @@ from nighttune.tasks.runs.history import read_manifests
 from nighttune.tasks.runs.manifest import Manifest
 from nighttune.tasks.storage.store import fingerprint
 from nighttune.tasks.storage.target import Target
+from nighttune.tasks.tuning.hurdle import stopped_by_hurdle
 
 LOST_NIGHTS = 3  # a batch size that lost clearly this many of its nights running is left out
 REVISIT_AFTER = 4  # ... and runs again after this many nights out
@@ -198,7 +199,7 @@ def night_of(manifest: Manifest) -> Night | None:
         if not isinstance(row, dict):
             continue
         b, p = row.get("batch_size"), row.get("patience")
-        stopped = row.get("status") == "not run" and str(row.get("error")).startswith("hurdle:")
+        stopped = row.get("status") == "not run" and stopped_by_hurdle(str(row.get("error")))
         if isinstance(b, int) and isinstance(p, int) and (row.get("status") == "ok" or stopped):
             cells.setdefault(b, []).append(f"b{b} p{p}")
             if stopped:
@@ -220,17 +221,14 @@ def night_of(manifest: Manifest) -> Night | None:
 def _lost(cells: dict[int, list[str]], selection: Any, *, behind: set[str]) -> frozenset[int]:
     """Batch sizes every cell of which the hurdle stopped (``behind``) or the
     selection's paired test told from the best."""
-    p_vs_best: Any = None
-    alpha: Any = None
+    told: set[str] = set()  # cells the paired test told from the best
     if isinstance(selection, dict) and selection.get("test"):
         p_vs_best, alpha = selection.get("p_vs_best"), selection.get("alpha")
-    tested = isinstance(p_vs_best, dict) and isinstance(alpha, int | float)
+        if isinstance(p_vs_best, dict) and isinstance(alpha, int | float):
+            told = {c for c, p in p_vs_best.items() if isinstance(p, int | float) and p < alpha}
 
     def below(cell: str) -> bool:
-        if cell in behind:
-            return True
-        p = p_vs_best.get(cell) if tested else None
-        return isinstance(p, int | float) and p < alpha
+        return cell in behind or cell in told
 
     return frozenset(b for b, names in cells.items() if all(below(c) for c in names))
 

@@ -22,6 +22,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 HURDLE_FRACTION = 1 / 3  # of max_epochs: where successive halving's first rung (eta 3) ends
+STOPPED = "hurdle:"  # how the rows of a fit the hurdle stopped begin their error
+
+
+def stopped_by_hurdle(error: str | None) -> bool:
+    """Whether a "not run" row's error says the hurdle stopped its fit."""
+    return (error or "").startswith(STOPPED)
 
 
 def hurdle_epoch(max_epochs: int) -> int:

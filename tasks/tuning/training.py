@@ -43,7 +43,7 @@ from nighttune.tasks.tuning.fit_callbacks import (
     TimeBudgetCut,
     TrialCallbacks,
 )
-from nighttune.tasks.tuning.hurdle import Bar, Hurdle
+from nighttune.tasks.tuning.hurdle import STOPPED, Bar, Hurdle
 from nighttune.tasks.tuning.loops import fit_in_a_loop
 from nighttune.tasks.tuning.lr_range import SWEEP_VERSION
 from nighttune.tasks.tuning.models import model_key
@@ -253,7 +253,7 @@ def _cut_reason(data: dict[str, Any], monitor: str) -> str | None:
     if data.get("hurdle_epoch") is not None:
         bar = Bar(**data["hurdle"])
         return (
-            f"hurdle: behind b{bar.batch_size}'s {monitor} {bar.value:.4f} by epoch "
+            f"{STOPPED} behind b{bar.batch_size}'s {monitor} {bar.value:.4f} by epoch "
             f"{bar.epoch}, the fit stopped there"
         )
     return None
