@@ -10,6 +10,8 @@ warns and trains on the CPU, or fails when ``require_gpu`` is set (or
 
 from __future__ import annotations
 
+import time
+
 from prefect import flow
 
 from nighttune.flows.steps import cache_dataset, lr_bracket, lr_sweep, train_trial
@@ -18,7 +20,7 @@ from nighttune.tasks.core import settings
 from nighttune.tasks.core.config import TuneConfig
 from nighttune.tasks.core.logs import get_logger
 from nighttune.tasks.dispatch.handoff import check_code, publish_trial
-from nighttune.tasks.tuning.context import trial_context
+from nighttune.tasks.tuning.context import trial_context, within_budget
 
 
 def check_devices(require_gpu: bool) -> list[str]:
@@ -44,11 +46,15 @@ def train_trial_flow(
     require_gpu: bool = False,
     code: dict[str, str] | None = None,
     stop_at: float | None = None,
+    epoch_s: float | None = None,
+    epochs: int | None = None,
 ) -> str:
     """Sweep and train one batch size of ``config``'s grid; return the published folder.
     ``code``: the sha256 of each builder's module as the parent has it (a worker with
     other code refuses before training). ``stop_at``: the parent's time budget, as the
-    wall-clock time (``time.time()``) by which this fit must stop at an epoch boundary."""
+    wall-clock time (``time.time()``) by which this fit must stop at an epoch boundary;
+    the schedule is then planned to anneal before it (`within_budget`) from ``epoch_s``
+    (earlier runs' seconds an epoch) and ``epochs`` (the parent's plan: its share)."""
     check_code(config.trial, code or {})
     target = export_target(config)  # where the parent reads the result: checked first
     check_devices(require_gpu or settings.current().require_gpu)
@@ -67,6 +73,11 @@ def train_trial_flow(
         budget=run.memory_budget,
     )
     sweep = lr_bracket(cached, run, sweep, stop_at=stop_at)
+    if stop_at is not None:
+        left = stop_at - time.time()
+        run = within_budget(
+            run, batch_size, left=left, epoch_s=epoch_s, trials_left=1, at_most=epochs
+        )
     lr, factor = sweep.trial_lr(config.lr_bracket.center_factor)
     rows = train_trial(
         cached,

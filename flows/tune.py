@@ -8,7 +8,6 @@ rest. Tasks are tagged ``cpu`` or ``gpu`` for work pools and concurrency limits.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 
@@ -29,7 +28,6 @@ from nighttune.flows.target import export_target
 from nighttune.tasks.core.budget import (
     RunClock,
     not_run_rows,
-    planned_epochs,
     planned_order,
     run_clock,
     trial_fits,
@@ -52,7 +50,7 @@ from nighttune.tasks.runs.history import past_timings
 from nighttune.tasks.runs.notify import context_of, notify_failed, notify_finished, warn_if_plain
 from nighttune.tasks.runs.warm_start import setup_fingerprint, warm_start
 from nighttune.tasks.storage.target import Target
-from nighttune.tasks.tuning.context import TrialContext, trial_context
+from nighttune.tasks.tuning.context import TrialContext, trial_context, within_budget
 from nighttune.tasks.tuning.hurdle import Hurdle
 from nighttune.tasks.tuning.models import model_key
 from nighttune.tasks.tuning.selection import select
@@ -114,7 +112,7 @@ def _local_grid(
     `tasks.tuning.hurdle`). With a time budget (``clock``), cheapest batch sizes first
     (``epoch_s``: earlier runs' seconds an epoch), each started only while it fits (a
     bracket with no time left is skipped: its trial takes the suggestion), an annealed
-    schedule planned to end in its share of the time (`_within_budget`), every fit
+    schedule planned to end in its share of the time (`within_budget`), every fit
     stopped where its next epoch would end too late."""
     spec = run.spec
     order = planned_order(batch_sizes, epoch_s)
@@ -153,7 +151,7 @@ def _local_grid(
         planned = run
         if clock is not None:
             left = clock.left(time.time())
-            planned = _within_budget(
+            planned = within_budget(
                 run, b, left=left, epoch_s=epoch_s.get(b), trials_left=len(sweeps) - done
             )
             # A planned schedule runs to its end: one epoch must fit, not a patience
@@ -176,36 +174,6 @@ def _local_grid(
         get_logger().warning("batch size %d: time budget: %s", b, why)
         rows += not_run_rows(spec.patiences, b, why)
     return sweeps, sorted(rows, key=lambda r: (r.batch_size, r.patience))
-
-
-def _within_budget(
-    run: TrialContext,
-    batch_size: int,
-    *,
-    left: float,
-    epoch_s: float | None,
-    trials_left: int,
-) -> TrialContext:
-    """``run`` with as many epochs as an annealed schedule at ``batch_size`` can finish in
-    its share of the ``left`` seconds (`planned_epochs`), said in one line when fewer
-    than ``max_epochs``; a constant rate needs no plan (a fit cut at an epoch boundary
-    trained at the same rate)."""
-    spec = run.spec
-    if spec.lr_schedule == "constant":
-        return run
-    epochs = planned_epochs(left, epoch_s, max_epochs=spec.max_epochs, trials_left=trials_left)
-    if epochs >= spec.max_epochs:
-        return run
-    get_logger().info(
-        "trial b%d: time budget: %d of %d epochs planned (%.1f s an epoch in earlier runs), "
-        "so that its %s schedule anneals before the end",
-        batch_size,
-        epochs,
-        spec.max_epochs,
-        epoch_s,
-        spec.lr_schedule,
-    )
-    return dataclasses.replace(run, spec=spec.model_copy(update={"max_epochs": epochs}))
 
 
 @flow(name="tune", log_prints=False)
@@ -327,7 +295,12 @@ def _tune(config: TuneConfig, run_id: str, *, target: Target) -> TuneResult:
         # sweep and its trial, so both are timed together.
         stop_at = budget.stop_at if budget is not None else None
         sweeps, rows = run_trials_on_deployments(
-            config, str(flow_run.id), stop_at, target=target, batch_sizes=batch_sizes
+            config,
+            str(flow_run.id),
+            stop_at,
+            target=target,
+            batch_sizes=batch_sizes,
+            epoch_s=epoch_s,
         )
         lap("sweeps and trials (workers)")
     else:

@@ -50,6 +50,8 @@ class TrialResult(BaseModel):
     lr_factor: float = 1.0  # the trial's LR as a multiple of lr_method's suggestion (the bracket)
     status: Literal["ok", "failed", "not run"] = "ok"  # not run: cut by the time budget
     epochs_run: int | None = None
+    # The schedule's length where a time budget planned it below max_epochs (None: not)
+    planned_epochs: int | None = None
     stop_epoch: int | None = None  # None: ran to max_epochs without stopping
     best_epoch: int | None = None
     stopped_early: bool | None = None

@@ -10,7 +10,7 @@ import logging
 import time
 from typing import Any
 
-from nighttune.tasks.core.budget import not_run_rows
+from nighttune.tasks.core.budget import not_run_rows, planned_epochs
 from nighttune.tasks.core.config import TuneConfig
 from nighttune.tasks.core.config_file import deep_merge, parse
 from nighttune.tasks.core.errors import ConfigError
@@ -29,6 +29,7 @@ from nighttune.tasks.dispatch.policy import (
     next_attempt,
     pool_problem,
     timed_out,
+    turns,
 )
 from nighttune.tasks.storage.target import Target
 
@@ -63,6 +64,18 @@ def check_deployment(name: str) -> None:
                 f"work pool '{pool}' of deployment '{name}' not found on {url}; "
                 "create it with `make pools`"
             ) from None
+
+
+def gpu_slots() -> int | None:
+    """The ``gpu`` tag's concurrency limit on the server (`make pools`), None if unset."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            return client.read_concurrency_limit_by_tag("gpu").concurrency_limit
+        except ObjectNotFound:
+            return None
 
 
 def with_deployment_config(config: TuneConfig) -> TuneConfig:
@@ -105,12 +118,21 @@ class ChildRuns:
     """One child flow run per batch size, started (or got back) and waited for."""
 
     def __init__(
-        self, config: TuneConfig, parent_id: str, stop_at: float | None, *, target: Target
+        self,
+        config: TuneConfig,
+        parent_id: str,
+        stop_at: float | None,
+        *,
+        target: Target,
+        epoch_s: dict[int, float],
+        turns: int = 1,
     ) -> None:
         self.config = config
         self.target = target  # where the children publish their results
         self.parent_id = parent_id
         self.stop_at = stop_at
+        self.epoch_s = epoch_s  # earlier runs' seconds an epoch, by batch size
+        self.turns = turns  # how many turns the children take on the gpu slots
         self.code = expected_code(config.trial)  # the builders every child must train with
         self.results: dict[int, Result] = {}
         self.waiting: dict[int, Any] = {}
@@ -125,13 +147,15 @@ class ChildRuns:
         from prefect.deployments import run_deployment
 
         called = time.time()
-        parameters = {
+        parameters: dict[str, Any] = {
             "config": self.config.model_dump(mode="json"),
             "batch_size": batch_size,
             "code": self.code,
         }
         if self.stop_at is not None:  # the child's fit stops in time to hand over
-            parameters["stop_at"] = child_stop_at(self.stop_at, called)
+            stop_at = child_stop_at(self.stop_at, called)
+            parameters["stop_at"] = stop_at
+            parameters |= self._plan(batch_size, left=stop_at - called)
         run: Any = run_deployment(
             self.config.trial_deployment,
             parameters=parameters,
@@ -147,6 +171,18 @@ class ChildRuns:
         how = "reused" if reused else "scheduled"
         self.log.info("batch size %d: child run %s (%s)", batch_size, run.name, how)
         self.waiting[batch_size] = run
+
+    def _plan(self, batch_size: int, *, left: float) -> dict[str, Any]:
+        """What the child plans its schedule's length from (`within_budget`): earlier
+        runs' seconds an epoch, and its share of the ``left`` seconds as epochs, the
+        children taking `turns` on the gpu slots. Nothing where no run timed one."""
+        epoch_s = self.epoch_s.get(batch_size)
+        if epoch_s is None:
+            return {}
+        epochs = planned_epochs(
+            left, epoch_s, max_epochs=self.config.max_epochs, trials_left=self.turns
+        )
+        return {"epoch_s": epoch_s, "epochs": epochs}
 
     def collect(self, batch_size: int, state: ChildState) -> None:
         """A finished child: its published result, or failed rows saying why not."""
@@ -243,20 +279,28 @@ def run_trials_on_deployments(
     *,
     target: Target,
     batch_sizes: tuple[int, ...] | None = None,
+    epoch_s: dict[int, float] | None = None,
 ) -> tuple[list[LRSweep], list[TrialResult]]:
     """Start (or reuse) one child run per batch size (``batch_sizes``, default the grid's),
     wait for all (until ``stop_at``, the time budget's end, at most), gather their rows
-    from what they published to ``target``."""
+    from what they published to ``target``. Under a time budget each child plans its
+    annealed schedule to end in time, from earlier runs' seconds an epoch (``epoch_s``)."""
     if batch_sizes is None:
         batch_sizes = config.batch_sizes
-    children = ChildRuns(config, parent_id, stop_at, target=target)
+    reused: dict[int, Result] = {}
     for batch_size in batch_sizes:
         published = reusable_result(config.trial, batch_size, target=target, fresh=config.fresh)
         if published is not None:
-            children.log.info("batch size %d: published before, reusing it", batch_size)
-            children.results[batch_size] = published
-        else:
-            children.start(batch_size)
+            get_logger().info("batch size %d: published before, reusing it", batch_size)
+            reused[batch_size] = published
+    to_start = [b for b in batch_sizes if b not in reused]
+    shared = turns(len(to_start), gpu_slots()) if stop_at is not None and to_start else 1
+    children = ChildRuns(
+        config, parent_id, stop_at, target=target, epoch_s=epoch_s or {}, turns=shared
+    )
+    children.results.update(reused)
+    for batch_size in to_start:
+        children.start(batch_size)
     children.wait()
     results = [children.results[b] for b in batch_sizes]
     sweeps = [sweep for sweep, _ in results if sweep is not None]

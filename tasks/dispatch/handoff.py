@@ -42,10 +42,11 @@ def _published_name(entry: Path) -> str:
 
 
 def cut_short(rows: list[TrialResult] | list[dict[str, Any]]) -> bool:
-    """Whether a batch size's result was cut by a time budget: never reused, as a cut
-    fit is never reused from the store."""
-    statuses = [r.status if isinstance(r, TrialResult) else r.get("status") for r in rows]
-    return "not run" in statuses
+    """Whether a batch size's result was cut by a time budget, or its schedule planned
+    shorter by one: never reused, as a cut fit is never reused from the store (and a
+    planned one is stored under its planned length)."""
+    found = [r if isinstance(r, TrialResult) else TrialResult.model_validate(r) for r in rows]
+    return any(r.status == "not run" or r.planned_epochs is not None for r in found)
 
 
 def publish_trial(

@@ -9,6 +9,7 @@ up to `MAX_ATTEMPTS`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from nighttune.tasks.core.records import TrialResult, rows_without_result
@@ -74,6 +75,14 @@ def pool_problem(pool: str, status: str | None, waiting: int) -> str | None:
             f"(start one: prefect worker start --pool {pool})"
         )
     return None
+
+
+def turns(children: int, slots: int | None) -> int:
+    """How many turns ``children`` take on ``slots`` gpu slots (the ``gpu`` tag's
+    concurrency limit; None: no limit, every child trains at once)."""
+    if not slots or slots <= 0:
+        return 1
+    return max(1, math.ceil(children / slots))
 
 
 def failed_rows(patiences: tuple[int, ...], batch_size: int, error: str) -> list[TrialResult]:

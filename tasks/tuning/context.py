@@ -10,11 +10,14 @@ deep (the objective four times a run, the XLA choice three).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from nighttune.tasks.core.budget import planned_epochs
 from nighttune.tasks.core.config import ModelSpec, TrialSpec, TuneConfig
+from nighttune.tasks.core.logs import get_logger
 from nighttune.tasks.core.objective import Objective
 from nighttune.tasks.data.datasets import CachedDataset, resolve_cache_dir
 from nighttune.tasks.tuning.objective import resolve_objective
@@ -33,6 +36,7 @@ class TrialContext:
     memory_budget: int  # bytes a train split may take and still be held in memory
     xla: bool
     xla_why: str
+    planned: bool = False  # spec.max_epochs is a time budget's plan, below the config's
 
 
 def trial_context(config: TuneConfig, cached: CachedDataset) -> TrialContext:
@@ -54,6 +58,40 @@ def trial_context(config: TuneConfig, cached: CachedDataset) -> TrialContext:
         xla=xla,
         xla_why=why,
     )
+
+
+def within_budget(
+    run: TrialContext,
+    batch_size: int,
+    *,
+    left: float,
+    epoch_s: float | None,
+    trials_left: int,
+    at_most: int | None = None,
+) -> TrialContext:
+    """``run`` with as many epochs as an annealed schedule at ``batch_size`` can finish in
+    its share of the ``left`` seconds (`planned_epochs`; ``at_most``: a plan made
+    before, by the parent of a child run), said in one line when fewer than
+    ``max_epochs``; a constant rate needs no plan (a fit cut at an epoch boundary
+    trained at the same rate)."""
+    spec = run.spec
+    if spec.lr_schedule == "constant" or epoch_s is None:
+        return run
+    cap = min(spec.max_epochs, at_most) if at_most is not None else spec.max_epochs
+    epochs = planned_epochs(left, epoch_s, max_epochs=cap, trials_left=trials_left)
+    if epochs >= spec.max_epochs:
+        return run
+    get_logger().info(
+        "trial b%d: time budget: %d of %d epochs planned (%.1f s an epoch in earlier runs), "
+        "so that its %s schedule anneals before the end",
+        batch_size,
+        epochs,
+        spec.max_epochs,
+        epoch_s,
+        spec.lr_schedule,
+    )
+    planned_spec = spec.model_copy(update={"max_epochs": epochs})
+    return dataclasses.replace(run, spec=planned_spec, planned=True)
 
 
 def use_xla(model: ModelSpec, setting: str = "auto") -> tuple[bool, str]:

@@ -351,7 +351,8 @@ def train_trial(
         spec=spec,
         trained_per_epoch=trained,
     )
-    rows = [row.model_copy(update={"reused": entry.hit}) for row in rows]
+    planned = spec.max_epochs if run.planned else None  # a time budget's plan
+    rows = [row.model_copy(update={"reused": entry.hit, "planned_epochs": planned}) for row in rows]
     if hurdle is not None:
         values = [epoch.get(spec.monitor, math.nan) for epoch in entry.data["history"]]
         hurdle.record(batch_size, values)

@@ -322,10 +322,13 @@ def test_a_paused_trial_pool_is_said_and_leaves_no_orphans(cluster, tmp_path, ca
     assert all(c.state.type.value == "CANCELLED" for c in trial_runs() if c.id not in before)
 
 
-def test_the_time_budget_stops_a_running_child_at_an_epoch_boundary(cluster, tmp_path) -> None:
-    """A child that would train for hours is given the parent's end of training time:
-    it stops at an epoch boundary in time to publish, keeps the patience that finished,
-    and the parent has its rows by that end. Such a cut result is never reused."""
+def test_the_time_budget_stops_a_running_child_or_plans_its_schedule(cluster, tmp_path) -> None:
+    """Children that would train for hours are given the parent's end of training time.
+    Without earlier timings (b16) the fit stops at an epoch boundary in time to publish,
+    keeps the patience that finished, and the parent has its rows by that end. With
+    them (b32: 20 s an epoch, said the parent's history) the child plans its annealed
+    schedule to end in its share of the time, and every patience finishes. Neither
+    result is ever reused."""
     from nighttune.tasks.dispatch.deployments import run_trials_on_deployments
     from nighttune.tasks.dispatch.handoff import cut_short, read_published
 
@@ -333,7 +336,7 @@ def test_the_time_budget_stops_a_running_child_at_an_epoch_boundary(cluster, tmp
         None,
         dict(
             GRID,
-            batch_sizes=[16],
+            batch_sizes=[16, 32],
             patiences=[2, 9000],
             max_epochs=9000,
             export_to=str(tmp_path),
@@ -343,15 +346,32 @@ def test_the_time_budget_stops_a_running_child_at_an_epoch_boundary(cluster, tmp
     budget_s = 120.0  # a child's start and hand-over are slow on a loaded machine
     started = time.time()
     sweeps, rows = run_trials_on_deployments(
-        config, "budget-parent", started + budget_s, target=export_target(config)
+        config,
+        "budget-parent",
+        started + budget_s,
+        target=export_target(config),
+        epoch_s={32: 20.0},
     )
     took = time.time() - started
     assert took <= budget_s + 2 * 2.0, took  # two polls past the end at most
-    assert len(sweeps) == 1 and [r.status for r in rows] == ["ok", "not run"], rows
-    assert rows[1].error.startswith("time budget: the fit stopped after epoch ")
-    (child,) = [c for c in trial_runs() if c.parameters["config"]["export_to"] == str(tmp_path)]
-    assert child.state.is_completed()
-    assert started < child.parameters["stop_at"] < started + budget_s
-    assert cut_short(
-        read_published(config.trial, 16, target=export_target(config))[1]
-    )  # a rerun trains it again
+    assert len(sweeps) == 2, rows
+    cut, planned = rows[:2], rows[2:]
+    assert [r.status for r in cut] == ["ok", "not run"], cut
+    assert cut[1].error.startswith("time budget: the fit stopped after epoch ")
+    children = {
+        c.parameters["batch_size"]: c
+        for c in trial_runs()
+        if c.parameters["config"]["export_to"] == str(tmp_path)
+    }
+    assert all(child.state.is_completed() for child in children.values())
+    assert started < children[16].parameters["stop_at"] < started + budget_s
+    assert "epochs" not in children[16].parameters  # no earlier timing: no plan
+    # Two children on two gpu slots: one turn each, the whole time left at 20 s an epoch
+    parent_plan = children[32].parameters["epochs"]
+    assert children[32].parameters["epoch_s"] == 20.0 and 3 <= parent_plan <= 5
+    assert [r.status for r in planned] == ["ok", "ok"], planned
+    epochs = planned[1].planned_epochs  # the child's own plan: its time left at its trial
+    assert epochs is not None and 1 <= epochs <= parent_plan
+    assert planned[1].epochs_run == epochs and planned[1].stop_epoch is None
+    for batch_size in (16, 32):  # a rerun trains both again
+        assert cut_short(read_published(config.trial, batch_size, target=export_target(config))[1])

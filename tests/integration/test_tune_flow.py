@@ -179,5 +179,6 @@ def test_under_a_time_budget_an_annealed_trial_is_planned_to_finish(
     assert any("trial b64: time budget: 6 of 40 epochs planned" in line for line in said), said
     (row,) = rows
     assert row.status == "ok" and row.epochs_run == 6 and row.stop_epoch is None
+    assert row.planned_epochs == 6  # the row says so (a child's result is then not reused)
     optimizer = keras.models.load_model(row.model_path).optimizer
     assert float(optimizer.learning_rate) < sweeps[0].chosen_lr * 1e-3  # annealed

@@ -81,3 +81,41 @@ def test_an_annealed_schedule_is_planned_to_end_within_its_share_of_the_time_lef
     assert planned_epochs(-4.0, 10.0, max_epochs=30, trials_left=2) == 1
     # Never timed: no plan; the fit is cut at an epoch boundary as before
     assert planned_epochs(300.0, None, max_epochs=30, trials_left=3) == 30
+
+
+def _context(schedule: str, max_epochs: int = 30):
+    from pathlib import Path
+
+    from nighttune.tasks.core.config import TuneConfig
+    from nighttune.tasks.core.objective import Objective
+    from nighttune.tasks.tuning.context import TrialContext
+
+    spec = TuneConfig(lr_schedule=schedule, max_epochs=max_epochs).trial
+    return TrialContext(
+        spec=spec,
+        objective=Objective(monitor="val_accuracy", direction="max"),
+        store=Path("."),
+        fresh=False,
+        memory_budget=1 << 30,
+        xla=False,
+        xla_why="",
+    )
+
+
+def test_a_trial_plans_its_schedule_within_its_share_and_the_parents_plan():
+    from nighttune.tasks.tuning.context import within_budget
+
+    run = _context("cosine")
+    planned = within_budget(run, 32, left=100.0, epoch_s=10.0, trials_left=2)
+    assert planned.spec.max_epochs == 5 and planned.planned
+    assert run.spec.max_epochs == 30 and not run.planned  # the config's run is untouched
+    # A child run: the parent's share (``at_most``) and the child's own time left
+    child = within_budget(run, 32, left=100.0, epoch_s=10.0, trials_left=1, at_most=4)
+    assert child.spec.max_epochs == 4 and child.planned
+    late = within_budget(run, 32, left=25.0, epoch_s=10.0, trials_left=1, at_most=4)
+    assert late.spec.max_epochs == 2
+    # Time for every epoch, no timing known, or a constant rate: no plan
+    assert within_budget(run, 32, left=1000.0, epoch_s=10.0, trials_left=1) is run
+    assert within_budget(run, 32, left=100.0, epoch_s=None, trials_left=1, at_most=4) is run
+    constant = _context("constant")
+    assert within_budget(constant, 32, left=10.0, epoch_s=10.0, trials_left=1) is constant

@@ -67,3 +67,25 @@ def test_a_child_stops_training_in_time_to_hand_over() -> None:
     assert child_stop_at(1000.0, 0.0) == 1000.0 - 60.0  # a long night: a minute before
     assert child_stop_at(1000.0, 900.0) == 1000.0 - 15.0  # 15% of the 100 s left
     assert child_stop_at(1000.0, 990.0) == 1000.0 - 5.0  # at least two polls and a publish
+
+
+def test_children_take_turns_on_the_gpu_slots() -> None:
+    from nighttune.tasks.dispatch.policy import turns
+
+    assert turns(3, 1) == 3  # one slot: one after another
+    assert turns(3, 2) == 2
+    assert turns(2, 2) == 1
+    assert turns(3, None) == 1  # no limit: all at once
+    assert turns(0, 2) == 1
+
+
+def test_a_result_planned_shorter_by_a_time_budget_is_not_reused() -> None:
+    from nighttune.tasks.core.records import TrialResult
+    from nighttune.tasks.dispatch.handoff import cut_short
+
+    full = TrialResult(batch_size=32, patience=3, lr=0.01, lr_method="steepest", epochs_run=20)
+    planned = full.model_copy(update={"planned_epochs": 7, "epochs_run": 7})
+    cut = full.model_copy(update={"status": "not run", "epochs_run": None})
+    assert not cut_short([full, full])
+    assert cut_short([full, planned])
+    assert cut_short([full.model_dump(), cut.model_dump()])  # as published
