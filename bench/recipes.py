@@ -221,14 +221,17 @@ def mean_and_error(values: list[float]) -> str:
 def trained(manifest: dict) -> str:
     """The winner's batch size, LR and best epoch, each fit's epochs, each stage's time."""
     winner = manifest["winner"]
-    fits: dict[int, int] = {}  # batch size -> epochs its one fit ran (every patience's cut)
+    fits: dict[int, str] = {}  # batch size -> epochs its one fit ran (every patience's cut)
     for row in manifest["trials"]:
-        fits[row["batch_size"]] = max(fits.get(row["batch_size"], 0), row["epochs_run"] or 0)
+        if row["epochs_run"]:
+            fits[row["batch_size"]] = f"{row['epochs_run']} ep"
+        else:  # stopped before any patience did (the hurdle, a time budget)
+            fits.setdefault(row["batch_size"], (row["error"] or row["status"]).split(",")[0])
     stages = ", ".join(f"{name} {took:.0f} s" for name, took in manifest["timings"].items())
     return (
         f"winner b{winner['batch_size']} p{winner['patience']} lr {winner['lr']:.2g}, "
         f"best epoch {winner['best_epoch']}; fits "
-        + ", ".join(f"b{batch} {epochs} ep" for batch, epochs in sorted(fits.items()))
+        + ", ".join(f"b{batch} {fit}" for batch, fit in sorted(fits.items()))
         + f"; {stages}"
     )
 

@@ -70,6 +70,9 @@ class TrialResult(BaseModel):
     )
     reused: bool = False  # read from the store (trained by an earlier run), not trained now
     model_path: str | None = None
+    # Where the fit this row was read off is kept (its epoch logs): also for a patience
+    # it stopped before, by the hurdle or the time budget. A local path, never exported.
+    fit_path: str | None = None
     error: str | None = None
 
     def scores_text(self, monitor: str = "val_accuracy") -> str:

@@ -68,6 +68,7 @@ def publish_trial(
                 shutil.copyfile(Path(sweep.path) / name, staging / name)
         published = []
         for row in rows:
+            row = row.model_copy(update={"fit_path": None})  # here: the entry (read_published)
             if row.model_path:
                 name = Path(row.model_path).name
                 if not (staging / name).exists():
@@ -124,7 +125,8 @@ def read_published(
     rows = []
     for row in data["rows"]:
         model = row["model_path"] and safe_join(folder, row["model_path"], "published model file")
-        rows.append(TrialResult.model_validate(dict(row, model_path=str(model) if model else None)))
+        found = dict(row, model_path=str(model) if model else None, fit_path=str(folder))
+        rows.append(TrialResult.model_validate(found))
     return sweep, rows
 
 

@@ -114,8 +114,10 @@ def plot_learning_curves(
     batch_size: int,
     monitor: str,
     path: Path,
+    cut: str | None = None,
 ) -> None:
-    """Loss and accuracy per epoch (train and validation), each patience's stop marked."""
+    """Loss and accuracy per epoch (train and validation), each patience's stop marked,
+    and where the fit was stopped before a patience did (``cut``: why)."""
     fig = Figure(figsize=(10, 3.8))
     epochs = np.arange(1, len(history) + 1)
     for i, metric in enumerate(("loss", "accuracy")):
@@ -133,6 +135,8 @@ def plot_learning_curves(
                     linewidth=1.2,
                     label=f"patience {patience} stops (epoch {stop})",
                 )
+        if cut is not None:
+            ax.axvline(len(history), color="C3", linestyle="--", linewidth=1.2, label=cut)
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.grid(True, alpha=0.3)

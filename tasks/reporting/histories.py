@@ -9,11 +9,13 @@ from nighttune.tasks.core.records import TrialResult
 
 
 def trial_histories(rows: list[TrialResult]) -> dict[int, list[dict[str, float]]]:
-    """Per batch size, the epoch logs of its fit, read from where its models are kept."""
+    """Per batch size, the epoch logs of its fit, read from where it is kept: a fit the
+    hurdle or a time budget stopped before any patience did too."""
     histories: dict[int, list[dict[str, float]]] = {}
     for row in rows:
-        if row.model_path and row.batch_size not in histories:
-            meta = Path(row.model_path).parent / "meta.json"
+        folder = row.fit_path or (str(Path(row.model_path).parent) if row.model_path else None)
+        if folder and row.batch_size not in histories:
+            meta = Path(folder) / "meta.json"
             try:
                 history = json.loads(meta.read_text())["data"].get("history")
             except (OSError, ValueError, KeyError):

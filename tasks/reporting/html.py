@@ -99,6 +99,7 @@ def make_plots(
             batch_size=batch_size,
             monitor=monitor,
             path=out / curves_file(batch_size),
+            cut=_why_cut(rows, batch_size),
         )
     metric = selection_column(monitor)
     grid = np.full((len(batch_sizes), len(patiences)), np.nan)
@@ -122,6 +123,15 @@ def make_plots(
             title="Winner on the test split",
             path=out / "confusion.png",
         )
+
+
+def _why_cut(rows: list[TrialResult], batch_size: int) -> str | None:
+    """Why ``batch_size``'s fit stopped before a patience did (the hurdle, the time
+    budget: the first clause of its "not run" rows' reason), or None."""
+    for r in rows:
+        if r.batch_size == batch_size and r.status == "not run" and r.fit_path and r.error:
+            return r.error.split(",")[0]
+    return None
 
 
 def _image(path: Path, alt: str) -> str:

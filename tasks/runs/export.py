@@ -329,4 +329,4 @@ def _write_manifest(
 
 def _portable(row: TrialResult) -> dict[str, Any]:
     """A row without machine-local paths (the store's model files stay behind)."""
-    return row.model_dump(exclude={"model_path"})
+    return row.model_dump(exclude={"model_path", "fit_path"})

@@ -198,6 +198,7 @@ def _rows(
             lr_method=lr_method,
             lr_factor=lr_factor,
             lr_schedule=spec.lr_schedule,
+            fit_path=str(entry),
         )
         raw = data["stops"].get(str(patience))
         if raw is None and (why := _cut_reason(data, spec.monitor)):

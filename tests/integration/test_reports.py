@@ -117,6 +117,42 @@ def test_the_heatmap_scale_spans_the_noise_and_the_sweep_plot_says_minimum_over_
     assert RULE_WORDS["minimum"] == "minimum ÷ 10" and READ_AT["minimum"] == 10.0
 
 
+def test_a_fit_the_hurdle_stopped_keeps_its_curve_marked_where_and_why(tmp_path) -> None:
+    """Every patience of b64 "not run": its fit's epochs still draw its learning curves,
+    with a line where the hurdle stopped it, saying why."""
+    from unittest import mock
+
+    from nighttune.tasks.core.records import TrialResult
+    from nighttune.tasks.reporting import html
+
+    why = "hurdle: behind b32's val_accuracy 0.9000 by epoch 2, the fit stopped there"
+    rows = [
+        TrialResult(
+            batch_size=b,
+            patience=3,
+            lr=0.01,
+            lr_method="steepest",
+            status="ok" if b == 32 else "not run",
+            epochs_run=6 if b == 32 else None,
+            val_accuracy=0.93 if b == 32 else None,
+            fit_path=str(tmp_path / f"b{b}"),
+            error=None if b == 32 else why + ", before this patience stopped",
+        )
+        for b in (32, 64)
+    ]
+    epochs = [
+        {"loss": 1.0 - i / 10, "val_loss": 1.1 - i / 10, "accuracy": 0.5 + i / 20} for i in range(6)
+    ]
+    histories = {32: epochs, 64: epochs[:2]}
+    with mock.patch.object(html, "plot_learning_curves", wraps=html.plot_learning_curves) as drawn:
+        html.make_plots(
+            tmp_path, rows, histories, confusion=None, class_names=[], monitor="val_accuracy"
+        )
+    cuts = {call.kwargs["batch_size"]: call.kwargs["cut"] for call in drawn.call_args_list}
+    assert cuts == {32: None, 64: why.split(",")[0]}
+    assert (tmp_path / html.curves_file(64)).stat().st_size > 0
+
+
 def test_tensorboard_logs_and_artifacts(run) -> None:
     from prefect.client.orchestration import get_client
 

@@ -16,6 +16,7 @@ from nighttune.flows.trial import check_devices
 from nighttune.tasks.core.config import TuneConfig
 from nighttune.tasks.core.records import values_file
 from nighttune.tasks.data.datasets import CachedDataset
+from nighttune.tasks.reporting.histories import trial_histories
 from nighttune.tasks.tuning.context import trial_context
 from nighttune.tasks.tuning.hurdle import Hurdle
 from nighttune.tasks.tuning.training import _rows, stored_values, train_trial
@@ -252,7 +253,8 @@ def test_a_fit_behind_the_hurdle_stops_there_and_a_rerun_reuses_it(
     digits: CachedDataset, tmp_path
 ) -> None:
     """Against a bar no fit can reach by epoch 2 of 6, the fit stops after epoch 2, its
-    patiences "not run" saying why, and it is recorded for the next fit; the same bar
+    patiences "not run" saying why (its curve kept for the report), and it is recorded
+    for the next fit; the same bar
     again reuses it from the store. Against a bar it clears, it runs all 6 epochs."""
     config = TuneConfig(patiences=(3, 50), max_epochs=6, cache_dir=str(tmp_path))
     run = trial_context(config, digits)
@@ -265,6 +267,9 @@ def test_a_fit_behind_the_hurdle_stops_there_and_a_rerun_reuses_it(
         "before this patience stopped"
     )
     assert len(race.reached[128]) == 2 and 0 < race.reached[128][1] <= 1
+    # Its two epochs are still in the report's learning curves and TensorBoard logs
+    (history,) = trial_histories(rows).values()
+    assert [epoch["val_accuracy"] for epoch in history] == race.reached[128]
     again = train_trial(digits, run, 128, lr=1e-2, lr_method="steepest", hurdle=race_at(1.5))
     assert all(r.reused and r.status == "not run" for r in again)
     cleared = train_trial(digits, run, 128, lr=1e-2, lr_method="steepest", hurdle=race_at(0.0))
