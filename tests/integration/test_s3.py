@@ -306,11 +306,12 @@ def test_trials_hand_over_through_s3_between_machines(trained, s3_server, bucket
     assert read_published(parent.trial, 64, target=export_target(parent)) is None  # nothing yet
     publish_trial(worker.trial, 64, target=export_target(worker), sweep=sweeps[0], rows=rows)
     sweep, got = read_published(parent.trial, 64, target=export_target(parent))
-    assert [r.model_dump(exclude={"model_path"}) for r in got] == [
-        r.model_dump(exclude={"model_path"}) for r in rows
+    assert [r.model_dump(exclude={"model_path", "fit_path"}) for r in got] == [
+        r.model_dump(exclude={"model_path", "fit_path"}) for r in rows
     ]
     for row in got:  # the models came over the wire, into the parent's own cache
         assert row.model_path.startswith(str(tmp_path / "cpu-machine"))
+        assert row.fit_path == str(Path(row.model_path).parent)  # its epochs: the report's
         assert Path(row.model_path).read_bytes() == Path(rows[0].model_path).read_bytes()
     assert sweep.chosen_lr == sweeps[0].chosen_lr
     assert (Path(sweep.path) / "lr_sweep_b64.png").is_file()
